@@ -1,0 +1,777 @@
+//! The view pipeline on the CPU: random resized crop, flip, colour jitter,
+//! grayscale, gaussian blur and solarize, in that order (spec/methods.md
+//! section 1), with torchvision's semantics. Every view comes with the
+//! [`AugmentationRecord`] that made it.
+//!
+//! Views of a batch are made in parallel (rayon); each image draws from its own
+//! generator seeded from (run seed, step, index), so the same seed gives the
+//! same views whatever the thread count.
+
+use rand::{Rng, SeedableRng, seq::SliceRandom};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::record::{AugmentationRecord, ColorJitter, CropBox, JitterOp};
+
+/// A borrowed RGB image, channel-major (`[3, height, width]`), bytes 0..=255.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageRef<'a> {
+    pub data: &'a [u8],
+    pub height: usize,
+    pub width: usize,
+}
+
+/// An RGB float image, channel-major, values in [0, 1].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageF32 {
+    pub data: Vec<f32>,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ImageF32 {
+    pub fn from_u8(img: ImageRef) -> Self {
+        Self {
+            data: img.data.iter().map(|&v| v as f32 / 255.0).collect(),
+            height: img.height,
+            width: img.width,
+        }
+    }
+
+    fn plane(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// Per-channel means.
+    pub fn channel_means(&self) -> [f32; 3] {
+        let n = self.plane();
+        let mut m = [0.0f32; 3];
+        for (c, slot) in m.iter_mut().enumerate() {
+            *slot = self.data[c * n..(c + 1) * n].iter().sum::<f32>() / n as f32;
+        }
+        m
+    }
+}
+
+/// The augmentation section of a run config: a preset plus overrides.
+/// Unset fields take the preset's value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// `simclr-cifar` (default), `simclr-imagenet`, or `none`.
+    pub preset: Option<String>,
+    pub crop_scale: Option<[f32; 2]>,
+    pub crop_ratio: Option<[f32; 2]>,
+    pub flip_p: Option<f32>,
+    pub jitter_p: Option<f32>,
+    pub brightness: Option<f32>,
+    pub contrast: Option<f32>,
+    pub saturation: Option<f32>,
+    pub hue: Option<f32>,
+    pub grayscale_p: Option<f32>,
+    pub blur_p: Option<f32>,
+    pub blur_sigma: Option<[f32; 2]>,
+    pub solarize_p: Option<f32>,
+    pub solarize_threshold: Option<f32>,
+}
+
+/// A resolved, validated view pipeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pipeline {
+    pub output_size: usize,
+    pub crop_scale: [f32; 2],
+    pub crop_ratio: [f32; 2],
+    pub flip_p: f32,
+    pub jitter_p: f32,
+    pub brightness: f32,
+    pub contrast: f32,
+    pub saturation: f32,
+    pub hue: f32,
+    pub grayscale_p: f32,
+    pub blur_p: f32,
+    pub blur_sigma: [f32; 2],
+    pub solarize_p: f32,
+    pub solarize_threshold: f32,
+}
+
+impl Pipeline {
+    /// A named preset at the given output side.
+    pub fn preset(name: &str, output_size: usize) -> Result<Self, String> {
+        let simclr = Pipeline {
+            output_size,
+            crop_scale: [0.2, 1.0],
+            crop_ratio: [3.0 / 4.0, 4.0 / 3.0],
+            flip_p: 0.5,
+            jitter_p: 0.8,
+            brightness: 0.4,
+            contrast: 0.4,
+            saturation: 0.4,
+            hue: 0.1,
+            grayscale_p: 0.2,
+            blur_p: 0.0,
+            blur_sigma: [0.1, 2.0],
+            solarize_p: 0.0,
+            solarize_threshold: 0.5,
+        };
+        match name {
+            "simclr-cifar" => Ok(simclr),
+            "simclr-imagenet" => Ok(Pipeline {
+                crop_scale: [0.08, 1.0],
+                blur_p: 0.5,
+                ..simclr
+            }),
+            "none" => Ok(Pipeline {
+                crop_scale: [1.0, 1.0],
+                crop_ratio: [1.0, 1.0],
+                flip_p: 0.0,
+                jitter_p: 0.0,
+                grayscale_p: 0.0,
+                ..simclr
+            }),
+            other => Err(format!(
+                "unknown augmentation preset `{other}`; use `simclr-cifar`, `simclr-imagenet` or `none`"
+            )),
+        }
+    }
+
+    /// Resolve a config: its preset, then its overrides; then validate.
+    pub fn from_config(cfg: &AugmentConfig, output_size: usize) -> Result<Self, String> {
+        let mut p = Self::preset(cfg.preset.as_deref().unwrap_or("simclr-cifar"), output_size)?;
+        macro_rules! over {
+            ($($f:ident),*) => { $( if let Some(v) = cfg.$f { p.$f = v; } )* };
+        }
+        over!(
+            crop_scale,
+            crop_ratio,
+            flip_p,
+            jitter_p,
+            brightness,
+            contrast,
+            saturation,
+            hue,
+            grayscale_p,
+            blur_p,
+            blur_sigma,
+            solarize_p,
+            solarize_threshold
+        );
+        p.validate()?;
+        Ok(p)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("flip_p", self.flip_p),
+            ("jitter_p", self.jitter_p),
+            ("grayscale_p", self.grayscale_p),
+            ("blur_p", self.blur_p),
+            ("solarize_p", self.solarize_p),
+            ("solarize_threshold", self.solarize_threshold),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("augment.{name} = {v} must lie in [0, 1]"));
+            }
+        }
+        let [s0, s1] = self.crop_scale;
+        if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) {
+            return Err(format!(
+                "augment.crop_scale = [{s0}, {s1}] must satisfy 0 < min <= max <= 1"
+            ));
+        }
+        let [r0, r1] = self.crop_ratio;
+        if !(r0 > 0.0 && r0 <= r1) {
+            return Err(format!("augment.crop_ratio = [{r0}, {r1}] must satisfy 0 < min <= max"));
+        }
+        for (name, v) in [
+            ("brightness", self.brightness),
+            ("contrast", self.contrast),
+            ("saturation", self.saturation),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(format!("augment.{name} = {v} must lie in [0, 1)"));
+            }
+        }
+        if !(0.0..=0.5).contains(&self.hue) {
+            return Err(format!("augment.hue = {} must lie in [0, 0.5]", self.hue));
+        }
+        let [b0, b1] = self.blur_sigma;
+        if !(b0 > 0.0 && b0 <= b1) {
+            return Err(format!("augment.blur_sigma = [{b0}, {b1}] must satisfy 0 < min <= max"));
+        }
+        if self.output_size == 0 {
+            return Err("the output image side must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Make one view of `img` and its record.
+    pub fn view(&self, img: ImageRef, rng: &mut impl Rng) -> (ImageF32, AugmentationRecord) {
+        let mut record = AugmentationRecord::identity(img.height, img.width);
+        let src = ImageF32::from_u8(img);
+
+        // 1. random resized crop (bilinear)
+        let crop = sample_crop(img.height, img.width, self.crop_scale, self.crop_ratio, rng);
+        record.crop = crop;
+        let mut out = resized_crop(&src, crop, self.output_size);
+
+        // 2. horizontal flip
+        if rng.random::<f32>() < self.flip_p {
+            hflip(&mut out);
+            record.flipped = true;
+        }
+
+        // 3. colour jitter, factors and order sampled
+        if rng.random::<f32>() < self.jitter_p {
+            let before = out.channel_means();
+            let jitter = ColorJitter {
+                brightness: sample_factor(self.brightness, rng),
+                contrast: sample_factor(self.contrast, rng),
+                saturation: sample_factor(self.saturation, rng),
+                hue: rng.random_range(-self.hue..=self.hue),
+                order: {
+                    let mut order = [
+                        JitterOp::Brightness,
+                        JitterOp::Contrast,
+                        JitterOp::Saturation,
+                        JitterOp::Hue,
+                    ];
+                    order.shuffle(rng);
+                    order
+                },
+            };
+            apply_jitter(&mut out, &jitter);
+            let after = out.channel_means();
+            record.color_diff = [0, 1, 2].map(|c| before[c] - after[c]);
+            record.jitter = Some(jitter);
+        }
+
+        // 4. grayscale
+        if rng.random::<f32>() < self.grayscale_p {
+            to_grayscale(&mut out);
+            record.grayscale = true;
+        }
+
+        // 5. gaussian blur
+        if rng.random::<f32>() < self.blur_p {
+            let sigma = rng.random_range(self.blur_sigma[0]..=self.blur_sigma[1]);
+            gaussian_blur(&mut out, sigma);
+            record.blur_sigma = Some(sigma);
+        }
+
+        // 6. solarize
+        if rng.random::<f32>() < self.solarize_p {
+            solarize(&mut out, self.solarize_threshold);
+            record.solarized = true;
+        }
+        (out, record)
+    }
+
+    /// Two views of every image, in parallel. Returns both batches as
+    /// channel-major floats (`[n, 3, side, side]` flattened) and their records.
+    pub fn two_views(&self, images: &[ImageRef], seed: u64, step: u64) -> TwoViewData {
+        let views: Vec<_> = images
+            .par_iter()
+            .enumerate()
+            .map(|(i, img)| {
+                let mut rng = image_rng(seed, step, i as u64);
+                let a = self.view(*img, &mut rng);
+                let b = self.view(*img, &mut rng);
+                (a, b)
+            })
+            .collect();
+        let side = self.output_size;
+        let mut data = TwoViewData {
+            side,
+            views: [Vec::new(), Vec::new()],
+            records: [Vec::new(), Vec::new()],
+        };
+        for ((a, ra), (b, rb)) in views {
+            data.views[0].extend_from_slice(&a.data);
+            data.views[1].extend_from_slice(&b.data);
+            data.records[0].push(ra);
+            data.records[1].push(rb);
+        }
+        data
+    }
+}
+
+/// The output of [`Pipeline::two_views`]: pixels and records of both views.
+#[derive(Clone, Debug)]
+pub struct TwoViewData {
+    pub side: usize,
+    pub views: [Vec<f32>; 2],
+    pub records: [Vec<AugmentationRecord>; 2],
+}
+
+/// The generator of image `index` at `step` of a run seeded with `seed`.
+pub fn image_rng(seed: u64, step: u64, index: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index);
+    rng
+}
+
+fn sample_factor(strength: f32, rng: &mut impl Rng) -> f32 {
+    if strength == 0.0 {
+        1.0
+    } else {
+        rng.random_range((1.0 - strength)..=(1.0 + strength))
+    }
+}
+
+/// torchvision's `RandomResizedCrop.get_params`: ten tries at a box of the
+/// sampled area and log-uniform aspect ratio, then a centre crop fallback.
+pub fn sample_crop(h: usize, w: usize, scale: [f32; 2], ratio: [f32; 2], rng: &mut impl Rng) -> CropBox {
+    let area = (h * w) as f32;
+    let (lr0, lr1) = (ratio[0].ln(), ratio[1].ln());
+    for _ in 0..10 {
+        let target = area * rng.random_range(scale[0]..=scale[1]);
+        let aspect = rng.random_range(lr0..=lr1).exp();
+        let cw = (target * aspect).sqrt().round() as usize;
+        let ch = (target / aspect).sqrt().round() as usize;
+        if cw > 0 && cw <= w && ch > 0 && ch <= h {
+            let top = rng.random_range(0..=h - ch);
+            let left = rng.random_range(0..=w - cw);
+            return CropBox {
+                top: top as f32,
+                left: left as f32,
+                height: ch as f32,
+                width: cw as f32,
+            };
+        }
+    }
+    let in_ratio = w as f32 / h as f32;
+    let (cw, ch) = if in_ratio < ratio[0] {
+        (w, (w as f32 / ratio[0]).round() as usize)
+    } else if in_ratio > ratio[1] {
+        ((h as f32 * ratio[1]).round() as usize, h)
+    } else {
+        (w, h)
+    };
+    CropBox {
+        top: ((h - ch) / 2) as f32,
+        left: ((w - cw) / 2) as f32,
+        height: ch as f32,
+        width: cw as f32,
+    }
+}
+
+/// Crop `crop` out of `src` and resize it to `side` x `side` with bilinear
+/// interpolation (half-pixel centres, edges clamped inside the crop).
+pub fn resized_crop(src: &ImageF32, crop: CropBox, side: usize) -> ImageF32 {
+    let (top, left) = (crop.top as usize, crop.left as usize);
+    let (ch, cw) = (crop.height as usize, crop.width as usize);
+    let sy = ch as f32 / side as f32;
+    let sx = cw as f32 / side as f32;
+    let plane = src.plane();
+    let mut out = vec![0.0f32; 3 * side * side];
+    // Precompute the horizontal taps once per row.
+    let taps_x: Vec<(usize, usize, f32)> = (0..side)
+        .map(|ox| tap((ox as f32 + 0.5) * sx - 0.5, cw))
+        .collect();
+    for oy in 0..side {
+        let (y0, y1, fy) = tap((oy as f32 + 0.5) * sy - 0.5, ch);
+        let (r0, r1) = ((top + y0) * src.width, (top + y1) * src.width);
+        for c in 0..3 {
+            let base = c * plane;
+            let row = &mut out[c * side * side + oy * side..c * side * side + (oy + 1) * side];
+            for (ox, px) in row.iter_mut().enumerate() {
+                let (x0, x1, fx) = taps_x[ox];
+                let (x0, x1) = (left + x0, left + x1);
+                let a = src.data[base + r0 + x0] * (1.0 - fx) + src.data[base + r0 + x1] * fx;
+                let b = src.data[base + r1 + x0] * (1.0 - fx) + src.data[base + r1 + x1] * fx;
+                *px = a * (1.0 - fy) + b * fy;
+            }
+        }
+    }
+    ImageF32 {
+        data: out,
+        height: side,
+        width: side,
+    }
+}
+
+fn tap(pos: f32, len: usize) -> (usize, usize, f32) {
+    let pos = pos.clamp(0.0, (len - 1) as f32);
+    let i0 = pos.floor() as usize;
+    let i1 = (i0 + 1).min(len - 1);
+    (i0, i1, pos - i0 as f32)
+}
+
+pub fn hflip(img: &mut ImageF32) {
+    let w = img.width;
+    for row in img.data.chunks_mut(w) {
+        row.reverse();
+    }
+}
+
+/// Apply jitter factors in their recorded order (torchvision semantics).
+pub fn apply_jitter(img: &mut ImageF32, j: &ColorJitter) {
+    for op in j.order {
+        match op {
+            JitterOp::Brightness => adjust_brightness(img, j.brightness),
+            JitterOp::Contrast => adjust_contrast(img, j.contrast),
+            JitterOp::Saturation => adjust_saturation(img, j.saturation),
+            JitterOp::Hue => adjust_hue(img, j.hue),
+        }
+    }
+}
+
+/// ITU-R 601 luma, torchvision's `rgb_to_grayscale` weights.
+pub const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
+
+fn luma_plane(img: &ImageF32) -> Vec<f32> {
+    let n = img.plane();
+    (0..n)
+        .map(|i| LUMA[0] * img.data[i] + LUMA[1] * img.data[n + i] + LUMA[2] * img.data[2 * n + i])
+        .collect()
+}
+
+pub fn adjust_brightness(img: &mut ImageF32, factor: f32) {
+    img.data.iter_mut().for_each(|v| *v = (*v * factor).clamp(0.0, 1.0));
+}
+
+pub fn adjust_contrast(img: &mut ImageF32, factor: f32) {
+    let luma = luma_plane(img);
+    let mean = luma.iter().sum::<f32>() / luma.len() as f32;
+    img.data
+        .iter_mut()
+        .for_each(|v| *v = (factor * *v + (1.0 - factor) * mean).clamp(0.0, 1.0));
+}
+
+pub fn adjust_saturation(img: &mut ImageF32, factor: f32) {
+    let luma = luma_plane(img);
+    let n = luma.len();
+    for c in 0..3 {
+        for (v, g) in img.data[c * n..(c + 1) * n].iter_mut().zip(&luma) {
+            *v = (factor * *v + (1.0 - factor) * g).clamp(0.0, 1.0);
+        }
+    }
+}
+
+/// Shift hue by `shift` turns (torchvision's `adjust_hue`, through HSV).
+pub fn adjust_hue(img: &mut ImageF32, shift: f32) {
+    let n = img.plane();
+    for i in 0..n {
+        let (r, g, b) = (img.data[i], img.data[n + i], img.data[2 * n + i]);
+        let (h, s, v) = rgb_to_hsv(r, g, b);
+        let h = (h + shift).rem_euclid(1.0);
+        let (r, g, b) = hsv_to_rgb(h, s, v);
+        img.data[i] = r;
+        img.data[n + i] = g;
+        img.data[2 * n + i] = b;
+    }
+}
+
+pub fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
+    let maxc = r.max(g).max(b);
+    let minc = r.min(g).min(b);
+    let delta = maxc - minc;
+    let s = if maxc > 0.0 { delta / maxc } else { 0.0 };
+    if delta == 0.0 {
+        return (0.0, s, maxc);
+    }
+    let h = if maxc == r {
+        ((g - b) / delta).rem_euclid(6.0)
+    } else if maxc == g {
+        (b - r) / delta + 2.0
+    } else {
+        (r - g) / delta + 4.0
+    };
+    ((h / 6.0).rem_euclid(1.0), s, maxc)
+}
+
+pub fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
+    let h6 = h * 6.0;
+    let i = h6.floor();
+    let f = h6 - i;
+    let p = (v * (1.0 - s)).clamp(0.0, 1.0);
+    let q = (v * (1.0 - s * f)).clamp(0.0, 1.0);
+    let t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0);
+    match (i as i32).rem_euclid(6) {
+        0 => (v, t, p),
+        1 => (q, v, p),
+        2 => (p, v, t),
+        3 => (p, q, v),
+        4 => (t, p, v),
+        _ => (v, p, q),
+    }
+}
+
+pub fn to_grayscale(img: &mut ImageF32) {
+    let luma = luma_plane(img);
+    let n = luma.len();
+    for c in 0..3 {
+        img.data[c * n..(c + 1) * n].copy_from_slice(&luma);
+    }
+}
+
+/// Kernel side for blur: about 10% of the image side, odd, at least 3.
+pub fn blur_kernel_size(side: usize) -> usize {
+    let k = ((side as f32) * 0.1).round() as usize;
+    (k.max(3)) | 1
+}
+
+/// Separable gaussian blur with reflect padding (torchvision's `gaussian_blur`).
+pub fn gaussian_blur(img: &mut ImageF32, sigma: f32) {
+    let k = blur_kernel_size(img.height.min(img.width));
+    let half = (k / 2) as isize;
+    let mut kernel: Vec<f32> = (0..k)
+        .map(|i| {
+            let x = i as f32 - half as f32;
+            (-0.5 * (x / sigma).powi(2)).exp()
+        })
+        .collect();
+    let sum: f32 = kernel.iter().sum();
+    kernel.iter_mut().for_each(|v| *v /= sum);
+    let (h, w) = (img.height as isize, img.width as isize);
+    let reflect = |i: isize, n: isize| -> usize {
+        let mut i = i;
+        if i < 0 {
+            i = -i;
+        }
+        if i >= n {
+            i = 2 * (n - 1) - i;
+        }
+        i.clamp(0, n - 1) as usize
+    };
+    let plane = img.plane();
+    let mut tmp = vec![0.0f32; plane];
+    for c in 0..3 {
+        let ch = &mut img.data[c * plane..(c + 1) * plane];
+        for y in 0..h {
+            for x in 0..w {
+                let mut acc = 0.0;
+                for (j, kv) in kernel.iter().enumerate() {
+                    let xx = reflect(x + j as isize - half, w);
+                    acc += kv * ch[(y * w) as usize + xx];
+                }
+                tmp[(y * w + x) as usize] = acc;
+            }
+        }
+        for y in 0..h {
+            for x in 0..w {
+                let mut acc = 0.0;
+                for (j, kv) in kernel.iter().enumerate() {
+                    let yy = reflect(y + j as isize - half, h);
+                    acc += kv * tmp[yy * w as usize + x as usize];
+                }
+                ch[(y * w + x) as usize] = acc;
+            }
+        }
+    }
+}
+
+pub fn solarize(img: &mut ImageF32, threshold: f32) {
+    img.data.iter_mut().for_each(|v| {
+        if *v >= threshold {
+            *v = 1.0 - *v
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::DescriptorKey;
+
+    fn test_image(h: usize, w: usize) -> Vec<u8> {
+        (0..3 * h * w).map(|i| ((i * 37 + i / 7) % 256) as u8).collect()
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
+    }
+
+    #[test]
+    fn jitter_factor_one_is_identity() {
+        let bytes = test_image(8, 8);
+        let img = ImageF32::from_u8(ImageRef {
+            data: &bytes,
+            height: 8,
+            width: 8,
+        });
+        let mut out = img.clone();
+        apply_jitter(
+            &mut out,
+            &ColorJitter {
+                brightness: 1.0,
+                contrast: 1.0,
+                saturation: 1.0,
+                hue: 0.0,
+                order: [
+                    JitterOp::Saturation,
+                    JitterOp::Hue,
+                    JitterOp::Contrast,
+                    JitterOp::Brightness,
+                ],
+            },
+        );
+        assert!(close(&out.data, &img.data, 1e-5));
+    }
+
+    #[test]
+    fn hue_shift_zero_and_full_turn_are_identity() {
+        let bytes = test_image(6, 6);
+        let img = ImageF32::from_u8(ImageRef {
+            data: &bytes,
+            height: 6,
+            width: 6,
+        });
+        for shift in [0.0, 1.0, -1.0] {
+            let mut out = img.clone();
+            adjust_hue(&mut out, shift);
+            assert!(close(&out.data, &img.data, 1e-5), "shift {shift}");
+        }
+        // A half turn is not the identity: pure red becomes cyan.
+        let mut red = ImageF32 {
+            data: vec![1.0, 0.0, 0.0],
+            height: 1,
+            width: 1,
+        };
+        adjust_hue(&mut red, 0.5);
+        assert!(close(&red.data, &[0.0, 1.0, 1.0], 1e-5), "{:?}", red.data);
+    }
+
+    #[test]
+    fn grayscale_uses_luma_weights() {
+        let mut img = ImageF32 {
+            data: vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+            height: 1,
+            width: 2,
+        };
+        // pixel 0: pure red, pixel 1: pure green
+        img.data = vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+        to_grayscale(&mut img);
+        assert!(close(&img.data, &[0.299, 0.587, 0.299, 0.587, 0.299, 0.587], 1e-6));
+    }
+
+    #[test]
+    fn flip_mirrors_pixels_and_the_record() {
+        let bytes = test_image(4, 4);
+        let img = ImageRef {
+            data: &bytes,
+            height: 4,
+            width: 4,
+        };
+        let mut p = Pipeline::preset("none", 4).unwrap();
+        p.flip_p = 1.0;
+        let (v, rec) = p.view(img, &mut image_rng(0, 0, 0));
+        let plain = ImageF32::from_u8(img);
+        assert!(rec.flipped);
+        assert_eq!(v.data[0], plain.data[3]);
+        assert_eq!(rec.key_values(DescriptorKey::Crop), vec![0.5, 0.5, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn full_crop_at_same_size_is_exact() {
+        let bytes = test_image(5, 5);
+        let img = ImageF32::from_u8(ImageRef {
+            data: &bytes,
+            height: 5,
+            width: 5,
+        });
+        let crop = CropBox {
+            top: 0.0,
+            left: 0.0,
+            height: 5.0,
+            width: 5.0,
+        };
+        assert!(close(&resized_crop(&img, crop, 5).data, &img.data, 1e-6));
+    }
+
+    #[test]
+    fn crop_box_in_record_matches_descriptor() {
+        let bytes = test_image(32, 32);
+        let img = ImageRef {
+            data: &bytes,
+            height: 32,
+            width: 32,
+        };
+        let p = Pipeline::preset("simclr-cifar", 32).unwrap();
+        let mut rng = image_rng(3, 1, 2);
+        for _ in 0..50 {
+            let (_, r) = p.view(img, &mut rng);
+            let d = r.key_values(DescriptorKey::Crop);
+            let area = d[2] * d[3];
+            assert!((0.2 - 0.05..=1.0).contains(&area), "area {area}");
+            let cx = (r.crop.left + r.crop.width / 2.0) / 32.0;
+            let cx = if r.flipped { 1.0 - cx } else { cx };
+            assert!((d[1] - cx).abs() < 1e-6);
+            assert!(r.crop.top + r.crop.height <= 32.0 && r.crop.left + r.crop.width <= 32.0);
+        }
+    }
+
+    #[test]
+    fn same_seed_same_views_other_seed_other_views() {
+        let bytes = test_image(16, 16);
+        let imgs: Vec<_> = (0..6)
+            .map(|_| ImageRef {
+                data: &bytes,
+                height: 16,
+                width: 16,
+            })
+            .collect();
+        let p = Pipeline::preset("simclr-imagenet", 12).unwrap();
+        let a = p.two_views(&imgs, 7, 3);
+        let b = p.two_views(&imgs, 7, 3);
+        let c = p.two_views(&imgs, 8, 3);
+        assert_eq!(a.views, b.views);
+        assert_eq!(a.records, b.records);
+        assert_ne!(a.records, c.records);
+        assert_eq!(a.views[0].len(), 6 * 3 * 12 * 12);
+    }
+
+    #[test]
+    fn color_diff_records_the_mean_change() {
+        let bytes = test_image(8, 8);
+        let img = ImageRef {
+            data: &bytes,
+            height: 8,
+            width: 8,
+        };
+        let mut p = Pipeline::preset("none", 8).unwrap();
+        p.jitter_p = 1.0;
+        let (v, r) = p.view(img, &mut image_rng(1, 0, 0));
+        let before = ImageF32::from_u8(img).channel_means();
+        let after = v.channel_means();
+        for c in 0..3 {
+            assert!((r.color_diff[c] - (before[c] - after[c])).abs() < 1e-6);
+        }
+        assert!(r.jitter.is_some());
+    }
+
+    #[test]
+    fn blur_preserves_constant_images_and_solarize_inverts_bright() {
+        let mut img = ImageF32 {
+            data: vec![0.25; 3 * 10 * 10],
+            height: 10,
+            width: 10,
+        };
+        gaussian_blur(&mut img, 1.5);
+        assert!(img.data.iter().all(|v| (v - 0.25).abs() < 1e-5));
+        let mut s = ImageF32 {
+            data: vec![0.2, 0.6, 0.5],
+            height: 1,
+            width: 1,
+        };
+        solarize(&mut s, 0.5);
+        assert!(close(&s.data, &[0.2, 0.4, 0.5], 1e-6));
+    }
+
+    #[test]
+    fn config_overrides_and_rejects_bad_values() {
+        let cfg = AugmentConfig {
+            flip_p: Some(0.0),
+            ..Default::default()
+        };
+        let p = Pipeline::from_config(&cfg, 32).unwrap();
+        assert_eq!(p.flip_p, 0.0);
+        assert_eq!(p.jitter_p, 0.8);
+        let bad = AugmentConfig {
+            grayscale_p: Some(1.5),
+            ..Default::default()
+        };
+        assert!(Pipeline::from_config(&bad, 32).unwrap_err().contains("grayscale_p"));
+    }
+}

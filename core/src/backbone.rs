@@ -1,0 +1,247 @@
+//! Backbones: ResNet with basic blocks, the CIFAR stem (3x3 conv, no max-pool)
+//! or the ImageNet stem (7x7 stride 2 + max-pool), a width multiplier and
+//! configurable blocks per stage. ResNet-18 is `width = 64, blocks = [2,2,2,2]`.
+
+use burn::nn::{
+    BatchNorm, BatchNormConfig, PaddingConfig2d, Relu,
+    conv::{Conv2d, Conv2dConfig},
+    pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
+};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The model section of a run config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackboneConfig {
+    /// Only `resnet` for now (basic blocks).
+    pub arch: String,
+    /// `cifar` (3x3 conv, no max-pool) or `imagenet` (7x7 stride 2 + max-pool).
+    pub stem: String,
+    /// Channels of the first stage; stages double it. 64 for ResNet-18.
+    pub width: usize,
+    /// Basic blocks per stage; [2, 2, 2, 2] for ResNet-18.
+    pub blocks: Vec<usize>,
+}
+
+impl Default for BackboneConfig {
+    fn default() -> Self {
+        Self {
+            arch: "resnet".into(),
+            stem: "cifar".into(),
+            width: 64,
+            blocks: vec![2, 2, 2, 2],
+        }
+    }
+}
+
+impl BackboneConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.arch != "resnet" {
+            return Err(format!("model.arch = `{}` is unknown; use `resnet`", self.arch));
+        }
+        if self.stem != "cifar" && self.stem != "imagenet" {
+            return Err(format!("model.stem = `{}` is unknown; use `cifar` or `imagenet`", self.stem));
+        }
+        if self.width == 0 {
+            return Err("model.width must be positive".into());
+        }
+        if self.blocks.is_empty() || self.blocks.contains(&0) {
+            return Err(format!(
+                "model.blocks = {:?} needs at least one stage and at least one block per stage",
+                self.blocks
+            ));
+        }
+        Ok(())
+    }
+
+    /// Dimension of the pooled feature the backbone outputs.
+    pub fn feature_dim(&self) -> usize {
+        self.width << (self.blocks.len() - 1)
+    }
+
+    pub fn init(&self, device: &Device) -> ResNet {
+        ResNet::new(self, device)
+    }
+}
+
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
+    let pad = k / 2;
+    Conv2dConfig::new([cin, cout], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(false)
+        .init(device)
+}
+
+/// conv-bn-relu-conv-bn plus a (projected) shortcut, then relu.
+#[derive(Module, Debug)]
+pub struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    shortcut: Option<Shortcut>,
+    relu: Relu,
+}
+
+#[derive(Module, Debug)]
+pub struct Shortcut {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl BasicBlock {
+    fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
+        let shortcut = (stride != 1 || cin != cout).then(|| Shortcut {
+            conv: conv(cin, cout, 1, stride, device),
+            bn: BatchNormConfig::new(cout).init(device),
+        });
+        Self {
+            conv1: conv(cin, cout, 3, stride, device),
+            bn1: BatchNormConfig::new(cout).init(device),
+            conv2: conv(cout, cout, 3, 1, device),
+            bn2: BatchNormConfig::new(cout).init(device),
+            shortcut,
+            relu: Relu::new(),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let identity = match &self.shortcut {
+            Some(s) => s.bn.forward(s.conv.forward(x.clone())),
+            None => x.clone(),
+        };
+        let out = self.relu.forward(self.bn1.forward(self.conv1.forward(x)));
+        let out = self.bn2.forward(self.conv2.forward(out));
+        self.relu.forward(out + identity)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Stage {
+    blocks: Vec<BasicBlock>,
+}
+
+/// A ResNet trunk that outputs globally pooled features.
+#[derive(Module, Debug)]
+pub struct ResNet {
+    stem_conv: Conv2d,
+    stem_bn: BatchNorm,
+    stem_pool: Option<MaxPool2d>,
+    stages: Vec<Stage>,
+    pool: AdaptiveAvgPool2d,
+    relu: Relu,
+    #[module(skip)]
+    feature_dim: usize,
+}
+
+impl ResNet {
+    pub fn new(cfg: &BackboneConfig, device: &Device) -> Self {
+        let imagenet = cfg.stem == "imagenet";
+        let stem_conv = if imagenet {
+            conv(3, cfg.width, 7, 2, device)
+        } else {
+            conv(3, cfg.width, 3, 1, device)
+        };
+        let stem_pool = imagenet.then(|| {
+            MaxPool2dConfig::new([3, 3])
+                .with_strides([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init()
+        });
+        let mut cin = cfg.width;
+        let stages = cfg
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let cout = cfg.width << i;
+                let blocks = (0..n)
+                    .map(|b| {
+                        let stride = if i > 0 && b == 0 { 2 } else { 1 };
+                        let block = BasicBlock::new(cin, cout, stride, device);
+                        cin = cout;
+                        block
+                    })
+                    .collect();
+                Stage { blocks }
+            })
+            .collect();
+        Self {
+            stem_conv,
+            stem_bn: BatchNormConfig::new(cfg.width).init(device),
+            stem_pool,
+            stages,
+            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            relu: Relu::new(),
+            feature_dim: cfg.feature_dim(),
+        }
+    }
+
+    pub fn feature_dim(&self) -> usize {
+        self.feature_dim
+    }
+
+    /// Pooled features `[batch, feature_dim]` of images `[batch, 3, h, w]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let stages = self.forward_stages(x, self.stages.len());
+        stages.into_iter().last().expect("a ResNet has at least one stage")
+    }
+
+    /// Pooled features after each of the first `n` stages (hierarchical
+    /// methods attach a head to every stage).
+    pub fn forward_stages(&self, x: Tensor<4>, n: usize) -> Vec<Tensor<2>> {
+        let mut x = self.relu.forward(self.stem_bn.forward(self.stem_conv.forward(x)));
+        if let Some(pool) = &self.stem_pool {
+            x = pool.forward(x);
+        }
+        let mut pooled = Vec::with_capacity(n);
+        for stage in self.stages.iter().take(n) {
+            for block in &stage.blocks {
+                x = block.forward(x);
+            }
+            pooled.push(self.pool.forward(x.clone()).flatten(1, 3));
+        }
+        pooled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resnet18_shape_and_size() {
+        let device = Device::flex();
+        let cfg = BackboneConfig::default();
+        let net = cfg.init(&device);
+        // ResNet-18 trunk without the fc layer: 11.17M parameters.
+        let n = net.num_params();
+        assert!((11_100_000..11_250_000).contains(&n), "{n}");
+        let small = BackboneConfig {
+            width: 8,
+            blocks: vec![1, 1],
+            ..Default::default()
+        };
+        let net = small.init(&device);
+        let y = net.forward(Tensor::zeros([2, 3, 16, 16], &device));
+        assert_eq!(y.dims(), [2, 16]);
+        let stages = net.forward_stages(Tensor::zeros([2, 3, 16, 16], &device), 2);
+        assert_eq!(stages[0].dims(), [2, 8]);
+    }
+
+    #[test]
+    fn bad_configs_are_rejected() {
+        let cfg = BackboneConfig {
+            stem: "tiny".into(),
+            ..Default::default()
+        };
+        assert!(cfg.validate().unwrap_err().contains("model.stem"));
+        let cfg = BackboneConfig {
+            blocks: vec![],
+            ..Default::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+}

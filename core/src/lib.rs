@@ -1,0 +1,22 @@
+//! augur-core: the plugin SDK of Augur.
+//!
+//! - [`record`]: the augmentation record and its descriptor schema (the spine);
+//! - [`augment`]: the view pipeline that produces records;
+//! - [`backbone`]: ResNet backbones;
+//! - [`blocks`]: MLP heads, contrastive losses, optimizers;
+//! - [`method`]: the traits a method plugin implements;
+//! - [`plugin`]: the plugin ABI (fingerprint, registry, `export_plugin!`).
+//!
+//! This crate is a Rust `dylib` and re-exports burn: plugins and the runner
+//! use `augur_core::burn`, never their own copy.
+
+pub use burn;
+pub use serde;
+pub use serde_json;
+
+pub mod augment;
+pub mod backbone;
+pub mod blocks;
+pub mod method;
+pub mod plugin;
+pub mod record;

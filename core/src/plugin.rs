@@ -1,0 +1,119 @@
+//! The plugin ABI: a build fingerprint, checked before any Rust type crosses,
+//! and a registry of named components that a plugin fills.
+//!
+//! A plugin crate is a Rust `dylib` linking this same `augur-core` dylib, so
+//! host and plugins share one copy of burn (its autodiff state is
+//! process-wide). Rust has no stable ABI, so the host first reads the
+//! plugin's fingerprint through a C function and refuses a plugin built by
+//! another compiler, another augur-core or other features.
+
+use crate::method::{MethodFactory, ObjectiveFactory};
+
+/// This build's fingerprint: augur-core version, rustc version, burn version
+/// and features, profile. A plugin embeds the value it was compiled against.
+pub const FINGERPRINT: &str = env!("AUGUR_FINGERPRINT");
+
+/// [`FINGERPRINT`] as a C string, for the exported C function.
+pub const FINGERPRINT_NUL: &str = concat!(env!("AUGUR_FINGERPRINT"), "\0");
+
+/// Name of the exported C function returning the fingerprint.
+pub const FINGERPRINT_SYMBOL: &[u8] = b"augur_plugin_fingerprint";
+/// Name of the exported registration function (Rust ABI).
+pub const REGISTER_SYMBOL: &[u8] = b"augur_plugin_register";
+
+/// The kind of a registered component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentKind {
+    /// A whole method, selected by `method.name`.
+    Method,
+    /// A loss between two views' projections, usable by methods.
+    Objective,
+}
+
+impl ComponentKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ComponentKind::Method => "method",
+            ComponentKind::Objective => "objective",
+        }
+    }
+}
+
+/// How to build a registered component.
+#[derive(Clone, Copy)]
+pub enum Factory {
+    Method(MethodFactory),
+    Objective(ObjectiveFactory),
+}
+
+/// One named component a plugin registers.
+#[derive(Clone)]
+pub struct Component {
+    pub name: String,
+    pub summary: String,
+    /// The options it takes, one `name: meaning (default)` line each.
+    pub options: Vec<String>,
+    pub factory: Factory,
+}
+
+impl Component {
+    pub fn kind(&self) -> ComponentKind {
+        match self.factory {
+            Factory::Method(_) => ComponentKind::Method,
+            Factory::Objective(_) => ComponentKind::Objective,
+        }
+    }
+}
+
+/// What a plugin's registration function fills.
+#[derive(Default, Clone)]
+pub struct Registry {
+    pub components: Vec<Component>,
+}
+
+impl Registry {
+    /// Register a method under `name` (what `method.name` selects in a sweep).
+    pub fn method(&mut self, name: &str, summary: &str, options: &[&str], factory: MethodFactory) {
+        self.push(name, summary, options, Factory::Method(factory));
+    }
+
+    /// Register an objective under `name`.
+    pub fn objective(&mut self, name: &str, summary: &str, options: &[&str], factory: ObjectiveFactory) {
+        self.push(name, summary, options, Factory::Objective(factory));
+    }
+
+    fn push(&mut self, name: &str, summary: &str, options: &[&str], factory: Factory) {
+        self.components.push(Component {
+            name: name.to_string(),
+            summary: summary.to_string(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+            factory,
+        });
+    }
+
+    pub fn find(&self, kind: ComponentKind, name: &str) -> Option<&Component> {
+        self.components
+            .iter()
+            .find(|c| c.kind() == kind && c.name == name)
+    }
+}
+
+/// Export a plugin: `augur_core::export_plugin!(register);` where
+/// `fn register(registry: &mut augur_core::plugin::Registry)`.
+#[macro_export]
+macro_rules! export_plugin {
+    ($register:path) => {
+        /// The fingerprint of the augur-core this plugin was compiled against.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn augur_plugin_fingerprint() -> *const ::std::ffi::c_char {
+            $crate::plugin::FINGERPRINT_NUL.as_ptr() as *const ::std::ffi::c_char
+        }
+
+        /// Registers this plugin's components. Called only after the
+        /// fingerprint matched the host's.
+        #[unsafe(no_mangle)]
+        pub fn augur_plugin_register(registry: &mut $crate::plugin::Registry) {
+            $register(registry)
+        }
+    };
+}

@@ -1,0 +1,102 @@
+//! SimCLR (Chen et al., 2020): a 2-layer MLP projector with BN, and NT-Xent
+//! over the 2N projections of a batch's two views.
+//!
+//! Everything else (backbone, views, optimizer) is the runner's; the shared
+//! pieces (`Siamese`, `MlpConfig`, `nt_xent`) are augur-core's.
+
+use augur_core::blocks::{MlpConfig, nt_xent};
+use augur_core::burn::prelude::*;
+use augur_core::method::{Method, MethodContext, Objective, Siamese};
+use augur_core::plugin::Registry;
+use serde::Deserialize;
+
+/// `[method]` options of `simclr`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SimclrOptions {
+    temperature: f64,
+    /// Hidden width of the projector; 0 means the backbone's feature dimension.
+    proj_hidden: usize,
+    proj_out: usize,
+}
+
+impl Default for SimclrOptions {
+    fn default() -> Self {
+        Self {
+            temperature: 0.5,
+            proj_hidden: 0,
+            proj_out: 128,
+        }
+    }
+}
+
+/// NT-Xent as a reusable objective.
+struct NtXent {
+    temperature: f64,
+}
+
+impl Objective for NtXent {
+    fn loss(&self, z1: Tensor<2>, z2: Tensor<2>) -> Tensor<1> {
+        nt_xent(z1, z2, self.temperature)
+    }
+}
+
+fn check_temperature(t: f64) -> Result<(), String> {
+    if t > 0.0 && t.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("[method] temperature = {t} must be a positive number"))
+    }
+}
+
+fn simclr(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
+    let o: SimclrOptions = ctx.options()?;
+    check_temperature(o.temperature)?;
+    if o.proj_out == 0 {
+        return Err("[method] proj_out must be positive".into());
+    }
+    let hidden = if o.proj_hidden == 0 { ctx.feature_dim } else { o.proj_hidden };
+    let projector = MlpConfig::new(&[ctx.feature_dim, hidden, o.proj_out]);
+    let objective = Box::new(NtXent {
+        temperature: o.temperature,
+    });
+    Ok(Box::new(Siamese::new(projector, objective, ctx)))
+}
+
+fn nt_xent_objective(options: &augur_core::serde_json::Value) -> Result<Box<dyn Objective>, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct O {
+        #[serde(default = "half")]
+        temperature: f64,
+    }
+    fn half() -> f64 {
+        0.5
+    }
+    let o: O = augur_core::serde_json::from_value(options.clone()).map_err(|e| e.to_string())?;
+    check_temperature(o.temperature)?;
+    Ok(Box::new(NtXent {
+        temperature: o.temperature,
+    }))
+}
+
+fn register(registry: &mut Registry) {
+    registry.method(
+        "simclr",
+        "SimCLR: MLP projector + NT-Xent over both views",
+        &[
+            "temperature: softmax temperature (0.5; 0.2 in AugSelf/CASSLE)",
+            "proj_hidden: projector hidden width (0 = backbone feature dim)",
+            "proj_out: projection dimension (128)",
+        ],
+        simclr,
+    );
+    registry.objective(
+        "nt_xent",
+        "NT-Xent: each sample's other view is its positive, the other 2N-2 its negatives",
+        &["temperature: softmax temperature (0.5)"],
+        nt_xent_objective,
+    );
+}
+
+augur_core::export_plugin!(register);
