@@ -228,6 +228,21 @@ impl OptimizerSpec {
     }
 }
 
+/// All float parameters of a module, flattened in visiting order (running
+/// statistics excluded). For tests and checksums: did a step move the weights?
+pub fn flat_params<M: Module>(module: &M) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl burn::module::ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let data = param.val().into_data();
+            self.0.extend(data.iter::<f32>());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    module.visit(&mut c);
+    c.0
+}
+
 /// A module together with the optimizer state of its parameters. The runner
 /// holds one for the backbone; a method holds one for what it trains itself
 /// (projector, predictor, heads), so each side steps its own parameters from
@@ -303,6 +318,26 @@ mod tests {
         let swapped = t2(&[0.0, 1.0, 1.0, 0.0], [2, 2], &device);
         let bad: f32 = info_nce(q, swapped, None, 0.1).into_scalar();
         assert!(good < 1e-3 && bad > 5.0, "{good} {bad}");
+    }
+
+    #[test]
+    fn a_step_moves_backbone_weights() {
+        let device = Device::flex().autodiff();
+        let cfg = crate::backbone::BackboneConfig {
+            width: 4,
+            blocks: vec![1, 1],
+            ..Default::default()
+        };
+        let mut net = Trainable::new(cfg.init(&device), &OptimizerSpec::default());
+        let before = flat_params(net.module());
+        let x = Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device);
+        let loss = net.module().forward(x).square().mean();
+        let mut grads = loss.backward();
+        net.step(&mut grads, 0.1);
+        let after = flat_params(net.module());
+        assert_eq!(before.len(), after.len());
+        let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        assert!(moved > before.len() / 2, "{moved} of {} weights moved", before.len());
     }
 
     #[test]

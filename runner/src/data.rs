@@ -1,0 +1,481 @@
+//! Datasets, decoded once and held in memory as u8 (channel-major):
+//! the synthetic shapes-and-colours set, CIFAR-10/100 binaries, and image
+//! folders (`train/<class>/*.jpg|png`, `test/<class>/...`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use augur_core::augment::ImageRef;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::config::DataConfig;
+
+/// A label set over the same images (e.g. `shape` and `colour`).
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub name: String,
+    pub classes: Vec<String>,
+}
+
+/// Images `[n, 3, side, side]` as bytes, with one label vector per task.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub images: Vec<u8>,
+    pub side: usize,
+    pub labels: Vec<Vec<u16>>,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.images.len() / (3 * self.side * self.side)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn image(&self, i: usize) -> ImageRef<'_> {
+        let n = 3 * self.side * self.side;
+        ImageRef {
+            data: &self.images[i * n..(i + 1) * n],
+            height: self.side,
+            width: self.side,
+        }
+    }
+
+    /// A seeded subset of at most `limit` images (all of them if `None`).
+    fn subset(self, limit: Option<usize>, seed: u64) -> Split {
+        let n = self.len();
+        let Some(limit) = limit.filter(|&l| l < n) else {
+            return self;
+        };
+        let mut idx: Vec<usize> = (0..n).collect();
+        idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        idx.truncate(limit);
+        idx.sort_unstable();
+        let px = 3 * self.side * self.side;
+        Split {
+            images: idx.iter().flat_map(|&i| self.images[i * px..(i + 1) * px].iter().copied()).collect(),
+            side: self.side,
+            labels: self.labels.iter().map(|l| idx.iter().map(|&i| l[i]).collect()).collect(),
+        }
+    }
+}
+
+/// A dataset: train and test splits and their tasks.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub name: String,
+    pub train: Split,
+    pub test: Split,
+    pub tasks: Vec<Task>,
+    /// Per-channel mean and std of the training images, in [0, 1] units.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Dataset {
+    pub fn load(cfg: &DataConfig) -> Result<Dataset> {
+        let (name, train, test, tasks) = match cfg.dataset.as_str() {
+            "synthetic" => {
+                let side = cfg.image_size.unwrap_or(32);
+                let n_train = cfg.train_size.unwrap_or(4096);
+                let n_test = cfg.test_size.unwrap_or(1024);
+                let (train, tasks) = synthetic(n_train, side, cfg.data_seed);
+                let (test, _) = synthetic(n_test, side, cfg.data_seed.wrapping_add(1 << 32));
+                ("synthetic".to_string(), train, test, tasks)
+            }
+            "cifar10" | "cifar100" => {
+                let path = cfg.path.as_deref().expect("validated: cifar needs a path");
+                let (train, test, tasks) = load_cifar(path, cfg.dataset == "cifar100", cfg.image_size)?;
+                (cfg.dataset.clone(), train, test, tasks)
+            }
+            "folder" => {
+                let path = cfg.path.as_deref().expect("validated: folder needs a path");
+                let (train, test, tasks) = load_folder(path, cfg.image_size.unwrap_or(32))?;
+                let name = path.file_name().map(|s| s.to_string_lossy().into_owned());
+                (name.unwrap_or_else(|| "folder".into()), train, test, tasks)
+            }
+            other => bail!("data.dataset = `{other}` is unknown"),
+        };
+        let train = train.subset(cfg.train_size, cfg.data_seed);
+        let test = test.subset(cfg.test_size, cfg.data_seed.wrapping_add(1));
+        if train.is_empty() || test.is_empty() {
+            bail!("dataset `{name}` has an empty train or test split");
+        }
+        let (mean, std) = channel_stats(&train);
+        Ok(Dataset {
+            name,
+            train,
+            test,
+            tasks,
+            mean,
+            std,
+        })
+    }
+}
+
+fn channel_stats(split: &Split) -> ([f32; 3], [f32; 3]) {
+    let plane = split.side * split.side;
+    let mut sum = [0f64; 3];
+    let mut sq = [0f64; 3];
+    for img in split.images.chunks(3 * plane) {
+        for c in 0..3 {
+            for &v in &img[c * plane..(c + 1) * plane] {
+                let v = v as f64 / 255.0;
+                sum[c] += v;
+                sq[c] += v * v;
+            }
+        }
+    }
+    let n = (split.len() * plane) as f64;
+    let mean = sum.map(|s| s / n);
+    let std = [0, 1, 2].map(|c| ((sq[c] / n - mean[c] * mean[c]).max(1e-8)).sqrt() as f32);
+    (mean.map(|m| m as f32), std)
+}
+
+// ---------------------------------------------------------------- synthetic
+
+/// The shapes of the synthetic set; each is symmetric under a horizontal flip,
+/// so flipping never changes a label.
+pub const SHAPES: [&str; 10] = [
+    "disk", "square", "triangle", "plus", "cross", "ring", "diamond", "star", "hbar", "vbar",
+];
+/// Colour classes: eight hues 1/16 turn apart (red to jade). Colour jitter's
+/// hue shift (up to 0.1 turn) spans more than one class either way, so a
+/// network made invariant to it cannot tell these classes apart.
+pub const COLOURS: [&str; 8] = [
+    "red", "vermilion", "orange", "gold", "chartreuse", "lime", "green", "jade",
+];
+/// Hue distance between neighbouring colour classes, in turns.
+pub const COLOUR_SPACING: f32 = 1.0 / 16.0;
+
+fn inside(shape: usize, u: f32, v: f32) -> bool {
+    let r = (u * u + v * v).sqrt();
+    let plus = |u: f32, v: f32| (u.abs() <= 0.3 && v.abs() <= 1.0) || (v.abs() <= 0.3 && u.abs() <= 1.0);
+    match shape {
+        0 => r <= 1.0,
+        1 => u.abs().max(v.abs()) <= 0.8,
+        2 => v <= 0.8 && v >= -1.0 && u.abs() <= 0.5 * (v + 1.0),
+        3 => plus(u, v),
+        4 => plus((u + v) / 2f32.sqrt(), (u - v) / 2f32.sqrt()),
+        5 => (0.55..=1.0).contains(&r),
+        6 => u.abs() + v.abs() <= 1.0,
+        7 => {
+            let theta = u.atan2(-v);
+            r <= 0.45 + 0.55 * (2.5 * theta).cos().abs()
+        }
+        8 => u.abs() <= 1.0 && v.abs() <= 0.35,
+        _ => u.abs() <= 0.35 && v.abs() <= 1.0,
+    }
+}
+
+/// A seeded set where each image shows one of 10 shapes, painted in one of
+/// 8 hues, on a grey background with noise. Two tasks: `shape` and `colour`.
+/// Colour jitter (hue +-0.1 turn, against classes 1/16 turn apart) blinds a
+/// colour-invariant network to `colour` but not to `shape`.
+pub fn synthetic(n: usize, side: usize, seed: u64) -> (Split, Vec<Task>) {
+    let plane = side * side;
+    let rendered: Vec<(Vec<u8>, u16, u16)> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(i as u64 + 1);
+            let shape = rng.random_range(0..SHAPES.len());
+            let colour = rng.random_range(0..COLOURS.len());
+            let hue = (colour as f32 + rng.random_range(-0.25..0.25)) * COLOUR_SPACING;
+            let sat = rng.random_range(0.6..1.0);
+            let val = rng.random_range(0.65..1.0);
+            let (fr, fg, fb) = augur_core::augment::hsv_to_rgb(hue.rem_euclid(1.0), sat, val);
+            let bg = rng.random_range(0.05..0.45f32);
+            // Large, roughly centred shapes, so that most random crops keep
+            // enough of the shape to tell it.
+            let radius = rng.random_range(0.32..0.44) * side as f32;
+            let jitter = 0.12 * side as f32;
+            let cy = side as f32 / 2.0 + rng.random_range(-jitter..jitter);
+            let cx = side as f32 / 2.0 + rng.random_range(-jitter..jitter);
+            let mut img = vec![0u8; 3 * plane];
+            for y in 0..side {
+                for x in 0..side {
+                    // 2x2 supersampling for smooth edges
+                    let mut cover = 0.0;
+                    for (dy, dx) in [(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)] {
+                        let u = (x as f32 + dx - cx) / radius;
+                        let v = (y as f32 + dy - cy) / radius;
+                        if inside(shape, u, v) {
+                            cover += 0.25;
+                        }
+                    }
+                    let noise = rng.random_range(-0.04..0.04f32);
+                    for (c, f) in [fr, fg, fb].into_iter().enumerate() {
+                        let value = cover * f + (1.0 - cover) * bg + noise;
+                        img[c * plane + y * side + x] = (value.clamp(0.0, 1.0) * 255.0).round() as u8;
+                    }
+                }
+            }
+            (img, shape as u16, colour as u16)
+        })
+        .collect();
+    let mut images = Vec::with_capacity(n * 3 * plane);
+    let mut shapes = Vec::with_capacity(n);
+    let mut colours = Vec::with_capacity(n);
+    for (img, s, c) in rendered {
+        images.extend_from_slice(&img);
+        shapes.push(s);
+        colours.push(c);
+    }
+    let tasks = vec![
+        Task {
+            name: "shape".into(),
+            classes: SHAPES.iter().map(|s| s.to_string()).collect(),
+        },
+        Task {
+            name: "colour".into(),
+            classes: COLOURS.iter().map(|s| s.to_string()).collect(),
+        },
+    ];
+    (
+        Split {
+            images,
+            side,
+            labels: vec![shapes, colours],
+        },
+        tasks,
+    )
+}
+
+// ---------------------------------------------------------------- CIFAR
+
+const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+];
+
+/// CIFAR in its official binary layout (`cifar-10-batches-bin`:
+/// `data_batch_{1..5}.bin`, `test_batch.bin`, records of 1 label byte and
+/// 3072 pixel bytes; `cifar-100-binary`: `train.bin`, `test.bin`, records of
+/// coarse and fine label bytes and 3072 pixel bytes), or an image folder of it.
+fn load_cifar(path: &Path, hundred: bool, side: Option<usize>) -> Result<(Split, Split, Vec<Task>)> {
+    if !path.exists() {
+        bail!(
+            "data.path {} does not exist; point it at cifar-10-batches-bin, cifar-100-binary or an image folder with train/ and test/",
+            path.display()
+        );
+    }
+    let (subdir, train_files, test_files): (&str, Vec<&str>, Vec<&str>) = if hundred {
+        ("cifar-100-binary", vec!["train.bin"], vec!["test.bin"])
+    } else {
+        (
+            "cifar-10-batches-bin",
+            vec!["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"],
+            vec!["test_batch.bin"],
+        )
+    };
+    let dir = if path.join(subdir).is_dir() { path.join(subdir) } else { path.to_path_buf() };
+    if !dir.join(train_files[0]).exists() {
+        if dir.join("train").is_dir() {
+            return load_folder(&dir, side.unwrap_or(32));
+        }
+        bail!(
+            "{} holds neither {} nor train/ and test/ folders",
+            dir.display(),
+            train_files[0]
+        );
+    }
+    let read = |files: &[&str]| -> Result<Split> {
+        let mut split = Split {
+            images: Vec::new(),
+            side: 32,
+            labels: vec![Vec::new()],
+        };
+        for f in files {
+            let p = dir.join(f);
+            let bytes = std::fs::read(&p).with_context(|| format!("cannot read CIFAR file {}", p.display()))?;
+            read_cifar_records(&bytes, hundred, &mut split).with_context(|| format!("CIFAR file {}", p.display()))?;
+        }
+        Ok(split)
+    };
+    let train = read(&train_files)?;
+    let test = read(&test_files)?;
+    let classes: Vec<String> = if hundred {
+        (0..100).map(|i| format!("class_{i:02}")).collect()
+    } else {
+        CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect()
+    };
+    Ok((
+        train,
+        test,
+        vec![Task {
+            name: "class".into(),
+            classes,
+        }],
+    ))
+}
+
+/// Append the records of one CIFAR binary file to `split`.
+pub fn read_cifar_records(bytes: &[u8], hundred: bool, split: &mut Split) -> Result<()> {
+    let label_bytes = if hundred { 2 } else { 1 };
+    let record = label_bytes + 3072;
+    if bytes.is_empty() || bytes.len() % record != 0 {
+        bail!(
+            "truncated or not a CIFAR binary: {} bytes is not a whole number of {record}-byte records",
+            bytes.len()
+        );
+    }
+    for rec in bytes.chunks(record) {
+        // CIFAR-100's fine label is the second byte.
+        let label = rec[label_bytes - 1] as u16;
+        let limit = if hundred { 100 } else { 10 };
+        if label >= limit {
+            bail!("label {label} out of range 0..{limit}: not a CIFAR file of this kind");
+        }
+        split.labels[0].push(label);
+        split.images.extend_from_slice(&rec[label_bytes..]);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- image folder
+
+/// `root/train/<class>/*` and `root/test/<class>/*`, resized to `side`.
+fn load_folder(root: &Path, side: usize) -> Result<(Split, Split, Vec<Task>)> {
+    if !root.is_dir() {
+        bail!("data.path {} is not a directory", root.display());
+    }
+    let classes = class_dirs(&root.join("train"))?;
+    let test_classes = class_dirs(&root.join("test"))?;
+    if classes != test_classes {
+        bail!(
+            "{}: train/ and test/ have different class folders",
+            root.display()
+        );
+    }
+    let train = read_folder_split(&root.join("train"), &classes, side)?;
+    let test = read_folder_split(&root.join("test"), &classes, side)?;
+    Ok((
+        train,
+        test,
+        vec![Task {
+            name: "class".into(),
+            classes,
+        }],
+    ))
+}
+
+fn class_dirs(dir: &Path) -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!("cannot read {}: an image folder needs train/<class>/ and test/<class>/", dir.display())
+    })?;
+    let mut classes: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    classes.sort();
+    if classes.is_empty() {
+        bail!("{} has no class folders", dir.display());
+    }
+    Ok(classes)
+}
+
+fn read_folder_split(dir: &Path, classes: &[String], side: usize) -> Result<Split> {
+    let mut files: Vec<(PathBuf, u16)> = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        let mut these: Vec<PathBuf> = std::fs::read_dir(dir.join(class))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+                    Some("jpg" | "jpeg" | "png")
+                )
+            })
+            .collect();
+        these.sort();
+        files.extend(these.into_iter().map(|p| (p, label as u16)));
+    }
+    let decoded: Vec<Result<Vec<u8>>> = files
+        .par_iter()
+        .map(|(p, _)| decode_image(p, side))
+        .collect();
+    let mut images = Vec::with_capacity(files.len() * 3 * side * side);
+    for d in decoded {
+        images.extend_from_slice(&d?);
+    }
+    Ok(Split {
+        images,
+        side,
+        labels: vec![files.iter().map(|(_, l)| *l).collect()],
+    })
+}
+
+/// Decode one image file to channel-major RGB bytes at `side` x `side`.
+fn decode_image(path: &Path, side: usize) -> Result<Vec<u8>> {
+    let img = image::open(path)
+        .with_context(|| format!("cannot decode image {} (corrupt or not an image)", path.display()))?
+        .to_rgb8();
+    let img = if img.width() as usize != side || img.height() as usize != side {
+        image::imageops::resize(&img, side as u32, side as u32, image::imageops::FilterType::Triangle)
+    } else {
+        img
+    };
+    let plane = side * side;
+    let mut out = vec![0u8; 3 * plane];
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = px.0[c];
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_is_seeded_and_labelled() {
+        let (a, tasks) = synthetic(64, 16, 5);
+        let (b, _) = synthetic(64, 16, 5);
+        let (c, _) = synthetic(64, 16, 6);
+        assert_eq!(a.images, b.images);
+        assert_ne!(a.images, c.images);
+        assert_eq!(a.len(), 64);
+        assert_eq!(tasks[0].classes.len(), 10);
+        assert_eq!(tasks[1].classes.len(), 8);
+        assert!(a.labels[0].iter().all(|&l| l < 10) && a.labels[1].iter().all(|&l| l < 8));
+        // Several shapes and colours appear.
+        let shapes: std::collections::BTreeSet<_> = a.labels[0].iter().collect();
+        assert!(shapes.len() >= 8);
+    }
+
+    #[test]
+    fn synthetic_shapes_are_flip_symmetric() {
+        for shape in 0..SHAPES.len() {
+            for (u, v) in [(0.3, 0.2), (0.7, -0.4), (0.1, 0.9), (0.5, 0.5)] {
+                assert_eq!(inside(shape, u, v), inside(shape, -u, v), "{}", SHAPES[shape]);
+            }
+        }
+    }
+
+    #[test]
+    fn cifar_binary_reader_reads_records_and_rejects_truncation() {
+        let mut bytes = Vec::new();
+        for label in [3u8, 7] {
+            bytes.push(label);
+            bytes.extend((0..3072).map(|i| (i % 251) as u8 ^ label));
+        }
+        let mut split = Split {
+            images: vec![],
+            side: 32,
+            labels: vec![vec![]],
+        };
+        read_cifar_records(&bytes, false, &mut split).unwrap();
+        assert_eq!(split.len(), 2);
+        assert_eq!(split.labels[0], vec![3, 7]);
+        assert_eq!(split.image(1).data[5], (5 % 251) as u8 ^ 7);
+        let err = read_cifar_records(&bytes[..5000], false, &mut split).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+}

@@ -1,0 +1,296 @@
+//! Pretraining one run: views made on a worker thread while the device
+//! computes, one backward pass per step, the backbone and the method each
+//! stepping their own parameters, metrics streamed to the store, checkpoints,
+//! then the evaluations (and the random-initialisation reference).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use augur_core::augment::{ImageRef, Pipeline};
+use augur_core::backbone::ResNet;
+use augur_core::blocks::Trainable;
+use augur_core::burn::prelude::*;
+use augur_core::method::{Method, MethodContext, StepInfo, ViewBatch, save_module};
+use augur_core::plugin::{ComponentKind, Factory};
+use augur_core::record::{AugmentationRecord, DescriptorSchema};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::RunConfig;
+use crate::data::Dataset;
+use crate::eval;
+use crate::plugins::{Plugins, panic_message};
+use crate::store::{MetricPoint, Store};
+
+/// The execution device of a config (non-autodiff; training adds autodiff).
+pub fn device_of(cfg: &RunConfig) -> Result<Device> {
+    match cfg.device.as_str() {
+        "flex" => Ok(Device::flex()),
+        other => bail!("device `{other}` is not available in this build; use `flex`"),
+    }
+}
+
+/// Build the run's method from its plugin (also used to validate a sweep).
+pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Result<Box<dyn Method>> {
+    let component = plugins.find(ComponentKind::Method, &cfg.method.name)?;
+    let Factory::Method(factory) = component.factory else {
+        unreachable!("find() filters by kind");
+    };
+    let ctx = MethodContext {
+        feature_dim: cfg.model.feature_dim(),
+        device: device.clone(),
+        optimizer: cfg.optimizer.clone(),
+        schema: DescriptorSchema::full(),
+        options: serde_json::Value::Object(cfg.method.options.clone()),
+    };
+    catch_unwind(|| factory(&ctx))
+        .map_err(|p| anyhow!("method `{}` panicked while building: {}", cfg.method.name, panic_message(&p)))?
+        .map_err(|e| anyhow!("method `{}`: {e}", cfg.method.name))
+}
+
+/// Total optimizer steps of a run.
+pub fn total_steps(cfg: &RunConfig, n_train: usize) -> usize {
+    let per_epoch = (n_train / cfg.train.batch_size).max(1);
+    cfg.train.steps.unwrap_or_else(|| cfg.train.epochs.unwrap_or(1) * per_epoch)
+}
+
+/// Linear warmup to the peak, then cosine decay to zero.
+pub fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64 {
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
+    peak * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// Pixels and records of one step's two views, made off the training thread.
+pub struct PreparedBatch {
+    pub side: usize,
+    pub views: [Vec<f32>; 2],
+    pub records: [Vec<AugmentationRecord>; 2],
+}
+
+impl PreparedBatch {
+    /// Views of `images` for `step`, normalised with the dataset statistics.
+    pub fn make(pipeline: &Pipeline, images: &[ImageRef], seed: u64, step: u64, mean: [f32; 3], std: [f32; 3]) -> Self {
+        let mut v = pipeline.two_views(images, seed, step);
+        let plane = v.side * v.side;
+        for view in v.views.iter_mut() {
+            for img in view.chunks_mut(3 * plane) {
+                for c in 0..3 {
+                    img[c * plane..(c + 1) * plane]
+                        .iter_mut()
+                        .for_each(|p| *p = (*p - mean[c]) / std[c]);
+                }
+            }
+        }
+        PreparedBatch {
+            side: v.side,
+            views: v.views,
+            records: v.records,
+        }
+    }
+
+    /// Move the pixels to `device` as tensors.
+    pub fn into_view_batch(self, device: &Device) -> ViewBatch {
+        let n = self.records[0].len();
+        let side = self.side;
+        let [a, b] = self.views;
+        ViewBatch {
+            views: [
+                Tensor::<4>::from_data(TensorData::new(a, [n, 3, side, side]), device),
+                Tensor::<4>::from_data(TensorData::new(b, [n, 3, side, side]), device),
+            ],
+            records: self.records,
+        }
+    }
+}
+
+/// One optimizer step: the method's loss, one backward pass, the backbone's
+/// and the method's own steps, the method's post-step work. A panic in the
+/// method (a plugin) becomes this run's error, not the runner's.
+pub fn train_step(
+    backbone: &mut Trainable<ResNet>,
+    method: &mut dyn Method,
+    batch: &ViewBatch,
+    info: &StepInfo,
+    method_name: &str,
+) -> Result<(f32, Vec<(String, f32)>)> {
+    let step = info.step;
+    catch_unwind(AssertUnwindSafe(|| {
+        let out = method.forward(backbone.module(), batch, info);
+        let loss: f32 = out.loss.clone().into_scalar();
+        let terms: Vec<(String, f32)> = out
+            .terms
+            .into_iter()
+            .map(|(k, t)| (k, t.into_scalar::<f32>()))
+            .collect();
+        if !loss.is_finite() {
+            return Err(anyhow!("loss became {loss} at step {step}; lower train.lr or check the method"));
+        }
+        let mut grads = out.loss.backward();
+        backbone.step(&mut grads, info.lr);
+        method.optimize(&mut grads, info.lr);
+        method.after_step(backbone.module(), info);
+        Ok((loss, terms))
+    }))
+    .map_err(|p| anyhow!("method `{method_name}` panicked at step {step}: {}", panic_message(&p)))?
+}
+
+fn produce_batches(
+    cfg: &RunConfig,
+    data: &Dataset,
+    pipeline: &Pipeline,
+    total: usize,
+    tx: std::sync::mpsc::SyncSender<PreparedBatch>,
+) {
+    let n = data.train.len();
+    let batch = cfg.train.batch_size.min(n);
+    let per_epoch = (n / batch).max(1);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    for step in 0..total {
+        if step % per_epoch == 0 {
+            order.shuffle(&mut rng);
+        }
+        let slot = step % per_epoch;
+        let images: Vec<ImageRef> = order[slot * batch..(slot + 1) * batch]
+            .iter()
+            .map(|&i| data.train.image(i))
+            .collect();
+        let prepared = PreparedBatch::make(pipeline, &images, cfg.seed, step as u64, data.mean, data.std);
+        if tx.send(prepared).is_err() {
+            return; // the training loop stopped
+        }
+    }
+}
+
+/// Everything one run needs from its surroundings.
+pub struct RunEnv<'a> {
+    pub store: &'a Store,
+    pub run_id: i64,
+    pub plugins: &'a Plugins,
+    pub progress: ProgressBar,
+}
+
+/// Train and evaluate one run; its metrics, checkpoints and evaluations go to the store.
+pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
+    let device = device_of(cfg)?;
+    let ad = device.clone().autodiff();
+    ad.seed(cfg.seed);
+    let backbone = cfg.model.init(&ad);
+    let mut method = build_method(cfg, env.plugins, &ad)?;
+
+    if cfg.eval.random_init {
+        env.progress.set_message("evaluating the random initialisation");
+        let rows = eval::evaluate(&backbone, data, &cfg.eval, "random_init", cfg.seed, &device)?;
+        env.store.add_evaluations(env.run_id, &rows)?;
+    }
+
+    let pipeline = Pipeline::from_config(&cfg.augment, data.train.side).map_err(|e| anyhow!(e))?;
+    let total = total_steps(cfg, data.train.len());
+    let mut backbone = Trainable::new(backbone, &cfg.optimizer);
+    env.progress.set_length(total as u64);
+    env.progress.set_position(0);
+
+    let trained = std::thread::scope(|s| {
+        let (tx, rx) = sync_channel(2);
+        let pipeline = &pipeline;
+        s.spawn(move || produce_batches(cfg, data, pipeline, total, tx));
+        train_loop(env, cfg, &ad, rx, total, &mut backbone, method.as_mut())
+    });
+    trained?;
+
+    env.progress.set_message("evaluating");
+    let rows = eval::evaluate(backbone.module(), data, &cfg.eval, "final", cfg.seed, &device)?;
+    env.store.add_evaluations(env.run_id, &rows)?;
+    Ok(())
+}
+
+fn train_loop(
+    env: &RunEnv,
+    cfg: &RunConfig,
+    ad: &Device,
+    rx: Receiver<PreparedBatch>,
+    total: usize,
+    backbone: &mut Trainable<ResNet>,
+    method: &mut dyn Method,
+) -> Result<()> {
+    let mut pending: Vec<MetricPoint> = Vec::new();
+    let mut last = Instant::now();
+    for step in 0..total {
+        let prepared = rx.recv().context("the augmentation thread stopped early")?;
+        let batch = prepared.into_view_batch(ad);
+        let n = batch.batch_size();
+        let lr = learning_rate(cfg.train.lr, step, cfg.train.warmup_steps, total);
+        let info = StepInfo {
+            step,
+            total_steps: total,
+            lr,
+        };
+        let (loss, terms) = train_step(backbone, method, &batch, &info, &cfg.method.name)?;
+
+        let now = Instant::now();
+        let images_per_sec = (2 * n) as f64 / now.duration_since(last).as_secs_f64();
+        last = now;
+        let s = step as i64;
+        pending.push(MetricPoint { key: "loss".into(), step: s, value: loss as f64 });
+        pending.push(MetricPoint { key: "lr".into(), step: s, value: lr });
+        pending.push(MetricPoint { key: "images_per_sec".into(), step: s, value: images_per_sec });
+        for (k, v) in terms {
+            pending.push(MetricPoint { key: format!("loss/{k}"), step: s, value: v as f64 });
+        }
+        if pending.len() >= 60 || step + 1 == total {
+            env.store.log_metrics(env.run_id, &pending)?;
+            pending.clear();
+        }
+        env.progress.set_position(step as u64 + 1);
+        env.progress.set_message(format!("loss {loss:.4}  {images_per_sec:.0} img/s"));
+
+        let every = cfg.train.checkpoint_every;
+        if step + 1 == total || (every > 0 && (step + 1) % every == 0) {
+            save_checkpoint(env, backbone.module(), method, step + 1)?;
+        }
+    }
+    Ok(())
+}
+
+fn save_checkpoint(env: &RunEnv, backbone: &ResNet, method: &dyn Method, step: usize) -> Result<PathBuf> {
+    let dir = env.store.checkpoint_dir(env.run_id).join(format!("step-{step}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    save_module(backbone, &dir, "backbone").map_err(|e| anyhow!(e))?;
+    method.save(&dir).map_err(|e| anyhow!(e))?;
+    env.store.add_checkpoint(env.run_id, step, &dir)?;
+    Ok(dir)
+}
+
+/// A progress bar for one run.
+pub fn progress_bar(label: &str) -> ProgressBar {
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {msg} (eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_string());
+    pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_zero() {
+        assert!((learning_rate(1.0, 0, 10, 100) - 0.1).abs() < 1e-12);
+        assert!((learning_rate(1.0, 9, 10, 100) - 1.0).abs() < 1e-12);
+        assert!((learning_rate(1.0, 10, 10, 100) - 1.0).abs() < 1e-12);
+        assert!(learning_rate(1.0, 99, 10, 100) < 0.01);
+        assert!((learning_rate(0.5, 0, 0, 1) - 0.5).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,170 @@
+//! End-to-end tests of the `augur` CLI: a tiny sweep into a temporary store,
+//! its listing, and the errors that bad input must give.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn runs_json(store: &std::path::Path) -> Vec<Value> {
+    let o = augur(&["runs", "--store", store.to_str().unwrap(), "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).expect("runs --format json prints JSON")
+}
+
+#[test]
+fn tiny_sweep_runs_and_is_listed_with_evaluations() {
+    let dir = tempdir();
+    let sweep = write(
+        dir.path(),
+        "tiny.toml",
+        &tiny_sweep(SYNTHETIC, "\n[sweep]\nseeds = [0, 1]\n[sweep.grid]\n\"method.temperature\" = [0.2, 0.5]\n"),
+    );
+    let store = dir.path().join("runs.db");
+    let o = augur(&["run", sweep.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(o.status.success(), "stderr: {}\nstdout: {}", stderr(&o), stdout(&o));
+
+    let runs = runs_json(&store);
+    assert_eq!(runs.len(), 4);
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &runs {
+        assert_eq!(r["status"], "finished", "{r}");
+        assert_eq!(r["method"], "simclr");
+        assert_eq!(r["git_commit"].as_str().unwrap().len() >= 7, true);
+        seen.insert((r["overrides"]["seed"].to_string(), r["overrides"]["method.temperature"].to_string()));
+        let evals = r["evaluations"].as_array().unwrap();
+        // kNN and linear, for both tasks, trained and at random init.
+        assert_eq!(evals.len(), 8, "{evals:?}");
+        for e in evals {
+            let v = e["value"].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&v));
+            assert_eq!(e["dataset"], "synthetic");
+        }
+        for task in ["shape", "colour"] {
+            for protocol in ["knn", "linear"] {
+                for checkpoint in ["final", "random_init"] {
+                    assert!(
+                        evals.iter().any(|e| e["task"] == task && e["protocol"] == protocol && e["checkpoint"] == checkpoint),
+                        "missing {protocol}/{task}@{checkpoint}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(seen.len(), 4, "every (seed, temperature) pair ran once");
+
+    // The table and CSV show the varying keys and evaluation columns.
+    let o = augur(&["runs", "--store", store.to_str().unwrap()]);
+    let table = stdout(&o);
+    assert!(table.contains("method.temperature") && table.contains("linear/shape") && table.contains("knn/colour@init"), "{table}");
+    let o = augur(&["runs", "--store", store.to_str().unwrap(), "--format", "csv"]);
+    assert_eq!(stdout(&o).lines().count(), 5);
+
+    // Metrics and checkpoints were written.
+    let ckpt = dir.path().join("runs.checkpoints/run-1/step-2/backbone.bpk");
+    assert!(ckpt.exists(), "{}", ckpt.display());
+    assert!(dir.path().join("runs.checkpoints/run-1/step-3/projector.bpk").exists());
+}
+
+/// Runs one good run into `store`, so that later failures can be checked
+/// not to touch it.
+fn good_run(dir: &std::path::Path, store: &std::path::Path) {
+    let sweep = write(dir, "good.toml", &tiny_sweep(SYNTHETIC, ""));
+    let o = augur(&["run", sweep.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn assert_fails_with(o: &std::process::Output, needles: &[&str]) {
+    assert!(!o.status.success(), "expected failure, got success: {}", stdout(o));
+    let err = stderr(o);
+    let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error_lines.len(), 1, "one error line expected, got: {err}");
+    for n in needles {
+        assert!(error_lines[0].contains(n), "`{n}` not in: {}", error_lines[0]);
+    }
+}
+
+#[test]
+fn bad_input_gives_one_line_errors_and_keeps_finished_runs() {
+    let dir = tempdir();
+    let d = dir.path();
+    let store = d.join("runs.db");
+    good_run(d, &store);
+    let s = store.to_str().unwrap();
+
+    // A missing dataset path.
+    let missing = write(d, "missing.toml", &tiny_sweep("dataset = \"cifar10\"\npath = \"/nonexistent/cifar\"", ""));
+    assert_fails_with(&augur(&["run", missing.to_str().unwrap(), "--store", s]), &["missing.toml:", "/nonexistent/cifar", "does not exist"]);
+
+    // A truncated CIFAR binary.
+    let cifar = d.join("cifar");
+    std::fs::create_dir_all(&cifar).unwrap();
+    let record: Vec<u8> = std::iter::once(1u8).chain((0..3072).map(|i| (i % 200) as u8)).collect();
+    for f in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"] {
+        std::fs::write(cifar.join(f), record.repeat(2)).unwrap();
+    }
+    std::fs::write(cifar.join("data_batch_3.bin"), &record[..2000]).unwrap();
+    let trunc = write(d, "trunc.toml", &tiny_sweep(&format!("dataset = \"cifar10\"\npath = \"{}\"", cifar.display()), ""));
+    assert_fails_with(&augur(&["run", trunc.to_str().unwrap(), "--store", s]), &["data_batch_3.bin", "truncated"]);
+
+    // A corrupt JPEG in an image folder.
+    for split in ["train", "test"] {
+        for class in ["a", "b"] {
+            let p = d.join("folder").join(split).join(class);
+            std::fs::create_dir_all(&p).unwrap();
+            let img = image::RgbImage::from_fn(8, 8, |x, y| image::Rgb([x as u8 * 30, y as u8 * 30, 90]));
+            img.save(p.join("0.png")).unwrap();
+        }
+    }
+    std::fs::write(d.join("folder/train/b/broken.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    let folder = write(d, "folder.toml", &tiny_sweep(&format!("dataset = \"folder\"\npath = \"{}\"\nimage_size = 8", d.join("folder").display()), ""));
+    assert_fails_with(&augur(&["run", folder.to_str().unwrap(), "--store", s]), &["broken.jpg", "cannot decode"]);
+
+    // Malformed TOML: the line of the problem is named.
+    let bad = write(d, "bad.toml", &tiny_sweep(SYNTHETIC, "").replace("lr = 0.1", "lr = [oops"));
+    assert_fails_with(&augur(&["run", bad.to_str().unwrap(), "--store", s]), &["bad.toml:"]);
+    let typo = write(d, "typo.toml", &tiny_sweep(SYNTHETIC, "").replace("batch_size = 16", "batchsize = 16"));
+    assert_fails_with(&augur(&["run", typo.to_str().unwrap(), "--store", s]), &["typo.toml:23", "batchsize"]);
+
+    // An unknown plugin (method) name, and an unknown method option.
+    let unknown = write(d, "unknown.toml", &tiny_sweep(SYNTHETIC, "").replace("name = \"simclr\"", "name = \"simclr_v9\""));
+    assert_fails_with(&augur(&["run", unknown.to_str().unwrap(), "--store", s]), &["unknown.toml:", "simclr_v9", "simclr"]);
+    let option = write(d, "option.toml", &tiny_sweep(SYNTHETIC, "").replace("proj_out = 16", "proj_outt = 16"));
+    assert_fails_with(&augur(&["run", option.to_str().unwrap(), "--store", s]), &["option.toml:19", "proj_outt"]);
+
+    // The finished run is still there, untouched, and nothing else was added.
+    let runs = runs_json(&store);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["status"], "finished");
+    assert_eq!(runs[0]["evaluations"].as_array().unwrap().len(), 8);
+}
+
+#[test]
+fn cifar_binary_dataset_trains() {
+    let dir = tempdir();
+    let cifar = dir.path().join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&cifar).unwrap();
+    for (i, f) in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"]
+        .iter()
+        .enumerate()
+    {
+        let mut bytes = Vec::new();
+        for r in 0..8u8 {
+            bytes.push(r % 10);
+            bytes.extend((0..3072).map(|p| ((p as u32 * 7 + r as u32 * 13 + i as u32) % 256) as u8));
+        }
+        std::fs::write(cifar.join(f), bytes).unwrap();
+    }
+    let sweep = write(
+        dir.path(),
+        "c.toml",
+        &tiny_sweep(&format!("dataset = \"cifar10\"\npath = \"{}\"", dir.path().display()), ""),
+    );
+    let store = dir.path().join("c.db");
+    let o = augur(&["run", sweep.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let runs = runs_json(&store);
+    assert_eq!(runs[0]["status"], "finished");
+    let evals = runs[0]["evaluations"].as_array().unwrap();
+    assert!(evals.iter().all(|e| e["dataset"] == "cifar10" && e["task"] == "class"));
+}
