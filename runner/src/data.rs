@@ -48,14 +48,9 @@ impl Split {
 
     /// A seeded subset of at most `limit` images (all of them if `None`).
     fn subset(self, limit: Option<usize>, seed: u64) -> Split {
-        let n = self.len();
-        let Some(limit) = limit.filter(|&l| l < n) else {
+        let Some(idx) = subset_indices(self.len(), limit, seed) else {
             return self;
         };
-        let mut idx: Vec<usize> = (0..n).collect();
-        idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        idx.truncate(limit);
-        idx.sort_unstable();
         let px = 3 * self.side * self.side;
         Split {
             images: idx.iter().flat_map(|&i| self.images[i * px..(i + 1) * px].iter().copied()).collect(),
@@ -63,6 +58,17 @@ impl Split {
             labels: self.labels.iter().map(|l| idx.iter().map(|&i| l[i]).collect()).collect(),
         }
     }
+}
+
+/// The sorted indices of a seeded subset of `limit` out of `n` items, or
+/// `None` when the limit keeps everything.
+fn subset_indices(n: usize, limit: Option<usize>, seed: u64) -> Option<Vec<usize>> {
+    let limit = limit.filter(|&l| l < n)?;
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    idx.truncate(limit);
+    idx.sort_unstable();
+    Some(idx)
 }
 
 /// A dataset: train and test splits and their tasks.
@@ -90,12 +96,12 @@ impl Dataset {
             }
             "cifar10" | "cifar100" => {
                 let path = cfg.path.as_deref().expect("validated: cifar needs a path");
-                let (train, test, tasks) = load_cifar(path, cfg.dataset == "cifar100", cfg.image_size)?;
+                let (train, test, tasks) = load_cifar(path, cfg.dataset == "cifar100", cfg)?;
                 (cfg.dataset.clone(), train, test, tasks)
             }
             "folder" => {
                 let path = cfg.path.as_deref().expect("validated: folder needs a path");
-                let (train, test, tasks) = load_folder(path, cfg.image_size.unwrap_or(32))?;
+                let (train, test, tasks) = load_folder(path, cfg)?;
                 let name = path.file_name().map(|s| s.to_string_lossy().into_owned());
                 (name.unwrap_or_else(|| "folder".into()), train, test, tasks)
             }
@@ -257,7 +263,7 @@ const CIFAR10_CLASSES: [&str; 10] = [
 /// `data_batch_{1..5}.bin`, `test_batch.bin`, records of 1 label byte and
 /// 3072 pixel bytes; `cifar-100-binary`: `train.bin`, `test.bin`, records of
 /// coarse and fine label bytes and 3072 pixel bytes), or an image folder of it.
-fn load_cifar(path: &Path, hundred: bool, side: Option<usize>) -> Result<(Split, Split, Vec<Task>)> {
+fn load_cifar(path: &Path, hundred: bool, cfg: &DataConfig) -> Result<(Split, Split, Vec<Task>)> {
     if !path.exists() {
         bail!(
             "data.path {} does not exist; point it at cifar-10-batches-bin, cifar-100-binary or an image folder with train/ and test/",
@@ -276,7 +282,7 @@ fn load_cifar(path: &Path, hundred: bool, side: Option<usize>) -> Result<(Split,
     let dir = if path.join(subdir).is_dir() { path.join(subdir) } else { path.to_path_buf() };
     if !dir.join(train_files[0]).exists() {
         if dir.join("train").is_dir() {
-            return load_folder(&dir, side.unwrap_or(32));
+            return load_folder(&dir, cfg);
         }
         bail!(
             "{} holds neither {} nor train/ and test/ folders",
@@ -339,8 +345,10 @@ pub fn read_cifar_records(bytes: &[u8], hundred: bool, split: &mut Split) -> Res
 
 // ---------------------------------------------------------------- image folder
 
-/// `root/train/<class>/*` and `root/test/<class>/*`, resized to `side`.
-fn load_folder(root: &Path, side: usize) -> Result<(Split, Split, Vec<Task>)> {
+/// `root/train/<class>/*` and `root/test/<class>/*`, resized to
+/// `image_size`; only the subset `train_size` / `test_size` keep is decoded.
+fn load_folder(root: &Path, cfg: &DataConfig) -> Result<(Split, Split, Vec<Task>)> {
+    let side = cfg.image_size.unwrap_or(32);
     if !root.is_dir() {
         bail!("data.path {} is not a directory", root.display());
     }
@@ -352,8 +360,8 @@ fn load_folder(root: &Path, side: usize) -> Result<(Split, Split, Vec<Task>)> {
             root.display()
         );
     }
-    let train = read_folder_split(&root.join("train"), &classes, side)?;
-    let test = read_folder_split(&root.join("test"), &classes, side)?;
+    let train = read_folder_split(&root.join("train"), &classes, side, cfg.train_size, cfg.data_seed)?;
+    let test = read_folder_split(&root.join("test"), &classes, side, cfg.test_size, cfg.data_seed.wrapping_add(1))?;
     Ok((
         train,
         test,
@@ -380,7 +388,7 @@ fn class_dirs(dir: &Path) -> Result<Vec<String>> {
     Ok(classes)
 }
 
-fn read_folder_split(dir: &Path, classes: &[String], side: usize) -> Result<Split> {
+fn read_folder_split(dir: &Path, classes: &[String], side: usize, limit: Option<usize>, seed: u64) -> Result<Split> {
     let mut files: Vec<(PathBuf, u16)> = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         let mut these: Vec<PathBuf> = std::fs::read_dir(dir.join(class))?
@@ -394,6 +402,10 @@ fn read_folder_split(dir: &Path, classes: &[String], side: usize) -> Result<Spli
             .collect();
         these.sort();
         files.extend(these.into_iter().map(|p| (p, label as u16)));
+    }
+    // The same subset Split::subset would take, chosen before decoding.
+    if let Some(idx) = subset_indices(files.len(), limit, seed) {
+        files = idx.into_iter().map(|i| files[i].clone()).collect();
     }
     let decoded: Vec<Result<Vec<u8>>> = files
         .par_iter()

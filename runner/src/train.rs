@@ -251,6 +251,10 @@ fn train_loop(
         }
         env.progress.set_position(step as u64 + 1);
         env.progress.set_message(format!("loss {loss:.4}  {images_per_sec:.0} img/s"));
+        // Without a terminal (CI, a log file) the bar is hidden: log every tenth instead.
+        if env.progress.is_hidden() && ((step + 1) % (total / 10).max(1) == 0 || step + 1 == total) {
+            eprintln!("{} step {}/{total} loss {loss:.4} {images_per_sec:.0} img/s", env.progress.prefix(), step + 1);
+        }
 
         let every = cfg.train.checkpoint_every;
         if step + 1 == total || (every > 0 && (step + 1) % every == 0) {

@@ -133,3 +133,33 @@ fn plugins_command_lists_components() {
     let out = stdout(&o);
     assert!(out.contains("method simclr") && out.contains("objective nt_xent") && out.contains("temperature"), "{out}");
 }
+
+#[test]
+fn a_panic_inside_a_plugin_is_an_error_for_the_step_not_an_abort() {
+    use augur_core::method::MethodContext;
+    use augur_core::plugin::{ComponentKind, Factory};
+    let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
+    let Factory::Method(factory) = plugins.find(ComponentKind::Method, "simclr").unwrap().factory else {
+        panic!("simclr is a method");
+    };
+    let cfg = tiny_config();
+    let device = Device::flex().autodiff();
+    // A projector built for 7-d features meets the backbone's 8-d ones: burn
+    // panics inside the plugin's forward pass.
+    let ctx = MethodContext {
+        feature_dim: 7,
+        device: device.clone(),
+        optimizer: cfg.optimizer.clone(),
+        schema: augur_core::record::DescriptorSchema::full(),
+        options: serde_json::json!({}),
+    };
+    let mut method = factory(&ctx).unwrap();
+    let mut backbone = Trainable::new(cfg.model.init(&device), &cfg.optimizer);
+    let (split, _) = augur::data::synthetic(4, 16, 0);
+    let images: Vec<ImageRef> = (0..4).map(|i| split.image(i)).collect();
+    let pipeline = Pipeline::preset("none", 16).unwrap();
+    let batch = PreparedBatch::make(&pipeline, &images, 0, 0, [0.5; 3], [0.25; 3]).into_view_batch(&device);
+    let info = StepInfo { step: 0, total_steps: 1, lr: 0.1 };
+    let err = train::train_step(&mut backbone, method.as_mut(), &batch, &info, "simclr").unwrap_err();
+    assert!(err.to_string().contains("panicked at step 0"), "{err}");
+}
