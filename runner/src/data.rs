@@ -305,19 +305,21 @@ fn load_cifar(path: &Path, hundred: bool, cfg: &DataConfig) -> Result<(Split, Sp
     };
     let train = read(&train_files)?;
     let test = read(&test_files)?;
-    let classes: Vec<String> = if hundred {
-        (0..100).map(|i| format!("class_{i:02}")).collect()
-    } else {
-        CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect()
-    };
-    Ok((
-        train,
-        test,
-        vec![Task {
-            name: "class".into(),
-            classes,
-        }],
-    ))
+    // The official archives ship their class names; fall back to indices.
+    let names_file = dir.join(if hundred { "fine_label_names.txt" } else { "batches.meta.txt" });
+    let count = if hundred { 100 } else { 10 };
+    let named: Option<Vec<String>> = std::fs::read_to_string(&names_file)
+        .ok()
+        .map(|text| text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect::<Vec<_>>())
+        .filter(|names| names.len() == count);
+    let classes = named.unwrap_or_else(|| {
+        if hundred {
+            (0..100).map(|i| format!("class_{i:02}")).collect()
+        } else {
+            CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect()
+        }
+    });
+    Ok((train, test, class_task(classes)))
 }
 
 /// Append the records of one CIFAR binary file to `split`.
@@ -345,6 +347,14 @@ pub fn read_cifar_records(bytes: &[u8], hundred: bool, split: &mut Split) -> Res
 
 // ---------------------------------------------------------------- image folder
 
+/// The one task of a classification dataset.
+fn class_task(classes: Vec<String>) -> Vec<Task> {
+    vec![Task {
+        name: "class".into(),
+        classes,
+    }]
+}
+
 /// `root/train/<class>/*` and `root/test/<class>/*`, resized to
 /// `image_size`; only the subset `train_size` / `test_size` keep is decoded.
 fn load_folder(root: &Path, cfg: &DataConfig) -> Result<(Split, Split, Vec<Task>)> {
@@ -362,14 +372,7 @@ fn load_folder(root: &Path, cfg: &DataConfig) -> Result<(Split, Split, Vec<Task>
     }
     let train = read_folder_split(&root.join("train"), &classes, side, cfg.train_size, cfg.data_seed)?;
     let test = read_folder_split(&root.join("test"), &classes, side, cfg.test_size, cfg.data_seed.wrapping_add(1))?;
-    Ok((
-        train,
-        test,
-        vec![Task {
-            name: "class".into(),
-            classes,
-        }],
-    ))
+    Ok((train, test, class_task(classes)))
 }
 
 fn class_dirs(dir: &Path) -> Result<Vec<String>> {
