@@ -1,6 +1,7 @@
 //! Shared building blocks that method plugins compose: MLP heads (projectors,
-//! predictors, auxiliary heads), contrastive losses, and [`Trainable`], a
-//! module bundled with its own optimizer state.
+//! predictors, auxiliary heads), optimizers, [`Trainable`] (a module bundled
+//! with its own optimizer state) and [`ema_update`] for momentum networks.
+//! The losses live in [`crate::losses`].
 
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
@@ -9,7 +10,6 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::Gradients;
-use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
 /// A multi-layer perceptron: `Linear (BN) ReLU` for every hidden layer, then
@@ -94,56 +94,6 @@ impl Mlp {
         }
         x
     }
-}
-
-/// Rows scaled to unit L2 norm.
-pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
-    x / norm
-}
-
-/// Mean cross-entropy of `logits [n, c]` against integer `targets` (one per row).
-pub fn cross_entropy(logits: Tensor<2>, targets: &[usize]) -> Tensor<1> {
-    let [n, c] = logits.dims();
-    let device = logits.device();
-    let mut one_hot = vec![0.0f32; n * c];
-    for (i, &t) in targets.iter().enumerate() {
-        one_hot[i * c + t] = 1.0;
-    }
-    let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [n, c]), &device);
-    (log_softmax(logits, 1) * one_hot).sum().neg() / n as f64
-}
-
-/// NT-Xent (SimCLR) over the 2N samples of two views `z1, z2 [n, d]`: each
-/// sample's positive is its other view, its negatives the other 2N - 2.
-pub fn nt_xent(z1: Tensor<2>, z2: Tensor<2>, temperature: f64) -> Tensor<1> {
-    let [n, _] = z1.dims();
-    let device = z1.device();
-    let z = l2_normalize(Tensor::cat(vec![z1, z2], 0));
-    let sim = z.clone().matmul(z.transpose()) / temperature;
-    // Remove self-similarity from the softmax.
-    let mut diag = vec![0.0f32; 4 * n * n];
-    for i in 0..2 * n {
-        diag[i * 2 * n + i] = -1e9;
-    }
-    let sim = sim + Tensor::<2>::from_data(TensorData::new(diag, [2 * n, 2 * n]), &device);
-    let targets: Vec<usize> = (0..2 * n).map(|i| (i + n) % (2 * n)).collect();
-    cross_entropy(sim, &targets)
-}
-
-/// InfoNCE of queries `q [n, d]` against their keys `k [n, d]` and optional
-/// extra negatives `[m, d]` (MoCo's queue); cosine similarity over `temperature`.
-pub fn info_nce(q: Tensor<2>, k: Tensor<2>, negatives: Option<Tensor<2>>, temperature: f64) -> Tensor<1> {
-    let [n, _] = q.dims();
-    let q = l2_normalize(q);
-    let k = l2_normalize(k);
-    // Row i: [q_i . k_0 .. q_i . k_{n-1}, q_i . neg...]; the positive is column i.
-    let mut logits = q.clone().matmul(k.transpose());
-    if let Some(neg) = negatives {
-        logits = Tensor::cat(vec![logits, q.matmul(l2_normalize(neg).transpose())], 1);
-    }
-    let targets: Vec<usize> = (0..n).collect();
-    cross_entropy(logits / temperature, &targets)
 }
 
 /// The optimizer section of a run config.
@@ -243,6 +193,53 @@ pub fn flat_params<M: Module>(module: &M) -> Vec<f32> {
     c.0
 }
 
+/// An independent copy of `source` built into `fresh` (a new module of the
+/// same structure), without gradients. Not `clone()`: a clone shares its
+/// batch-norm running statistics with the original, so a momentum network
+/// made by cloning would write into the online network's statistics.
+pub fn independent_copy<M: Module>(fresh: M, source: &M) -> M {
+    fresh.load_record(source.clone().into_record()).no_grad()
+}
+
+/// Exponential moving average of `online` into `target`, parameter by
+/// parameter: `target = momentum * target + (1 - momentum) * online`. The
+/// two modules must have the same structure (the target is a clone of the
+/// online network). The result carries no gradient: momentum networks are
+/// never stepped by an optimizer.
+pub fn ema_update<M: Module>(target: M, online: &M, momentum: f64) -> M {
+    struct Collect(Vec<Tensor<1>>);
+    impl burn::module::ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            self.0.push(param.val().detach().flatten::<1>(0, D - 1));
+        }
+    }
+    struct Blend {
+        online: std::vec::IntoIter<Tensor<1>>,
+        momentum: f64,
+    }
+    impl burn::module::ModuleMapper for Blend {
+        fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+            let online = self.online.next().expect("target and online have the same parameters");
+            let m = self.momentum;
+            param.map(|t| {
+                let shape = t.shape();
+                let blended = t.detach().mul_scalar(m) + online.reshape(shape).mul_scalar(1.0 - m);
+                blended.detach()
+            })
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    online.visit(&mut collect);
+    let n = collect.0.len();
+    let mut blend = Blend {
+        online: collect.0.into_iter(),
+        momentum,
+    };
+    let updated = target.map(&mut blend);
+    assert_eq!(blend.online.len(), 0, "target has fewer parameters than online ({n})");
+    updated
+}
+
 /// A module together with the optimizer state of its parameters. The runner
 /// holds one for the backbone; a method holds one for what it trains itself
 /// (projector, predictor, heads), so each side steps its own parameters from
@@ -285,41 +282,6 @@ impl<M: Module> Trainable<M> {
 mod tests {
     use super::*;
 
-    fn t2(data: &[f32], shape: [usize; 2], device: &Device) -> Tensor<2> {
-        Tensor::from_data(TensorData::new(data.to_vec(), shape), device)
-    }
-
-    #[test]
-    fn nt_xent_matches_a_hand_computed_case() {
-        let device = Device::flex();
-        // Two images, two views, 2-d embeddings (already unit norm).
-        let z1 = t2(&[1.0, 0.0, 0.0, 1.0], [2, 2], &device);
-        let z2 = t2(&[0.6, 0.8, 0.8, -0.6], [2, 2], &device);
-        let t = 0.5;
-        let loss: f32 = nt_xent(z1, z2, t).into_scalar();
-        // By hand: rows of Z = [a, b, c, d] with a=(1,0), b=(0,1), c=(.6,.8), d=(.8,-.6).
-        let z = [[1.0f64, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, -0.6]];
-        let pos = [2usize, 3, 0, 1];
-        let mut expected = 0.0;
-        for i in 0..4 {
-            let dot = |j: usize| (z[i][0] * z[j][0] + z[i][1] * z[j][1]) / t;
-            let denom: f64 = (0..4).filter(|&j| j != i).map(|j| dot(j).exp()).sum();
-            expected += -(dot(pos[i]).exp() / denom).ln();
-        }
-        expected /= 4.0;
-        assert!((loss as f64 - expected).abs() < 1e-5, "{loss} vs {expected}");
-    }
-
-    #[test]
-    fn info_nce_is_low_when_keys_match() {
-        let device = Device::flex();
-        let q = t2(&[1.0, 0.0, 0.0, 1.0], [2, 2], &device);
-        let good: f32 = info_nce(q.clone(), q.clone(), None, 0.1).into_scalar();
-        let swapped = t2(&[0.0, 1.0, 1.0, 0.0], [2, 2], &device);
-        let bad: f32 = info_nce(q, swapped, None, 0.1).into_scalar();
-        assert!(good < 1e-3 && bad > 5.0, "{good} {bad}");
-    }
-
     #[test]
     fn a_step_moves_backbone_weights() {
         let device = Device::flex().autodiff();
@@ -338,6 +300,22 @@ mod tests {
         assert_eq!(before.len(), after.len());
         let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
         assert!(moved > before.len() / 2, "{moved} of {} weights moved", before.len());
+    }
+
+    #[test]
+    fn ema_moves_target_towards_online() {
+        let device = Device::flex();
+        let online = MlpConfig::new(&[3, 4, 2]).init(&device);
+        let target = MlpConfig::new(&[3, 4, 2]).init(&device);
+        let (o, t) = (flat_params(&online), flat_params(&target));
+        let same = ema_update(target.clone(), &online, 1.0);
+        assert_eq!(flat_params(&same), t);
+        let copied = ema_update(target.clone(), &online, 0.0);
+        assert_eq!(flat_params(&copied), o);
+        let half = flat_params(&ema_update(target, &online, 0.75));
+        for ((h, a), b) in half.iter().zip(&t).zip(&o) {
+            assert!((h - (0.75 * a + 0.25 * b)).abs() < 1e-6);
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! - [`record`]: the augmentation record and its descriptor schema (the spine);
 //! - [`augment`]: the view pipeline that produces records;
 //! - [`backbone`]: ResNet backbones;
-//! - [`blocks`]: MLP heads, contrastive losses, optimizers;
+//! - [`blocks`]: MLP heads, optimizers, trainable modules, EMA;
+//! - [`losses`]: the objectives' losses (NT-Xent, InfoNCE, BYOL, Barlow Twins, VICReg);
 //! - [`method`]: the traits a method plugin implements;
 //! - [`plugin`]: the plugin ABI (fingerprint, registry, `export_plugin!`).
 //!
@@ -17,6 +18,7 @@ pub use serde_json;
 pub mod augment;
 pub mod backbone;
 pub mod blocks;
+pub mod losses;
 pub mod method;
 pub mod plugin;
 pub mod record;

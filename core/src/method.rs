@@ -6,9 +6,11 @@
 //! backbone and asks the method to step what it owns (projector, predictor,
 //! auxiliary heads) and to do its post-step work (EMA updates, queues).
 //!
-//! Most methods are "a projector and an objective" ([`Siamese`]); a method
-//! with more structure (momentum encoder, auxiliary heads, conditioned
-//! projector) implements [`Method`] itself from the same building blocks.
+//! Most methods are "two views through backbone, projector (and predictor),
+//! compared with a target branch by an objective": [`TwoView`], whose
+//! [`Target`] covers SimCLR-like (both branches online), SimSiam-like
+//! (stop-gradient) and BYOL/MoCo-like (momentum network) methods. A method
+//! with more structure implements [`Method`] itself from the same blocks.
 
 use std::path::Path;
 
@@ -18,7 +20,8 @@ use burn::tensor::Gradients;
 use serde::de::DeserializeOwned;
 
 use crate::backbone::ResNet;
-use crate::blocks::{Mlp, MlpConfig, OptimizerSpec, Trainable};
+use crate::backbone::BackboneConfig;
+use crate::blocks::{Mlp, MlpConfig, OptimizerSpec, Trainable, ema_update, independent_copy};
 use crate::record::{AugmentationRecord, DescriptorSchema};
 
 /// Two augmented views of the same images, with the record of every view.
@@ -99,6 +102,8 @@ pub trait Method: Send {
 pub struct MethodContext {
     /// Dimension of the backbone's pooled feature.
     pub feature_dim: usize,
+    /// The backbone's config (to build momentum copies of it).
+    pub backbone: BackboneConfig,
     pub device: Device,
     pub optimizer: OptimizerSpec,
     /// The augmentation keys the run records and conditions on.
@@ -118,25 +123,85 @@ impl MethodContext {
 /// Builds a method for one run.
 pub type MethodFactory = fn(&MethodContext) -> Result<Box<dyn Method>, String>;
 
-/// A loss between the projections of two views.
-pub trait Objective: Send + Sync {
-    fn loss(&self, z1: Tensor<2>, z2: Tensor<2>) -> Tensor<1>;
+/// A loss between the two views' outputs. `online[i]` is the online
+/// network's output for view `i` (its predictor's, when it has one);
+/// `target[i]` is what view `i` is compared against: the online projection
+/// itself, detached for a stop-gradient, or a momentum network's projection.
+/// `&mut self`: an objective may keep state (MoCo's queue of keys).
+pub trait Objective: Send {
+    fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1>;
 }
 
 /// Builds an objective from its options.
 pub type ObjectiveFactory = fn(&serde_json::Value) -> Result<Box<dyn Objective>, String>;
 
-/// The common shape of a method: backbone -> projector -> objective on the
-/// two views. SimCLR is this with NT-Xent; others add to it.
-pub struct Siamese {
+/// Momentum coefficient over training: `base` at the start, cosine-increased
+/// to `last` at the end (BYOL: 0.996 -> 1); constant when they are equal (MoCo).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MomentumSchedule {
+    pub base: f64,
+    pub last: f64,
+}
+
+impl MomentumSchedule {
+    pub fn at(&self, step: usize, total: usize) -> f64 {
+        let progress = step as f64 / total.max(1) as f64;
+        self.last - (self.last - self.base) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
+    }
+}
+
+/// Where the second branch of a [`TwoView`] method comes from.
+pub enum Target {
+    /// The online projections themselves, gradients through both views
+    /// (SimCLR, Barlow Twins, VICReg).
+    Online,
+    /// The online projections, detached (SimSiam's stop-gradient).
+    StopGradient,
+    /// A momentum copy of backbone and projector, never stepped by the
+    /// optimizer, moved towards the online network after every step (BYOL, MoCo).
+    Momentum {
+        backbone: Option<ResNet>,
+        projector: Mlp,
+        schedule: MomentumSchedule,
+    },
+}
+
+/// The common shape of a two-view method: backbone -> projector (->
+/// predictor) on both views, a target branch, and an objective.
+pub struct TwoView {
+    backbone_config: BackboneConfig,
     projector: Trainable<Mlp>,
+    predictor: Option<Trainable<Mlp>>,
+    target: Target,
     objective: Box<dyn Objective>,
 }
 
-impl Siamese {
-    pub fn new(projector: MlpConfig, objective: Box<dyn Objective>, ctx: &MethodContext) -> Self {
+impl TwoView {
+    /// A method with a projector of shape `projector`, an optional predictor,
+    /// the given target branch (for `Target::Momentum`, pass any projector:
+    /// it is replaced by a copy of the online one) and objective.
+    pub fn new(
+        projector: MlpConfig,
+        predictor: Option<MlpConfig>,
+        target: Target,
+        objective: Box<dyn Objective>,
+        ctx: &MethodContext,
+    ) -> Self {
+        let online = projector.init(&ctx.device);
+        let target = match target {
+            Target::Momentum { schedule, .. } => Target::Momentum {
+                // The backbone copy is taken at the first step, from the runner's backbone.
+                backbone: None,
+                projector: independent_copy(projector.init(&ctx.device), &online),
+                schedule,
+            },
+            other => other,
+        };
         Self {
-            projector: Trainable::new(projector.init(&ctx.device), &ctx.optimizer),
+            backbone_config: ctx.backbone.clone(),
+            projector: Trainable::new(online, &ctx.optimizer),
+            predictor: predictor.map(|p| Trainable::new(p.init(&ctx.device), &ctx.optimizer)),
+            target,
             objective,
         }
     }
@@ -144,30 +209,106 @@ impl Siamese {
     pub fn projector(&self) -> &Mlp {
         self.projector.module()
     }
+
+    /// The momentum network, if this method has one and it exists yet.
+    pub fn momentum_network(&self) -> Option<(&ResNet, &Mlp)> {
+        match &self.target {
+            Target::Momentum {
+                backbone: Some(b),
+                projector,
+                ..
+            } => Some((b, projector)),
+            _ => None,
+        }
+    }
 }
 
-impl Method for Siamese {
+impl Method for TwoView {
     fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, _info: &StepInfo) -> StepOutput {
-        let [a, b] = batch.views.clone();
-        let z1 = self.projector.module().forward(backbone.forward(a));
-        let z2 = self.projector.module().forward(backbone.forward(b));
+        let projections = batch
+            .views
+            .clone()
+            .map(|v| self.projector.module().forward(backbone.forward(v)));
+        let online = match &self.predictor {
+            Some(p) => projections.clone().map(|z| p.module().forward(z)),
+            None => projections.clone(),
+        };
+        let target = match &mut self.target {
+            Target::Online => projections,
+            Target::StopGradient => projections.map(|z| z.detach()),
+            Target::Momentum {
+                backbone: target_backbone,
+                projector,
+                ..
+            } => {
+                let config = &self.backbone_config;
+                let tb = target_backbone
+                    .get_or_insert_with(|| independent_copy(config.init(&batch.device()), backbone));
+                batch
+                    .views
+                    .clone()
+                    .map(|v| projector.forward(tb.forward(v.detach())).detach())
+            }
+        };
         StepOutput {
-            loss: self.objective.loss(z1, z2),
+            loss: self.objective.loss(online, target),
             terms: Vec::new(),
         }
     }
 
     fn optimize(&mut self, grads: &mut Gradients, lr: f64) {
         self.projector.step(grads, lr);
+        if let Some(p) = &mut self.predictor {
+            p.step(grads, lr);
+        }
+    }
+
+    fn after_step(&mut self, backbone: &ResNet, info: &StepInfo) {
+        if let Target::Momentum {
+            backbone: Some(tb),
+            projector,
+            schedule,
+        } = &mut self.target
+        {
+            let m = schedule.at(info.step, info.total_steps);
+            *tb = ema_update(tb.clone(), backbone, m);
+            *projector = ema_update(projector.clone(), self.projector.module(), m);
+        }
     }
 
     fn save(&self, dir: &Path) -> Result<(), String> {
-        save_module(self.projector.module(), dir, "projector")
+        save_module(self.projector.module(), dir, "projector")?;
+        if let Some(p) = &self.predictor {
+            save_module(p.module(), dir, "predictor")?;
+        }
+        if let Target::Momentum {
+            backbone, projector, ..
+        } = &self.target
+        {
+            save_module(projector, dir, "target_projector")?;
+            if let Some(b) = backbone {
+                save_module(b, dir, "target_backbone")?;
+            }
+        }
+        Ok(())
     }
 
     fn load(&mut self, dir: &Path) -> Result<(), String> {
         let loaded = load_module(self.projector.module().clone(), dir, "projector")?;
         self.projector.replace(loaded);
+        if let Some(p) = &mut self.predictor {
+            let loaded = load_module(p.module().clone(), dir, "predictor")?;
+            p.replace(loaded);
+        }
+        if let Target::Momentum {
+            backbone, projector, ..
+        } = &mut self.target
+        {
+            *projector = load_module(projector.clone(), dir, "target_projector")?;
+            if let Some(b) = backbone {
+                *b = load_module(b.clone(), dir, "target_backbone")?;
+            }
+        }
         Ok(())
     }
 }

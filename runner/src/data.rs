@@ -290,6 +290,9 @@ fn load_cifar(path: &Path, hundred: bool, cfg: &DataConfig) -> Result<(Split, Sp
             train_files[0]
         );
     }
+    if let Some(side) = cfg.image_size.filter(|&s| s != 32) {
+        bail!("data.image_size = {side}, but CIFAR binaries hold 32 px images; remove image_size or set it to 32");
+    }
     let read = |files: &[&str]| -> Result<Split> {
         let mut split = Split {
             images: Vec::new(),

@@ -43,6 +43,7 @@ pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Resu
     };
     let ctx = MethodContext {
         feature_dim: cfg.model.feature_dim(),
+        backbone: cfg.model.clone(),
         device: device.clone(),
         optimizer: cfg.optimizer.clone(),
         schema: DescriptorSchema::full(),

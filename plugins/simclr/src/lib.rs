@@ -2,11 +2,12 @@
 //! over the 2N projections of a batch's two views.
 //!
 //! Everything else (backbone, views, optimizer) is the runner's; the shared
-//! pieces (`Siamese`, `MlpConfig`, `nt_xent`) are augur-core's.
+//! pieces (`TwoView`, `MlpConfig`, `nt_xent`) are augur-core's.
 
-use augur_core::blocks::{MlpConfig, nt_xent};
+use augur_core::blocks::MlpConfig;
+use augur_core::losses::nt_xent;
 use augur_core::burn::prelude::*;
-use augur_core::method::{Method, MethodContext, Objective, Siamese};
+use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
 use augur_core::plugin::Registry;
 use serde::Deserialize;
 
@@ -36,7 +37,8 @@ struct NtXent {
 }
 
 impl Objective for NtXent {
-    fn loss(&self, z1: Tensor<2>, z2: Tensor<2>) -> Tensor<1> {
+    fn loss(&mut self, online: [Tensor<2>; 2], _target: [Tensor<2>; 2]) -> Tensor<1> {
+        let [z1, z2] = online;
         nt_xent(z1, z2, self.temperature)
     }
 }
@@ -60,7 +62,7 @@ fn simclr(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let objective = Box::new(NtXent {
         temperature: o.temperature,
     });
-    Ok(Box::new(Siamese::new(projector, objective, ctx)))
+    Ok(Box::new(TwoView::new(projector, None, Target::Online, objective, ctx)))
 }
 
 fn nt_xent_objective(options: &augur_core::serde_json::Value) -> Result<Box<dyn Objective>, String> {

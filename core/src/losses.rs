@@ -1,0 +1,219 @@
+//! Losses of the self-supervised objectives (spec/methods.md section 2), each
+//! on projections `[n, d]` of the two views of a batch. They are plain
+//! functions of tensors so that every method plugin shares one, tested,
+//! implementation.
+
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, relu};
+
+/// Rows scaled to unit L2 norm.
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+/// Mean cross-entropy of `logits [n, c]` against integer `targets` (one per row).
+pub fn cross_entropy(logits: Tensor<2>, targets: &[usize]) -> Tensor<1> {
+    let [n, c] = logits.dims();
+    let device = logits.device();
+    let mut one_hot = vec![0.0f32; n * c];
+    for (i, &t) in targets.iter().enumerate() {
+        one_hot[i * c + t] = 1.0;
+    }
+    let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [n, c]), &device);
+    (log_softmax(logits, 1) * one_hot).sum().neg() / n as f64
+}
+
+/// NT-Xent (SimCLR) over the 2N samples of two views `z1, z2 [n, d]`: each
+/// sample's positive is its other view, its negatives the other 2N - 2.
+pub fn nt_xent(z1: Tensor<2>, z2: Tensor<2>, temperature: f64) -> Tensor<1> {
+    let [n, _] = z1.dims();
+    let device = z1.device();
+    let z = l2_normalize(Tensor::cat(vec![z1, z2], 0));
+    let sim = z.clone().matmul(z.transpose()) / temperature;
+    // Remove self-similarity from the softmax.
+    let mut diag = vec![0.0f32; 4 * n * n];
+    for i in 0..2 * n {
+        diag[i * 2 * n + i] = -1e9;
+    }
+    let sim = sim + Tensor::<2>::from_data(TensorData::new(diag, [2 * n, 2 * n]), &device);
+    let targets: Vec<usize> = (0..2 * n).map(|i| (i + n) % (2 * n)).collect();
+    cross_entropy(sim, &targets)
+}
+
+/// InfoNCE of queries `q [n, d]` against their keys `k [n, d]` and optional
+/// extra negatives `[m, d]` (MoCo's queue); cosine similarity over `temperature`.
+pub fn info_nce(q: Tensor<2>, k: Tensor<2>, negatives: Option<Tensor<2>>, temperature: f64) -> Tensor<1> {
+    let [n, _] = q.dims();
+    let q = l2_normalize(q);
+    let k = l2_normalize(k);
+    // Row i: [q_i . k_0 .. q_i . k_{n-1}, q_i . neg...]; the positive is column i.
+    let mut logits = q.clone().matmul(k.transpose());
+    if let Some(neg) = negatives {
+        logits = Tensor::cat(vec![logits, q.matmul(l2_normalize(neg).transpose())], 1);
+    }
+    let targets: Vec<usize> = (0..n).collect();
+    cross_entropy(logits / temperature, &targets)
+}
+
+/// Mean negative cosine similarity of `p` to `z` (SimSiam's D(p, z); pass
+/// `z.detach()` for its stop-gradient).
+pub fn negative_cosine(p: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
+    (l2_normalize(p) * l2_normalize(z)).sum_dim(1).mean().neg()
+}
+
+/// BYOL's regression loss, mean over the batch of `2 - 2 cos(p, z)`.
+pub fn byol_loss(p: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
+    negative_cosine(p, z).mul_scalar(2.0).add_scalar(2.0)
+}
+
+/// A `[d, d]` tensor with ones off the diagonal and zeros on it.
+fn off_diagonal_mask(d: usize, device: &Device) -> Tensor<2> {
+    let mut m = vec![1.0f32; d * d];
+    for i in 0..d {
+        m[i * d + i] = 0.0;
+    }
+    Tensor::from_data(TensorData::new(m, [d, d]), device)
+}
+
+/// Barlow Twins: the cross-correlation `C` of the batch-standardised
+/// projections; `sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2`.
+pub fn barlow_twins(z1: Tensor<2>, z2: Tensor<2>, lambda: f64) -> Tensor<1> {
+    let [n, d] = z1.dims();
+    let device = z1.device();
+    let standardise = |z: Tensor<2>| {
+        let mean = z.clone().mean_dim(0);
+        let centred = z - mean;
+        let std = centred.clone().square().mean_dim(0).add_scalar(1e-5).sqrt();
+        centred / std
+    };
+    let c = standardise(z1).transpose().matmul(standardise(z2)) / n as f64;
+    let off = off_diagonal_mask(d, &device);
+    let on = (c.clone() * (Tensor::ones([d, d], &device) - off.clone())).sum_dim(1).squeeze_dim::<1>(1);
+    let on_diag = on.neg().add_scalar(1.0).square().sum();
+    let off_diag = (c.square() * off).sum();
+    on_diag + off_diag.mul_scalar(lambda)
+}
+
+/// VICReg's weights: invariance, variance, covariance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VicregWeights {
+    pub invariance: f64,
+    pub variance: f64,
+    pub covariance: f64,
+}
+
+impl Default for VicregWeights {
+    fn default() -> Self {
+        Self {
+            invariance: 25.0,
+            variance: 25.0,
+            covariance: 1.0,
+        }
+    }
+}
+
+/// VICReg: `w_inv * MSE(z1, z2) + w_var * mean hinge(1 - std) + w_cov * sum
+/// of squared off-diagonal covariances / d`, the last two on each branch
+/// (unbiased variance, epsilon 1e-4, as the reference code).
+pub fn vicreg(z1: Tensor<2>, z2: Tensor<2>, w: VicregWeights) -> Tensor<1> {
+    let [n, d] = z1.dims();
+    let device = z1.device();
+    let invariance = (z1.clone() - z2.clone()).square().mean();
+    let off = off_diagonal_mask(d, &device);
+    let branch = |z: Tensor<2>| {
+        let centred = z.clone() - z.mean_dim(0);
+        let var = centred.clone().square().sum_dim(0) / (n as f64 - 1.0);
+        let std = var.add_scalar(1e-4).sqrt();
+        let variance = relu(std.neg().add_scalar(1.0)).mean();
+        let cov = centred.clone().transpose().matmul(centred) / (n as f64 - 1.0);
+        let covariance = (cov.square() * off.clone()).sum() / d as f64;
+        (variance, covariance)
+    };
+    let (v1, c1) = branch(z1);
+    let (v2, c2) = branch(z2);
+    invariance.mul_scalar(w.invariance)
+        + (v1 + v2).mul_scalar(w.variance / 2.0)
+        + (c1 + c2).mul_scalar(w.covariance)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t2(data: &[f32], shape: [usize; 2], device: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(data.to_vec(), shape), device)
+    }
+
+    #[test]
+    fn nt_xent_matches_a_hand_computed_case() {
+        let device = Device::flex();
+        // Two images, two views, 2-d embeddings (already unit norm).
+        let z1 = t2(&[1.0, 0.0, 0.0, 1.0], [2, 2], &device);
+        let z2 = t2(&[0.6, 0.8, 0.8, -0.6], [2, 2], &device);
+        let t = 0.5;
+        let loss: f32 = nt_xent(z1, z2, t).into_scalar();
+        // By hand: rows of Z = [a, b, c, d] with a=(1,0), b=(0,1), c=(.6,.8), d=(.8,-.6).
+        let z = [[1.0f64, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, -0.6]];
+        let pos = [2usize, 3, 0, 1];
+        let mut expected = 0.0;
+        for i in 0..4 {
+            let dot = |j: usize| (z[i][0] * z[j][0] + z[i][1] * z[j][1]) / t;
+            let denom: f64 = (0..4).filter(|&j| j != i).map(|j| dot(j).exp()).sum();
+            expected += -(dot(pos[i]).exp() / denom).ln();
+        }
+        expected /= 4.0;
+        assert!((loss as f64 - expected).abs() < 1e-5, "{loss} vs {expected}");
+    }
+
+    #[test]
+    fn info_nce_is_low_when_keys_match() {
+        let device = Device::flex();
+        let q = t2(&[1.0, 0.0, 0.0, 1.0], [2, 2], &device);
+        let good: f32 = info_nce(q.clone(), q.clone(), None, 0.1).into_scalar();
+        let swapped = t2(&[0.0, 1.0, 1.0, 0.0], [2, 2], &device);
+        let bad: f32 = info_nce(q, swapped, None, 0.1).into_scalar();
+        assert!(good < 1e-3 && bad > 5.0, "{good} {bad}");
+    }
+
+    #[test]
+    fn negative_cosine_and_byol_by_hand() {
+        let device = Device::flex();
+        let p = t2(&[1.0, 0.0, 0.0, 2.0], [2, 2], &device);
+        let z = t2(&[1.0, 1.0, 0.0, -3.0], [2, 2], &device);
+        // cosines: 1/sqrt(2) and -1
+        let expected = -(0.5f64.sqrt() - 1.0) / 2.0;
+        let got: f32 = negative_cosine(p.clone(), z.clone()).into_scalar();
+        assert!((got as f64 - expected).abs() < 1e-6, "{got}");
+        let byol: f32 = byol_loss(p, z).into_scalar();
+        assert!((byol as f64 - (2.0 + 2.0 * expected)).abs() < 1e-5, "{byol}");
+    }
+
+    #[test]
+    fn barlow_twins_by_hand() {
+        let device = Device::flex();
+        // Two samples, two dims. Standardised columns are +-1.
+        let z1 = t2(&[1.0, 3.0, 3.0, 1.0], [2, 2], &device);
+        let z2 = t2(&[2.0, 0.0, 4.0, 0.0], [2, 2], &device);
+        // z1 std. = [[-1, 1], [1, -1]]; z2 col 0 -> [-1, 1], col 1 constant -> [0, 0].
+        // C = z1s^T z2s / 2 = [[1, 0], [-1, 0]]: on-diag (1-1)^2 + (1-0)^2 = 1, off-diag 0^2 + (-1)^2 = 1.
+        let got: f32 = barlow_twins(z1.clone(), z2.clone(), 0.5).into_scalar();
+        assert!((got - 1.5).abs() < 1e-3, "{got}");
+        let identical: f32 = barlow_twins(z1.clone(), z1, 0.0051).into_scalar();
+        assert!(identical < 0.03, "{identical}");
+    }
+
+    #[test]
+    fn vicreg_by_hand() {
+        let device = Device::flex();
+        let z1 = t2(&[0.0, 0.0, 2.0, 2.0], [2, 2], &device);
+        let z2 = t2(&[0.0, 0.0, 2.0, 0.0], [2, 2], &device);
+        // invariance: mean of [0,0,0,4] = 1
+        // z1: both columns [0,2]: var 2, std sqrt(2.0001) > 1, hinge 0; cov off-diag 2 -> (4+4)/2 = 4
+        // z2: col0 var 2 (hinge 0), col1 var 0 -> std 0.01, hinge 0.99; mean hinge 0.495; cov 0
+        let w = VicregWeights { invariance: 1.0, variance: 1.0, covariance: 1.0 };
+        let got: f32 = vicreg(z1, z2, w).into_scalar();
+        let expected = 1.0 + (0.0 + 0.495) / 2.0 + 4.0;
+        assert!((got as f64 - expected).abs() < 1e-3, "{got} vs {expected}");
+    }
+}
