@@ -240,6 +240,64 @@ pub fn ema_update<M: Module>(target: M, online: &M, momentum: f64) -> M {
     updated
 }
 
+/// A FIFO queue of detached feature vectors (MoCo's negatives): the newest
+/// batch overwrites the oldest entries once the queue is full.
+pub struct FeatureQueue {
+    keys: Option<Tensor<2>>,
+    capacity: usize,
+    len: usize,
+    next: usize,
+}
+
+impl FeatureQueue {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            keys: None,
+            capacity,
+            len: 0,
+            next: 0,
+        }
+    }
+
+    /// Number of keys held (at most the capacity).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The keys held, `[len, d]`, or `None` while empty.
+    pub fn keys(&self) -> Option<Tensor<2>> {
+        self.keys.as_ref().filter(|_| self.len > 0).map(|k| k.clone().slice([0..self.len]))
+    }
+
+    /// Add a batch of keys `[n, d]` (detached), overwriting the oldest.
+    pub fn push(&mut self, batch: Tensor<2>) {
+        let [n, d] = batch.dims();
+        let batch = batch.detach();
+        let mut keys = self
+            .keys
+            .take()
+            .unwrap_or_else(|| Tensor::zeros([self.capacity, d], &batch.device()));
+        // A batch larger than the queue keeps only its newest rows.
+        let batch = if n > self.capacity { batch.slice([n - self.capacity..n]) } else { batch };
+        let mut written = 0;
+        let n = n.min(self.capacity);
+        while written < n {
+            // At most two contiguous pieces: up to the end of the ring, then from its start.
+            let piece = (n - written).min(self.capacity - self.next);
+            let rows = batch.clone().slice([written..written + piece]);
+            keys = keys.slice_assign([self.next..self.next + piece], rows);
+            self.next = (self.next + piece) % self.capacity;
+            written += piece;
+        }
+        self.len = (self.len + n).min(self.capacity);
+        self.keys = Some(keys);
+    }
+}
+
 /// A module together with the optimizer state of its parameters. The runner
 /// holds one for the backbone; a method holds one for what it trains itself
 /// (projector, predictor, heads), so each side steps its own parameters from
@@ -316,6 +374,23 @@ mod tests {
         for ((h, a), b) in half.iter().zip(&t).zip(&o) {
             assert!((h - (0.75 * a + 0.25 * b)).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn queue_is_fifo_and_bounded() {
+        let device = Device::flex();
+        let mut q = FeatureQueue::new(3);
+        assert!(q.keys().is_none());
+        let rows = |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [v.len(), 1]), &device);
+        q.push(rows(&[1.0, 2.0]));
+        assert_eq!(q.len(), 2);
+        let held: Vec<f32> = q.keys().unwrap().into_data().iter::<f32>().collect();
+        assert_eq!(held, vec![1.0, 2.0]);
+        q.push(rows(&[3.0, 4.0]));
+        assert_eq!(q.len(), 3);
+        // 4 overwrote the oldest (1): the ring holds 4, 2, 3.
+        let held: Vec<f32> = q.keys().unwrap().into_data().iter::<f32>().collect();
+        assert_eq!(held, vec![4.0, 2.0, 3.0]);
     }
 
     #[test]

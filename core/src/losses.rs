@@ -56,6 +56,17 @@ pub fn info_nce(q: Tensor<2>, k: Tensor<2>, negatives: Option<Tensor<2>>, temper
     cross_entropy(logits / temperature, &targets)
 }
 
+/// MoCo v2's InfoNCE: for each query, the positive is its own key and the
+/// negatives are a queue of past keys `[k, d]` (no in-batch negatives).
+pub fn info_nce_queue(q: Tensor<2>, k: Tensor<2>, queue: Tensor<2>, temperature: f64) -> Tensor<1> {
+    let [n, _] = q.dims();
+    let q = l2_normalize(q);
+    let positive = (q.clone() * l2_normalize(k)).sum_dim(1);
+    let negatives = q.matmul(l2_normalize(queue).transpose());
+    let logits = Tensor::cat(vec![positive, negatives], 1) / temperature;
+    cross_entropy(logits, &vec![0; n])
+}
+
 /// Mean negative cosine similarity of `p` to `z` (SimSiam's D(p, z); pass
 /// `z.detach()` for its stop-gradient).
 pub fn negative_cosine(p: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
@@ -187,6 +198,19 @@ mod tests {
         assert!((got as f64 - expected).abs() < 1e-6, "{got}");
         let byol: f32 = byol_loss(p, z).into_scalar();
         assert!((byol as f64 - (2.0 + 2.0 * expected)).abs() < 1e-5, "{byol}");
+    }
+
+    #[test]
+    fn info_nce_queue_by_hand() {
+        let device = Device::flex();
+        let q = t2(&[1.0, 0.0], [1, 2], &device);
+        let k = t2(&[1.0, 0.0], [1, 2], &device);
+        let queue = t2(&[0.0, 1.0, -1.0, 0.0], [2, 2], &device);
+        // logits / T=1: [1, 0, -1]; loss = -ln(e / (e + 1 + 1/e))
+        let e = std::f64::consts::E;
+        let expected = -(e / (e + 1.0 + 1.0 / e)).ln();
+        let got: f32 = info_nce_queue(q, k, queue, 1.0).into_scalar();
+        assert!((got as f64 - expected).abs() < 1e-5, "{got} vs {expected}");
     }
 
     #[test]

@@ -329,3 +329,82 @@ pub fn load_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<M, St
         .try_load_file(&path)
         .map_err(|e| format!("cannot load {}: {e:?}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocks::flat_params;
+    use crate::losses::byol_loss;
+    use crate::record::AugmentationRecord;
+
+    struct Byol;
+    impl Objective for Byol {
+        fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
+            let [p1, p2] = online;
+            let [t1, t2] = target;
+            byol_loss(p1, t2) + byol_loss(p2, t1)
+        }
+    }
+
+    #[test]
+    fn momentum_network_is_moved_by_ema_not_by_the_optimizer() {
+        let device = Device::flex().autodiff();
+        let backbone_cfg = BackboneConfig {
+            width: 4,
+            blocks: vec![1, 1],
+            ..Default::default()
+        };
+        let ctx = MethodContext {
+            feature_dim: backbone_cfg.feature_dim(),
+            backbone: backbone_cfg.clone(),
+            device: device.clone(),
+            optimizer: OptimizerSpec::default(),
+            schema: DescriptorSchema::full(),
+            options: serde_json::json!({}),
+        };
+        let schedule = MomentumSchedule { base: 0.9, last: 0.9 };
+        let mut method = TwoView::new(
+            MlpConfig::new(&[8, 8, 4]),
+            Some(MlpConfig::new(&[4, 8, 4])),
+            Target::Momentum {
+                backbone: None,
+                projector: MlpConfig::new(&[8, 8, 4]).init(&device),
+                schedule,
+            },
+            Box::new(Byol),
+            &ctx,
+        );
+        let mut backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
+        let views = [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device));
+        let records = [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
+        let batch = ViewBatch { views, records };
+        let info = StepInfo { step: 0, total_steps: 10, lr: 0.1 };
+
+        let out = method.forward(backbone.module(), &batch, &info);
+        let (tb, tp) = method.momentum_network().unwrap();
+        let (target_backbone, target_projector) = (flat_params(tb), flat_params(tp));
+        let mut grads = out.loss.backward();
+        backbone.step(&mut grads, 0.1);
+        method.optimize(&mut grads, 0.1);
+        let (tb, tp) = method.momentum_network().unwrap();
+        assert!(flat_params(tb) == target_backbone, "the optimizer left the key encoder alone");
+        assert!(flat_params(tp) == target_projector, "and the key projector");
+        let online = flat_params(backbone.module());
+        assert!(online != target_backbone, "the online backbone moved");
+
+        method.after_step(backbone.module(), &info);
+        let (tb, _) = method.momentum_network().unwrap();
+        let moved = flat_params(tb);
+        for ((m, t), o) in moved.iter().zip(&target_backbone).zip(&online) {
+            assert!((m - (0.9 * t + 0.1 * o)).abs() < 1e-5, "EMA: {m} vs {t}, {o}");
+        }
+    }
+
+    #[test]
+    fn momentum_schedule_is_cosine_from_base_to_last() {
+        let s = MomentumSchedule { base: 0.996, last: 1.0 };
+        assert!((s.at(0, 100) - 0.996).abs() < 1e-12);
+        assert!((s.at(100, 100) - 1.0).abs() < 1e-12);
+        assert!((s.at(50, 100) - 0.998).abs() < 1e-9);
+    }
+}

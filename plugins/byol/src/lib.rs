@@ -1,0 +1,69 @@
+//! BYOL (Grill et al., 2020): an online backbone + projector + predictor
+//! regresses the projection of a momentum (EMA) copy of backbone and
+//! projector; the momentum rises from `base_momentum` to 1 on a cosine.
+//! Loss: `2 - 2 cos(p1, z2') + 2 - 2 cos(p2, z1')`.
+
+use augur_core::blocks::MlpConfig;
+use augur_core::burn::prelude::*;
+use augur_core::losses::byol_loss;
+use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView};
+use augur_core::plugin::Registry;
+use serde::Deserialize;
+
+/// `[method]` options of `byol`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Options {
+    proj_hidden: usize,
+    proj_out: usize,
+    pred_hidden: usize,
+    /// EMA coefficient at the start (0.996 on ImageNet, 0.99 on CIFAR).
+    base_momentum: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { proj_hidden: 4096, proj_out: 256, pred_hidden: 4096, base_momentum: 0.99 }
+    }
+}
+
+struct Byol;
+
+impl Objective for Byol {
+    fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
+        let [p1, p2] = online;
+        let [z1, z2] = target;
+        byol_loss(p1, z2) + byol_loss(p2, z1)
+    }
+}
+
+fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
+    let o: Options = ctx.options()?;
+    if !(0.0..=1.0).contains(&o.base_momentum) || o.proj_hidden == 0 || o.proj_out == 0 || o.pred_hidden == 0 {
+        return Err("[method] base_momentum must lie in [0, 1], the widths must be positive".into());
+    }
+    let projector = MlpConfig::new(&[ctx.feature_dim, o.proj_hidden, o.proj_out]);
+    let predictor = MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]);
+    let target = Target::Momentum {
+        backbone: None,
+        projector: projector.init(&ctx.device),
+        schedule: MomentumSchedule { base: o.base_momentum, last: 1.0 },
+    };
+    Ok(Box::new(TwoView::new(projector, Some(predictor), target, Box::new(Byol), ctx)))
+}
+
+fn register(registry: &mut Registry) {
+    registry.method(
+        "byol",
+        "BYOL: online predictor regresses an EMA target network, no negatives",
+        &[
+            "proj_hidden: projector hidden width (4096)",
+            "proj_out: projection dimension (256)",
+            "pred_hidden: predictor hidden width (4096)",
+            "base_momentum: EMA coefficient at the start, cosine to 1 (0.99)",
+        ],
+        build,
+    );
+}
+
+augur_core::export_plugin!(register);

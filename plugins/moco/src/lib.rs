@@ -1,0 +1,147 @@
+//! MoCo (He et al., 2020; Chen et al., 2020, 2021). Both versions compare
+//! queries from the online network with keys from a momentum (EMA) copy of
+//! backbone and projector, symmetrised over the two views.
+//! - `moco_v2`: 2-layer projector without BN; the negatives are a FIFO queue
+//!   of past keys (detached); constant momentum.
+//! - `moco_v3`: 3-layer projector and 2-layer predictor with BN; in-batch
+//!   negatives, no queue; momentum on a cosine to 1; loss scaled by 2T.
+//!   The paper trains it with AdamW (`[optimizer] name = "adamw"`).
+
+use augur_core::blocks::{FeatureQueue, MlpConfig};
+use augur_core::burn::prelude::*;
+use augur_core::losses::{info_nce, info_nce_queue};
+use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView};
+use augur_core::plugin::Registry;
+use serde::Deserialize;
+
+/// `[method]` options of `moco_v2`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct V2Options {
+    temperature: f64,
+    queue_size: usize,
+    momentum: f64,
+    proj_hidden: usize,
+    proj_out: usize,
+}
+
+impl Default for V2Options {
+    fn default() -> Self {
+        Self { temperature: 0.2, queue_size: 4096, momentum: 0.99, proj_hidden: 2048, proj_out: 128 }
+    }
+}
+
+/// InfoNCE against a queue of past keys; the keys of each step join it.
+struct QueueInfoNce {
+    temperature: f64,
+    queue: FeatureQueue,
+}
+
+impl Objective for QueueInfoNce {
+    fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
+        let [q1, q2] = online;
+        let [k1, k2] = target;
+        let loss = match self.queue.keys() {
+            Some(negatives) => {
+                info_nce_queue(q1, k2.clone(), negatives.clone(), self.temperature)
+                    + info_nce_queue(q2, k1.clone(), negatives, self.temperature)
+            }
+            // The first step has no queue yet: in-batch keys are the negatives.
+            None => info_nce(q1, k2.clone(), None, self.temperature) + info_nce(q2, k1.clone(), None, self.temperature),
+        };
+        self.queue.push(k1);
+        self.queue.push(k2);
+        loss
+    }
+}
+
+fn moco_v2(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
+    let o: V2Options = ctx.options()?;
+    if !(o.temperature > 0.0) || o.queue_size == 0 || !(0.0..=1.0).contains(&o.momentum) {
+        return Err("[method] temperature and queue_size must be positive, momentum in [0, 1]".into());
+    }
+    let mut projector = MlpConfig::new(&[ctx.feature_dim, o.proj_hidden, o.proj_out]);
+    projector.hidden_bn = false;
+    let target = Target::Momentum {
+        backbone: None,
+        projector: projector.init(&ctx.device),
+        schedule: MomentumSchedule { base: o.momentum, last: o.momentum },
+    };
+    let objective = QueueInfoNce { temperature: o.temperature, queue: FeatureQueue::new(o.queue_size) };
+    Ok(Box::new(TwoView::new(projector, None, target, Box::new(objective), ctx)))
+}
+
+/// `[method]` options of `moco_v3`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct V3Options {
+    temperature: f64,
+    base_momentum: f64,
+    proj_hidden: usize,
+    proj_out: usize,
+    pred_hidden: usize,
+}
+
+impl Default for V3Options {
+    fn default() -> Self {
+        Self { temperature: 0.2, base_momentum: 0.99, proj_hidden: 4096, proj_out: 256, pred_hidden: 4096 }
+    }
+}
+
+/// Symmetric in-batch InfoNCE, scaled by 2T as in the MoCo v3 code.
+struct InBatchInfoNce {
+    temperature: f64,
+}
+
+impl Objective for InBatchInfoNce {
+    fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
+        let [q1, q2] = online;
+        let [k1, k2] = target;
+        let t = self.temperature;
+        (info_nce(q1, k2, None, t) + info_nce(q2, k1, None, t)).mul_scalar(2.0 * t)
+    }
+}
+
+fn moco_v3(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
+    let o: V3Options = ctx.options()?;
+    if !(o.temperature > 0.0) || !(0.0..=1.0).contains(&o.base_momentum) {
+        return Err("[method] temperature must be positive, base_momentum in [0, 1]".into());
+    }
+    let projector = MlpConfig::new(&[ctx.feature_dim, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true);
+    let predictor = MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]).with_last_bn(true);
+    let target = Target::Momentum {
+        backbone: None,
+        projector: projector.init(&ctx.device),
+        schedule: MomentumSchedule { base: o.base_momentum, last: 1.0 },
+    };
+    Ok(Box::new(TwoView::new(projector, Some(predictor), target, Box::new(InBatchInfoNce { temperature: o.temperature }), ctx)))
+}
+
+fn register(registry: &mut Registry) {
+    registry.method(
+        "moco_v2",
+        "MoCo v2: momentum key encoder, FIFO queue of negatives, symmetric InfoNCE",
+        &[
+            "temperature: InfoNCE temperature (0.2)",
+            "queue_size: number of queued negative keys (4096)",
+            "momentum: EMA coefficient of the key encoder, constant (0.99)",
+            "proj_hidden: projector hidden width (2048)",
+            "proj_out: projection dimension (128)",
+        ],
+        moco_v2,
+    );
+    registry.method(
+        "moco_v3",
+        "MoCo v3: momentum key encoder, predictor, in-batch negatives",
+        &[
+            "temperature: InfoNCE temperature (0.2)",
+            "base_momentum: EMA coefficient at the start, cosine to 1 (0.99)",
+            "proj_hidden: projector hidden width, two hidden layers (4096)",
+            "proj_out: projection dimension (256)",
+            "pred_hidden: predictor hidden width (4096)",
+        ],
+        moco_v3,
+    );
+}
+
+augur_core::export_plugin!(register);

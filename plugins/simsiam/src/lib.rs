@@ -1,0 +1,61 @@
+//! SimSiam (Chen & He, 2021): a 3-layer projector (BN after every layer), a
+//! bottleneck predictor, and a stop-gradient on the branch each prediction
+//! is compared with: `-cos(p1, sg(z2))/2 - cos(p2, sg(z1))/2`.
+
+use augur_core::blocks::MlpConfig;
+use augur_core::burn::prelude::*;
+use augur_core::losses::negative_cosine;
+use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
+use augur_core::plugin::Registry;
+use serde::Deserialize;
+
+/// `[method]` options of `simsiam`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Options {
+    proj_hidden: usize,
+    proj_out: usize,
+    pred_hidden: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { proj_hidden: 2048, proj_out: 2048, pred_hidden: 512 }
+    }
+}
+
+struct SimSiam;
+
+impl Objective for SimSiam {
+    fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
+        // `target` is already detached (Target::StopGradient).
+        let [p1, p2] = online;
+        let [z1, z2] = target;
+        (negative_cosine(p1, z2) + negative_cosine(p2, z1)).div_scalar(2.0)
+    }
+}
+
+fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
+    let o: Options = ctx.options()?;
+    if o.proj_hidden == 0 || o.proj_out == 0 || o.pred_hidden == 0 {
+        return Err("[method] proj_hidden, proj_out and pred_hidden must be positive".into());
+    }
+    let projector = MlpConfig::new(&[ctx.feature_dim, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true);
+    let predictor = MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]);
+    Ok(Box::new(TwoView::new(projector, Some(predictor), Target::StopGradient, Box::new(SimSiam), ctx)))
+}
+
+fn register(registry: &mut Registry) {
+    registry.method(
+        "simsiam",
+        "SimSiam: predictor + stop-gradient, negative cosine, no negatives",
+        &[
+            "proj_hidden: projector hidden width, two hidden layers (2048)",
+            "proj_out: projection dimension (2048)",
+            "pred_hidden: predictor bottleneck width (512)",
+        ],
+        build,
+    );
+}
+
+augur_core::export_plugin!(register);
