@@ -6,6 +6,7 @@
 //! - [`blocks`]: MLP heads, optimizers, trainable modules, EMA;
 //! - [`losses`]: the objectives' losses (NT-Xent, InfoNCE, BYOL, Barlow Twins, VICReg);
 //! - [`method`]: the traits a method plugin implements;
+//! - [`aware`]: augmentation-aware components (CASSLE, AugSelf) added to any method;
 //! - [`plugin`]: the plugin ABI (fingerprint, registry, `export_plugin!`).
 //!
 //! This crate is a Rust `dylib` and re-exports burn: plugins and the runner
@@ -16,6 +17,7 @@ pub use serde;
 pub use serde_json;
 
 pub mod augment;
+pub mod aware;
 pub mod backbone;
 pub mod blocks;
 pub mod losses;

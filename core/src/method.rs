@@ -19,6 +19,7 @@ use burn::prelude::*;
 use burn::tensor::Gradients;
 use serde::de::DeserializeOwned;
 
+use crate::aware::Awareness;
 use crate::backbone::ResNet;
 use crate::backbone::BackboneConfig;
 use crate::blocks::{Mlp, MlpConfig, OptimizerSpec, Trainable, ema_update, independent_copy};
@@ -42,11 +43,7 @@ impl ViewBatch {
 
     /// Absolute descriptors `[n, schema.dims()]` of view 0 or 1 (CASSLE's input).
     pub fn descriptors(&self, view: usize, schema: &DescriptorSchema) -> Tensor<2> {
-        let rows: Vec<Vec<f32>> = self.records[view]
-            .iter()
-            .map(|r| r.descriptor(&schema.keys))
-            .collect();
-        rows_to_tensor(rows, schema.dims(), &self.device())
+        crate::aware::descriptors(&self.records[view], schema, &self.device())
     }
 
     /// Relative descriptors `[n, schema.dims()]` of view 0 against view 1
@@ -95,6 +92,15 @@ pub trait Method: Send {
     fn save(&self, dir: &Path) -> Result<(), String>;
     /// Restore what [`Method::save`] wrote.
     fn load(&mut self, dir: &Path) -> Result<(), String>;
+    /// Add augmentation-aware components (AugSelf, CASSLE). The method was
+    /// built with `MethodContext::projector_input` already counting them.
+    fn add_awareness(&mut self, components: Vec<Box<dyn Awareness>>) -> Result<(), String> {
+        if components.is_empty() {
+            Ok(())
+        } else {
+            Err("this method does not take augmentation-aware components".into())
+        }
+    }
 }
 
 /// What a method factory is given to build a method for one run.
@@ -104,6 +110,9 @@ pub struct MethodContext {
     pub feature_dim: usize,
     /// The backbone's config (to build momentum copies of it).
     pub backbone: BackboneConfig,
+    /// Width of the projector's input: the feature dimension plus what
+    /// augmentation-aware components append (CASSLE `cat`, `raw`).
+    pub projector_input: usize,
     pub device: Device,
     pub optimizer: OptimizerSpec,
     /// The augmentation keys the run records and conditions on.
@@ -174,6 +183,7 @@ pub struct TwoView {
     predictor: Option<Trainable<Mlp>>,
     target: Target,
     objective: Box<dyn Objective>,
+    aware: Vec<Box<dyn Awareness>>,
 }
 
 impl TwoView {
@@ -203,7 +213,16 @@ impl TwoView {
             predictor: predictor.map(|p| Trainable::new(p.init(&ctx.device), &ctx.optimizer)),
             target,
             objective,
+            aware: Vec::new(),
         }
+    }
+
+    /// The projector input of one view: the features, conditioned by every
+    /// augmentation-aware component in turn.
+    fn projector_input(&mut self, features: Tensor<2>, records: &[AugmentationRecord], target: bool) -> Tensor<2> {
+        self.aware
+            .iter_mut()
+            .fold(features, |input, a| a.condition(input, records, target))
     }
 
     pub fn projector(&self) -> &Mlp {
@@ -225,10 +244,13 @@ impl TwoView {
 
 impl Method for TwoView {
     fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, _info: &StepInfo) -> StepOutput {
-        let projections = batch
-            .views
-            .clone()
-            .map(|v| self.projector.module().forward(backbone.forward(v)));
+        let features = batch.views.clone().map(|v| backbone.forward(v));
+        let [f1, f2] = features.clone();
+        let inputs = [
+            self.projector_input(f1, &batch.records[0], false),
+            self.projector_input(f2, &batch.records[1], false),
+        ];
+        let projections = inputs.map(|x| self.projector.module().forward(x));
         let online = match &self.predictor {
             Some(p) => projections.clone().map(|z| p.module().forward(z)),
             None => projections.clone(),
@@ -244,16 +266,28 @@ impl Method for TwoView {
                 let config = &self.backbone_config;
                 let tb = target_backbone
                     .get_or_insert_with(|| independent_copy(config.init(&batch.device()), backbone));
-                batch
-                    .views
-                    .clone()
-                    .map(|v| projector.forward(tb.forward(v.detach())).detach())
+                let keys = batch.views.clone().map(|v| tb.forward(v.detach()));
+                let projector = projector.clone();
+                let [k1, k2] = keys;
+                let inputs = [
+                    self.projector_input(k1, &batch.records[0], true),
+                    self.projector_input(k2, &batch.records[1], true),
+                ];
+                inputs.map(|x| projector.forward(x).detach())
             }
         };
-        StepOutput {
-            loss: self.objective.loss(online, target),
-            terms: Vec::new(),
+        let mut loss = self.objective.loss(online, target);
+        let mut terms = Vec::new();
+        if !self.aware.is_empty() {
+            terms.push(("base".to_string(), loss.clone().detach()));
         }
+        for a in &mut self.aware {
+            if let Some((name, extra)) = a.auxiliary_loss(features.clone(), batch) {
+                terms.push((name, extra.clone().detach()));
+                loss = loss + extra;
+            }
+        }
+        StepOutput { loss, terms }
     }
 
     fn optimize(&mut self, grads: &mut Gradients, lr: f64) {
@@ -261,6 +295,14 @@ impl Method for TwoView {
         if let Some(p) = &mut self.predictor {
             p.step(grads, lr);
         }
+        for a in &mut self.aware {
+            a.optimize(grads, lr);
+        }
+    }
+
+    fn add_awareness(&mut self, components: Vec<Box<dyn Awareness>>) -> Result<(), String> {
+        self.aware.extend(components);
+        Ok(())
     }
 
     fn after_step(&mut self, backbone: &ResNet, info: &StepInfo) {
@@ -273,6 +315,13 @@ impl Method for TwoView {
             let m = schedule.at(info.step, info.total_steps);
             *tb = ema_update(tb.clone(), backbone, m);
             *projector = ema_update(projector.clone(), self.projector.module(), m);
+            for a in &mut self.aware {
+                a.after_step(Some(m));
+            }
+        } else {
+            for a in &mut self.aware {
+                a.after_step(None);
+            }
         }
     }
 
@@ -289,6 +338,9 @@ impl Method for TwoView {
             if let Some(b) = backbone {
                 save_module(b, dir, "target_backbone")?;
             }
+        }
+        for a in &self.aware {
+            a.save(dir)?;
         }
         Ok(())
     }
@@ -308,6 +360,9 @@ impl Method for TwoView {
             if let Some(b) = backbone {
                 *b = load_module(b.clone(), dir, "target_backbone")?;
             }
+        }
+        for a in &mut self.aware {
+            a.load(dir)?;
         }
         Ok(())
     }
@@ -356,6 +411,7 @@ mod tests {
         };
         let ctx = MethodContext {
             feature_dim: backbone_cfg.feature_dim(),
+            projector_input: backbone_cfg.feature_dim(),
             backbone: backbone_cfg.clone(),
             device: device.clone(),
             optimizer: OptimizerSpec::default(),

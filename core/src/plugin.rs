@@ -7,6 +7,7 @@
 //! plugin's fingerprint through a C function and refuses a plugin built by
 //! another compiler, another augur-core or other features.
 
+use crate::aware::AwarenessFactory;
 use crate::method::{MethodFactory, ObjectiveFactory};
 
 /// This build's fingerprint: augur-core version, rustc version, burn version
@@ -28,6 +29,8 @@ pub enum ComponentKind {
     Method,
     /// A loss between two views' projections, usable by methods.
     Objective,
+    /// An augmentation-aware component added to a method (`method.aware`).
+    Awareness,
 }
 
 impl ComponentKind {
@@ -35,6 +38,7 @@ impl ComponentKind {
         match self {
             ComponentKind::Method => "method",
             ComponentKind::Objective => "objective",
+            ComponentKind::Awareness => "awareness",
         }
     }
 }
@@ -44,6 +48,7 @@ impl ComponentKind {
 pub enum Factory {
     Method(MethodFactory),
     Objective(ObjectiveFactory),
+    Awareness(AwarenessFactory),
 }
 
 /// One named component a plugin registers.
@@ -61,6 +66,7 @@ impl Component {
         match self.factory {
             Factory::Method(_) => ComponentKind::Method,
             Factory::Objective(_) => ComponentKind::Objective,
+            Factory::Awareness(_) => ComponentKind::Awareness,
         }
     }
 }
@@ -80,6 +86,12 @@ impl Registry {
     /// Register an objective under `name`.
     pub fn objective(&mut self, name: &str, summary: &str, options: &[&str], factory: ObjectiveFactory) {
         self.push(name, summary, options, Factory::Objective(factory));
+    }
+
+    /// Register an augmentation-aware component under `name` (what
+    /// `method.aware` lists in a sweep).
+    pub fn awareness(&mut self, name: &str, summary: &str, options: &[&str], factory: AwarenessFactory) {
+        self.push(name, summary, options, Factory::Awareness(factory));
     }
 
     fn push(&mut self, name: &str, summary: &str, options: &[&str], factory: Factory) {

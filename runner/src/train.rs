@@ -13,6 +13,7 @@ use augur_core::augment::{ImageRef, Pipeline};
 use augur_core::backbone::ResNet;
 use augur_core::blocks::Trainable;
 use augur_core::burn::prelude::*;
+use augur_core::aware::AwareContext;
 use augur_core::method::{Method, MethodContext, StepInfo, ViewBatch, save_module};
 use augur_core::plugin::{ComponentKind, Factory};
 use augur_core::record::{AugmentationRecord, DescriptorSchema};
@@ -35,23 +36,57 @@ pub fn device_of(cfg: &RunConfig) -> Result<Device> {
     }
 }
 
-/// Build the run's method from its plugin (also used to validate a sweep).
+/// Build the run's method from its plugin, with the augmentation-aware
+/// components `method.aware` names (each configured by its own
+/// `method.<name>` table). Also used to validate a sweep before it runs.
 pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Result<Box<dyn Method>> {
     let component = plugins.find(ComponentKind::Method, &cfg.method.name)?;
     let Factory::Method(factory) = component.factory else {
         unreachable!("find() filters by kind");
     };
+    let mut options = cfg.method.options.clone();
+    let aware_names: Vec<String> = match options.remove("aware") {
+        None => Vec::new(),
+        Some(serde_json::Value::String(s)) => vec![s],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(String::from).ok_or_else(|| anyhow!("[method] `aware` must list component names")))
+            .collect::<Result<_>>()?,
+        Some(_) => bail!("[method] `aware` must be a name or a list of names, e.g. [\"augself\", \"cassle\"]"),
+    };
+    let mut components = Vec::new();
+    for name in &aware_names {
+        let c = plugins.find(ComponentKind::Awareness, name)?;
+        let Factory::Awareness(make) = c.factory else {
+            unreachable!("find() filters by kind");
+        };
+        let ctx = AwareContext {
+            feature_dim: cfg.model.feature_dim(),
+            device: device.clone(),
+            optimizer: cfg.optimizer.clone(),
+            options: options.remove(name).unwrap_or_else(|| serde_json::json!({})),
+        };
+        let built = catch_unwind(|| make(&ctx))
+            .map_err(|p| anyhow!("`{name}` panicked while building: {}", panic_message(&p)))?
+            .map_err(|e| anyhow!("`{name}`: {e}"))?;
+        components.push(built);
+    }
     let ctx = MethodContext {
         feature_dim: cfg.model.feature_dim(),
         backbone: cfg.model.clone(),
+        projector_input: cfg.model.feature_dim() + components.iter().map(|c| c.extra_projector_input()).sum::<usize>(),
         device: device.clone(),
         optimizer: cfg.optimizer.clone(),
         schema: DescriptorSchema::full(),
-        options: serde_json::Value::Object(cfg.method.options.clone()),
+        options: serde_json::Value::Object(options),
     };
-    catch_unwind(|| factory(&ctx))
+    let mut method = catch_unwind(|| factory(&ctx))
         .map_err(|p| anyhow!("method `{}` panicked while building: {}", cfg.method.name, panic_message(&p)))?
-        .map_err(|e| anyhow!("method `{}`: {e}", cfg.method.name))
+        .map_err(|e| anyhow!("method `{}`: {e}", cfg.method.name))?;
+    method
+        .add_awareness(components)
+        .map_err(|e| anyhow!("method `{}`: {e}", cfg.method.name))?;
+    Ok(method)
 }
 
 /// Total optimizer steps of a run.

@@ -51,39 +51,48 @@ fn assert_trains(method: &str, options: &str) {
     assert!(late < early, "{method}: loss did not fall: {l:?}");
 }
 
-#[test]
-fn simclr_trains() {
-    assert_trains("simclr", "temperature = 0.5\nproj_hidden = 32\nproj_out = 16");
+/// Small options for each built-in method.
+const METHODS: [(&str, &str); 7] = [
+    ("simclr", "temperature = 0.5\nproj_hidden = 32\nproj_out = 16"),
+    ("barlow_twins", "proj_hidden = 32\nproj_out = 16"),
+    ("vicreg", "proj_hidden = 32\nproj_out = 16"),
+    ("simsiam", "proj_hidden = 32\nproj_out = 16\npred_hidden = 8"),
+    ("byol", "proj_hidden = 32\nproj_out = 16\npred_hidden = 32"),
+    ("moco_v2", "proj_hidden = 32\nproj_out = 16\nqueue_size = 64"),
+    ("moco_v3", "proj_hidden = 32\nproj_out = 16\npred_hidden = 32"),
+];
+
+fn each_method_trains_with(aware: &str) {
+    for (method, options) in METHODS {
+        assert_trains(method, &format!("{options}\n{aware}"));
+    }
 }
 
 #[test]
-fn barlow_twins_trains() {
-    assert_trains("barlow_twins", "proj_hidden = 32\nproj_out = 16");
+fn every_method_trains_alone() {
+    each_method_trains_with("");
 }
 
 #[test]
-fn vicreg_trains() {
-    assert_trains("vicreg", "proj_hidden = 32\nproj_out = 16");
+fn every_method_trains_with_augself() {
+    each_method_trains_with("aware = [\"augself\"]\n[base.method.augself]\nkeys = [\"crop\", \"color\", \"flip\"]\nhidden = 16");
 }
 
 #[test]
-fn simsiam_trains() {
-    assert_trains("simsiam", "proj_hidden = 32\nproj_out = 16\npred_hidden = 8");
+fn every_method_trains_with_each_cassle_injection() {
+    for injection in ["cat", "add", "mul", "raw"] {
+        each_method_trains_with(&format!(
+            "aware = [\"cassle\"]\n[base.method.cassle]\ninjection = \"{injection}\"\ndepth = 3\nwidth = 8"
+        ));
+    }
 }
 
 #[test]
-fn byol_trains() {
-    assert_trains("byol", "proj_hidden = 32\nproj_out = 16\npred_hidden = 32");
-}
-
-#[test]
-fn moco_v2_trains() {
-    assert_trains("moco_v2", "proj_hidden = 32\nproj_out = 16\nqueue_size = 64");
-}
-
-#[test]
-fn moco_v3_trains() {
-    assert_trains("moco_v3", "proj_hidden = 32\nproj_out = 16\npred_hidden = 32");
+fn augself_and_cassle_combine() {
+    assert_trains(
+        "moco_v2",
+        "proj_hidden = 32\nproj_out = 16\nqueue_size = 64\naware = [\"augself\", \"cassle\"]\n[base.method.augself]\nhidden = 16\n[base.method.cassle]\nwidth = 8",
+    );
 }
 
 #[test]
@@ -93,4 +102,9 @@ fn method_options_are_validated() {
     let sweep = SweepFile::parse(Path::new("m.toml"), &text).unwrap();
     let err = train::build_method(&sweep.runs[0].config, &plugins, &Device::flex()).err().unwrap().to_string();
     assert!(err.contains("unknown field `queue`") && err.contains("queue_size"), "{err}");
+
+    let text = tiny_sweep(SYNTHETIC, "").replace("proj_out = 16", "proj_out = 16\naware = [\"cassle\"]\n[base.method.cassle]\ninjection = \"concat\"");
+    let sweep = SweepFile::parse(Path::new("m.toml"), &text).unwrap();
+    let err = train::build_method(&sweep.runs[0].config, &plugins, &Device::flex()).err().unwrap().to_string();
+    assert!(err.contains("[method.cassle]") && err.contains("concat"), "{err}");
 }

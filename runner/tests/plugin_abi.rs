@@ -148,6 +148,7 @@ fn a_panic_inside_a_plugin_is_an_error_for_the_step_not_an_abort() {
     // panics inside the plugin's forward pass.
     let ctx = MethodContext {
         feature_dim: 7,
+        projector_input: 7,
         backbone: cfg.model.clone(),
         device: device.clone(),
         optimizer: cfg.optimizer.clone(),

@@ -44,7 +44,7 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if !(o.lambda >= 0.0 && o.scale > 0.0) || o.proj_hidden == 0 || o.proj_out == 0 {
         return Err("[method] lambda must be >= 0, and scale, proj_hidden and proj_out positive".into());
     }
-    let projector = MlpConfig::new(&[ctx.feature_dim, o.proj_hidden, o.proj_hidden, o.proj_out]);
+    let projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_hidden, o.proj_out]);
     let objective = Box::new(BarlowTwins { lambda: o.lambda, scale: o.scale });
     Ok(Box::new(TwoView::new(projector, None, Target::Online, objective, ctx)))
 }

@@ -42,7 +42,7 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if !(0.0..=1.0).contains(&o.base_momentum) || o.proj_hidden == 0 || o.proj_out == 0 || o.pred_hidden == 0 {
         return Err("[method] base_momentum must lie in [0, 1], the widths must be positive".into());
     }
-    let projector = MlpConfig::new(&[ctx.feature_dim, o.proj_hidden, o.proj_out]);
+    let projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_out]);
     let predictor = MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]);
     let target = Target::Momentum {
         backbone: None,

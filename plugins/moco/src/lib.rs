@@ -60,7 +60,7 @@ fn moco_v2(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if !(o.temperature > 0.0) || o.queue_size == 0 || !(0.0..=1.0).contains(&o.momentum) {
         return Err("[method] temperature and queue_size must be positive, momentum in [0, 1]".into());
     }
-    let mut projector = MlpConfig::new(&[ctx.feature_dim, o.proj_hidden, o.proj_out]);
+    let mut projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_out]);
     projector.hidden_bn = false;
     let target = Target::Momentum {
         backbone: None,
@@ -107,7 +107,7 @@ fn moco_v3(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if !(o.temperature > 0.0) || !(0.0..=1.0).contains(&o.base_momentum) {
         return Err("[method] temperature must be positive, base_momentum in [0, 1]".into());
     }
-    let projector = MlpConfig::new(&[ctx.feature_dim, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true);
+    let projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true);
     let predictor = MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]).with_last_bn(true);
     let target = Target::Momentum {
         backbone: None,

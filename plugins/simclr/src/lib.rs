@@ -58,7 +58,7 @@ fn simclr(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
         return Err("[method] proj_out must be positive".into());
     }
     let hidden = if o.proj_hidden == 0 { ctx.feature_dim } else { o.proj_hidden };
-    let projector = MlpConfig::new(&[ctx.feature_dim, hidden, o.proj_out]);
+    let projector = MlpConfig::new(&[ctx.projector_input, hidden, o.proj_out]);
     let objective = Box::new(NtXent {
         temperature: o.temperature,
     });

@@ -40,7 +40,7 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if o.proj_hidden == 0 || o.proj_out == 0 || o.pred_hidden == 0 {
         return Err("[method] proj_hidden, proj_out and pred_hidden must be positive".into());
     }
-    let projector = MlpConfig::new(&[ctx.feature_dim, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true);
+    let projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true);
     let predictor = MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]);
     Ok(Box::new(TwoView::new(projector, Some(predictor), Target::StopGradient, Box::new(SimSiam), ctx)))
 }

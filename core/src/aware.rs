@@ -1,0 +1,67 @@
+//! Augmentation-aware components: additions to a two-view method that read
+//! the augmentation records. CASSLE conditions the projector on each view's
+//! descriptor ([`Awareness::condition`]); AugSelf adds a loss predicting the
+//! relative descriptor from the backbone features
+//! ([`Awareness::auxiliary_loss`]). Plugins register them by name; a sweep
+//! adds them to any method with `method.aware = ["augself", "cassle"]` and
+//! configures each in its own table (`[base.method.cassle]`).
+
+use std::path::Path;
+
+use burn::prelude::*;
+use burn::tensor::Gradients;
+
+use crate::blocks::OptimizerSpec;
+use crate::method::ViewBatch;
+use crate::record::{AugmentationRecord, DescriptorSchema};
+
+/// What an awareness factory is given.
+#[derive(Clone, Debug)]
+pub struct AwareContext {
+    /// Dimension of the backbone's pooled feature.
+    pub feature_dim: usize,
+    pub device: Device,
+    pub optimizer: OptimizerSpec,
+    /// The component's own table (`[method.<name>]`), `{}` if absent.
+    pub options: serde_json::Value,
+}
+
+impl AwareContext {
+    pub fn options<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, String> {
+        serde_json::from_value(self.options.clone()).map_err(|e| format!("[method.{name}] {e}"))
+    }
+}
+
+/// An augmentation-aware component of a two-view method.
+pub trait Awareness: Send {
+    /// Dimensions this component appends to the projector's input.
+    fn extra_projector_input(&self) -> usize {
+        0
+    }
+    /// The projector input of one view, given the input so far and that
+    /// view's records. `target`: the call is for a momentum (key) branch,
+    /// which must use the component's momentum copy and carry no gradient.
+    fn condition(&mut self, input: Tensor<2>, _records: &[AugmentationRecord], _target: bool) -> Tensor<2> {
+        input
+    }
+    /// An extra loss on the backbone features of both views, with its name.
+    fn auxiliary_loss(&mut self, _features: [Tensor<2>; 2], _batch: &ViewBatch) -> Option<(String, Tensor<1>)> {
+        None
+    }
+    /// Step the component's own parameters.
+    fn optimize(&mut self, grads: &mut Gradients, lr: f64);
+    /// After the optimizer step; `momentum` is the method's EMA coefficient
+    /// when it has a momentum branch.
+    fn after_step(&mut self, _momentum: Option<f64>) {}
+    fn save(&self, dir: &Path) -> Result<(), String>;
+    fn load(&mut self, dir: &Path) -> Result<(), String>;
+}
+
+/// Builds an awareness component.
+pub type AwarenessFactory = fn(&AwareContext) -> Result<Box<dyn Awareness>, String>;
+
+/// Absolute descriptors `[n, schema.dims()]` of one view's records.
+pub fn descriptors(records: &[AugmentationRecord], schema: &DescriptorSchema, device: &Device) -> Tensor<2> {
+    let flat: Vec<f32> = records.iter().flat_map(|r| r.descriptor(&schema.keys)).collect();
+    Tensor::from_data(TensorData::new(flat, [records.len(), schema.dims()]), device)
+}

@@ -1,0 +1,182 @@
+//! AugSelf (Lee et al., NeurIPS 2021), added to any two-view method: for each
+//! chosen augmentation key, a head on the concatenated backbone features of
+//! the two views predicts their relative descriptor (view 1 minus view 2).
+//! Regression keys: MSE on tanh of the head; `flip`: binary cross-entropy on
+//! "both views share their flip state". Symmetrised: the head also predicts
+//! the negated target from `[y2, y1]`; the two orders are averaged.
+//! Loss added to the method's: `sum_k lambda_k L_k`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use augur_core::aware::{AwareContext, Awareness};
+use augur_core::blocks::{Mlp, MlpConfig, Trainable};
+use augur_core::burn::prelude::*;
+use augur_core::burn::tensor::Gradients;
+use augur_core::burn::tensor::activation::log_sigmoid;
+use augur_core::method::{ViewBatch, load_module, save_module};
+use augur_core::plugin::Registry;
+use augur_core::record::{DescriptorKey, DescriptorSchema};
+use serde::Deserialize;
+
+/// `[method.augself]` options.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Options {
+    /// Keys to predict (methods.md section 1).
+    keys: Vec<String>,
+    /// Weight of every key's loss...
+    lambda: f64,
+    /// ...unless given here per key, e.g. `lambdas = { color = 0.5 }`.
+    lambdas: BTreeMap<String, f64>,
+    /// Hidden width of each head.
+    hidden: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            keys: vec!["crop".into(), "color".into()],
+            lambda: 1.0,
+            lambdas: BTreeMap::new(),
+            hidden: 512,
+        }
+    }
+}
+
+struct AugSelf {
+    keys: Vec<DescriptorKey>,
+    weights: Vec<f64>,
+    /// One head per key (a `Vec` of modules is itself a module).
+    heads: Trainable<Vec<Mlp>>,
+}
+
+/// The target of `key` for a batch: the relative descriptor of view 1
+/// against view 2.
+fn targets(batch: &ViewBatch, key: DescriptorKey) -> Tensor<2> {
+    batch.relative(&DescriptorSchema::new(&[key]))
+}
+
+/// Binary cross-entropy of logits against 0/1 targets.
+fn bce_with_logits(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    let positive = log_sigmoid(logits.clone()) * targets.clone();
+    let negative = log_sigmoid(logits.neg()) * targets.neg().add_scalar(1.0);
+    (positive + negative).mean().neg()
+}
+
+impl Awareness for AugSelf {
+    fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch) -> Option<(String, Tensor<1>)> {
+        let [y1, y2] = features;
+        let forward = Tensor::cat(vec![y1.clone(), y2.clone()], 1);
+        let backward = Tensor::cat(vec![y2, y1], 1);
+        let mut total: Option<Tensor<1>> = None;
+        for ((key, weight), head) in self.keys.iter().zip(&self.weights).zip(self.heads.module()) {
+            let t = targets(batch, *key);
+            let loss = if *key == DescriptorKey::Flip {
+                // "same flip state" is symmetric in the two views
+                bce_with_logits(head.forward(forward.clone()), t.clone()) + bce_with_logits(head.forward(backward.clone()), t)
+            } else {
+                let mse = |pred: Tensor<2>, target: Tensor<2>| (pred.tanh() - target).square().mean();
+                mse(head.forward(forward.clone()), t.clone()) + mse(head.forward(backward.clone()), t.neg())
+            };
+            let loss = loss.mul_scalar(weight / 2.0);
+            total = Some(match total {
+                Some(sum) => sum + loss,
+                None => loss,
+            });
+        }
+        total.map(|t| ("augself".to_string(), t))
+    }
+
+    fn optimize(&mut self, grads: &mut Gradients, lr: f64) {
+        self.heads.step(grads, lr);
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), String> {
+        save_module(self.heads.module(), dir, "augself_heads")
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<(), String> {
+        let loaded = load_module(self.heads.module().clone(), dir, "augself_heads")?;
+        self.heads.replace(loaded);
+        Ok(())
+    }
+}
+
+fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
+    let o: Options = ctx.options("augself")?;
+    let schema = DescriptorSchema::parse(&o.keys).map_err(|e| format!("[method.augself] keys: {e}"))?;
+    if schema.keys.is_empty() || o.hidden == 0 {
+        return Err("[method.augself] needs at least one key and a positive hidden width".into());
+    }
+    for k in o.lambdas.keys() {
+        let key = DescriptorKey::parse(k).map_err(|e| format!("[method.augself] lambdas: {e}"))?;
+        if !schema.keys.contains(&key) {
+            return Err(format!("[method.augself] lambdas.{k}: `{k}` is not in keys"));
+        }
+    }
+    let weights: Vec<f64> = schema.keys.iter().map(|k| *o.lambdas.get(k.name()).unwrap_or(&o.lambda)).collect();
+    if weights.iter().any(|w| !(*w >= 0.0)) {
+        return Err("[method.augself] lambda and lambdas must be >= 0".into());
+    }
+    let heads: Vec<Mlp> = schema
+        .keys
+        .iter()
+        .map(|k| MlpConfig::new(&[2 * ctx.feature_dim, o.hidden, o.hidden, k.dims()]).init(&ctx.device))
+        .collect();
+    Ok(Box::new(AugSelf {
+        keys: schema.keys,
+        weights,
+        heads: Trainable::new(heads, &ctx.optimizer),
+    }))
+}
+
+fn register(registry: &mut Registry) {
+    registry.awareness(
+        "augself",
+        "AugSelf: heads on [y1, y2] predict the relative augmentation descriptor",
+        &[
+            "keys: augmentation keys to predict ([\"crop\", \"color\"])",
+            "lambda: weight of each key's loss (1.0; 0.5 on ImageNet-100)",
+            "lambdas: per-key weights overriding lambda ({})",
+            "hidden: hidden width of each head (512)",
+        ],
+        build,
+    );
+}
+
+augur_core::export_plugin!(register);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use augur_core::record::{AugmentationRecord, CropBox};
+
+    #[test]
+    fn targets_are_the_relative_descriptors_of_the_two_views() {
+        let device = Device::flex();
+        let mut a = AugmentationRecord::identity(32, 32);
+        a.crop = CropBox { top: 8.0, left: 0.0, height: 16.0, width: 16.0 };
+        let mut b = AugmentationRecord::identity(32, 32);
+        b.flipped = true;
+        let batch = ViewBatch {
+            views: [Tensor::zeros([1, 3, 4, 4], &device), Tensor::zeros([1, 3, 4, 4], &device)],
+            records: [vec![a.clone()], vec![b.clone()]],
+        };
+        let crop: Vec<f32> = targets(&batch, DescriptorKey::Crop).into_data().iter::<f32>().collect();
+        assert_eq!(crop, a.relative(&b, &[DescriptorKey::Crop]));
+        assert_eq!(crop, vec![0.5 - 0.5, 0.25 - 0.5, 0.5 - 1.0, 0.5 - 1.0]);
+        let flip: Vec<f32> = targets(&batch, DescriptorKey::Flip).into_data().iter::<f32>().collect();
+        assert_eq!(flip, vec![0.0], "the views differ in flip state");
+    }
+
+    #[test]
+    fn bce_matches_its_definition() {
+        let device = Device::flex();
+        let logits = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 2.0], [2, 1]), &device);
+        let t = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0], [2, 1]), &device);
+        let got: f32 = bce_with_logits(logits, t).into_scalar();
+        let expected = (2f64.ln() + (1.0 + 2f64.exp()).ln()) / 2.0;
+        assert!((got as f64 - expected).abs() < 1e-5, "{got} vs {expected}");
+    }
+}
