@@ -104,6 +104,8 @@ pub struct EvalConfig {
     pub random_init: bool,
     /// Batch size of feature extraction.
     pub batch_size: usize,
+    /// Test images used for augmentation sensitivity (0: skip it).
+    pub sensitivity_images: usize,
 }
 
 impl Default for EvalConfig {
@@ -116,6 +118,7 @@ impl Default for EvalConfig {
             linear_batch_size: 256,
             random_init: true,
             batch_size: 256,
+            sensitivity_images: 512,
         }
     }
 }

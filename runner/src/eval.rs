@@ -11,6 +11,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use augur_core::augment::{Pipeline, image_rng};
+
 use crate::config::EvalConfig;
 use crate::data::{Dataset, Split};
 use crate::store::EvalRow;
@@ -50,20 +52,98 @@ pub fn normalized_pixels(split: &Split, idx: impl Iterator<Item = usize>, mean: 
 
 /// Extract backbone features of a whole split, in batches, in eval mode.
 pub fn extract(backbone: &ResNet, data: &Dataset, split: &Split, batch: usize, device: &Device) -> Features {
-    let model = backbone.valid();
-    let n = split.len();
-    let mut out = Vec::with_capacity(n * model.feature_dim());
-    for start in (0..n).step_by(batch) {
-        let end = (start + batch).min(n);
-        let px = normalized_pixels(split, start..end, data.mean, data.std);
-        let x = Tensor::<4>::from_data(TensorData::new(px, [end - start, 3, split.side, split.side]), device);
-        let f = model.forward(x);
-        out.extend(f.into_data().try_to_vec::<f32>().expect("features are f32"));
+    let px = normalized_pixels(split, 0..split.len(), data.mean, data.std);
+    features_of_pixels(&backbone.valid(), px, split.side, batch, device)
+}
+
+/// Features of normalised pixels `[n, 3, side, side]`, in batches; `model`
+/// is in eval mode (`valid()`).
+fn features_of_pixels(model: &ResNet, pixels: Vec<f32>, side: usize, batch: usize, device: &Device) -> Features {
+    let per_image = 3 * side * side;
+    let mut out = Vec::with_capacity(pixels.len() / per_image * model.feature_dim());
+    for chunk in pixels.chunks(batch * per_image) {
+        let n = chunk.len() / per_image;
+        let x = Tensor::<4>::from_data(TensorData::new(chunk.to_vec(), [n, 3, side, side]), device);
+        out.extend(model.forward(x).into_data().try_to_vec::<f32>().expect("features are f32"));
     }
     Features {
         data: out,
         dim: model.feature_dim(),
     }
+}
+
+/// The single augmentations whose sensitivity is measured, each as a
+/// pipeline that applies only it (at the preset's strength).
+pub fn single_augmentations(side: usize) -> Vec<(&'static str, Pipeline)> {
+    let none = Pipeline::preset("none", side).expect("the none preset exists");
+    let with = |f: &dyn Fn(&mut Pipeline)| {
+        let mut p = none.clone();
+        f(&mut p);
+        p
+    };
+    vec![
+        ("color", with(&|p| p.jitter_p = 1.0)),
+        ("grayscale", with(&|p| p.grayscale_p = 1.0)),
+        ("blur", with(&|p| p.blur_p = 1.0)),
+        ("crop", with(&|p| p.crop_scale = [0.2, 1.0])),
+        ("flip", with(&|p| p.flip_p = 1.0)),
+        ("solarize", with(&|p| p.solarize_p = 1.0)),
+    ]
+}
+
+fn mean_cosine(a: &Features, b: &Features, pair: impl Fn(usize) -> usize) -> f64 {
+    let (na, nb) = (l2_rows(a), l2_rows(b));
+    let d = a.dim;
+    let n = a.len();
+    (0..n)
+        .map(|i| {
+            let j = pair(i);
+            na[i * d..(i + 1) * d].iter().zip(&nb[j * d..(j + 1) * d]).map(|(x, y)| (x * y) as f64).sum::<f64>()
+        })
+        .sum::<f64>()
+        / n as f64
+}
+
+/// Augmentation sensitivity (CASSLE paper): for each single augmentation t,
+/// mean cos(f(x), f(t(x))) minus mean cos(f(x), f(t(x'))), x' another image
+/// (the next one). Lower means less invariant to t. On `images` test images.
+pub fn sensitivity(backbone: &ResNet, data: &Dataset, images: usize, batch: usize, seed: u64, device: &Device) -> Vec<(&'static str, f64)> {
+    let augmentations = single_augmentations(data.test.side);
+    sensitivity_of(backbone, data, images, batch, seed, device, augmentations)
+}
+
+/// [`sensitivity`] for the given augmentations.
+pub fn sensitivity_of(
+    backbone: &ResNet,
+    data: &Dataset,
+    images: usize,
+    batch: usize,
+    seed: u64,
+    device: &Device,
+    augmentations: Vec<(&'static str, Pipeline)>,
+) -> Vec<(&'static str, f64)> {
+    let model = backbone.valid();
+    let split = &data.test;
+    let n = images.min(split.len());
+    let side = split.side;
+    let clean = features_of_pixels(&model, normalized_pixels(split, 0..n, data.mean, data.std), side, batch, device);
+    let plane = side * side;
+    augmentations
+        .into_iter()
+        .map(|(name, pipeline)| {
+            let mut px = Vec::with_capacity(n * 3 * plane);
+            for i in 0..n {
+                let (view, _) = pipeline.view(split.image(i), &mut image_rng(seed, u64::MAX, i as u64));
+                for c in 0..3 {
+                    px.extend(view.data[c * plane..(c + 1) * plane].iter().map(|v| (v - data.mean[c]) / data.std[c]));
+                }
+            }
+            let moved = features_of_pixels(&model, px, side, batch, device);
+            let positive = mean_cosine(&clean, &moved, |i| i);
+            let negative = mean_cosine(&clean, &moved, |i| (i + 1) % n);
+            (name, positive - negative)
+        })
+        .collect()
 }
 
 fn l2_rows(f: &Features) -> Vec<f32> {
@@ -214,6 +294,19 @@ pub fn evaluate(
         bail!("backbone features contain NaN or infinity ({checkpoint})");
     }
     let mut rows = Vec::new();
+    if cfg.sensitivity_images > 0 {
+        for (augmentation, value) in sensitivity(backbone, data, cfg.sensitivity_images, cfg.batch_size, seed, device) {
+            rows.push(EvalRow {
+                checkpoint: checkpoint.into(),
+                protocol: "sensitivity".into(),
+                dataset: data.name.clone(),
+                task: augmentation.into(),
+                metric: "pos_minus_neg".into(),
+                value,
+                settings: serde_json::json!({"images": cfg.sensitivity_images.min(data.test.len()), "features": "backbone", "negative": "next image"}),
+            });
+        }
+    }
     for (t, task) in data.tasks.iter().enumerate() {
         let (ytr, yte) = (&data.train.labels[t], &data.test.labels[t]);
         let classes = task.classes.len();
@@ -254,6 +347,31 @@ mod tests {
             data: rows.iter().flatten().copied().collect(),
             dim: 2,
         }
+    }
+
+    #[test]
+    fn sensitivity_of_the_identity_is_one_minus_the_cross_image_similarity() {
+        let device = Device::flex();
+        let (split, tasks) = crate::data::synthetic(16, 16, 0);
+        let data = Dataset { name: "s".into(), train: split.clone(), test: split, tasks, mean: [0.4; 3], std: [0.25; 3] };
+        let backbone = augur_core::backbone::BackboneConfig { width: 4, blocks: vec![1, 1], ..Default::default() }.init(&device);
+        let identity = vec![("identity", Pipeline::preset("none", 16).unwrap())];
+        let got = sensitivity_of(&backbone, &data, 16, 8, 0, &device, identity)[0].1;
+        // By hand: positive = cos(f(x), f(x)) = 1, negative = mean cos(f(x_i), f(x_{i+1})).
+        let f = extract(&backbone, &data, &data.test, 8, &device);
+        let rows: Vec<Vec<f32>> = f.data.chunks(f.dim).map(|r| r.to_vec()).collect();
+        let cos = |a: &[f32], b: &[f32]| {
+            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+            (dot / (na * nb)) as f64
+        };
+        let negative: f64 = (0..16).map(|i| cos(&rows[i], &rows[(i + 1) % 16])).sum::<f64>() / 16.0;
+        assert!((got - (1.0 - negative)).abs() < 1e-4, "{got} vs {}", 1.0 - negative);
+        // The real augmentations all give finite values.
+        let s = sensitivity(&backbone, &data, 16, 8, 0, &device);
+        assert_eq!(s.len(), 6);
+        assert!(s.iter().all(|(_, v)| v.is_finite()), "{s:?}");
     }
 
     #[test]

@@ -33,12 +33,20 @@ fn tiny_sweep_runs_and_is_listed_with_evaluations() {
         assert_eq!(r["git_commit"].as_str().unwrap().len() >= 7, true);
         seen.insert((r["overrides"]["seed"].to_string(), r["overrides"]["method.temperature"].to_string()));
         let evals = r["evaluations"].as_array().unwrap();
-        // kNN and linear, for both tasks, trained and at random init.
-        assert_eq!(evals.len(), 8, "{evals:?}");
+        // kNN and linear for both tasks, and the sensitivity to six
+        // augmentations, trained and at random init.
+        assert_eq!(evals.len(), 2 * (4 + 6), "{evals:?}");
         for e in evals {
             let v = e["value"].as_f64().unwrap();
-            assert!((0.0..=100.0).contains(&v));
+            if e["protocol"] == "sensitivity" {
+                assert!(v.is_finite() && (-2.0..=2.0).contains(&v), "{e}");
+            } else {
+                assert!((0.0..=100.0).contains(&v), "{e}");
+            }
             assert_eq!(e["dataset"], "synthetic");
+        }
+        for augmentation in ["color", "grayscale", "blur", "crop", "flip", "solarize"] {
+            assert!(evals.iter().any(|e| e["protocol"] == "sensitivity" && e["task"] == augmentation && e["checkpoint"] == "final"));
         }
         for task in ["shape", "colour"] {
             for protocol in ["knn", "linear"] {
@@ -136,7 +144,7 @@ fn bad_input_gives_one_line_errors_and_keeps_finished_runs() {
     let runs = runs_json(&store);
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["status"], "finished");
-    assert_eq!(runs[0]["evaluations"].as_array().unwrap().len(), 8);
+    assert_eq!(runs[0]["evaluations"].as_array().unwrap().len(), 20);
 }
 
 #[test]
@@ -166,5 +174,6 @@ fn cifar_binary_dataset_trains() {
     let runs = runs_json(&store);
     assert_eq!(runs[0]["status"], "finished");
     let evals = runs[0]["evaluations"].as_array().unwrap();
-    assert!(evals.iter().all(|e| e["dataset"] == "cifar10" && e["task"] == "class"));
+    assert!(evals.iter().all(|e| e["dataset"] == "cifar10"));
+    assert!(evals.iter().filter(|e| e["protocol"] != "sensitivity").all(|e| e["task"] == "class"));
 }
