@@ -138,9 +138,25 @@ pub fn run_sweep(file: &Path, store_path: &Path, plugin_dir: &Path) -> Result<Ex
         let device = train::device_of(&run.config)?;
         train::build_method(&run.config, &plugins, &device).map_err(|e| {
             let text = e.to_string();
-            let options_part = text.split_once("[method]").map(|(_, t)| t).unwrap_or(&text);
-            let key = first_backquoted(options_part).unwrap_or_else(|| "name".into());
-            anyhow!("{}: {e}", at(&format!("method.{key}")))
+            // `[method.cassle] ...` errors point into that table; `[method] ...` ones at the key.
+            let (table, rest) = match text.split_once("[method") {
+                Some((_, rest)) => match rest.split_once(']') {
+                    Some((sub, rest)) => (format!("method{sub}"), rest.to_string()),
+                    None => ("method".to_string(), text.clone()),
+                },
+                None => ("method".to_string(), text.clone()),
+            };
+            // "name = `value` ..." names its key first; serde names it in backquotes.
+            let mut words = rest.split_whitespace();
+            let assigned = match (words.next(), words.next()) {
+                (Some(k), Some("=")) => Some(k.to_string()),
+                _ => None,
+            };
+            let key = match assigned.or_else(|| first_backquoted(&rest)) {
+                Some(k) => format!("{table}.{k}"),
+                None => table,
+            };
+            anyhow!("{}: {e}", at(&key))
         })?;
     }
     // Load each distinct dataset once.

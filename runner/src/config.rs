@@ -468,6 +468,11 @@ fn line_of_dotted_key(source: &str, key: &str) -> Option<usize> {
     if let Some(i) = lines.iter().position(|l| assigns(l, key)) {
         return Some(i + 1);
     }
+    // A whole table: its header line.
+    let header = format!("[base.{key}]");
+    if let Some(i) = lines.iter().position(|l| l.trim() == header) {
+        return Some(i + 1);
+    }
     let (section, name) = key.rsplit_once('.')?;
     let header = format!("[base.{section}]");
     let start = lines.iter().position(|l| l.trim() == header)?;

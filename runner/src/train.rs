@@ -71,6 +71,29 @@ pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Resu
             .map_err(|e| anyhow!("`{name}`: {e}"))?;
         components.push(built);
     }
+    // A sweep may configure components that only some of its runs list in
+    // `aware` (an ablation over `method.aware`): their tables are checked
+    // here all the same, then left out of the base method's options.
+    let unlisted: Vec<String> = options
+        .keys()
+        .filter(|k| plugins.find(ComponentKind::Awareness, k).is_ok())
+        .cloned()
+        .collect();
+    for name in unlisted {
+        let table = options.remove(&name).expect("listed above");
+        let Factory::Awareness(make) = plugins.find(ComponentKind::Awareness, &name)?.factory else {
+            unreachable!("find() filters by kind");
+        };
+        let ctx = AwareContext {
+            feature_dim: cfg.model.feature_dim(),
+            device: device.clone(),
+            optimizer: cfg.optimizer.clone(),
+            options: table,
+        };
+        catch_unwind(|| make(&ctx).map(|_| ()))
+            .map_err(|p| anyhow!("`{name}` panicked while building: {}", panic_message(&p)))?
+            .map_err(|e| anyhow!("`{name}`: {e}"))?;
+    }
     let ctx = MethodContext {
         feature_dim: cfg.model.feature_dim(),
         backbone: cfg.model.clone(),

@@ -140,6 +140,10 @@ fn bad_input_gives_one_line_errors_and_keeps_finished_runs() {
     let option = write(d, "option.toml", &tiny_sweep(SYNTHETIC, "").replace("proj_out = 16", "proj_outt = 16"));
     assert_fails_with(&augur(&["run", option.to_str().unwrap(), "--store", s]), &["option.toml:19", "proj_outt"]);
 
+    // A bad option of an augmentation-aware component points into its table.
+    let cassle = write(d, "cassle.toml", &tiny_sweep(SYNTHETIC, "").replace("proj_out = 16", "proj_out = 16\naware = [\"cassle\"]\n[base.method.cassle]\ninjection = \"kat\""));
+    assert_fails_with(&augur(&["run", cassle.to_str().unwrap(), "--store", s]), &["cassle.toml:22", "injection", "kat"]);
+
     // The finished run is still there, untouched, and nothing else was added.
     let runs = runs_json(&store);
     assert_eq!(runs.len(), 1, "{runs:?}");
