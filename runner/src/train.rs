@@ -13,7 +13,7 @@ use augur_core::augment::{ImageRef, Pipeline};
 use augur_core::backbone::ResNet;
 use augur_core::blocks::Trainable;
 use augur_core::burn::prelude::*;
-use augur_core::aware::AwareContext;
+use augur_core::aware::{AwareContext, Awareness};
 use augur_core::method::{Method, MethodContext, StepInfo, ViewBatch, save_module};
 use augur_core::plugin::{ComponentKind, Factory};
 use augur_core::record::{AugmentationRecord, DescriptorSchema};
@@ -56,20 +56,8 @@ pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Resu
     };
     let mut components = Vec::new();
     for name in &aware_names {
-        let c = plugins.find(ComponentKind::Awareness, name)?;
-        let Factory::Awareness(make) = c.factory else {
-            unreachable!("find() filters by kind");
-        };
-        let ctx = AwareContext {
-            feature_dim: cfg.model.feature_dim(),
-            device: device.clone(),
-            optimizer: cfg.optimizer.clone(),
-            options: options.remove(name).unwrap_or_else(|| serde_json::json!({})),
-        };
-        let built = catch_unwind(|| make(&ctx))
-            .map_err(|p| anyhow!("`{name}` panicked while building: {}", panic_message(&p)))?
-            .map_err(|e| anyhow!("`{name}`: {e}"))?;
-        components.push(built);
+        let table = options.remove(name).unwrap_or_else(|| serde_json::json!({}));
+        components.push(build_awareness(name, table, cfg, plugins, device)?);
     }
     // A sweep may configure components that only some of its runs list in
     // `aware` (an ablation over `method.aware`): their tables are checked
@@ -81,18 +69,7 @@ pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Resu
         .collect();
     for name in unlisted {
         let table = options.remove(&name).expect("listed above");
-        let Factory::Awareness(make) = plugins.find(ComponentKind::Awareness, &name)?.factory else {
-            unreachable!("find() filters by kind");
-        };
-        let ctx = AwareContext {
-            feature_dim: cfg.model.feature_dim(),
-            device: device.clone(),
-            optimizer: cfg.optimizer.clone(),
-            options: table,
-        };
-        catch_unwind(|| make(&ctx).map(|_| ()))
-            .map_err(|p| anyhow!("`{name}` panicked while building: {}", panic_message(&p)))?
-            .map_err(|e| anyhow!("`{name}`: {e}"))?;
+        build_awareness(&name, table, cfg, plugins, device)?;
     }
     let ctx = MethodContext {
         feature_dim: cfg.model.feature_dim(),
@@ -110,6 +87,28 @@ pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Resu
         .add_awareness(components)
         .map_err(|e| anyhow!("method `{}`: {e}", cfg.method.name))?;
     Ok(method)
+}
+
+/// Build the awareness component `name` from its `method.<name>` table.
+fn build_awareness(
+    name: &str,
+    table: serde_json::Value,
+    cfg: &RunConfig,
+    plugins: &Plugins,
+    device: &Device,
+) -> Result<Box<dyn Awareness>> {
+    let Factory::Awareness(make) = plugins.find(ComponentKind::Awareness, name)?.factory else {
+        unreachable!("find() filters by kind");
+    };
+    let ctx = AwareContext {
+        feature_dim: cfg.model.feature_dim(),
+        device: device.clone(),
+        optimizer: cfg.optimizer.clone(),
+        options: table,
+    };
+    catch_unwind(|| make(&ctx))
+        .map_err(|p| anyhow!("`{name}` panicked while building: {}", panic_message(&p)))?
+        .map_err(|e| anyhow!("`{name}`: {e}"))
 }
 
 /// Total optimizer steps of a run.
