@@ -309,11 +309,21 @@ pub fn list_runs(store_path: &Path, format: Format) -> Result<()> {
             for (r, evals) in &l.runs {
                 let mut row = vec![r.id.to_string(), r.sweep.clone(), r.method.clone(), r.status.clone()];
                 row.extend(l.varying.iter().map(|k| r.overrides.get(k).map(compact).unwrap_or_default()));
-                row.extend(l.eval_columns.iter().map(|c| cell(evals, c).map(|v| format!("{v:.2}")).unwrap_or_default()));
+                row.extend(l.eval_columns.iter().map(|c| cell(evals, c).map(|v| v.to_string()).unwrap_or_default()));
                 println!("{}", row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
             }
             Ok(())
         }
+    }
+}
+
+/// An evaluation as the table shows it: accuracies in % with one decimal,
+/// cosine differences with three.
+fn shown(column: &str, v: f64) -> String {
+    if column.starts_with("sensitivity") {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1}")
     }
 }
 
@@ -334,7 +344,7 @@ fn print_table(store: &Store, sweep_id: Option<i64>) -> Result<()> {
     for (r, evals) in &l.runs {
         let mut row = vec![r.id.to_string(), r.sweep.clone(), r.method.clone(), r.status.clone()];
         row.extend(l.varying.iter().map(|k| r.overrides.get(k).map(compact).unwrap_or_default()));
-        row.extend(l.eval_columns.iter().map(|c| cell(evals, c).map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())));
+        row.extend(l.eval_columns.iter().map(|c| cell(evals, c).map(|v| shown(c, v)).unwrap_or_else(|| "-".into())));
         rows.push(row);
     }
     let widths: Vec<usize> = (0..header.len())
