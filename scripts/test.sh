@@ -1,8 +1,58 @@
 #!/usr/bin/env bash
 # The test suite, exactly as CI runs it (.ci/run calls this script).
 # Builds the whole workspace first: the end-to-end tests load the built
-# plugins from target/release, as a user's `augur` does.
+# plugins from the target folder, as a user's `augur` does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target_dir=${CARGO_TARGET_DIR:-target}
+
 cargo build --release --workspace --locked
+
+# The plugin author's kit, end to end: `augur plugin new` scaffolds a crate
+# that builds with the workspace, is listed by `augur plugins` and trains in
+# a sweep. The scaffold (and the lock file entry it adds) is removed after.
+scaffold=plugins/scaffold_check
+work=$(mktemp -d)
+cp Cargo.lock "$work/Cargo.lock"
+cleanup() {
+    rm -rf "$scaffold" "$target_dir"/release/libaugur_plugin_scaffold_check.so \
+        "$target_dir"/release/deps/libaugur_plugin_scaffold_check.so
+    cp "$work/Cargo.lock" Cargo.lock
+    rm -rf "$work"
+}
+trap cleanup EXIT
+"$target_dir/release/augur" plugin new scaffold_check
+cargo build --release --workspace
+"$target_dir/release/augur" plugins | grep -q "method scaffold_check:" \
+    || { echo "error: the scaffolded plugin is not listed by augur plugins" >&2; exit 1; }
+cat > "$work/sweep.toml" <<'TOML'
+name = "scaffold-check"
+[base.data]
+dataset = "synthetic"
+image_size = 16
+train_size = 64
+test_size = 32
+[base.model]
+width = 4
+blocks = [1, 1]
+[base.method]
+name = "scaffold_check"
+proj_hidden = 32
+proj_out = 16
+[base.train]
+steps = 4
+batch_size = 16
+lr = 0.1
+[base.eval]
+knn_k = 5
+linear_epochs = 2
+sensitivity_images = 16
+TOML
+"$target_dir/release/augur" run "$work/sweep.toml" --store "$work/runs.db" > "$work/run.log"
+"$target_dir/release/augur" runs --store "$work/runs.db" --format json | grep -q '"status": "finished"' \
+    || { echo "error: the scaffolded plugin's run did not finish" >&2; cat "$work/run.log" >&2; exit 1; }
+echo "scaffold check: augur plugin new -> build -> listed -> trained"
+cleanup
+trap - EXIT
+
 cargo test --release --workspace --locked

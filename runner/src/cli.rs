@@ -44,6 +44,11 @@ pub enum Command {
     },
     /// List the plugins found, their fingerprints and the components they register.
     Plugins,
+    /// Plugin author's tools.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginCommand,
+    },
     /// Measure training throughput (images/s) and augmentation speed on this machine.
     Bench(crate::bench::BenchArgs),
     /// Save a PNG of dataset images next to two augmented views of each, as a sweep's base makes them.
@@ -56,6 +61,19 @@ pub enum Command {
         /// How many images (rows).
         #[arg(long, default_value_t = 8)]
         count: usize,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Scaffold a new method plugin crate in plugins/NAME: a complete, working
+    /// method (alignment + uniformity) to edit into yours.
+    New {
+        /// Method name: lower case letters, digits and underscores.
+        name: String,
+        /// The workspace's plugins folder.
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
     },
 }
 
@@ -82,11 +100,42 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::bench::run(&args, &dir)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin {
+            action: PluginCommand::New { name, dir },
+        } => {
+            let created = scaffold_plugin(&name, &dir)?;
+            println!("created {}", created.display());
+            println!("next: cargo build --release   (the whole workspace, not -p: see README, Plugins)");
+            println!("then: augur plugins           (lists `{name}`), and set method.name = \"{name}\" in a sweep");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Views { file, out, count } => {
             save_views(&file, &out, count)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `augur plugin new`: write `dir/name/{Cargo.toml, src/lib.rs}` from the
+/// templates in runner/templates. Refuses to overwrite.
+pub fn scaffold_plugin(name: &str, dir: &Path) -> Result<PathBuf> {
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        anyhow::bail!("plugin name `{name}`: use lower case letters, digits and underscores, starting with a letter");
+    }
+    if !dir.is_dir() {
+        anyhow::bail!("{} is not a folder: run this at the workspace root, or pass --dir to its plugins folder", dir.display());
+    }
+    let root = dir.join(name);
+    if root.exists() {
+        anyhow::bail!("{} already exists; choose another name or remove it", root.display());
+    }
+    let fill = |template: &str| template.replace("{name}", name).replace("{crate_name}", &name.replace('_', "-"));
+    std::fs::create_dir_all(root.join("src"))?;
+    std::fs::write(root.join("Cargo.toml"), fill(include_str!("../templates/plugin_Cargo.toml")))?;
+    std::fs::write(root.join("src/lib.rs"), fill(include_str!("../templates/plugin_lib.rs")))?;
+    Ok(root)
 }
 
 /// `augur views`: rows of (image, view 1, view 2), 4x upscaled, as a PNG.
