@@ -307,15 +307,4 @@ impl Store {
                 .collect())
         })
     }
-
-    /// The schema JSON and config JSON of a run.
-    pub fn run_config(&self, run_id: i64) -> Result<(String, String)> {
-        self.rt.block_on(async {
-            let r = sqlx::query("SELECT config, schema FROM runs WHERE id = ?")
-                .bind(run_id)
-                .fetch_one(&self.pool)
-                .await?;
-            Ok((r.get(0), r.get(1)))
-        })
-    }
 }

@@ -68,7 +68,13 @@ fn tiny_sweep_runs_and_is_listed_with_evaluations() {
     let o = augur(&["runs", "--store", store.to_str().unwrap(), "--format", "csv"]);
     assert_eq!(stdout(&o).lines().count(), 5);
 
-    // Metrics and checkpoints were written.
+    // Metrics and checkpoints were written: one loss, lr and images/s point per step.
+    let reader = augur::store::Store::open_read_only(&store).unwrap();
+    for key in ["loss", "lr", "images_per_sec"] {
+        let series = reader.metrics(1, key).unwrap();
+        assert_eq!(series.iter().map(|p| p.step).collect::<Vec<_>>(), vec![0, 1, 2], "{key}");
+        assert!(series.iter().all(|p| p.value.is_finite()), "{key}");
+    }
     let ckpt = dir.path().join("runs.checkpoints/run-1/step-2/backbone.bpk");
     assert!(ckpt.exists(), "{}", ckpt.display());
     assert!(dir.path().join("runs.checkpoints/run-1/step-3/projector.bpk").exists());
