@@ -11,7 +11,8 @@ use std::path::Path;
 use burn::prelude::*;
 use burn::tensor::Gradients;
 
-use crate::blocks::OptimizerSpec;
+use crate::blocks::MlpConfig;
+use crate::optim::OptimizerSpec;
 use crate::method::ViewBatch;
 use crate::record::{AugmentationRecord, DescriptorSchema};
 
@@ -43,6 +44,17 @@ pub trait Awareness: Send {
     /// which must use the component's momentum copy and carry no gradient.
     fn condition(&mut self, input: Tensor<2>, _records: &[AugmentationRecord], _target: bool) -> Tensor<2> {
         input
+    }
+    /// Called once when the component joins a method, with the shape of the
+    /// method's projector: a component that generates the projector itself
+    /// (CASSLE `hypernet`) builds its generator for that shape here.
+    fn bind_projector(&mut self, _projector: &MlpConfig, _device: &Device) {}
+    /// The projection of one view by a projector this component generates
+    /// from the view's records, replacing the method's own projector; `None`
+    /// (the default) leaves projecting to the method. `target` as in
+    /// [`Awareness::condition`].
+    fn project(&mut self, _input: Tensor<2>, _records: &[AugmentationRecord], _target: bool) -> Option<Tensor<2>> {
+        None
     }
     /// An extra loss on the backbone features of both views, with its name.
     fn auxiliary_loss(&mut self, _features: [Tensor<2>; 2], _batch: &ViewBatch) -> Option<(String, Tensor<1>)> {

@@ -1,16 +1,15 @@
 //! Shared building blocks that method plugins compose: MLP heads (projectors,
-//! predictors, auxiliary heads), optimizers, [`Trainable`] (a module bundled
+//! predictors, auxiliary heads), [`Trainable`] (a module bundled
 //! with its own optimizer state) and [`ema_update`] for momentum networks.
 //! The losses live in [`crate::losses`].
 
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Gradients;
-use serde::{Deserialize, Serialize};
+
+use crate::optim::OptimizerSpec;
 
 /// A multi-layer perceptron: `Linear (BN) ReLU` for every hidden layer, then
 /// a final `Linear` (optionally followed by BN, as in CASSLE's encoder).
@@ -93,88 +92,6 @@ impl Mlp {
             }
         }
         x
-    }
-}
-
-/// The optimizer section of a run config.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case", tag = "name")]
-pub enum OptimizerSpec {
-    /// SGD with (PyTorch-style, undampened) momentum and L2 weight decay.
-    Sgd {
-        #[serde(default = "default_momentum")]
-        momentum: f64,
-        #[serde(default = "default_weight_decay")]
-        weight_decay: f64,
-    },
-    /// AdamW with decoupled weight decay.
-    Adamw {
-        #[serde(default = "default_adamw_decay")]
-        weight_decay: f64,
-    },
-}
-
-fn default_momentum() -> f64 {
-    0.9
-}
-fn default_weight_decay() -> f64 {
-    5e-4
-}
-fn default_adamw_decay() -> f64 {
-    0.1
-}
-
-impl Default for OptimizerSpec {
-    fn default() -> Self {
-        OptimizerSpec::Sgd {
-            momentum: default_momentum(),
-            weight_decay: default_weight_decay(),
-        }
-    }
-}
-
-impl OptimizerSpec {
-    pub fn validate(&self) -> Result<(), String> {
-        match *self {
-            OptimizerSpec::Sgd {
-                momentum,
-                weight_decay,
-            } => {
-                if !(0.0..1.0).contains(&momentum) {
-                    return Err(format!("optimizer.momentum = {momentum} must lie in [0, 1)"));
-                }
-                if weight_decay < 0.0 {
-                    return Err(format!("optimizer.weight_decay = {weight_decay} must be >= 0"));
-                }
-            }
-            OptimizerSpec::Adamw { weight_decay } => {
-                if weight_decay < 0.0 {
-                    return Err(format!("optimizer.weight_decay = {weight_decay} must be >= 0"));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    pub fn build(&self) -> ModuleOptimizer {
-        match *self {
-            OptimizerSpec::Sgd {
-                momentum,
-                weight_decay,
-            } => SgdConfig::new()
-                .with_momentum((momentum > 0.0).then(|| {
-                    MomentumConfig::new()
-                        .with_momentum(momentum)
-                        .with_dampening(0.0)
-                }))
-                .with_weight_decay(
-                    (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
-                )
-                .init(),
-            OptimizerSpec::Adamw { weight_decay } => AdamWConfig::new()
-                .with_weight_decay(weight_decay as f32)
-                .init(),
-        }
     }
 }
 

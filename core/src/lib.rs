@@ -3,7 +3,8 @@
 //! - [`record`]: the augmentation record and its descriptor schema (the spine);
 //! - [`augment`]: the view pipeline that produces records;
 //! - [`backbone`]: ResNet backbones;
-//! - [`blocks`]: MLP heads, optimizers, trainable modules, EMA;
+//! - [`blocks`]: MLP heads, trainable modules, EMA, the feature queue;
+//! - [`optim`]: the optimizers a run names (SGD, AdamW, LARS);
 //! - [`losses`]: the objectives' losses (NT-Xent, InfoNCE, BYOL, Barlow Twins, VICReg);
 //! - [`method`]: the traits a method plugin implements;
 //! - [`aware`]: augmentation-aware components (CASSLE, AugSelf) added to any method;
@@ -22,5 +23,6 @@ pub mod backbone;
 pub mod blocks;
 pub mod losses;
 pub mod method;
+pub mod optim;
 pub mod plugin;
 pub mod record;

@@ -22,7 +22,8 @@ use serde::de::DeserializeOwned;
 use crate::aware::Awareness;
 use crate::backbone::ResNet;
 use crate::backbone::BackboneConfig;
-use crate::blocks::{Mlp, MlpConfig, OptimizerSpec, Trainable, ema_update, independent_copy};
+use crate::blocks::{Mlp, MlpConfig, Trainable, ema_update, independent_copy};
+use crate::optim::OptimizerSpec;
 use crate::record::{AugmentationRecord, DescriptorSchema};
 
 /// Two augmented views of the same images, with the record of every view.
@@ -179,6 +180,8 @@ pub enum Target {
 /// predictor) on both views, a target branch, and an objective.
 pub struct TwoView {
     backbone_config: BackboneConfig,
+    projector_config: MlpConfig,
+    device: Device,
     projector: Trainable<Mlp>,
     predictor: Option<Trainable<Mlp>>,
     target: Target,
@@ -209,6 +212,8 @@ impl TwoView {
         };
         Self {
             backbone_config: ctx.backbone.clone(),
+            projector_config: projector,
+            device: ctx.device.clone(),
             projector: Trainable::new(online, &ctx.optimizer),
             predictor: predictor.map(|p| Trainable::new(p.init(&ctx.device), &ctx.optimizer)),
             target,
@@ -217,12 +222,21 @@ impl TwoView {
         }
     }
 
-    /// The projector input of one view: the features, conditioned by every
-    /// augmentation-aware component in turn.
-    fn projector_input(&mut self, features: Tensor<2>, records: &[AugmentationRecord], target: bool) -> Tensor<2> {
-        self.aware
+    /// The projection of one view's features: conditioned by every
+    /// augmentation-aware component in turn, then through the projector, or
+    /// through the one a component generates from the records. `projector`
+    /// is the online one or, for a momentum branch (`target`), its copy.
+    fn project(&mut self, features: Tensor<2>, records: &[AugmentationRecord], target: bool, projector: &Mlp) -> Tensor<2> {
+        let input = self
+            .aware
             .iter_mut()
-            .fold(features, |input, a| a.condition(input, records, target))
+            .fold(features, |input, a| a.condition(input, records, target));
+        for a in &mut self.aware {
+            if let Some(z) = a.project(input.clone(), records, target) {
+                return z;
+            }
+        }
+        projector.forward(input)
     }
 
     pub fn projector(&self) -> &Mlp {
@@ -246,11 +260,11 @@ impl Method for TwoView {
     fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, _info: &StepInfo) -> StepOutput {
         let features = batch.views.clone().map(|v| backbone.forward(v));
         let [f1, f2] = features.clone();
-        let inputs = [
-            self.projector_input(f1, &batch.records[0], false),
-            self.projector_input(f2, &batch.records[1], false),
+        let online_projector = self.projector.module().clone();
+        let projections = [
+            self.project(f1, &batch.records[0], false, &online_projector),
+            self.project(f2, &batch.records[1], false, &online_projector),
         ];
-        let projections = inputs.map(|x| self.projector.module().forward(x));
         let online = match &self.predictor {
             Some(p) => projections.clone().map(|z| p.module().forward(z)),
             None => projections.clone(),
@@ -269,11 +283,10 @@ impl Method for TwoView {
                 let keys = batch.views.clone().map(|v| tb.forward(v.detach()));
                 let projector = projector.clone();
                 let [k1, k2] = keys;
-                let inputs = [
-                    self.projector_input(k1, &batch.records[0], true),
-                    self.projector_input(k2, &batch.records[1], true),
-                ];
-                inputs.map(|x| projector.forward(x).detach())
+                [
+                    self.project(k1, &batch.records[0], true, &projector).detach(),
+                    self.project(k2, &batch.records[1], true, &projector).detach(),
+                ]
             }
         };
         let mut loss = self.objective.loss(online, target);
@@ -300,7 +313,10 @@ impl Method for TwoView {
         }
     }
 
-    fn add_awareness(&mut self, components: Vec<Box<dyn Awareness>>) -> Result<(), String> {
+    fn add_awareness(&mut self, mut components: Vec<Box<dyn Awareness>>) -> Result<(), String> {
+        for c in &mut components {
+            c.bind_projector(&self.projector_config, &self.device);
+        }
         self.aware.extend(components);
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use augur_core::augment::AugmentConfig;
 use augur_core::backbone::BackboneConfig;
-use augur_core::blocks::OptimizerSpec;
+use augur_core::optim::OptimizerSpec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

@@ -3,7 +3,8 @@
 
 use anyhow::{Result, bail};
 use augur_core::backbone::ResNet;
-use augur_core::blocks::{OptimizerSpec, Trainable};
+use augur_core::blocks::Trainable;
+use augur_core::optim::OptimizerSpec;
 use augur_core::losses::cross_entropy;
 use augur_core::burn::nn::{Linear, LinearConfig};
 use augur_core::burn::prelude::*;

@@ -80,7 +80,7 @@ fn every_method_trains_with_augself() {
 
 #[test]
 fn every_method_trains_with_each_cassle_injection() {
-    for injection in ["cat", "add", "mul", "raw"] {
+    for injection in ["cat", "add", "mul", "raw", "hypernet"] {
         each_method_trains_with(&format!(
             "aware = [\"cassle\"]\n[base.method.cassle]\ninjection = \"{injection}\"\ndepth = 3\nwidth = 8"
         ));
@@ -107,4 +107,32 @@ fn method_options_are_validated() {
     let sweep = SweepFile::parse(Path::new("m.toml"), &text).unwrap();
     let err = train::build_method(&sweep.runs[0].config, &plugins, &Device::flex()).err().unwrap().to_string();
     assert!(err.contains("[method.cassle]") && err.contains("concat"), "{err}");
+}
+
+#[test]
+fn methods_train_with_lars() {
+    // solo-learn's optimizer for BYOL, Barlow Twins, VICReg and MoCo v3 on CIFAR.
+    let lars = "[base.optimizer]\nname = \"lars\"\nweight_decay = 1e-5";
+    for (method, options) in METHODS.iter().filter(|(m, _)| ["byol", "barlow_twins", "vicreg"].contains(m)) {
+        assert_trains(method, &format!("{options}\n{lars}"));
+    }
+}
+
+#[test]
+fn every_experiment_file_parses_and_builds_its_methods() {
+    let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let sweep = SweepFile::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            for run in &sweep.runs {
+                train::build_method(&run.config, &plugins, &Device::flex())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} experiment files found in {}", dir.display());
 }

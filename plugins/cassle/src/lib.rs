@@ -5,7 +5,10 @@
 //! then Linear, BN) embeds the descriptor, injected as:
 //! - `cat` (the paper's choice): projector input = [features, embedding];
 //! - `add` / `mul`: the embedding (feature-sized) added to / multiplied with the features;
-//! - `raw`: the raw descriptor concatenated, no encoder.
+//! - `raw`: the raw descriptor concatenated, no encoder;
+//! - `hypernet`: the encoder's output is every weight and bias of the
+//!   projector, generated per sample (the method's own projector goes unused;
+//!   its shape is kept, with BN between layers as the method has it).
 //!
 //! In momentum methods the key branch is conditioned on the key view's own
 //! descriptor through a momentum copy of the encoder.
@@ -14,6 +17,9 @@ use std::path::Path;
 
 use augur_core::aware::{AwareContext, Awareness, descriptors};
 use augur_core::blocks::{Mlp, MlpConfig, Trainable, ema_update, independent_copy};
+use augur_core::optim::OptimizerSpec;
+use augur_core::burn;
+use augur_core::burn::nn::{BatchNorm, BatchNormConfig, Relu};
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
 use augur_core::method::{load_module, save_module};
@@ -48,16 +54,99 @@ enum Injection {
     Add,
     Mul,
     Raw,
+    Hypernet,
+}
+
+/// A projector whose weights a generator network outputs per sample from
+/// the view's descriptor (CASSLE's `hypernet`): for each layer, a batched
+/// product of the sample's input with its own generated matrix.
+#[derive(Module, Debug)]
+struct HyperProjector {
+    generator: Mlp,
+    norms: Vec<BatchNorm>,
+    relu: Relu,
+    /// The generated projector's `[input, hidden..., output]`.
+    #[module(skip)]
+    dims: Vec<usize>,
+    #[module(skip)]
+    hidden_bn: bool,
+    #[module(skip)]
+    last_bn: bool,
+}
+
+impl HyperProjector {
+    /// Weights plus biases of an MLP of these layer sizes.
+    fn generated_len(dims: &[usize]) -> usize {
+        dims.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+    }
+
+    fn new(encoder: &MlpConfig, projector: &MlpConfig, device: &Device) -> Self {
+        let mut generator = encoder.clone();
+        *generator.dims.last_mut().expect("an encoder has an output") = Self::generated_len(&projector.dims);
+        // The last layer emits weights: no BN squashing them to unit variance, a bias.
+        generator.last_bn = false;
+        generator.bias = true;
+        let n = projector.dims.len() - 1;
+        let norms = (0..n)
+            .filter(|&i| if i + 1 < n { projector.hidden_bn } else { projector.last_bn })
+            .map(|i| BatchNormConfig::new(projector.dims[i + 1]).init(device))
+            .collect();
+        Self {
+            generator: generator.init(device),
+            norms,
+            relu: Relu::new(),
+            dims: projector.dims.clone(),
+            hidden_bn: projector.hidden_bn,
+            last_bn: projector.last_bn,
+        }
+    }
+
+    fn forward(&self, x: Tensor<2>, descriptor: Tensor<2>) -> Tensor<2> {
+        let weights = self.generator.forward(descriptor);
+        let n = x.dims()[0];
+        let layers = self.dims.len() - 1;
+        let mut norms = self.norms.iter();
+        let mut x = x;
+        let mut at = 0;
+        for (i, w) in self.dims.windows(2).enumerate() {
+            let (fan_in, fan_out) = (w[0], w[1]);
+            // Scaled by 1/sqrt(fan_in) so a generated layer starts with the
+            // output scale of an ordinary initialisation.
+            let matrix = weights
+                .clone()
+                .slice([0..n, at..at + fan_in * fan_out])
+                .reshape([n, fan_in, fan_out])
+                .mul_scalar(1.0 / (fan_in as f64).sqrt());
+            at += fan_in * fan_out;
+            let bias = weights.clone().slice([0..n, at..at + fan_out]);
+            at += fan_out;
+            x = x.reshape([n, 1, fan_in]).matmul(matrix).reshape([n, fan_out]) + bias;
+            let last = i + 1 == layers;
+            if (!last && self.hidden_bn) || (last && self.last_bn) {
+                x = norms.next().expect("one norm per normalised layer").forward(x);
+            }
+            if !last {
+                x = self.relu.forward(x);
+            }
+        }
+        x
+    }
 }
 
 struct Cassle {
     schema: DescriptorSchema,
     injection: Injection,
     encoder_config: MlpConfig,
-    /// `None` for `raw`.
+    optimizer: OptimizerSpec,
+    /// `None` for `raw` and `hypernet`.
     encoder: Option<Trainable<Mlp>>,
     /// The key branch's copy, made at its first use.
     momentum_encoder: Option<Mlp>,
+    /// `hypernet`: the generated projector (built when the method's
+    /// projector shape is known) and its key-branch copy.
+    hyper: Option<Trainable<HyperProjector>>,
+    momentum_hyper: Option<HyperProjector>,
+    projector_config: Option<MlpConfig>,
 }
 
 impl Awareness for Cassle {
@@ -65,12 +154,34 @@ impl Awareness for Cassle {
         match self.injection {
             Injection::Cat => *self.encoder_config.dims.last().expect("an encoder has an output"),
             Injection::Raw => self.schema.dims(),
-            Injection::Add | Injection::Mul => 0,
+            Injection::Add | Injection::Mul | Injection::Hypernet => 0,
         }
     }
 
+    fn bind_projector(&mut self, projector: &MlpConfig, device: &Device) {
+        if self.injection == Injection::Hypernet {
+            let hyper = HyperProjector::new(&self.encoder_config, projector, device);
+            self.hyper = Some(Trainable::new(hyper, &self.optimizer));
+            self.projector_config = Some(projector.clone());
+        }
+    }
+
+    fn project(&mut self, input: Tensor<2>, records: &[AugmentationRecord], target: bool) -> Option<Tensor<2>> {
+        let hyper = self.hyper.as_ref()?;
+        let device = input.device();
+        let d = descriptors(records, &self.schema, &device);
+        if !target {
+            return Some(hyper.module().forward(input, d));
+        }
+        let (encoder, projector) = (&self.encoder_config, self.projector_config.as_ref()?);
+        let copy = self
+            .momentum_hyper
+            .get_or_insert_with(|| independent_copy(HyperProjector::new(encoder, projector, &device), hyper.module()));
+        Some(copy.forward(input, d).detach())
+    }
+
     fn condition(&mut self, input: Tensor<2>, records: &[AugmentationRecord], target: bool) -> Tensor<2> {
-        if self.schema.dims() == 0 {
+        if self.schema.dims() == 0 || self.injection == Injection::Hypernet {
             return input;
         }
         let device = input.device();
@@ -91,7 +202,7 @@ impl Awareness for Cassle {
             Injection::Cat => Tensor::cat(vec![input, embedding], 1),
             Injection::Add => input + embedding,
             Injection::Mul => input * embedding,
-            Injection::Raw => unreachable!("raw has no encoder"),
+            Injection::Raw | Injection::Hypernet => unreachable!("raw and hypernet have no separate encoder"),
         }
     }
 
@@ -99,11 +210,17 @@ impl Awareness for Cassle {
         if let Some(e) = &mut self.encoder {
             e.step(grads, lr);
         }
+        if let Some(h) = &mut self.hyper {
+            h.step(grads, lr);
+        }
     }
 
     fn after_step(&mut self, momentum: Option<f64>) {
         if let (Some(m), Some(copy), Some(online)) = (momentum, self.momentum_encoder.take(), &self.encoder) {
             self.momentum_encoder = Some(ema_update(copy, online.module(), m));
+        }
+        if let (Some(m), Some(copy), Some(online)) = (momentum, self.momentum_hyper.take(), &self.hyper) {
+            self.momentum_hyper = Some(ema_update(copy, online.module(), m));
         }
     }
 
@@ -113,6 +230,12 @@ impl Awareness for Cassle {
         }
         if let Some(m) = &self.momentum_encoder {
             save_module(m, dir, "cassle_momentum_encoder")?;
+        }
+        if let Some(h) = &self.hyper {
+            save_module(h.module(), dir, "cassle_hypernet")?;
+        }
+        if let Some(m) = &self.momentum_hyper {
+            save_module(m, dir, "cassle_momentum_hypernet")?;
         }
         Ok(())
     }
@@ -124,6 +247,13 @@ impl Awareness for Cassle {
         }
         if let Some(m) = &mut self.momentum_encoder {
             *m = load_module(m.clone(), dir, "cassle_momentum_encoder")?;
+        }
+        if let Some(h) = &mut self.hyper {
+            let loaded = load_module(h.module().clone(), dir, "cassle_hypernet")?;
+            h.replace(loaded);
+        }
+        if let Some(m) = &mut self.momentum_hyper {
+            *m = load_module(m.clone(), dir, "cassle_momentum_hypernet")?;
         }
         Ok(())
     }
@@ -137,11 +267,14 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
         "add" => Injection::Add,
         "mul" => Injection::Mul,
         "raw" => Injection::Raw,
-        "hypernet" => {
-            return Err("[method.cassle] injection = `hypernet` is not implemented yet; use cat, add, mul or raw".into());
+        "hypernet" => Injection::Hypernet,
+        other => {
+            return Err(format!("[method.cassle] injection = `{other}` is unknown; use cat, add, mul, raw or hypernet"));
         }
-        other => return Err(format!("[method.cassle] injection = `{other}` is unknown; use cat, add, mul or raw")),
     };
+    if injection == Injection::Hypernet && schema.dims() == 0 {
+        return Err("[method.cassle] injection = `hypernet` generates the projector from the keys: give at least one key".into());
+    }
     if o.depth == 0 || o.width == 0 {
         return Err("[method.cassle] depth and width must be positive".into());
     }
@@ -158,7 +291,7 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
         last_bn: true,
         bias: false,
     };
-    let encoder = (injection != Injection::Raw && schema.dims() > 0)
+    let encoder = (matches!(injection, Injection::Cat | Injection::Add | Injection::Mul) && schema.dims() > 0)
         .then(|| Trainable::new(encoder_config.init(&ctx.device), &ctx.optimizer));
     Ok(Box::new(Cassle {
         schema,
@@ -166,6 +299,10 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
         encoder_config,
         encoder,
         momentum_encoder: None,
+        optimizer: ctx.optimizer.clone(),
+        hyper: None,
+        momentum_hyper: None,
+        projector_config: None,
     }))
 }
 
@@ -175,7 +312,7 @@ fn register(registry: &mut Registry) {
         "CASSLE: the projector is conditioned on each view's augmentation descriptor",
         &[
             "keys: descriptor keys to condition on ([\"crop\", \"color\", \"color_diff\", \"blur\", \"grayscale\"], 13 dims)",
-            "injection: cat | add | mul | raw (cat)",
+            "injection: cat | add | mul | raw | hypernet (cat); hypernet generates the projector's weights per sample",
             "depth: layers of the augmentation encoder (6)",
             "width: width of the augmentation encoder (64)",
         ],
@@ -188,7 +325,6 @@ augur_core::export_plugin!(register);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use augur_core::blocks::OptimizerSpec;
 
     fn cassle(options: augur_core::serde_json::Value) -> Box<dyn Awareness> {
         let ctx = AwareContext {
@@ -236,5 +372,29 @@ mod tests {
             options: augur_core::serde_json::json!({"injection": "concat"}),
         })
         .is_err());
+    }
+
+    #[test]
+    fn hypernet_generates_a_projector_per_sample() {
+        let device = Device::flex();
+        let mut c = cassle(augur_core::serde_json::json!({"injection": "hypernet", "keys": ["flip"], "depth": 2, "width": 4}));
+        assert_eq!(c.extra_projector_input(), 0);
+        let projector = MlpConfig::new(&[8, 6, 3]);
+        c.bind_projector(&projector, &device);
+        // Two samples with the same input: the same descriptor gives the same
+        // projection, another descriptor another one.
+        let x = Tensor::<2>::random([1, 8], augur_core::burn::tensor::Distribution::Default, &device).repeat_dim(0, 4);
+        let mut flipped = AugmentationRecord::identity(4, 4);
+        flipped.flipped = true;
+        let plain = AugmentationRecord::identity(4, 4);
+        let records = vec![plain.clone(), plain, flipped.clone(), flipped];
+        let z = c.project(x.clone(), &records, false).expect("hypernet projects");
+        assert_eq!(z.dims(), [4, 3]);
+        let rows: Vec<f32> = z.into_data().iter::<f32>().collect();
+        let (a, b, f) = (&rows[0..3], &rows[3..6], &rows[6..9]);
+        assert!(a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-5), "{a:?} vs {b:?}");
+        assert!(a.iter().zip(f).any(|(p, q)| (p - q).abs() > 1e-4), "{a:?} vs {f:?}");
+        // The input passes the conditioning step unchanged: the projector is where it acts.
+        assert_eq!(c.condition(x.clone(), &records, false).into_data(), x.into_data());
     }
 }

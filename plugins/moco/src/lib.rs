@@ -2,7 +2,8 @@
 //! queries from the online network with keys from a momentum (EMA) copy of
 //! backbone and projector, symmetrised over the two views.
 //! - `moco_v2`: 2-layer projector without BN; the negatives are a FIFO queue
-//!   of past keys (detached); constant momentum.
+//!   of past keys (detached); constant momentum, or cosine-increased to
+//!   `final_momentum` (solo-learn's MoCo v2+: 0.99 -> 0.999).
 //! - `moco_v3`: 3-layer projector and 2-layer predictor with BN; in-batch
 //!   negatives, no queue; momentum on a cosine to 1; loss scaled by 2T.
 //!   The paper trains it with AdamW (`[optimizer] name = "adamw"`).
@@ -21,13 +22,15 @@ struct V2Options {
     temperature: f64,
     queue_size: usize,
     momentum: f64,
+    /// `None`: constant `momentum`.
+    final_momentum: Option<f64>,
     proj_hidden: usize,
     proj_out: usize,
 }
 
 impl Default for V2Options {
     fn default() -> Self {
-        Self { temperature: 0.2, queue_size: 4096, momentum: 0.99, proj_hidden: 2048, proj_out: 128 }
+        Self { temperature: 0.2, queue_size: 4096, momentum: 0.99, final_momentum: None, proj_hidden: 2048, proj_out: 128 }
     }
 }
 
@@ -57,15 +60,16 @@ impl Objective for QueueInfoNce {
 
 fn moco_v2(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let o: V2Options = ctx.options()?;
-    if !(o.temperature > 0.0) || o.queue_size == 0 || !(0.0..=1.0).contains(&o.momentum) {
-        return Err("[method] temperature and queue_size must be positive, momentum in [0, 1]".into());
+    let last = o.final_momentum.unwrap_or(o.momentum);
+    if !(o.temperature > 0.0) || o.queue_size == 0 || !(0.0..=1.0).contains(&o.momentum) || !(0.0..=1.0).contains(&last) {
+        return Err("[method] temperature and queue_size must be positive, momentum and final_momentum in [0, 1]".into());
     }
     let mut projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_out]);
     projector.hidden_bn = false;
     let target = Target::Momentum {
         backbone: None,
         projector: projector.init(&ctx.device),
-        schedule: MomentumSchedule { base: o.momentum, last: o.momentum },
+        schedule: MomentumSchedule { base: o.momentum, last },
     };
     let objective = QueueInfoNce { temperature: o.temperature, queue: FeatureQueue::new(o.queue_size) };
     Ok(Box::new(TwoView::new(projector, None, target, Box::new(objective), ctx)))
@@ -124,7 +128,8 @@ fn register(registry: &mut Registry) {
         &[
             "temperature: InfoNCE temperature (0.2)",
             "queue_size: number of queued negative keys (4096)",
-            "momentum: EMA coefficient of the key encoder, constant (0.99)",
+            "momentum: EMA coefficient of the key encoder (0.99)",
+            "final_momentum: if set, the momentum rises on a cosine to this by the end (unset: constant)",
             "proj_hidden: projector hidden width (2048)",
             "proj_out: projection dimension (128)",
         ],
