@@ -248,6 +248,30 @@ impl<M: Module> Trainable<M> {
         self.module = Some(module);
     }
 
+    /// Save the module as `dir/name.bpk` and its optimizer state (momentum
+    /// buffers, Adam moments) as `dir/name.optim.bpk`, so a resumed run
+    /// continues exactly where it stopped.
+    pub fn save(&self, dir: &std::path::Path, name: &str) -> Result<(), String> {
+        crate::method::save_module(self.module(), dir, name)?;
+        let path = dir.join(format!("{name}.optim.bpk"));
+        self.optim
+            .save(&path)
+            .map_err(|e| format!("cannot save {}: {e:?}", path.display()))
+    }
+
+    /// Restore what [`Trainable::save`] wrote. Loading a module keeps the
+    /// saved parameter ids, which is what the optimizer state is keyed by.
+    pub fn load(&mut self, dir: &std::path::Path, name: &str) -> Result<(), String> {
+        let module = self.module.take().expect("module is only taken during a step");
+        self.module = Some(crate::method::load_module(module, dir, name)?);
+        let path = dir.join(format!("{name}.optim.bpk"));
+        if path.exists() {
+            let optim = std::mem::replace(&mut self.optim, OptimizerSpec::default().build());
+            self.optim = optim.load(&path).map_err(|e| format!("cannot load {}: {e:?}", path.display()))?;
+        }
+        Ok(())
+    }
+
     pub fn into_module(self) -> M {
         self.module.expect("module is only taken during a step")
     }

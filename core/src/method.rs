@@ -342,9 +342,9 @@ impl Method for TwoView {
     }
 
     fn save(&self, dir: &Path) -> Result<(), String> {
-        save_module(self.projector.module(), dir, "projector")?;
+        self.projector.save(dir, "projector")?;
         if let Some(p) = &self.predictor {
-            save_module(p.module(), dir, "predictor")?;
+            p.save(dir, "predictor")?;
         }
         if let Target::Momentum {
             backbone, projector, ..
@@ -362,19 +362,20 @@ impl Method for TwoView {
     }
 
     fn load(&mut self, dir: &Path) -> Result<(), String> {
-        let loaded = load_module(self.projector.module().clone(), dir, "projector")?;
-        self.projector.replace(loaded);
+        self.projector.load(dir, "projector")?;
         if let Some(p) = &mut self.predictor {
-            let loaded = load_module(p.module().clone(), dir, "predictor")?;
-            p.replace(loaded);
+            p.load(dir, "predictor")?;
         }
         if let Target::Momentum {
             backbone, projector, ..
         } = &mut self.target
         {
-            *projector = load_module(projector.clone(), dir, "target_projector")?;
-            if let Some(b) = backbone {
-                *b = load_module(b.clone(), dir, "target_backbone")?;
+            *projector = load_module(projector.clone(), dir, "target_projector")?.no_grad();
+            // The momentum backbone is copied from the online one at the first
+            // step; a checkpoint taken after that has its own.
+            if dir.join("target_backbone.bpk").exists() {
+                let fresh = self.backbone_config.init(&self.device);
+                *backbone = Some(load_module(fresh, dir, "target_backbone")?.no_grad());
             }
         }
         for a in &mut self.aware {

@@ -14,7 +14,8 @@ use augur_core::blocks::Trainable;
 use augur_core::method::StepInfo;
 use clap::Args;
 
-use crate::config::{RunConfig, SweepFile};
+use crate::config::RunConfig;
+use crate::sweep::SweepFile;
 use crate::data::{Dataset, synthetic};
 use crate::plugins::Plugins;
 use crate::train::{self, PreparedBatch};

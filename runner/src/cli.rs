@@ -1,6 +1,8 @@
-//! The `augur` commands: `run`, `runs`, `plugins`, `bench`.
+//! The `augur` commands. Sweeps: `plan`, `submit`, `run`, `worker`,
+//! `status`, `retry`, `cancel`; results: `runs`; plugins: `plugins`,
+//! `plugin new`; this machine: `bench`, `views`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,12 +10,13 @@ use anyhow::{Result, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::MultiProgress;
 
-use crate::config::{DataConfig, SweepFile, compact};
+use crate::sweep::{SweepFile, compact};
 use crate::data::Dataset;
 use crate::plugins::{Plugins, plugin_dir};
 use augur_core::plugin::ComponentKind;
-use crate::store::{EvalRow, RunRow, Store};
-use crate::train::{self, RunEnv};
+use crate::store::{Enqueued, EvalRow, RunRow, Store, Target};
+use crate::train;
+use crate::worker::{DatasetCache, WorkSummary, WorkerOptions, work};
 
 #[derive(Parser)]
 #[command(name = "augur", version, about = "Augmentation-aware self-supervised learning: sweeps, runs, results")]
@@ -27,11 +30,69 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run every run of a sweep file, in order, recording them in the store.
+    /// Print the runs a sweep file expands to, and which the store already has; runs nothing.
+    Plan {
+        /// The sweep file (TOML).
+        file: PathBuf,
+        /// The store to compare with (optional: skipped if it does not exist).
+        #[arg(long, default_value = "augur.db")]
+        store: PathBuf,
+    },
+    /// Queue a sweep's runs and work through them in this process, then print the results.
     Run {
         /// The sweep file (TOML).
         file: PathBuf,
         /// The store (SQLite file).
+        #[arg(long, default_value = "augur.db")]
+        store: PathBuf,
+        /// Workers in this process, each taking runs from the queue (they share the cores).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+    /// Queue a sweep's runs for workers (`augur worker`) without running them.
+    Submit {
+        file: PathBuf,
+        #[arg(long, default_value = "augur.db")]
+        store: PathBuf,
+    },
+    /// Take runs from the store's queue and execute them, until stopped (or the queue is empty, with --exit-when-empty).
+    Worker {
+        #[arg(long, default_value = "augur.db")]
+        store: PathBuf,
+        /// Device this worker trains on.
+        #[arg(long, default_value = "flex")]
+        device: String,
+        /// Only runs of this sweep (its name).
+        #[arg(long)]
+        sweep: Option<String>,
+        /// Seconds a claimed run stays this worker's without a heartbeat; after that another worker may resume it.
+        #[arg(long, default_value_t = 60.0)]
+        lease_secs: f64,
+        /// Return when no run is queued instead of waiting.
+        #[arg(long)]
+        exit_when_empty: bool,
+        /// Name recorded with each attempt (default host:pid:0).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Runs per state, progress and ETA of every sweep (or one).
+    Status {
+        /// A sweep name.
+        sweep: Option<String>,
+        #[arg(long, default_value = "augur.db")]
+        store: PathBuf,
+    },
+    /// Put failed and cancelled runs back on the queue (attempts stay in the history).
+    Retry {
+        /// A run id or a sweep name.
+        target: crate::store::Target,
+        #[arg(long, default_value = "augur.db")]
+        store: PathBuf,
+    },
+    /// Cancel queued and running runs (a running one stops at its next heartbeat).
+    Cancel {
+        /// A run id or a sweep name.
+        target: crate::store::Target,
         #[arg(long, default_value = "augur.db")]
         store: PathBuf,
     },
@@ -87,7 +148,56 @@ pub enum Format {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let dir = plugin_dir(cli.plugins.as_deref());
     match cli.command {
-        Command::Run { file, store } => run_sweep(&file, &store, &dir),
+        Command::Plan { file, store } => {
+            plan(&file, &store)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { file, store, workers } => run_sweep(&file, &store, &dir, workers),
+        Command::Submit { file, store } => {
+            let sweep = SweepFile::load(&file)?;
+            let plugins = Plugins::load_dir(&dir)?;
+            check_sweep(&sweep, &plugins)?;
+            let store = Store::open(&store)?;
+            let sweep_id = submit(&store, &sweep)?;
+            println!("queued in {} as sweep {sweep_id}; start workers with: augur worker --store {}", store.path.display(), store.path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker { store, device, sweep, lease_secs, exit_when_empty, name } => {
+            let plugins = Plugins::load_dir(&dir)?;
+            let mut options = WorkerOptions::new(0);
+            options.device = device;
+            options.exit_when_empty = exit_when_empty;
+            if !(lease_secs > 0.0) {
+                anyhow::bail!("--lease-secs {lease_secs} must be positive");
+            }
+            options.lease = std::time::Duration::from_secs_f64(lease_secs);
+            if let Some(n) = name {
+                options.name = n;
+            }
+            if let Some(name) = sweep {
+                let opened = Store::open(&store)?;
+                options.sweep = Some(opened.sweep_id(&name)?.ok_or_else(|| anyhow!("no sweep named `{name}` in {}", store.display()))?);
+            }
+            let summary = work(&store, &plugins, &DatasetCache::default(), &options, &MultiProgress::new())?;
+            println!("worker {}: {} finished, {} failed, {} stopped", options.name, summary.finished, summary.failed, summary.stopped);
+            Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Status { sweep, store } => {
+            status(&store, sweep.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retry { target, store } => {
+            let store = Store::open(&store)?;
+            ensure_target(&store, &target)?;
+            println!("{} run(s) back on the queue; run them with: augur worker --store {}", store.retry(&target)?, store.path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel { target, store } => {
+            let store = Store::open(&store)?;
+            ensure_target(&store, &target)?;
+            println!("{} run(s) cancelled", store.cancel(&target)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Runs { store, format } => {
             list_runs(&store, format)?;
             Ok(ExitCode::SUCCESS)
@@ -173,19 +283,17 @@ pub fn save_views(file: &Path, out: &Path, count: usize) -> Result<()> {
     Ok(())
 }
 
-/// `augur run`: validate everything first (file, plugins, data), then run.
-pub fn run_sweep(file: &Path, store_path: &Path, plugin_dir: &Path) -> Result<ExitCode> {
-    let sweep = SweepFile::load(file)?;
-    let plugins = Plugins::load_dir(plugin_dir)?;
+/// Every method must exist and accept its options, and every dataset must
+/// load, before anything is queued.
+pub fn check_sweep(sweep: &SweepFile, plugins: &Plugins) -> Result<()> {
+    let file = &sweep.path;
     let at = |key: &str| format!("{}:{}", file.display(), sweep.line_of_key(key));
-
-    // Every method must exist and accept its options before anything runs.
     for run in &sweep.runs {
         plugins
             .find(ComponentKind::Method, &run.config.method.name)
             .map_err(|e| anyhow!("{}: [method] {e}", at("method.name")))?;
         let device = train::device_of(&run.config)?;
-        train::build_method(&run.config, &plugins, &device).map_err(|e| {
+        train::build_method(&run.config, plugins, &device).map_err(|e| {
             let text = e.to_string();
             // `[method.cassle] ...` errors point into that table; `[method] ...` ones at the key.
             let (table, rest) = match text.split_once("[method") {
@@ -208,60 +316,177 @@ pub fn run_sweep(file: &Path, store_path: &Path, plugin_dir: &Path) -> Result<Ex
             anyhow!("{}: {e}", at(&key))
         })?;
     }
-    // Load each distinct dataset once.
-    let mut datasets: HashMap<DataConfig, Dataset> = HashMap::new();
-    for run in &sweep.runs {
+    let datasets: BTreeSet<String> = sweep.runs.iter().map(|r| format!("{:?}", r.config.data)).collect();
+    for described in datasets {
+        let run = sweep.runs.iter().find(|r| format!("{:?}", r.config.data) == described).expect("from these runs");
         let dc = &run.config.data;
-        if !datasets.contains_key(dc) {
-            let key = if dc.path.is_some() { "data.path" } else { "data.dataset" };
-            let loaded = Dataset::load(dc).map_err(|e| anyhow!("{}: [data] {e:#}", at(key)))?;
-            tracing::info!(dataset = %loaded.name, train = loaded.train.len(), test = loaded.test.len(), "loaded");
-            datasets.insert(dc.clone(), loaded);
+        let key = if dc.path.is_some() { "data.path" } else { "data.dataset" };
+        Dataset::load(dc).map_err(|e| anyhow!("{}: [data] {e:#}", at(key)))?;
+    }
+    Ok(())
+}
+
+/// Queue a checked sweep: a new sweep record; each run new, linked to an
+/// existing identical run, or requeued. Prints what happened.
+pub fn submit(store: &Store, sweep: &SweepFile) -> Result<i64> {
+    let sweep_id = store.create_sweep(&sweep.name, &sweep.path.display().to_string(), &sweep.source)?;
+    let schema = serde_json::to_string(&augur_core::record::DescriptorSchema::full())?;
+    let (mut new, mut linked, mut requeued) = (0, 0, 0);
+    for run in &sweep.runs {
+        match store.enqueue(sweep_id, run, &schema, crate::GIT_COMMIT)? {
+            Enqueued::New(_) => new += 1,
+            Enqueued::Linked(id, status) => {
+                linked += 1;
+                println!("{}: the same run exists as run {id} ({status}); linked, not run again", run.name);
+            }
+            Enqueued::Requeued(id) => {
+                requeued += 1;
+                println!("{}: run {id} had failed or been cancelled; queued again", run.name);
+            }
         }
     }
+    println!("sweep `{}`: {} runs: {new} new, {linked} linked to existing runs, {requeued} requeued", sweep.name, sweep.runs.len());
+    Ok(sweep_id)
+}
 
+/// `augur run`: check, queue, then `workers` workers in this process work
+/// through this sweep's runs.
+pub fn run_sweep(file: &Path, store_path: &Path, plugin_dir: &Path, workers: usize) -> Result<ExitCode> {
+    if workers == 0 {
+        anyhow::bail!("--workers 0: give at least one worker");
+    }
+    let sweep = SweepFile::load(file)?;
+    let plugins = Plugins::load_dir(plugin_dir)?;
+    check_sweep(&sweep, &plugins)?;
     let store = Store::open(store_path)?;
-    let sweep_id = store.create_sweep(&sweep.name, &file.display().to_string(), &sweep.source)?;
-    let schema = serde_json::to_string(&augur_core::record::DescriptorSchema::full())?;
-    let ids = sweep
-        .runs
-        .iter()
-        .map(|r| store.add_run(sweep_id, r, &schema, crate::GIT_COMMIT))
-        .collect::<Result<Vec<_>>>()?;
-    let host = hostname();
+    let sweep_id = submit(&store, &sweep)?;
+    let datasets = DatasetCache::default();
     let bars = MultiProgress::new();
-    let mut failed = 0;
-    for (i, (run, &id)) in sweep.runs.iter().zip(&ids).enumerate() {
-        let pb = bars.add(train::progress_bar(&format!("[{}/{}] {}", i + 1, ids.len(), run.name)));
-        store.start_run(id, &host, &run.config.device)?;
-        let env = RunEnv {
-            store: &store,
-            run_id: id,
-            plugins: &plugins,
-            progress: pb.clone(),
-        };
-        let data = &datasets[&run.config.data];
-        match train::execute(&env, &run.config, data) {
-            Ok(()) => {
-                store.finish_run(id)?;
-                pb.finish_with_message("finished");
-            }
-            Err(e) => {
-                failed += 1;
-                let msg = format!("{e:#}");
-                store.fail_run(id, &msg)?;
-                pb.abandon_with_message("failed");
-                eprintln!("error: run {id} ({}) failed: {}", run.name, msg.replace('\n', " "));
-            }
-        }
+    let results: Vec<Result<WorkSummary>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|i| {
+                let mut options = WorkerOptions::new(i);
+                options.sweep = Some(sweep_id);
+                let (plugins, datasets, bars) = (&plugins, &datasets, &bars);
+                s.spawn(move || work(store_path, plugins, datasets, &options, bars))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a worker thread panicked")))).collect()
+    });
+    for r in results {
+        r?;
     }
     print_table(&store, Some(sweep_id))?;
     println!("store: {}", store.path.display());
+    let failed = store.runs(Some(sweep_id))?.iter().filter(|r| r.status != "finished").count();
     if failed > 0 {
-        eprintln!("error: {failed} of {} runs failed; their errors are in the store (augur runs --store {})", ids.len(), store.path.display());
+        eprintln!(
+            "error: {failed} of {} runs did not finish; their errors are in the store (augur runs --store {}; augur retry {} re-queues them)",
+            sweep.runs.len(),
+            store.path.display(),
+            sweep.name
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn ensure_target(store: &Store, target: &Target) -> Result<()> {
+    if store.target_exists(target)? {
+        return Ok(());
+    }
+    match target {
+        Target::Run(id) => anyhow::bail!("no run {id} in {}; list them with augur runs --store {}", store.path.display(), store.path.display()),
+        Target::Sweep(name) => anyhow::bail!("no sweep named `{name}` in {}; list them with augur status --store {}", store.path.display(), store.path.display()),
+    }
+}
+
+/// `augur plan`: the expanded runs, what varies, and what the store has.
+pub fn plan(file: &Path, store_path: &Path) -> Result<()> {
+    let sweep = SweepFile::load(file)?;
+    let store = if store_path.exists() { Some(Store::open_read_only(store_path)?) } else { None };
+    let varying = sweep.varying_keys();
+    let mut header = vec!["#".to_string(), "method".into()];
+    header.extend(varying.iter().cloned());
+    header.push("in store".into());
+    let mut rows = Vec::new();
+    let mut existing = 0;
+    for (i, run) in sweep.runs.iter().enumerate() {
+        let mut row = vec![(i + 1).to_string(), run.config.method.name.clone()];
+        row.extend(varying.iter().map(|k| run.value_of(k).as_ref().map(compact).unwrap_or_else(|| "-".into())));
+        let found = match &store {
+            Some(s) => s.find_by_hash(&run.config.hash())?,
+            None => None,
+        };
+        row.push(match found {
+            Some((id, status)) => {
+                existing += 1;
+                format!("run {id} ({status})")
+            }
+            None => "new".into(),
+        });
+        rows.push(row);
+    }
+    print_columns(&header, &rows);
+    println!(
+        "{} runs; {existing} already in {}",
+        sweep.runs.len(),
+        if store.is_some() { store_path.display().to_string() } else { format!("{} (no store yet)", store_path.display()) }
+    );
+    Ok(())
+}
+
+/// `augur status`: per sweep, runs per state, step progress and an ETA.
+pub fn status(store_path: &Path, sweep: Option<&str>) -> Result<()> {
+    let store = Store::open_read_only(store_path)?;
+    let all = store.sweep_status()?;
+    let shown: Vec<_> = all.iter().filter(|s| sweep.is_none_or(|n| n == s.name)).collect();
+    if let (Some(name), true) = (sweep, shown.is_empty()) {
+        anyhow::bail!("no sweep named `{name}` in {}", store_path.display());
+    }
+    let states = ["queued", "running", "finished", "failed", "cancelled"];
+    let mut header = vec!["sweep".to_string(), "name".into()];
+    header.extend(states.iter().map(|s| s.to_string()));
+    header.extend(["progress".to_string(), "eta".into()]);
+    let mut rows = Vec::new();
+    for s in shown {
+        let mut row = vec![s.id.to_string(), s.name.clone()];
+        row.extend(states.iter().map(|st| s.counts.get(*st).copied().unwrap_or(0).to_string()));
+        let runs: i64 = s.counts.values().sum();
+        let finished = s.counts.get("finished").copied().unwrap_or(0);
+        row.push(if s.total_steps > 0 {
+            format!("{finished}/{runs} runs, {:.0}% of known steps", 100.0 * s.done_steps as f64 / s.total_steps as f64)
+        } else {
+            format!("{finished}/{runs} runs")
+        });
+        row.push(eta(&store, s.id)?.unwrap_or_else(|| "-".into()));
+        rows.push(row);
+    }
+    print_columns(&header, &rows);
+    Ok(())
+}
+
+/// Remaining time of a sweep from the mean duration of its finished runs
+/// (or, before any finished, from the running runs' step rate).
+fn eta(store: &Store, sweep_id: i64) -> Result<Option<String>> {
+    let runs = store.runs(Some(sweep_id))?;
+    let left = runs.iter().filter(|r| r.status == "queued" || r.status == "running").count();
+    if left == 0 {
+        return Ok(None);
+    }
+    let secs = |a: &Option<String>, b: &Option<String>| -> Option<f64> {
+        let a = chrono::DateTime::parse_from_rfc3339(a.as_deref()?).ok()?;
+        let b = chrono::DateTime::parse_from_rfc3339(b.as_deref()?).ok()?;
+        Some((b - a).num_milliseconds() as f64 / 1000.0)
+    };
+    let durations: Vec<f64> = runs.iter().filter(|r| r.status == "finished").filter_map(|r| secs(&r.started_at, &r.finished_at)).collect();
+    if durations.is_empty() {
+        return Ok(None);
+    }
+    let running = runs.iter().filter(|r| r.status == "running").count().max(1);
+    let mean = durations.iter().sum::<f64>() / durations.len() as f64;
+    let total = mean * left as f64 / running as f64;
+    Ok(Some(format!("{}m{:02}s", (total / 60.0) as u64, (total % 60.0) as u64)))
 }
 
 fn first_backquoted(s: &str) -> Option<String> {
@@ -270,14 +495,6 @@ fn first_backquoted(s: &str) -> Option<String> {
     Some(s[start..end].to_string()).filter(|w| !w.contains(' '))
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".into())
-}
 
 /// Column name of an evaluation: `protocol/task` (`@init` for the reference row).
 fn eval_column(e: &EvalRow) -> String {
@@ -293,10 +510,7 @@ struct Listing {
 
 fn listing(store: &Store, sweep_id: Option<i64>) -> Result<Listing> {
     let mut runs = Vec::new();
-    for r in store.runs()? {
-        if sweep_id.is_some_and(|s| s != r.sweep_id) {
-            continue;
-        }
+    for r in store.runs(sweep_id)? {
         let evals = store.evaluations(r.id)?;
         runs.push((r, evals));
     }
@@ -396,21 +610,7 @@ fn print_table(store: &Store, sweep_id: Option<i64>) -> Result<()> {
         row.extend(l.eval_columns.iter().map(|c| cell(evals, c).map(|v| shown(c, v)).unwrap_or_else(|| "-".into())));
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
-        .collect();
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
-    println!("{}", line(&header));
-    for r in &rows {
-        println!("{}", line(r));
-    }
+    print_columns(&header, &rows);
     for (r, _) in &l.runs {
         if let Some(e) = &r.error {
             println!("run {} failed: {}", r.id, e.replace('\n', " "));
@@ -438,4 +638,25 @@ pub fn list_plugins(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Print a left-aligned table.
+fn print_columns(header: &[String], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(header));
+    for r in rows {
+        println!("{}", line(r));
+    }
 }

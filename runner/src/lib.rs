@@ -1,12 +1,14 @@
 //! The `augur` runner as a library: the binary in `main.rs` is a thin shell
 //! over [`cli`].
 //!
-//! - [`config`]: run configs and sweep files;
+//! - [`config`]: the run config, its canonical form and hash;
+//! - [`sweep`]: sweep files and their algebra (grid, zip, seeds, include, exclude, sub-sweeps);
 //! - [`data`]: datasets (synthetic, CIFAR binaries, image folders);
 //! - [`plugins`]: loading method plugins;
 //! - [`train`]: pretraining one run;
 //! - [`eval`]: kNN and linear probes on frozen features;
-//! - [`store`]: the SQLite run store;
+//! - [`store`]: the run store (SQLite): runs, the queue, metrics, evaluations;
+//! - [`worker`]: workers that take runs from the queue, with leases and resume;
 //! - [`cli`]: the commands.
 
 pub mod bench;
@@ -16,7 +18,9 @@ pub mod data;
 pub mod eval;
 pub mod plugins;
 pub mod store;
+pub mod sweep;
 pub mod train;
+pub mod worker;
 
 /// The git commit of the project this runner was built from.
 pub const GIT_COMMIT: &str = env!("AUGUR_GIT_COMMIT");

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{ConnectOptions, Connection, Row};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::config::PlannedRun;
+use crate::sweep::PlannedRun;
 
 pub struct Store {
     rt: tokio::runtime::Runtime,
@@ -38,6 +38,106 @@ pub struct RunRow {
     pub error: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    pub attempts: i64,
+    pub worker: Option<String>,
+}
+
+/// What [`Store::enqueue`] did with a planned run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Enqueued {
+    /// A new run, queued.
+    New(i64),
+    /// The same config exists (queued, running or finished): linked, not run again.
+    Linked(i64, String),
+    /// The same config had failed or was cancelled: queued again.
+    Requeued(i64),
+}
+
+impl Enqueued {
+    pub fn id(&self) -> i64 {
+        match self {
+            Enqueued::New(id) | Enqueued::Linked(id, _) | Enqueued::Requeued(id) => *id,
+        }
+    }
+}
+
+/// A run a worker took from the queue.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub id: i64,
+    pub name: String,
+    /// Canonical JSON of its config.
+    pub config: String,
+    /// 1 for the first try.
+    pub attempt: i64,
+}
+
+/// The answer to a heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Lease {
+    Held,
+    /// The user cancelled the run: stop it.
+    Cancelled,
+    /// Another worker took the run over (this one was presumed dead): stop, write nothing.
+    Lost,
+}
+
+/// What `augur retry` / `augur cancel` act on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    Run(i64),
+    Sweep(String),
+}
+
+impl std::str::FromStr for Target {
+    type Err = std::convert::Infallible;
+    /// A number is a run id, anything else a sweep name.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(s.parse().map(Target::Run).unwrap_or_else(|_| Target::Sweep(s.to_string())))
+    }
+}
+
+enum TargetValue {
+    Id(i64),
+    Name(String),
+}
+
+/// Counts and progress of one sweep.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SweepStatus {
+    pub id: i64,
+    pub name: String,
+    pub created_at: String,
+    /// Runs per state.
+    pub counts: std::collections::BTreeMap<String, i64>,
+    /// Optimizer steps of the runs that know their length, and how many are done.
+    pub total_steps: i64,
+    pub done_steps: i64,
+}
+
+/// One attempt at a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttemptRow {
+    pub attempt: i64,
+    pub worker: String,
+    pub host: String,
+    pub device: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    /// The checkpoint step the attempt resumed from.
+    pub resumed_from: Option<i64>,
+}
+
+/// Now, as the store writes timestamps (RFC 3339, UTC, milliseconds).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Now in milliseconds since the Unix epoch (leases).
+pub fn unix_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// One evaluation result.
@@ -74,8 +174,14 @@ impl Store {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
         let pool = rt.block_on(async {
+            // Migrations run on their own connection with foreign keys off:
+            // rebuilding a table that others reference needs that (SQLite's
+            // documented procedure), and sqlx runs each migration in a
+            // transaction, where the pragma cannot be changed.
+            let mut migrating = options.clone().foreign_keys(false).connect().await?;
+            sqlx::migrate!("./migrations").run(&mut migrating).await?;
+            migrating.close().await?;
             let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-            sqlx::migrate!("./migrations").run(&pool).await?;
             Ok::<_, anyhow::Error>(pool)
         })
         .with_context(|| format!("cannot open store {}", path.display()))?;
@@ -86,11 +192,13 @@ impl Store {
         })
     }
 
-    /// Open an existing store for reading only.
+    /// Open an existing store for reading only (migrating it first if it
+    /// was written by an older augur: a no-op otherwise).
     pub fn open_read_only(path: &Path) -> Result<Store> {
         if !path.exists() {
             anyhow::bail!("no store at {}; run a sweep first (augur run FILE --store {})", path.display(), path.display());
         }
+        drop(Store::open(path)?);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .read_only(true)
@@ -113,66 +221,339 @@ impl Store {
 
     pub fn create_sweep(&self, name: &str, file: &str, source: &str) -> Result<i64> {
         self.rt.block_on(async {
-            let row = sqlx::query("INSERT INTO sweeps (name, file, source) VALUES (?, ?, ?) RETURNING id")
+            let row = sqlx::query("INSERT INTO sweeps (name, file, source, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
                 .bind(name)
                 .bind(file)
                 .bind(source)
+                .bind(now())
                 .fetch_one(&self.pool)
                 .await?;
             Ok(row.get(0))
         })
     }
 
-    pub fn add_run(&self, sweep_id: i64, run: &PlannedRun, schema: &str, git_commit: &str) -> Result<i64> {
+    /// Put a planned run on the queue of `sweep_id`, or link the sweep to
+    /// the run with the same canonical config if one exists: a finished,
+    /// queued or running run is not run twice; a failed or cancelled one is
+    /// queued again (its attempts stay in the history).
+    pub fn enqueue(&self, sweep_id: i64, run: &PlannedRun, schema: &str, git_commit: &str) -> Result<Enqueued> {
         let overrides = serde_json::to_string(&run.overrides)?;
+        let hash = run.config.hash();
         self.rt.block_on(async {
-            let row = sqlx::query(
-                "INSERT INTO runs (sweep_id, name, method, seed, config, config_hash, group_hash, overrides, schema, status, git_commit)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?) RETURNING id",
-            )
-            .bind(sweep_id)
-            .bind(&run.name)
-            .bind(&run.config.method.name)
-            .bind(run.config.seed as i64)
-            .bind(run.config.canonical_json())
-            .bind(run.config.hash())
-            .bind(run.config.group_hash())
-            .bind(overrides)
-            .bind(schema)
-            .bind(git_commit)
-            .fetch_one(&self.pool)
-            .await?;
-            Ok(row.get(0))
+            let mut tx = self.pool.begin().await?;
+            let existing = sqlx::query("SELECT id, status FROM runs WHERE config_hash = $1 ORDER BY id LIMIT 1")
+                .bind(&hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let outcome = match existing {
+                Some(row) => {
+                    let (id, status): (i64, String) = (row.get(0), row.get(1));
+                    if status == "failed" || status == "cancelled" {
+                        sqlx::query("UPDATE runs SET status = 'queued', error = NULL, worker = NULL, lease_expires = NULL WHERE id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        Enqueued::Requeued(id)
+                    } else {
+                        Enqueued::Linked(id, status)
+                    }
+                }
+                None => {
+                    let row = sqlx::query(
+                        "INSERT INTO runs (sweep_id, name, method, seed, config, config_hash, group_hash, overrides, schema, status, git_commit, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11) RETURNING id",
+                    )
+                    .bind(sweep_id)
+                    .bind(&run.name)
+                    .bind(&run.config.method.name)
+                    .bind(run.config.seed as i64)
+                    .bind(run.config.canonical_json())
+                    .bind(&hash)
+                    .bind(run.config.group_hash())
+                    .bind(&overrides)
+                    .bind(schema)
+                    .bind(git_commit)
+                    .bind(now())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    Enqueued::New(row.get(0))
+                }
+            };
+            sqlx::query("INSERT INTO sweep_runs (sweep_id, run_id, name, overrides) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                .bind(sweep_id)
+                .bind(outcome.id())
+                .bind(&run.name)
+                .bind(&overrides)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(outcome)
         })
     }
 
-    pub fn start_run(&self, id: i64, host: &str, device: &str) -> Result<()> {
-        self.exec(
-            sqlx::query(
-                "UPDATE runs SET status = 'running', host = ?, device = ?, error = NULL,
-                 started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+    /// The newest sweep with this name.
+    pub fn sweep_id(&self, name: &str) -> Result<Option<i64>> {
+        self.rt.block_on(async {
+            let row = sqlx::query("SELECT id FROM sweeps WHERE name = $1 ORDER BY id DESC LIMIT 1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    /// The run with this canonical config hash, if any: (id, status).
+    pub fn find_by_hash(&self, hash: &str) -> Result<Option<(i64, String)>> {
+        self.rt.block_on(async {
+            let row = sqlx::query("SELECT id, status FROM runs WHERE config_hash = $1 ORDER BY id LIMIT 1")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
+    /// Atomically take the oldest queued run (or a running one whose lease
+    /// expired: its worker died) for `worker`, holding it for `lease`.
+    /// `sweep`: only runs of that sweep.
+    pub fn claim(&self, worker: &str, host: &str, device: &str, lease: Duration, sweep: Option<i64>) -> Result<Option<Claimed>> {
+        let now_ms = unix_ms();
+        self.rt.block_on(async {
+            // One statement: SQLite holds the write lock for all of it, so two
+            // workers can never take the same run.
+            let row = sqlx::query(
+                "UPDATE runs SET status = 'running', worker = $1, host = $2, device = $3, attempts = attempts + 1,
+                        lease_expires = $4, error = NULL, started_at = COALESCE(started_at, $5)
+                 WHERE id = (SELECT r.id FROM runs r
+                             WHERE (r.status = 'queued' OR (r.status = 'running' AND r.lease_expires < $6))
+                               AND ($7 IS NULL OR EXISTS (SELECT 1 FROM sweep_runs m WHERE m.run_id = r.id AND m.sweep_id = $7))
+                             ORDER BY r.id LIMIT 1)
+                   AND (status = 'queued' OR (status = 'running' AND lease_expires < $6))
+                 RETURNING id, name, config, attempts",
             )
+            .bind(worker)
             .bind(host)
             .bind(device)
-            .bind(id),
-        )
+            .bind(now_ms + lease.as_millis() as i64)
+            .bind(now())
+            .bind(now_ms)
+            .bind(sweep)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let claimed = Claimed {
+                id: row.get(0),
+                name: row.get(1),
+                config: row.get(2),
+                attempt: row.get(3),
+            };
+            // An earlier attempt still open lost its worker.
+            sqlx::query("UPDATE attempts SET ended_at = $1, outcome = 'lost', error = 'the worker stopped renewing its lease' WHERE run_id = $2 AND ended_at IS NULL")
+                .bind(now())
+                .bind(claimed.id)
+                .execute(&self.pool)
+                .await?;
+            sqlx::query("INSERT INTO attempts (run_id, attempt, worker, host, device, started_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(claimed.id)
+                .bind(claimed.attempt)
+                .bind(worker)
+                .bind(host)
+                .bind(device)
+                .bind(now())
+                .execute(&self.pool)
+                .await?;
+            Ok(Some(claimed))
+        })
     }
 
-    pub fn finish_run(&self, id: i64) -> Result<()> {
-        self.exec(
-            sqlx::query("UPDATE runs SET status = 'finished', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?")
-                .bind(id),
-        )
+    /// Renew `worker`'s lease on run `id`; says if the run was cancelled or taken over meanwhile.
+    pub fn heartbeat(&self, id: i64, worker: &str, lease: Duration) -> Result<Lease> {
+        self.rt.block_on(async {
+            let renewed = sqlx::query("UPDATE runs SET lease_expires = $1 WHERE id = $2 AND worker = $3 AND status = 'running'")
+                .bind(unix_ms() + lease.as_millis() as i64)
+                .bind(id)
+                .bind(worker)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            if renewed == 1 {
+                return Ok(Lease::Held);
+            }
+            let status: Option<String> = sqlx::query("SELECT status FROM runs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.get(0));
+            Ok(if status.as_deref() == Some("cancelled") { Lease::Cancelled } else { Lease::Lost })
+        })
     }
 
-    pub fn fail_run(&self, id: i64, error: &str) -> Result<()> {
-        self.exec(
-            sqlx::query(
-                "UPDATE runs SET status = 'failed', error = ?, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+    /// Record the end of `worker`'s attempt at run `id`: `finished` or
+    /// `failed` (with its error), or `cancelled`. A worker that lost its
+    /// lease changes nothing.
+    pub fn end_attempt(&self, id: i64, worker: &str, outcome: &str, error: Option<&str>) -> Result<()> {
+        self.rt.block_on(async {
+            let mut tx = self.pool.begin().await?;
+            let status = if outcome == "cancelled" { "cancelled" } else { outcome };
+            let updated = sqlx::query(
+                "UPDATE runs SET status = $1, error = $2, finished_at = $3, lease_expires = NULL
+                 WHERE id = $4 AND worker = $5 AND status IN ('running', 'cancelled')",
             )
+            .bind(status)
             .bind(error)
-            .bind(id),
+            .bind(now())
+            .bind(id)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                sqlx::query("UPDATE attempts SET ended_at = $1, outcome = $2, error = $3 WHERE run_id = $4 AND worker = $5 AND ended_at IS NULL")
+                    .bind(now())
+                    .bind(outcome)
+                    .bind(error)
+                    .bind(id)
+                    .bind(worker)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Failed and cancelled runs of `target` back to the queue; their count.
+    pub fn retry(&self, target: &Target) -> Result<u64> {
+        self.update_target(target, "UPDATE runs SET status = 'queued', error = NULL, worker = NULL, lease_expires = NULL
+                                     WHERE status IN ('failed', 'cancelled') AND id IN (TARGET)")
+    }
+
+    /// Queued and running runs of `target` cancelled (a running one stops at
+    /// its worker's next heartbeat); their count.
+    pub fn cancel(&self, target: &Target) -> Result<u64> {
+        self.update_target(target, "UPDATE runs SET status = 'cancelled', error = 'cancelled by the user'
+                                     WHERE status IN ('queued', 'running') AND id IN (TARGET)")
+    }
+
+    fn update_target(&self, target: &Target, sql: &str) -> Result<u64> {
+        let (ids, value) = match target {
+            Target::Run(id) => ("SELECT $1", TargetValue::Id(*id)),
+            Target::Sweep(name) => (
+                "SELECT m.run_id FROM sweep_runs m JOIN sweeps s ON s.id = m.sweep_id WHERE s.name = $1",
+                TargetValue::Name(name.clone()),
+            ),
+        };
+        let sql = sql.replace("TARGET", ids);
+        self.rt.block_on(async {
+            let q = sqlx::query(&sql);
+            let q = match &value {
+                TargetValue::Id(id) => q.bind(*id),
+                TargetValue::Name(n) => q.bind(n.clone()),
+            };
+            Ok(q.execute(&self.pool).await?.rows_affected())
+        })
+    }
+
+    /// Does `target` name anything in this store?
+    pub fn target_exists(&self, target: &Target) -> Result<bool> {
+        self.rt.block_on(async {
+            let found = match target {
+                Target::Run(id) => sqlx::query("SELECT 1 FROM runs WHERE id = $1").bind(*id).fetch_optional(&self.pool).await?,
+                Target::Sweep(name) => sqlx::query("SELECT 1 FROM sweeps WHERE name = $1").bind(name).fetch_optional(&self.pool).await?,
+            };
+            Ok(found.is_some())
+        })
+    }
+
+    /// The number of optimizer steps of a run, once its worker knows it.
+    pub fn set_total_steps(&self, id: i64, total: usize) -> Result<()> {
+        self.exec(sqlx::query("UPDATE runs SET total_steps = $1 WHERE id = $2").bind(total as i64).bind(id))
+    }
+
+    /// The latest checkpoint of a run: (step, folder).
+    pub fn latest_checkpoint(&self, run_id: i64) -> Result<Option<(usize, PathBuf)>> {
+        self.rt.block_on(async {
+            let row = sqlx::query("SELECT step, path FROM checkpoints WHERE run_id = $1 ORDER BY step DESC LIMIT 1")
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(|r| (r.get::<i64, _>(0) as usize, PathBuf::from(r.get::<String, _>(1)))))
+        })
+    }
+
+    /// Note on the open attempt of a run that it resumed from checkpoint `step`.
+    pub fn mark_resumed(&self, run_id: i64, step: usize) -> Result<()> {
+        self.exec(
+            sqlx::query("UPDATE attempts SET resumed_from = $1 WHERE run_id = $2 AND ended_at IS NULL")
+                .bind(step as i64)
+                .bind(run_id),
         )
+    }
+
+    /// Drop a run's metric points from `step` on (a resumed run logs them again).
+    pub fn truncate_metrics(&self, run_id: i64, from_step: usize) -> Result<()> {
+        self.exec(sqlx::query("DELETE FROM metrics WHERE run_id = $1 AND step >= $2").bind(run_id).bind(from_step as i64))
+    }
+
+    /// Drop a run's evaluations of one checkpoint (before they are recomputed).
+    pub fn clear_evaluations(&self, run_id: i64, checkpoint: &str) -> Result<()> {
+        self.exec(sqlx::query("DELETE FROM evaluations WHERE run_id = $1 AND checkpoint = $2").bind(run_id).bind(checkpoint))
+    }
+
+    /// Per sweep: run counts per state and step progress.
+    pub fn sweep_status(&self) -> Result<Vec<SweepStatus>> {
+        self.rt.block_on(async {
+            let rows = sqlx::query(
+                "SELECT s.id, s.name, s.created_at, r.status, COUNT(*),
+                        SUM(COALESCE(r.total_steps, 0)),
+                        SUM(CASE WHEN r.status = 'finished' THEN COALESCE(r.total_steps, 0)
+                                 ELSE COALESCE((SELECT MAX(step) + 1 FROM metrics x WHERE x.run_id = r.id AND x.key = 'loss'), 0) END)
+                 FROM sweeps s JOIN sweep_runs m ON m.sweep_id = s.id JOIN runs r ON r.id = m.run_id
+                 GROUP BY s.id, s.name, s.created_at, r.status ORDER BY s.id",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            let mut out: Vec<SweepStatus> = Vec::new();
+            for r in rows {
+                let id: i64 = r.get(0);
+                if out.last().is_none_or(|s| s.id != id) {
+                    out.push(SweepStatus { id, name: r.get(1), created_at: r.get(2), ..Default::default() });
+                }
+                let s = out.last_mut().expect("pushed above");
+                let (status, n): (String, i64) = (r.get(3), r.get(4));
+                s.counts.insert(status, n);
+                s.total_steps += r.get::<i64, _>(5);
+                s.done_steps += r.get::<i64, _>(6);
+            }
+            Ok(out)
+        })
+    }
+
+    /// The attempts of a run, oldest first.
+    pub fn attempts(&self, run_id: i64) -> Result<Vec<AttemptRow>> {
+        self.rt.block_on(async {
+            let rows = sqlx::query(
+                "SELECT attempt, worker, host, device, started_at, ended_at, outcome, error, resumed_from
+                 FROM attempts WHERE run_id = $1 ORDER BY attempt",
+            )
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| AttemptRow {
+                    attempt: r.get(0),
+                    worker: r.get(1),
+                    host: r.get(2),
+                    device: r.get(3),
+                    started_at: r.get(4),
+                    ended_at: r.get(5),
+                    outcome: r.get(6),
+                    error: r.get(7),
+                    resumed_from: r.get(8),
+                })
+                .collect())
+        })
     }
 
     fn exec<'q>(&self, q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>) -> Result<()> {
@@ -188,7 +569,10 @@ impl Store {
         self.rt.block_on(async {
             let mut tx = self.pool.begin().await?;
             for p in points {
-                sqlx::query("INSERT OR REPLACE INTO metrics (run_id, key, step, value) VALUES (?, ?, ?, ?)")
+                sqlx::query(
+                    "INSERT INTO metrics (run_id, key, step, value) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value",
+                )
                     .bind(run_id)
                     .bind(&p.key)
                     .bind(p.step)
@@ -207,7 +591,7 @@ impl Store {
             for r in rows {
                 sqlx::query(
                     "INSERT INTO evaluations (run_id, checkpoint, protocol, dataset, task, metric, value, settings)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(run_id)
                 .bind(&r.checkpoint)
@@ -227,20 +611,27 @@ impl Store {
 
     pub fn add_checkpoint(&self, run_id: i64, step: usize, path: &Path) -> Result<()> {
         self.exec(
-            sqlx::query("INSERT OR REPLACE INTO checkpoints (run_id, step, path) VALUES (?, ?, ?)")
+            sqlx::query(
+                "INSERT INTO checkpoints (run_id, step, path) VALUES ($1, $2, $3)
+                 ON CONFLICT (run_id, step) DO UPDATE SET path = excluded.path",
+            )
                 .bind(run_id)
                 .bind(step as i64)
                 .bind(path.display().to_string()),
         )
     }
 
-    pub fn runs(&self) -> Result<Vec<RunRow>> {
+    /// The runs of one sweep (with that sweep's names and overrides), or of all sweeps.
+    pub fn runs(&self, sweep: Option<i64>) -> Result<Vec<RunRow>> {
         self.rt.block_on(async {
             let rows = sqlx::query(
-                "SELECT r.id, s.name, r.name, r.method, r.seed, r.status, r.config_hash, r.overrides, r.git_commit,
-                        r.error, r.started_at, r.finished_at, r.sweep_id
-                 FROM runs r JOIN sweeps s ON s.id = r.sweep_id ORDER BY r.id",
+                "SELECT r.id, s.name, m.name, r.method, r.seed, r.status, r.config_hash, m.overrides, r.git_commit,
+                        r.error, r.started_at, r.finished_at, s.id, r.attempts, r.worker
+                 FROM sweep_runs m JOIN runs r ON r.id = m.run_id JOIN sweeps s ON s.id = m.sweep_id
+                 WHERE ($1 IS NULL AND m.sweep_id = r.sweep_id) OR m.sweep_id = $1
+                 ORDER BY r.id",
             )
+            .bind(sweep)
             .fetch_all(&self.pool)
             .await?;
             rows.into_iter()
@@ -259,6 +650,8 @@ impl Store {
                         started_at: r.get(10),
                         finished_at: r.get(11),
                         sweep_id: r.get(12),
+                        attempts: r.get(13),
+                        worker: r.get(14),
                     })
                 })
                 .collect()
@@ -269,7 +662,7 @@ impl Store {
         self.rt.block_on(async {
             let rows = sqlx::query(
                 "SELECT checkpoint, protocol, dataset, task, metric, value, settings
-                 FROM evaluations WHERE run_id = ? ORDER BY id",
+                 FROM evaluations WHERE run_id = $1 ORDER BY id",
             )
             .bind(run_id)
             .fetch_all(&self.pool)
@@ -292,7 +685,7 @@ impl Store {
 
     pub fn metrics(&self, run_id: i64, key: &str) -> Result<Vec<MetricPoint>> {
         self.rt.block_on(async {
-            let rows = sqlx::query("SELECT key, step, value FROM metrics WHERE run_id = ? AND key = ? ORDER BY step")
+            let rows = sqlx::query("SELECT key, step, value FROM metrics WHERE run_id = $1 AND key = $2 ORDER BY step")
                 .bind(run_id)
                 .bind(key)
                 .fetch_all(&self.pool)

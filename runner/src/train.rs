@@ -2,9 +2,15 @@
 //! computes, one backward pass per step, the backbone and the method each
 //! stepping their own parameters, metrics streamed to the store, checkpoints,
 //! then the evaluations (and the random-initialisation reference).
+//!
+//! A run that has a checkpoint in the store resumes from it: modules and
+//! optimizer states are restored, the data order and the views of every
+//! later step are the ones an uninterrupted run would have seen, and the
+//! metric series continues from the checkpoint's step.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
@@ -14,7 +20,7 @@ use augur_core::backbone::ResNet;
 use augur_core::blocks::Trainable;
 use augur_core::burn::prelude::*;
 use augur_core::aware::{AwareContext, Awareness};
-use augur_core::method::{Method, MethodContext, StepInfo, ViewBatch, save_module};
+use augur_core::method::{Method, MethodContext, StepInfo, ViewBatch};
 use augur_core::plugin::{ComponentKind, Factory};
 use augur_core::record::{AugmentationRecord, DescriptorSchema};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -200,10 +206,14 @@ pub fn train_step(
     .map_err(|p| anyhow!("method `{method_name}` panicked at step {step}: {}", panic_message(&p)))?
 }
 
+/// Views for steps `start..total`. The epoch shuffles before `start` are
+/// replayed (cheap: no images are touched), so a resumed run sees exactly
+/// the batches an uninterrupted one would.
 fn produce_batches(
     cfg: &RunConfig,
     data: &Dataset,
     pipeline: &Pipeline,
+    start: usize,
     total: usize,
     tx: std::sync::mpsc::SyncSender<PreparedBatch>,
 ) {
@@ -215,6 +225,9 @@ fn produce_batches(
     for step in 0..total {
         if step % per_epoch == 0 {
             order.shuffle(&mut rng);
+        }
+        if step < start {
+            continue;
         }
         let slot = step % per_epoch;
         let images: Vec<ImageRef> = order[slot * batch..(slot + 1) * batch]
@@ -234,38 +247,64 @@ pub struct RunEnv<'a> {
     pub run_id: i64,
     pub plugins: &'a Plugins,
     pub progress: ProgressBar,
+    /// Raised by the worker's heartbeat when the run must stop (cancelled,
+    /// or its lease taken over by another worker).
+    pub stop: &'a AtomicBool,
 }
 
-/// Train and evaluate one run; its metrics, checkpoints and evaluations go to the store.
+/// The error a run ends with when [`RunEnv::stop`] was raised.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped at step {0}")]
+pub struct Stopped(pub usize);
+
+/// Train and evaluate one run, resuming from its latest checkpoint if it
+/// has one; its metrics, checkpoints and evaluations go to the store.
 pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
     let device = device_of(cfg)?;
     let ad = device.clone().autodiff();
     ad.seed(cfg.seed);
     let backbone = cfg.model.init(&ad);
     let mut method = build_method(cfg, env.plugins, &ad)?;
+    let total = total_steps(cfg, data.train.len());
+    env.store.set_total_steps(env.run_id, total)?;
+    let resume = env.store.latest_checkpoint(env.run_id)?.filter(|(step, _)| *step <= total);
 
-    if cfg.eval.random_init {
+    if cfg.eval.random_init && resume.is_none() {
         env.progress.set_message("evaluating the random initialisation");
         let rows = eval::evaluate(&backbone, data, &cfg.eval, "random_init", cfg.seed, &device)?;
+        env.store.clear_evaluations(env.run_id, "random_init")?;
         env.store.add_evaluations(env.run_id, &rows)?;
     }
 
     let pipeline = Pipeline::from_config(&cfg.augment, data.train.side).map_err(|e| anyhow!(e))?;
-    let total = total_steps(cfg, data.train.len());
     let mut backbone = Trainable::new(backbone, &cfg.optimizer);
+    let start = match &resume {
+        Some((step, dir)) => {
+            backbone.load(dir, "backbone").map_err(|e| anyhow!("resuming from {}: {e}", dir.display()))?;
+            method.load(dir).map_err(|e| anyhow!("resuming from {}: {e}", dir.display()))?;
+            env.store.mark_resumed(env.run_id, *step)?;
+            env.progress.println(format!("run {}: resuming from its checkpoint at step {step}", env.run_id));
+            *step
+        }
+        None => 0,
+    };
+    env.store.truncate_metrics(env.run_id, start)?;
     env.progress.set_length(total as u64);
-    env.progress.set_position(0);
+    env.progress.set_position(start as u64);
 
-    let trained = std::thread::scope(|s| {
-        let (tx, rx) = sync_channel(2);
-        let pipeline = &pipeline;
-        s.spawn(move || produce_batches(cfg, data, pipeline, total, tx));
-        train_loop(env, cfg, &ad, rx, total, &mut backbone, method.as_mut())
-    });
-    trained?;
+    if start < total {
+        let trained = std::thread::scope(|s| {
+            let (tx, rx) = sync_channel(2);
+            let pipeline = &pipeline;
+            s.spawn(move || produce_batches(cfg, data, pipeline, start, total, tx));
+            train_loop(env, cfg, &ad, rx, start, total, &mut backbone, method.as_mut())
+        });
+        trained?;
+    }
 
     env.progress.set_message("evaluating");
     let rows = eval::evaluate(backbone.module(), data, &cfg.eval, "final", cfg.seed, &device)?;
+    env.store.clear_evaluations(env.run_id, "final")?;
     env.store.add_evaluations(env.run_id, &rows)?;
     Ok(())
 }
@@ -275,13 +314,17 @@ fn train_loop(
     cfg: &RunConfig,
     ad: &Device,
     rx: Receiver<PreparedBatch>,
+    start: usize,
     total: usize,
     backbone: &mut Trainable<ResNet>,
     method: &mut dyn Method,
 ) -> Result<()> {
     let mut pending: Vec<MetricPoint> = Vec::new();
     let mut last = Instant::now();
-    for step in 0..total {
+    for step in start..total {
+        if env.stop.load(Ordering::Relaxed) {
+            return Err(Stopped(step).into());
+        }
         let prepared = rx.recv().context("the augmentation thread stopped early")?;
         let batch = prepared.into_view_batch(ad);
         let n = batch.batch_size();
@@ -303,7 +346,11 @@ fn train_loop(
         for (k, v) in terms {
             pending.push(MetricPoint { key: format!("loss/{k}"), step: s, value: v as f64 });
         }
-        if pending.len() >= 60 || step + 1 == total {
+        let every = cfg.train.checkpoint_every;
+        let checkpoint = step + 1 == total || (every > 0 && (step + 1) % every == 0);
+        // Metrics reach the store before the checkpoint that covers them, so
+        // a run resumed from any checkpoint has no gap in its series.
+        if pending.len() >= 60 || checkpoint {
             env.store.log_metrics(env.run_id, &pending)?;
             pending.clear();
         }
@@ -314,18 +361,17 @@ fn train_loop(
             eprintln!("{} step {}/{total} loss {loss:.4} {images_per_sec:.0} img/s", env.progress.prefix(), step + 1);
         }
 
-        let every = cfg.train.checkpoint_every;
-        if step + 1 == total || (every > 0 && (step + 1) % every == 0) {
-            save_checkpoint(env, backbone.module(), method, step + 1)?;
+        if checkpoint {
+            save_checkpoint(env, backbone, method, step + 1)?;
         }
     }
     Ok(())
 }
 
-fn save_checkpoint(env: &RunEnv, backbone: &ResNet, method: &dyn Method, step: usize) -> Result<PathBuf> {
+fn save_checkpoint(env: &RunEnv, backbone: &Trainable<ResNet>, method: &dyn Method, step: usize) -> Result<PathBuf> {
     let dir = env.store.checkpoint_dir(env.run_id).join(format!("step-{step}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    save_module(backbone, &dir, "backbone").map_err(|e| anyhow!(e))?;
+    backbone.save(&dir, "backbone").map_err(|e| anyhow!(e))?;
     method.save(&dir).map_err(|e| anyhow!(e))?;
     env.store.add_checkpoint(env.run_id, step, &dir)?;
     Ok(dir)

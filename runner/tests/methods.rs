@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use augur::config::SweepFile;
+use augur::sweep::SweepFile;
 use augur::plugins::Plugins;
 use augur::train::{self, PreparedBatch};
 use augur_core::augment::{ImageRef, Pipeline};

@@ -14,7 +14,7 @@ use augur_core::blocks::{Mlp, MlpConfig, Trainable};
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
 use augur_core::burn::tensor::activation::log_sigmoid;
-use augur_core::method::{ViewBatch, load_module, save_module};
+use augur_core::method::ViewBatch;
 use augur_core::plugin::Registry;
 use augur_core::record::{DescriptorKey, DescriptorSchema};
 use serde::Deserialize;
@@ -93,12 +93,11 @@ impl Awareness for AugSelf {
     }
 
     fn save(&self, dir: &Path) -> Result<(), String> {
-        save_module(self.heads.module(), dir, "augself_heads")
+        self.heads.save(dir, "augself_heads")
     }
 
     fn load(&mut self, dir: &Path) -> Result<(), String> {
-        let loaded = load_module(self.heads.module().clone(), dir, "augself_heads")?;
-        self.heads.replace(loaded);
+        self.heads.load(dir, "augself_heads")?;
         Ok(())
     }
 }

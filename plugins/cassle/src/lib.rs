@@ -138,6 +138,7 @@ struct Cassle {
     injection: Injection,
     encoder_config: MlpConfig,
     optimizer: OptimizerSpec,
+    device: Device,
     /// `None` for `raw` and `hypernet`.
     encoder: Option<Trainable<Mlp>>,
     /// The key branch's copy, made at its first use.
@@ -226,13 +227,13 @@ impl Awareness for Cassle {
 
     fn save(&self, dir: &Path) -> Result<(), String> {
         if let Some(e) = &self.encoder {
-            save_module(e.module(), dir, "cassle_encoder")?;
+            e.save(dir, "cassle_encoder")?;
         }
         if let Some(m) = &self.momentum_encoder {
             save_module(m, dir, "cassle_momentum_encoder")?;
         }
         if let Some(h) = &self.hyper {
-            save_module(h.module(), dir, "cassle_hypernet")?;
+            h.save(dir, "cassle_hypernet")?;
         }
         if let Some(m) = &self.momentum_hyper {
             save_module(m, dir, "cassle_momentum_hypernet")?;
@@ -241,19 +242,22 @@ impl Awareness for Cassle {
     }
 
     fn load(&mut self, dir: &Path) -> Result<(), String> {
+        // Momentum copies are made at their first use; a checkpoint that has
+        // them brings them back.
+        let saved = |name: &str| dir.join(format!("{name}.bpk")).exists();
         if let Some(e) = &mut self.encoder {
-            let loaded = load_module(e.module().clone(), dir, "cassle_encoder")?;
-            e.replace(loaded);
-        }
-        if let Some(m) = &mut self.momentum_encoder {
-            *m = load_module(m.clone(), dir, "cassle_momentum_encoder")?;
+            e.load(dir, "cassle_encoder")?;
+            if saved("cassle_momentum_encoder") {
+                let fresh = self.encoder_config.init(&self.device);
+                self.momentum_encoder = Some(load_module(fresh, dir, "cassle_momentum_encoder")?.no_grad());
+            }
         }
         if let Some(h) = &mut self.hyper {
-            let loaded = load_module(h.module().clone(), dir, "cassle_hypernet")?;
-            h.replace(loaded);
-        }
-        if let Some(m) = &mut self.momentum_hyper {
-            *m = load_module(m.clone(), dir, "cassle_momentum_hypernet")?;
+            h.load(dir, "cassle_hypernet")?;
+            if let (true, Some(projector)) = (saved("cassle_momentum_hypernet"), &self.projector_config) {
+                let fresh = HyperProjector::new(&self.encoder_config, projector, &self.device);
+                self.momentum_hyper = Some(load_module(fresh, dir, "cassle_momentum_hypernet")?.no_grad());
+            }
         }
         Ok(())
     }
@@ -300,6 +304,7 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
         encoder,
         momentum_encoder: None,
         optimizer: ctx.optimizer.clone(),
+        device: ctx.device.clone(),
         hyper: None,
         momentum_hyper: None,
         projector_config: None,
