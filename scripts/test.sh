@@ -55,4 +55,15 @@ echo "scaffold check: augur plugin new -> build -> listed -> trained"
 cleanup
 trap - EXIT
 
+# The store's PostgreSQL tests run against a throwaway server on loopback;
+# where none can be started they skip, saying so.
+pg=$(mktemp -d)
+trap 'scripts/postgres.sh stop "$pg"' EXIT
+if url=$(scripts/postgres.sh start "$pg"); then
+    export AUGUR_TEST_POSTGRES=$url
+    echo "PostgreSQL for the store tests: $url"
+else
+    echo "PostgreSQL could not be started: the PostgreSQL store tests will skip" >&2
+fi
+
 cargo test --release --workspace --locked

@@ -36,7 +36,7 @@ pub enum Command {
         file: PathBuf,
         /// The store to compare with (optional: skipped if it does not exist).
         #[arg(long, default_value = "augur.db")]
-        store: PathBuf,
+        store: String,
     },
     /// Queue a sweep's runs and work through them in this process, then print the results.
     Run {
@@ -44,7 +44,7 @@ pub enum Command {
         file: PathBuf,
         /// The store (SQLite file).
         #[arg(long, default_value = "augur.db")]
-        store: PathBuf,
+        store: String,
         /// Workers in this process, each taking runs from the queue (they share the cores).
         #[arg(long, default_value_t = 1)]
         workers: usize,
@@ -53,12 +53,12 @@ pub enum Command {
     Submit {
         file: PathBuf,
         #[arg(long, default_value = "augur.db")]
-        store: PathBuf,
+        store: String,
     },
     /// Take runs from the store's queue and execute them, until stopped (or the queue is empty, with --exit-when-empty).
     Worker {
         #[arg(long, default_value = "augur.db")]
-        store: PathBuf,
+        store: String,
         /// Device this worker trains on.
         #[arg(long, default_value = "flex")]
         device: String,
@@ -80,26 +80,26 @@ pub enum Command {
         /// A sweep name.
         sweep: Option<String>,
         #[arg(long, default_value = "augur.db")]
-        store: PathBuf,
+        store: String,
     },
     /// Put failed and cancelled runs back on the queue (attempts stay in the history).
     Retry {
         /// A run id or a sweep name.
         target: crate::store::Target,
         #[arg(long, default_value = "augur.db")]
-        store: PathBuf,
+        store: String,
     },
     /// Cancel queued and running runs (a running one stops at its next heartbeat).
     Cancel {
         /// A run id or a sweep name.
         target: crate::store::Target,
         #[arg(long, default_value = "augur.db")]
-        store: PathBuf,
+        store: String,
     },
     /// List the runs of a store with their status, varying keys and evaluations.
     Runs {
         #[arg(long, default_value = "augur.db")]
-        store: PathBuf,
+        store: String,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -159,7 +159,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             check_sweep(&sweep, &plugins)?;
             let store = Store::open(&store)?;
             let sweep_id = submit(&store, &sweep)?;
-            println!("queued in {} as sweep {sweep_id}; start workers with: augur worker --store {}", store.path.display(), store.path.display());
+            println!("queued in {} as sweep {sweep_id}; start workers with: augur worker --store {}", store.location, store.location);
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { store, device, sweep, lease_secs, exit_when_empty, name } => {
@@ -176,7 +176,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             if let Some(name) = sweep {
                 let opened = Store::open(&store)?;
-                options.sweep = Some(opened.sweep_id(&name)?.ok_or_else(|| anyhow!("no sweep named `{name}` in {}", store.display()))?);
+                options.sweep = Some(opened.sweep_id(&name)?.ok_or_else(|| anyhow!("no sweep named `{name}` in {}", opened.location))?);
             }
             let summary = work(&store, &plugins, &DatasetCache::default(), &options, &MultiProgress::new())?;
             println!("worker {}: {} finished, {} failed, {} stopped", options.name, summary.finished, summary.failed, summary.stopped);
@@ -189,7 +189,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Retry { target, store } => {
             let store = Store::open(&store)?;
             ensure_target(&store, &target)?;
-            println!("{} run(s) back on the queue; run them with: augur worker --store {}", store.retry(&target)?, store.path.display());
+            println!("{} run(s) back on the queue; run them with: augur worker --store {}", store.retry(&target)?, store.location);
             Ok(ExitCode::SUCCESS)
         }
         Command::Cancel { target, store } => {
@@ -351,7 +351,7 @@ pub fn submit(store: &Store, sweep: &SweepFile) -> Result<i64> {
 
 /// `augur run`: check, queue, then `workers` workers in this process work
 /// through this sweep's runs.
-pub fn run_sweep(file: &Path, store_path: &Path, plugin_dir: &Path, workers: usize) -> Result<ExitCode> {
+pub fn run_sweep(file: &Path, store_path: &str, plugin_dir: &Path, workers: usize) -> Result<ExitCode> {
     if workers == 0 {
         anyhow::bail!("--workers 0: give at least one worker");
     }
@@ -377,13 +377,13 @@ pub fn run_sweep(file: &Path, store_path: &Path, plugin_dir: &Path, workers: usi
         r?;
     }
     print_table(&store, Some(sweep_id))?;
-    println!("store: {}", store.path.display());
+    println!("store: {}", store.location);
     let failed = store.runs(Some(sweep_id))?.iter().filter(|r| r.status != "finished").count();
     if failed > 0 {
         eprintln!(
             "error: {failed} of {} runs did not finish; their errors are in the store (augur runs --store {}; augur retry {} re-queues them)",
             sweep.runs.len(),
-            store.path.display(),
+            store.location,
             sweep.name
         );
         return Ok(ExitCode::FAILURE);
@@ -396,15 +396,16 @@ fn ensure_target(store: &Store, target: &Target) -> Result<()> {
         return Ok(());
     }
     match target {
-        Target::Run(id) => anyhow::bail!("no run {id} in {}; list them with augur runs --store {}", store.path.display(), store.path.display()),
-        Target::Sweep(name) => anyhow::bail!("no sweep named `{name}` in {}; list them with augur status --store {}", store.path.display(), store.path.display()),
+        Target::Run(id) => anyhow::bail!("no run {id} in {}; list them with augur runs --store {}", store.location, store.location),
+        Target::Sweep(name) => anyhow::bail!("no sweep named `{name}` in {}; list them with augur status --store {}", store.location, store.location),
     }
 }
 
 /// `augur plan`: the expanded runs, what varies, and what the store has.
-pub fn plan(file: &Path, store_path: &Path) -> Result<()> {
+pub fn plan(file: &Path, store_path: &str) -> Result<()> {
     let sweep = SweepFile::load(file)?;
-    let store = if store_path.exists() { Some(Store::open_read_only(store_path)?) } else { None };
+    let exists = crate::store::is_postgres(store_path) || Path::new(store_path).exists();
+    let store = if exists { Some(Store::open_read_only(store_path)?) } else { None };
     let varying = sweep.varying_keys();
     let mut header = vec!["#".to_string(), "method".into()];
     header.extend(varying.iter().cloned());
@@ -431,18 +432,21 @@ pub fn plan(file: &Path, store_path: &Path) -> Result<()> {
     println!(
         "{} runs; {existing} already in {}",
         sweep.runs.len(),
-        if store.is_some() { store_path.display().to_string() } else { format!("{} (no store yet)", store_path.display()) }
+        match &store {
+            Some(s) => s.location.clone(),
+            None => format!("{store_path} (no store yet)"),
+        }
     );
     Ok(())
 }
 
 /// `augur status`: per sweep, runs per state, step progress and an ETA.
-pub fn status(store_path: &Path, sweep: Option<&str>) -> Result<()> {
+pub fn status(store_path: &str, sweep: Option<&str>) -> Result<()> {
     let store = Store::open_read_only(store_path)?;
     let all = store.sweep_status()?;
     let shown: Vec<_> = all.iter().filter(|s| sweep.is_none_or(|n| n == s.name)).collect();
     if let (Some(name), true) = (sweep, shown.is_empty()) {
-        anyhow::bail!("no sweep named `{name}` in {}", store_path.display());
+        anyhow::bail!("no sweep named `{name}` in {}", store.location);
     }
     let states = ["queued", "running", "finished", "failed", "cancelled"];
     let mut header = vec!["sweep".to_string(), "name".into()];
@@ -545,7 +549,7 @@ fn cell(evals: &[EvalRow], column: &str) -> Option<f64> {
     evals.iter().find(|e| eval_column(e) == column).map(|e| e.value)
 }
 
-pub fn list_runs(store_path: &Path, format: Format) -> Result<()> {
+pub fn list_runs(store_path: &str, format: Format) -> Result<()> {
     let store = Store::open_read_only(store_path)?;
     match format {
         Format::Table => print_table(&store, None),

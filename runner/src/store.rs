@@ -1,6 +1,8 @@
-//! The run store: sqlx over SQLite (WAL, busy timeout, migrations in
-//! `runner/migrations`). The runner writes in short transactions; readers
-//! (`augur runs`, the dashboard) never block it.
+//! The run store: sqlx over SQLite (a file; WAL, busy timeout) or
+//! PostgreSQL (a `postgres://` URL, for workers on several machines), the
+//! same queries on both through sqlx's `Any` driver. Migrations per backend
+//! are in `runner/migrations/{sqlite,postgres}`. Writers use short
+//! transactions; readers (`augur runs`, the dashboard) never block them.
 //!
 //! sqlx is async; the runner is not, so the store owns a small tokio runtime
 //! and its methods block.
@@ -11,15 +13,51 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use sqlx::{ConnectOptions, Connection, Row};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{ConnectOptions, Connection, Executor, Row};
 
 use crate::sweep::PlannedRun;
 
 pub struct Store {
     rt: tokio::runtime::Runtime,
-    pool: SqlitePool,
-    pub path: PathBuf,
+    pool: AnyPool,
+    backend: Backend,
+    /// The file or URL, as given (a URL without its password).
+    pub location: String,
+    /// Where run checkpoints go: beside a SQLite file, or `AUGUR_CHECKPOINTS`.
+    checkpoints: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Is this store location a PostgreSQL URL (else a SQLite file)?
+pub fn is_postgres(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+fn install_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+/// A URL with its password replaced, for messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// One row of `runs`, as listed.
@@ -161,62 +199,103 @@ pub struct MetricPoint {
 }
 
 impl Store {
-    /// Open (creating it if needed) the store at `path` and migrate it.
-    pub fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
-        let pool = rt.block_on(async {
-            // Migrations run on their own connection with foreign keys off:
-            // rebuilding a table that others reference needs that (SQLite's
-            // documented procedure), and sqlx runs each migration in a
-            // transaction, where the pragma cannot be changed.
-            let mut migrating = options.clone().foreign_keys(false).connect().await?;
-            sqlx::migrate!("./migrations").run(&mut migrating).await?;
-            migrating.close().await?;
-            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-            Ok::<_, anyhow::Error>(pool)
-        })
-        .with_context(|| format!("cannot open store {}", path.display()))?;
-        Ok(Store {
-            rt,
-            pool,
-            path: path.to_path_buf(),
-        })
+    /// Open (creating it if needed) the store at `location`, a SQLite file
+    /// or a `postgres://` URL, and migrate it.
+    pub fn open(location: impl AsRef<std::ffi::OsStr>) -> Result<Store> {
+        Self::connect(&location.as_ref().to_string_lossy(), false)
     }
 
     /// Open an existing store for reading only (migrating it first if it
     /// was written by an older augur: a no-op otherwise).
-    pub fn open_read_only(path: &Path) -> Result<Store> {
-        if !path.exists() {
-            anyhow::bail!("no store at {}; run a sweep first (augur run FILE --store {})", path.display(), path.display());
-        }
-        drop(Store::open(path)?);
+    pub fn open_read_only(location: impl AsRef<std::ffi::OsStr>) -> Result<Store> {
+        Self::connect(&location.as_ref().to_string_lossy(), true)
+    }
+
+    fn connect(location: &str, read_only: bool) -> Result<Store> {
+        install_drivers();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .read_only(true)
-            .busy_timeout(Duration::from_secs(30));
-        let pool = rt
-            .block_on(SqlitePoolOptions::new().max_connections(2).connect_with(options))
-            .with_context(|| format!("cannot open store {}", path.display()))?;
+        let shown = redacted(location);
+        let env_checkpoints = std::env::var_os("AUGUR_CHECKPOINTS").map(PathBuf::from);
+        let (pool, backend, checkpoints) = if is_postgres(location) {
+            let pool = rt
+                .block_on(async {
+                    let migrating = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(location).await?;
+                    sqlx::migrate!("./migrations/postgres").run(&migrating).await?;
+                    migrating.close().await;
+                    let mut options = AnyPoolOptions::new().max_connections(4);
+                    if read_only {
+                        options = options.after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute("SET default_transaction_read_only = on").await?;
+                                Ok(())
+                            })
+                        });
+                    }
+                    Ok::<_, anyhow::Error>(options.connect(location).await?)
+                })
+                .with_context(|| format!("cannot open store {shown} (is the PostgreSQL server running, and the URL right?)"))?;
+            // One folder per database, so stores sharing AUGUR_CHECKPOINTS never mix runs.
+            let database = location.rsplit('/').next().and_then(|d| d.split('?').next()).unwrap_or("postgres");
+            let checkpoints = env_checkpoints.unwrap_or_else(|| PathBuf::from("augur.checkpoints")).join(database);
+            (pool, Backend::Postgres, checkpoints)
+        } else {
+            let path = Path::new(location);
+            if read_only && !path.exists() {
+                anyhow::bail!("no store at {location}; run a sweep first (augur run FILE --store {location})");
+            }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let pool = rt
+                .block_on(async {
+                    // Migrations run on their own connection with foreign keys
+                    // off: rebuilding a table that others reference needs that
+                    // (SQLite's documented procedure), and sqlx runs each
+                    // migration in a transaction, where the pragma cannot change.
+                    // WAL is a property of the file: set once here, it stays.
+                    let mut migrating = SqliteConnectOptions::from_str(&format!("sqlite://{location}"))?
+                        .create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .busy_timeout(Duration::from_secs(30))
+                        .foreign_keys(false)
+                        .connect()
+                        .await?;
+                    sqlx::migrate!("./migrations/sqlite").run(&mut migrating).await?;
+                    migrating.close().await?;
+                    let mode = if read_only { "ro" } else { "rw" };
+                    let pool = AnyPoolOptions::new()
+                        .max_connections(4)
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute("PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL").await?;
+                                Ok(())
+                            })
+                        })
+                        .connect(&format!("sqlite://{location}?mode={mode}"))
+                        .await?;
+                    Ok::<_, anyhow::Error>(pool)
+                })
+                .with_context(|| format!("cannot open store {location}"))?;
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let checkpoints = env_checkpoints.unwrap_or_else(|| path.with_file_name(format!("{stem}.checkpoints")));
+            (pool, Backend::Sqlite, checkpoints)
+        };
         Ok(Store {
             rt,
             pool,
-            path: path.to_path_buf(),
+            backend,
+            location: shown,
+            checkpoints,
         })
     }
 
-    /// Folder for this store's checkpoints: `<store stem>.checkpoints/` beside it.
+    /// Folder for a run's checkpoints: `<store stem>.checkpoints/run-N` beside
+    /// a SQLite file (or under `AUGUR_CHECKPOINTS`); for PostgreSQL
+    /// `$AUGUR_CHECKPOINTS/<database>/run-N` (default `./augur.checkpoints`),
+    /// where workers on several machines need a shared folder to resume each
+    /// other's runs.
     pub fn checkpoint_dir(&self, run_id: i64) -> PathBuf {
-        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        self.path.with_file_name(format!("{stem}.checkpoints")).join(format!("run-{run_id}"))
+        self.checkpoints.join(format!("run-{run_id}"))
     }
 
     pub fn create_sweep(&self, name: &str, file: &str, source: &str) -> Result<i64> {
@@ -321,16 +400,22 @@ impl Store {
         self.rt.block_on(async {
             // One statement: SQLite holds the write lock for all of it, so two
             // workers can never take the same run.
-            let row = sqlx::query(
+            // PostgreSQL: skip rows another worker is claiming right now
+            // (without it, two workers racing for the same row would see one
+            // of them find nothing while other runs are still queued).
+            let lock = if self.backend == Backend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+            let sql = format!(
                 "UPDATE runs SET status = 'running', worker = $1, host = $2, device = $3, attempts = attempts + 1,
                         lease_expires = $4, error = NULL, started_at = COALESCE(started_at, $5)
                  WHERE id = (SELECT r.id FROM runs r
                              WHERE (r.status = 'queued' OR (r.status = 'running' AND r.lease_expires < $6))
-                               AND ($7 IS NULL OR EXISTS (SELECT 1 FROM sweep_runs m WHERE m.run_id = r.id AND m.sweep_id = $7))
-                             ORDER BY r.id LIMIT 1)
+                               AND (CAST($7 AS BIGINT) IS NULL
+                                    OR EXISTS (SELECT 1 FROM sweep_runs m WHERE m.run_id = r.id AND m.sweep_id = $7))
+                             ORDER BY r.id LIMIT 1 {lock})
                    AND (status = 'queued' OR (status = 'running' AND lease_expires < $6))
-                 RETURNING id, name, config, attempts",
-            )
+                 RETURNING id, name, config, attempts"
+            );
+            let row = sqlx::query(&sql)
             .bind(worker)
             .bind(host)
             .bind(device)
@@ -437,7 +522,7 @@ impl Store {
 
     fn update_target(&self, target: &Target, sql: &str) -> Result<u64> {
         let (ids, value) = match target {
-            Target::Run(id) => ("SELECT $1", TargetValue::Id(*id)),
+            Target::Run(id) => ("SELECT CAST($1 AS BIGINT)", TargetValue::Id(*id)),
             Target::Sweep(name) => (
                 "SELECT m.run_id FROM sweep_runs m JOIN sweeps s ON s.id = m.sweep_id WHERE s.name = $1",
                 TargetValue::Name(name.clone()),
@@ -505,9 +590,9 @@ impl Store {
         self.rt.block_on(async {
             let rows = sqlx::query(
                 "SELECT s.id, s.name, s.created_at, r.status, COUNT(*),
-                        SUM(COALESCE(r.total_steps, 0)),
-                        SUM(CASE WHEN r.status = 'finished' THEN COALESCE(r.total_steps, 0)
-                                 ELSE COALESCE((SELECT MAX(step) + 1 FROM metrics x WHERE x.run_id = r.id AND x.key = 'loss'), 0) END)
+                        CAST(SUM(COALESCE(r.total_steps, 0)) AS BIGINT),
+                        CAST(SUM(CASE WHEN r.status = 'finished' THEN COALESCE(r.total_steps, 0)
+                                      ELSE COALESCE((SELECT MAX(step) + 1 FROM metrics x WHERE x.run_id = r.id AND x.key = 'loss'), 0) END) AS BIGINT)
                  FROM sweeps s JOIN sweep_runs m ON m.sweep_id = s.id JOIN runs r ON r.id = m.run_id
                  GROUP BY s.id, s.name, s.created_at, r.status ORDER BY s.id",
             )
@@ -556,7 +641,7 @@ impl Store {
         })
     }
 
-    fn exec<'q>(&self, q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>) -> Result<()> {
+    fn exec<'q>(&self, q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>) -> Result<()> {
         self.rt.block_on(q.execute(&self.pool))?;
         Ok(())
     }
@@ -628,7 +713,7 @@ impl Store {
                 "SELECT r.id, s.name, m.name, r.method, r.seed, r.status, r.config_hash, m.overrides, r.git_commit,
                         r.error, r.started_at, r.finished_at, s.id, r.attempts, r.worker
                  FROM sweep_runs m JOIN runs r ON r.id = m.run_id JOIN sweeps s ON s.id = m.sweep_id
-                 WHERE ($1 IS NULL AND m.sweep_id = r.sweep_id) OR m.sweep_id = $1
+                 WHERE (CAST($1 AS BIGINT) IS NULL AND m.sweep_id = r.sweep_id) OR m.sweep_id = $1
                  ORDER BY r.id",
             )
             .bind(sweep)
@@ -644,7 +729,7 @@ impl Store {
                         seed: r.get(4),
                         status: r.get(5),
                         config_hash: r.get(6),
-                        overrides: serde_json::from_str(r.get::<&str, _>(7))?,
+                        overrides: serde_json::from_str(&r.get::<String, _>(7))?,
                         git_commit: r.get(8),
                         error: r.get(9),
                         started_at: r.get(10),
@@ -676,7 +761,7 @@ impl Store {
                         task: r.get(3),
                         metric: r.get(4),
                         value: r.get(5),
-                        settings: serde_json::from_str(r.get::<&str, _>(6))?,
+                        settings: serde_json::from_str(&r.get::<String, _>(6))?,
                     })
                 })
                 .collect()

@@ -7,7 +7,6 @@
 //! taken over, stops the training loop at its next step.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,7 +76,7 @@ impl DatasetCache {
 
 /// Work through the queue of the store at `store_path` until it is empty
 /// (or forever, if `exit_when_empty` is off).
-pub fn work(store_path: &Path, plugins: &Plugins, datasets: &DatasetCache, options: &WorkerOptions, bars: &MultiProgress) -> Result<WorkSummary> {
+pub fn work(store_path: &str, plugins: &Plugins, datasets: &DatasetCache, options: &WorkerOptions, bars: &MultiProgress) -> Result<WorkSummary> {
     let store = Store::open(store_path)?;
     let host = hostname();
     let mut summary = WorkSummary::default();
@@ -154,7 +153,7 @@ fn run_one(store: &Store, plugins: &Plugins, datasets: &DatasetCache, config: &s
 
 /// Renew the lease every third of its length until the run is done; raise
 /// `stop` if the run was cancelled or taken over.
-fn heartbeat(store_path: &Path, run_id: i64, options: &WorkerOptions, stop: &AtomicBool, done: &AtomicBool, answer: &std::sync::Mutex<Lease>) {
+fn heartbeat(store_path: &str, run_id: i64, options: &WorkerOptions, stop: &AtomicBool, done: &AtomicBool, answer: &std::sync::Mutex<Lease>) {
     let Ok(store) = Store::open(store_path) else {
         return; // the lease then expires and another worker resumes the run
     };

@@ -12,8 +12,33 @@ use std::time::{Duration, Instant};
 use augur::store::Store;
 use common::*;
 
-fn worker(store: &Path, extra: &[&str]) -> Child {
-    Command::new(augur_bin())
+/// A fresh database on the PostgreSQL server named by `AUGUR_TEST_POSTGRES`
+/// (scripts/test.sh starts one on loopback), or `None`, saying why.
+fn postgres_store(test: &str) -> Option<String> {
+    let Ok(admin) = std::env::var("AUGUR_TEST_POSTGRES") else {
+        eprintln!("skipping {test} on PostgreSQL: AUGUR_TEST_POSTGRES is not set (scripts/test.sh starts a server and sets it)");
+        return None;
+    };
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!("augur_test_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("AUGUR_TEST_POSTGRES accepts connections");
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    });
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    Some(format!("{base}/{name}"))
+}
+
+fn worker(store: &str, extra: &[&str]) -> Child {
+    let mut command = Command::new(augur_bin());
+    if augur::store::is_postgres(store) {
+        // Checkpoints go to $AUGUR_CHECKPOINTS/<database>: keep them out of the working tree.
+        command.env("AUGUR_CHECKPOINTS", std::env::temp_dir().join("augur-test-checkpoints"));
+    }
+    command
         .args(["worker", "--store"])
         .arg(store)
         .args(extra)
@@ -99,14 +124,26 @@ fn a_run_asked_for_twice_runs_once() {
 fn two_workers_run_every_run_exactly_once() {
     let tmp = tempdir();
     let store = tmp.path().join("s.db");
-    let file = tiny_grid(tmp.path(), "pair", "[0.05, 0.1, 0.2, 0.3]", "[0, 1]", "steps = 6\n");
-    let out = augur(&["submit", file.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    two_workers_share_one_queue(tmp.path(), store.to_str().unwrap());
+}
+
+#[test]
+fn two_workers_share_one_postgresql_queue() {
+    let tmp = tempdir();
+    if let Some(url) = postgres_store("two_workers_share_one_postgresql_queue") {
+        two_workers_share_one_queue(tmp.path(), &url);
+    }
+}
+
+fn two_workers_share_one_queue(dir: &Path, store: &str) {
+    let file = tiny_grid(dir, "pair", "[0.05, 0.1, 0.2, 0.3]", "[0, 1]", "steps = 6\n");
+    let out = augur(&["submit", file.to_str().unwrap(), "--store", store]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let a = worker(&store, &["--exit-when-empty", "--name", "a"]);
-    let b = worker(&store, &["--exit-when-empty", "--name", "b"]);
+    let a = worker(store, &["--exit-when-empty", "--name", "a"]);
+    let b = worker(store, &["--exit-when-empty", "--name", "b"]);
     wait_ok(a);
     wait_ok(b);
-    let s = Store::open_read_only(&store).unwrap();
+    let s = Store::open_read_only(store).unwrap();
     let runs = s.runs(None).unwrap();
     assert_eq!(runs.len(), 8);
     let mut workers = BTreeSet::new();
@@ -118,25 +155,41 @@ fn two_workers_run_every_run_exactly_once() {
         workers.insert(attempts[0].worker.clone());
         let steps: Vec<i64> = s.metrics(r.id, "loss").unwrap().iter().map(|p| p.step).collect();
         assert_eq!(steps, (0..6).collect::<Vec<_>>(), "run {}", r.id);
+        assert!(!s.evaluations(r.id).unwrap().is_empty(), "run {} has evaluations", r.id);
     }
     assert!(workers.iter().all(|w| w == "a" || w == "b"), "{workers:?}");
+    // The same sweep again: every run exists, nothing is queued.
+    let again = augur(&["submit", file.to_str().unwrap(), "--store", store]);
+    assert!(stdout(&again).contains("0 new, 8 linked"), "{}", stdout(&again));
 }
 
 #[test]
 fn a_killed_workers_run_resumes_from_its_checkpoint_without_gaps_or_duplicates() {
     let tmp = tempdir();
-    let train = "steps = 400\n";
     let crash = tmp.path().join("crash.db");
-    let file = tiny_grid(tmp.path(), "crash", "[0.1]", "[0]", train);
+    resume_after_kill(tmp.path(), crash.to_str().unwrap());
+}
+
+#[test]
+fn a_killed_workers_run_resumes_on_postgresql() {
+    let tmp = tempdir();
+    if let Some(url) = postgres_store("a_killed_workers_run_resumes_on_postgresql") {
+        resume_after_kill(tmp.path(), &url);
+    }
+}
+
+fn resume_after_kill(dir: &Path, crash: &str) {
+    let train = "steps = 400\n";
+    let file = tiny_grid(dir, "crash", "[0.1]", "[0]", train);
     let text = std::fs::read_to_string(&file).unwrap().replace("checkpoint_every = 2", "checkpoint_every = 50").replace("batch_size = 16", "batch_size = 32");
     std::fs::write(&file, &text).unwrap();
-    let out = augur(&["submit", file.to_str().unwrap(), "--store", crash.to_str().unwrap()]);
+    let out = augur(&["submit", file.to_str().unwrap(), "--store", crash]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Worker A holds the run on a short lease and is killed mid-run.
-    let mut a = worker(&crash, &["--exit-when-empty", "--name", "a", "--lease-secs", "1.5"]);
+    let mut a = worker(crash, &["--exit-when-empty", "--name", "a", "--lease-secs", "1.5"]);
     let started = Instant::now();
-    let s = Store::open_read_only(&crash).unwrap();
+    let s = Store::open_read_only(crash).unwrap();
     loop {
         let done = s.metrics(1, "loss").unwrap().len();
         if done >= 120 {
@@ -152,7 +205,7 @@ fn a_killed_workers_run_resumes_from_its_checkpoint_without_gaps_or_duplicates()
     assert!(logged < 400, "A was killed before the end ({logged} steps logged)");
     std::thread::sleep(Duration::from_millis(2000)); // past A's lease
 
-    let b = worker(&crash, &["--exit-when-empty", "--name", "b"]);
+    let b = worker(crash, &["--exit-when-empty", "--name", "b"]);
     wait_ok(b);
     let runs = s.runs(None).unwrap();
     assert_eq!(runs[0].status, "finished", "{:?}", runs[0].error);
@@ -172,7 +225,7 @@ fn a_killed_workers_run_resumes_from_its_checkpoint_without_gaps_or_duplicates()
 
     // The resumed run computed what an uninterrupted one does (modules,
     // optimizer states, data order and views all restored).
-    let clean = tmp.path().join("clean.db");
+    let clean = dir.join("clean.db");
     let out = augur(&["run", file.to_str().unwrap(), "--store", clean.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let reference = Store::open_read_only(&clean).unwrap().metrics(1, "loss").unwrap();
@@ -193,9 +246,9 @@ fn cancel_retry_and_status() {
     let row: Vec<&str> = status.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..7], ["1", "life", "0", "0", "0", "0", "2"], "{status}");
     // A worker finds nothing to do; retry puts both back; a worker runs them.
-    wait_ok(worker(&store, &["--exit-when-empty"]));
+    wait_ok(worker(store.to_str().unwrap(), &["--exit-when-empty"]));
     assert!(stdout(&augur(&["retry", "life", "--store", store_arg])).contains("2 run(s) back on the queue"));
-    wait_ok(worker(&store, &["--exit-when-empty"]));
+    wait_ok(worker(store.to_str().unwrap(), &["--exit-when-empty"]));
     let status = stdout(&augur(&["status", "life", "--store", store_arg]));
     assert!(status.lines().nth(1).unwrap().contains("2/2 runs, 100% of known steps"), "{status}");
     let bad = augur(&["retry", "nonesuch", "--store", store_arg]);
