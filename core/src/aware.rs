@@ -25,11 +25,16 @@ pub struct AwareContext {
     pub optimizer: OptimizerSpec,
     /// The component's own table (`[method.<name>]`), `{}` if absent.
     pub options: serde_json::Value,
+    /// Filled by [`AwareContext::options`]: the options with every default.
+    pub resolved: crate::method::ResolvedOptions,
 }
 
 impl AwareContext {
-    pub fn options<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, String> {
-        serde_json::from_value(self.options.clone()).map_err(|e| format!("[method.{name}] {e}"))
+    /// Parse the component's options (see [`crate::method::MethodContext::options`]).
+    pub fn options<T: serde::de::DeserializeOwned + serde::Serialize>(&self, name: &str) -> Result<T, String> {
+        let parsed: T = serde_json::from_value(self.options.clone()).map_err(|e| format!("[method.{name}] {e}"))?;
+        self.resolved.set(&parsed);
+        Ok(parsed)
     }
 }
 

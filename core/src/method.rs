@@ -17,6 +17,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::Gradients;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::aware::Awareness;
@@ -120,13 +121,37 @@ pub struct MethodContext {
     pub schema: DescriptorSchema,
     /// The run's `[method]` table without its `name`.
     pub options: serde_json::Value,
+    /// Filled by [`MethodContext::options`]: the options with every default.
+    pub resolved: ResolvedOptions,
 }
 
 impl MethodContext {
     /// Parse the method's options into its config type. Use
-    /// `#[serde(deny_unknown_fields)]` on it so that typos are errors.
-    pub fn options<T: DeserializeOwned>(&self) -> Result<T, String> {
-        serde_json::from_value(self.options.clone()).map_err(|e| format!("[method] {e}"))
+    /// `#[serde(deny_unknown_fields, default)]` on it so that typos are
+    /// errors and unset options take their defaults. The parsed options,
+    /// defaults included, become part of the run's canonical config (so a
+    /// run that spells out a default is the same run as one that does not).
+    pub fn options<T: DeserializeOwned + Serialize>(&self) -> Result<T, String> {
+        let parsed: T = serde_json::from_value(self.options.clone()).map_err(|e| format!("[method] {e}"))?;
+        self.resolved.set(&parsed);
+        Ok(parsed)
+    }
+}
+
+/// A component's options as parsed, defaults filled in; shared with the
+/// runner, which records them in the run's canonical config.
+#[derive(Clone, Debug, Default)]
+pub struct ResolvedOptions(std::sync::Arc<std::sync::Mutex<Option<serde_json::Value>>>);
+
+impl ResolvedOptions {
+    pub fn set<T: Serialize>(&self, options: &T) {
+        if let Ok(value) = serde_json::to_value(options) {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+        }
+    }
+
+    pub fn get(&self) -> Option<serde_json::Value> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -434,6 +459,7 @@ mod tests {
             optimizer: OptimizerSpec::default(),
             schema: DescriptorSchema::full(),
             options: serde_json::json!({}),
+            resolved: Default::default(),
         };
         let schedule = MomentumSchedule { base: 0.9, last: 0.9 };
         let mut method = TwoView::new(

@@ -149,14 +149,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let dir = plugin_dir(cli.plugins.as_deref());
     match cli.command {
         Command::Plan { file, store } => {
-            plan(&file, &store)?;
+            plan(&file, &store, &dir)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { file, store, workers } => run_sweep(&file, &store, &dir, workers),
         Command::Submit { file, store } => {
-            let sweep = SweepFile::load(&file)?;
+            let mut sweep = SweepFile::load(&file)?;
             let plugins = Plugins::load_dir(&dir)?;
-            check_sweep(&sweep, &plugins)?;
+            check_sweep(&mut sweep, &plugins)?;
             let store = Store::open(&store)?;
             let sweep_id = submit(&store, &sweep)?;
             println!("queued in {} as sweep {sweep_id}; start workers with: augur worker --store {}", store.location, store.location);
@@ -284,16 +284,26 @@ pub fn save_views(file: &Path, out: &Path, count: usize) -> Result<()> {
 }
 
 /// Every method must exist and accept its options, and every dataset must
-/// load, before anything is queued.
-pub fn check_sweep(sweep: &SweepFile, plugins: &Plugins) -> Result<()> {
-    let file = &sweep.path;
-    let at = |key: &str| format!("{}:{}", file.display(), sweep.line_of_key(key));
-    for run in &sweep.runs {
+/// load, before anything is queued. Each run's method options become the
+/// ones the plugins resolved (defaults filled in), so its canonical config
+/// and hash say what actually runs.
+pub fn check_sweep(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
+    resolve_methods(sweep, plugins)?;
+    check_data(sweep)
+}
+
+/// Build every run's method (checking the plugin and its options) and
+/// record the resolved options in the run's config.
+pub fn resolve_methods(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
+    let file = sweep.path.clone();
+    let source = sweep.source.clone();
+    let at = |key: &str| format!("{}:{}", file.display(), crate::sweep::line_of_key_in(&source, key));
+    for run in &mut sweep.runs {
         plugins
             .find(ComponentKind::Method, &run.config.method.name)
             .map_err(|e| anyhow!("{}: [method] {e}", at("method.name")))?;
         let device = train::device_of(&run.config)?;
-        train::build_method(&run.config, plugins, &device).map_err(|e| {
+        let (_, resolved) = train::build_method_resolved(&run.config, plugins, &device).map_err(|e| {
             let text = e.to_string();
             // `[method.cassle] ...` errors point into that table; `[method] ...` ones at the key.
             let (table, rest) = match text.split_once("[method") {
@@ -315,7 +325,14 @@ pub fn check_sweep(sweep: &SweepFile, plugins: &Plugins) -> Result<()> {
             };
             anyhow!("{}: {e}", at(&key))
         })?;
+        run.config.method.options = resolved;
     }
+    Ok(())
+}
+
+/// Every dataset the sweep names loads.
+pub fn check_data(sweep: &SweepFile) -> Result<()> {
+    let at = |key: &str| format!("{}:{}", sweep.path.display(), sweep.line_of_key(key));
     let datasets: BTreeSet<String> = sweep.runs.iter().map(|r| format!("{:?}", r.config.data)).collect();
     for described in datasets {
         let run = sweep.runs.iter().find(|r| format!("{:?}", r.config.data) == described).expect("from these runs");
@@ -355,9 +372,9 @@ pub fn run_sweep(file: &Path, store_path: &str, plugin_dir: &Path, workers: usiz
     if workers == 0 {
         anyhow::bail!("--workers 0: give at least one worker");
     }
-    let sweep = SweepFile::load(file)?;
+    let mut sweep = SweepFile::load(file)?;
     let plugins = Plugins::load_dir(plugin_dir)?;
-    check_sweep(&sweep, &plugins)?;
+    check_sweep(&mut sweep, &plugins)?;
     let store = Store::open(store_path)?;
     let sweep_id = submit(&store, &sweep)?;
     let datasets = DatasetCache::default();
@@ -402,8 +419,9 @@ fn ensure_target(store: &Store, target: &Target) -> Result<()> {
 }
 
 /// `augur plan`: the expanded runs, what varies, and what the store has.
-pub fn plan(file: &Path, store_path: &str) -> Result<()> {
-    let sweep = SweepFile::load(file)?;
+pub fn plan(file: &Path, store_path: &str, plugin_dir: &Path) -> Result<()> {
+    let mut sweep = SweepFile::load(file)?;
+    resolve_methods(&mut sweep, &Plugins::load_dir(plugin_dir)?)?;
     let exists = crate::store::is_postgres(store_path) || Path::new(store_path).exists();
     let store = if exists { Some(Store::open_read_only(store_path)?) } else { None };
     let varying = sweep.varying_keys();

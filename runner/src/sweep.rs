@@ -356,7 +356,7 @@ impl SweepFile {
 
     /// The line of the first mention of `key` in the file, for error messages.
     pub fn line_of_key(&self, key: &str) -> usize {
-        find_key_line(&self.source, key).unwrap_or(1)
+        line_of_key_in(&self.source, key)
     }
 
     /// The dotted keys this sweep varies, seed included when it varies.
@@ -378,6 +378,11 @@ impl SweepFile {
         }
         keys
     }
+}
+
+/// The line of the first mention of `key` in a sweep file's text.
+pub fn line_of_key_in(source: &str, key: &str) -> usize {
+    find_key_line(source, key).unwrap_or(1)
 }
 
 fn show_rule(rule: &Assignments) -> String {

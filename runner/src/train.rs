@@ -46,6 +46,18 @@ pub fn device_of(cfg: &RunConfig) -> Result<Device> {
 /// components `method.aware` names (each configured by its own
 /// `method.<name>` table). Also used to validate a sweep before it runs.
 pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Result<Box<dyn Method>> {
+    Ok(build_method_resolved(cfg, plugins, device)?.0)
+}
+
+/// [`build_method`], and the run's `[method]` options as the plugins
+/// resolved them: every default filled in, `aware` only if it lists
+/// something, and only the tables of the components it lists (the others
+/// have no effect on the run). This is what the canonical config records.
+pub fn build_method_resolved(
+    cfg: &RunConfig,
+    plugins: &Plugins,
+    device: &Device,
+) -> Result<(Box<dyn Method>, serde_json::Map<String, serde_json::Value>)> {
     let component = plugins.find(ComponentKind::Method, &cfg.method.name)?;
     let Factory::Method(factory) = component.factory else {
         unreachable!("find() filters by kind");
@@ -61,9 +73,12 @@ pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Resu
         Some(_) => bail!("[method] `aware` must be a name or a list of names, e.g. [\"augself\", \"cassle\"]"),
     };
     let mut components = Vec::new();
+    let mut resolved_tables = Vec::new();
     for name in &aware_names {
         let table = options.remove(name).unwrap_or_else(|| serde_json::json!({}));
-        components.push(build_awareness(name, table, cfg, plugins, device)?);
+        let (component, resolved) = build_awareness(name, table, cfg, plugins, device)?;
+        components.push(component);
+        resolved_tables.push((name.clone(), resolved));
     }
     // A sweep may configure components that only some of its runs list in
     // `aware` (an ablation over `method.aware`): their tables are checked
@@ -84,7 +99,8 @@ pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Resu
         device: device.clone(),
         optimizer: cfg.optimizer.clone(),
         schema: DescriptorSchema::full(),
-        options: serde_json::Value::Object(options),
+        options: serde_json::Value::Object(options.clone()),
+        resolved: Default::default(),
     };
     let mut method = catch_unwind(|| factory(&ctx))
         .map_err(|p| anyhow!("method `{}` panicked while building: {}", cfg.method.name, panic_message(&p)))?
@@ -92,17 +108,29 @@ pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Resu
     method
         .add_awareness(components)
         .map_err(|e| anyhow!("method `{}`: {e}", cfg.method.name))?;
-    Ok(method)
+    // A plugin that reads no options leaves them as written.
+    let mut resolved = match ctx.resolved.get() {
+        Some(serde_json::Value::Object(map)) => map,
+        _ => options,
+    };
+    if !aware_names.is_empty() {
+        resolved.insert("aware".into(), serde_json::json!(aware_names));
+        for (name, table) in resolved_tables {
+            resolved.insert(name, table);
+        }
+    }
+    Ok((method, resolved))
 }
 
-/// Build the awareness component `name` from its `method.<name>` table.
+/// Build the awareness component `name` from its `method.<name>` table;
+/// with the table as the component resolved it (defaults filled in).
 fn build_awareness(
     name: &str,
     table: serde_json::Value,
     cfg: &RunConfig,
     plugins: &Plugins,
     device: &Device,
-) -> Result<Box<dyn Awareness>> {
+) -> Result<(Box<dyn Awareness>, serde_json::Value)> {
     let Factory::Awareness(make) = plugins.find(ComponentKind::Awareness, name)?.factory else {
         unreachable!("find() filters by kind");
     };
@@ -110,11 +138,13 @@ fn build_awareness(
         feature_dim: cfg.model.feature_dim(),
         device: device.clone(),
         optimizer: cfg.optimizer.clone(),
-        options: table,
+        options: table.clone(),
+        resolved: Default::default(),
     };
-    catch_unwind(|| make(&ctx))
+    let component = catch_unwind(|| make(&ctx))
         .map_err(|p| anyhow!("`{name}` panicked while building: {}", panic_message(&p)))?
-        .map_err(|e| anyhow!("`{name}`: {e}"))
+        .map_err(|e| anyhow!("`{name}`: {e}"))?;
+    Ok((component, ctx.resolved.get().unwrap_or(table)))
 }
 
 /// Total optimizer steps of a run.

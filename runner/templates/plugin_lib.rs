@@ -12,10 +12,10 @@ use augur_core::burn::prelude::*;
 use augur_core::losses::l2_normalize;
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
 use augur_core::plugin::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The `[method]` options of `{name}`; unknown keys are errors.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct Options {
     proj_hidden: usize,

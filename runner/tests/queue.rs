@@ -105,8 +105,15 @@ fn a_run_asked_for_twice_runs_once() {
     let first = tiny_grid(tmp.path(), "first", "[0.1, 0.2]", "[0]", "steps = 3\n");
     let out = augur(&["run", first.to_str().unwrap(), "--store", store.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    // A second sweep overlapping the first in one run (lr 0.2, seed 0).
+    // A second sweep overlapping the first in one run (lr 0.2, seed 0),
+    // written differently: a default spelled out, an empty `aware`, the table
+    // of a component it does not use, an integral float.
     let second = tiny_grid(tmp.path(), "second", "[0.2, 0.3]", "[0]", "steps = 3\n");
+    let text = std::fs::read_to_string(&second)
+        .unwrap()
+        .replace("proj_out = 16", "proj_out = 16\nproj_hidden = 0\naware = []\n[base.method.augself]\nlambda = 2.0")
+        .replace("temperature = 0.5", "temperature = 5e-1");
+    std::fs::write(&second, text).unwrap();
     let plan = augur(&["plan", second.to_str().unwrap(), "--store", store.to_str().unwrap()]);
     assert!(stdout(&plan).contains("run 2 (finished)") && stdout(&plan).contains("1 already in"), "{}", stdout(&plan));
     let out = augur(&["run", second.to_str().unwrap(), "--store", store.to_str().unwrap()]);

@@ -17,10 +17,10 @@ use augur_core::burn::tensor::activation::log_sigmoid;
 use augur_core::method::ViewBatch;
 use augur_core::plugin::Registry;
 use augur_core::record::{DescriptorKey, DescriptorSchema};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[method.augself]` options.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct Options {
     /// Keys to predict (methods.md section 1).

@@ -7,10 +7,10 @@ use augur_core::burn::prelude::*;
 use augur_core::losses::barlow_twins;
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
 use augur_core::plugin::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[method]` options of `barlow_twins`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct Options {
     /// Weight of the off-diagonal (redundancy) term.

@@ -8,10 +8,10 @@ use augur_core::burn::prelude::*;
 use augur_core::losses::byol_loss;
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView};
 use augur_core::plugin::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[method]` options of `byol`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct Options {
     proj_hidden: usize,

@@ -25,10 +25,10 @@ use augur_core::burn::tensor::Gradients;
 use augur_core::method::{load_module, save_module};
 use augur_core::plugin::Registry;
 use augur_core::record::{AugmentationRecord, DescriptorSchema};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[method.cassle]` options.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct Options {
     keys: Vec<String>,
@@ -337,6 +337,7 @@ mod tests {
             device: Device::flex(),
             optimizer: OptimizerSpec::default(),
             options,
+            resolved: Default::default(),
         };
         build(&ctx).unwrap()
     }
@@ -375,6 +376,7 @@ mod tests {
             device: Device::flex(),
             optimizer: OptimizerSpec::default(),
             options: augur_core::serde_json::json!({"injection": "concat"}),
+            resolved: Default::default(),
         })
         .is_err());
     }

@@ -13,10 +13,10 @@ use augur_core::burn::prelude::*;
 use augur_core::losses::{info_nce, info_nce_queue};
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView};
 use augur_core::plugin::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[method]` options of `moco_v2`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct V2Options {
     temperature: f64,
@@ -76,7 +76,7 @@ fn moco_v2(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 }
 
 /// `[method]` options of `moco_v3`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct V3Options {
     temperature: f64,

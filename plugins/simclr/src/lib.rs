@@ -9,10 +9,10 @@ use augur_core::losses::nt_xent;
 use augur_core::burn::prelude::*;
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
 use augur_core::plugin::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[method]` options of `simclr`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct SimclrOptions {
     temperature: f64,

@@ -7,10 +7,10 @@ use augur_core::burn::prelude::*;
 use augur_core::losses::negative_cosine;
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
 use augur_core::plugin::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[method]` options of `simsiam`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct Options {
     proj_hidden: usize,

@@ -7,10 +7,10 @@ use augur_core::burn::prelude::*;
 use augur_core::losses::{VicregWeights, vicreg};
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
 use augur_core::plugin::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[method]` options of `vicreg`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct Options {
     sim_weight: f64,
