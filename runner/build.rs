@@ -32,7 +32,4 @@ fn main() {
         }
     }
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=migrations");
-    println!("cargo:rerun-if-changed=migrations/sqlite");
-    println!("cargo:rerun-if-changed=migrations/postgres");
 }

@@ -350,7 +350,7 @@ pub fn submit(store: &Store, sweep: &SweepFile) -> Result<i64> {
     let schema = serde_json::to_string(&augur_core::record::DescriptorSchema::full())?;
     let (mut new, mut linked, mut requeued) = (0, 0, 0);
     for run in &sweep.runs {
-        match store.enqueue(sweep_id, run, &schema, crate::GIT_COMMIT)? {
+        match store.enqueue(sweep_id, &run.to_new_run(), &schema, crate::GIT_COMMIT)? {
             Enqueued::New(_) => new += 1,
             Enqueued::Linked(id, status) => {
                 linked += 1;

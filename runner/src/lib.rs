@@ -17,7 +17,8 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod plugins;
-pub mod store;
+/// The run store (its own crate, shared with the dashboard).
+pub use augur_store as store;
 pub mod sweep;
 pub mod train;
 pub mod worker;

@@ -18,7 +18,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection, Executor, Row};
 
-use crate::sweep::PlannedRun;
+use std::collections::BTreeMap;
 
 pub struct Store {
     rt: tokio::runtime::Runtime,
@@ -78,6 +78,22 @@ pub struct RunRow {
     pub finished_at: Option<String>,
     pub attempts: i64,
     pub worker: Option<String>,
+}
+
+/// A run to queue, as the runner describes it.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub name: String,
+    pub method: String,
+    pub seed: u64,
+    /// Canonical JSON of the run config.
+    pub config: String,
+    /// Hash of the canonical config: the run's identity.
+    pub config_hash: String,
+    /// The same without the seed: the group of seeds it belongs to.
+    pub group_hash: String,
+    /// The keys the sweep set for this run.
+    pub overrides: BTreeMap<String, serde_json::Value>,
 }
 
 /// What [`Store::enqueue`] did with a planned run.
@@ -315,13 +331,13 @@ impl Store {
     /// the run with the same canonical config if one exists: a finished,
     /// queued or running run is not run twice; a failed or cancelled one is
     /// queued again (its attempts stay in the history).
-    pub fn enqueue(&self, sweep_id: i64, run: &PlannedRun, schema: &str, git_commit: &str) -> Result<Enqueued> {
+    pub fn enqueue(&self, sweep_id: i64, run: &NewRun, schema: &str, git_commit: &str) -> Result<Enqueued> {
         let overrides = serde_json::to_string(&run.overrides)?;
-        let hash = run.config.hash();
+        let hash = &run.config_hash;
         self.rt.block_on(async {
             let mut tx = self.pool.begin().await?;
             let existing = sqlx::query("SELECT id, status FROM runs WHERE config_hash = $1 ORDER BY id LIMIT 1")
-                .bind(&hash)
+                .bind(hash)
                 .fetch_optional(&mut *tx)
                 .await?;
             let outcome = match existing {
@@ -344,11 +360,11 @@ impl Store {
                     )
                     .bind(sweep_id)
                     .bind(&run.name)
-                    .bind(&run.config.method.name)
-                    .bind(run.config.seed as i64)
-                    .bind(run.config.canonical_json())
-                    .bind(&hash)
-                    .bind(run.config.group_hash())
+                    .bind(&run.method)
+                    .bind(run.seed as i64)
+                    .bind(&run.config)
+                    .bind(hash)
+                    .bind(&run.group_hash)
                     .bind(&overrides)
                     .bind(schema)
                     .bind(git_commit)
