@@ -55,6 +55,16 @@ echo "scaffold check: augur plugin new -> build -> listed -> trained"
 cleanup
 trap - EXIT
 
+# The dashboard's browser test uses Debian's Chromium; install it where we can
+# (root with apt), else that test skips, saying so.
+if ! command -v chromium > /dev/null && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "installing Debian's chromium for the dashboard's browser test"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium > /tmp/augur-apt-chromium.log 2>&1 \
+        || { apt-get update -q >> /tmp/augur-apt-chromium.log 2>&1 \
+             && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >> /tmp/augur-apt-chromium.log 2>&1; } \
+        || echo "chromium could not be installed (see /tmp/augur-apt-chromium.log): the browser test will skip" >&2
+fi
+
 # The store's PostgreSQL tests run against a throwaway server on loopback;
 # where none can be started they skip, saying so.
 pg=$(mktemp -d)

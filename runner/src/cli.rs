@@ -75,6 +75,14 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Serve the web dashboard of a store (read-only), on 127.0.0.1 unless told otherwise.
+    Dashboard {
+        #[arg(long, default_value = "augur.db")]
+        store: String,
+        /// Address to listen on; port 0 lets the OS choose (the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+    },
     /// Runs per state, progress and ETA of every sweep (or one).
     Status {
         /// A sweep name.
@@ -181,6 +189,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let summary = work(&store, &plugins, &DatasetCache::default(), &options, &MultiProgress::new())?;
             println!("worker {}: {} finished, {} failed, {} stopped", options.name, summary.finished, summary.failed, summary.stopped);
             Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Dashboard { store, addr } => {
+            augur_dashboard::serve(&store, addr)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status { sweep, store } => {
             status(&store, sweep.as_deref())?;

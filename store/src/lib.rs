@@ -5,7 +5,7 @@
 //! transactions; readers (`augur runs`, the dashboard) never block them.
 //!
 //! sqlx is async; the runner is not, so the store owns a small tokio runtime
-//! and its methods block.
+//! and its methods block (from any number of threads).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -194,6 +194,21 @@ pub fn unix_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// One run in full, for its page.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunDetail {
+    pub row: RunRow,
+    /// The canonical config.
+    pub config: serde_json::Value,
+    /// The augmentation descriptor schema (version and keys) the run recorded.
+    pub schema: serde_json::Value,
+    pub group_hash: String,
+    pub host: Option<String>,
+    pub device: Option<String>,
+    pub total_steps: Option<i64>,
+    pub created_at: String,
+}
+
 /// One evaluation result.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct EvalRow {
@@ -229,7 +244,9 @@ impl Store {
 
     fn connect(location: &str, read_only: bool) -> Result<Store> {
         install_drivers();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // Multi-thread (one worker): several threads may block on one store
+        // at once (the dashboard's request handlers).
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let shown = redacted(location);
         let env_checkpoints = std::env::var_os("AUGUR_CHECKPOINTS").map(PathBuf::from);
         let (pool, backend, checkpoints) = if is_postgres(location) {
@@ -724,17 +741,19 @@ impl Store {
 
     /// The runs of one sweep (with that sweep's names and overrides), or of all sweeps.
     pub fn runs(&self, sweep: Option<i64>) -> Result<Vec<RunRow>> {
+        self.runs_where("(CAST($1 AS BIGINT) IS NULL AND m.sweep_id = r.sweep_id) OR m.sweep_id = $1", sweep)
+    }
+
+    fn runs_where(&self, condition: &str, param: Option<i64>) -> Result<Vec<RunRow>> {
+        let sql = format!(
+            "SELECT r.id, s.name, m.name, r.method, r.seed, r.status, r.config_hash, m.overrides, r.git_commit,
+                    r.error, r.started_at, r.finished_at, s.id, r.attempts, r.worker
+             FROM sweep_runs m JOIN runs r ON r.id = m.run_id JOIN sweeps s ON s.id = m.sweep_id
+             WHERE {condition}
+             ORDER BY r.id"
+        );
         self.rt.block_on(async {
-            let rows = sqlx::query(
-                "SELECT r.id, s.name, m.name, r.method, r.seed, r.status, r.config_hash, m.overrides, r.git_commit,
-                        r.error, r.started_at, r.finished_at, s.id, r.attempts, r.worker
-                 FROM sweep_runs m JOIN runs r ON r.id = m.run_id JOIN sweeps s ON s.id = m.sweep_id
-                 WHERE (CAST($1 AS BIGINT) IS NULL AND m.sweep_id = r.sweep_id) OR m.sweep_id = $1
-                 ORDER BY r.id",
-            )
-            .bind(sweep)
-            .fetch_all(&self.pool)
-            .await?;
+            let rows = sqlx::query(&sql).bind(param).fetch_all(&self.pool).await?;
             rows.into_iter()
                 .map(|r| {
                     Ok(RunRow {
@@ -756,6 +775,111 @@ impl Store {
                     })
                 })
                 .collect()
+        })
+    }
+
+    /// One run with its config, schema and where it ran.
+    pub fn run(&self, id: i64) -> Result<Option<RunDetail>> {
+        let Some(row) = self.runs_where("r.id = $1 AND m.sweep_id = r.sweep_id", Some(id))?.into_iter().next() else {
+            return Ok(None);
+        };
+        self.rt.block_on(async {
+            let r = sqlx::query("SELECT config, schema, group_hash, host, device, total_steps, created_at FROM runs WHERE id = $1")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(Some(RunDetail {
+                row,
+                config: serde_json::from_str(&r.get::<String, _>(0))?,
+                schema: serde_json::from_str(&r.get::<String, _>(1))?,
+                group_hash: r.get(2),
+                host: r.get(3),
+                device: r.get(4),
+                total_steps: r.get(5),
+                created_at: r.get(6),
+            }))
+        })
+    }
+
+    /// The canonical configs of a sweep's runs (all runs with `None`), by run id.
+    pub fn configs(&self, sweep: Option<i64>) -> Result<std::collections::HashMap<i64, serde_json::Value>> {
+        self.rt.block_on(async {
+            let rows = sqlx::query(
+                "SELECT r.id, r.config FROM runs r
+                 WHERE CAST($1 AS BIGINT) IS NULL OR r.id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = $1)",
+            )
+            .bind(sweep)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|r| Ok((r.get::<i64, _>(0), serde_json::from_str(&r.get::<String, _>(1))?)))
+                .collect()
+        })
+    }
+
+    /// Every evaluation of a sweep's runs (all runs with `None`) in one query, by run id.
+    pub fn evaluations_of(&self, sweep: Option<i64>) -> Result<std::collections::HashMap<i64, Vec<EvalRow>>> {
+        self.rt.block_on(async {
+            let rows = sqlx::query(
+                "SELECT e.run_id, e.checkpoint, e.protocol, e.dataset, e.task, e.metric, e.value, e.settings
+                 FROM evaluations e
+                 WHERE CAST($1 AS BIGINT) IS NULL OR e.run_id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = $1)
+                 ORDER BY e.id",
+            )
+            .bind(sweep)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut out: std::collections::HashMap<i64, Vec<EvalRow>> = std::collections::HashMap::new();
+            for r in rows {
+                out.entry(r.get(0)).or_default().push(EvalRow {
+                    checkpoint: r.get(1),
+                    protocol: r.get(2),
+                    dataset: r.get(3),
+                    task: r.get(4),
+                    metric: r.get(5),
+                    value: r.get(6),
+                    settings: serde_json::from_str(&r.get::<String, _>(7))?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The metric keys a run has logged.
+    pub fn metric_keys(&self, run_id: i64) -> Result<Vec<String>> {
+        self.rt.block_on(async {
+            let rows = sqlx::query("SELECT DISTINCT key FROM metrics WHERE run_id = $1 ORDER BY key")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    /// A short string that changes whenever something a page shows may have
+    /// changed (a run's state, a new evaluation, a running run's progress);
+    /// cheap enough to poll every second.
+    pub fn change_token(&self) -> Result<String> {
+        self.rt.block_on(async {
+            let states = sqlx::query("SELECT status, COUNT(*), MAX(id) FROM runs GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+            let evaluations: Option<i64> = sqlx::query("SELECT MAX(id) FROM evaluations").fetch_one(&self.pool).await?.get(0);
+            let progress = sqlx::query(
+                "SELECT r.id, (SELECT MAX(step) FROM metrics x WHERE x.run_id = r.id AND x.key = 'loss')
+                 FROM runs r WHERE r.status = 'running' ORDER BY r.id",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            let mut token = String::new();
+            for r in states {
+                token += &format!("{}:{}:{};", r.get::<String, _>(0), r.get::<i64, _>(1), r.get::<i64, _>(2));
+            }
+            token += &format!("e{};", evaluations.unwrap_or(0));
+            for r in progress {
+                token += &format!("{}@{};", r.get::<i64, _>(0), r.get::<Option<i64>, _>(1).unwrap_or(-1));
+            }
+            Ok(token)
         })
     }
 

@@ -1,0 +1,414 @@
+//! The tables behind the pages, as plain data: runs with their columns,
+//! filtered, sorted and paginated; ablation groups with mean, std and n;
+//! and their exports. No HTML here, so each piece is testable on its own.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use augur_store::{EvalRow, RunRow};
+use serde_json::Value;
+
+/// An evaluation's column: `protocol/task`, `@init` for the random-init reference.
+pub fn eval_column(e: &EvalRow) -> String {
+    let suffix = if e.checkpoint == "final" { String::new() } else { format!("@{}", e.checkpoint.replace("random_init", "init")) };
+    format!("{}/{}{}", e.protocol, e.task, suffix)
+}
+
+/// Is higher better in this column? (Accuracies; sensitivity has no better side.)
+pub fn higher_is_better(column: &str) -> bool {
+    !column.starts_with("sensitivity")
+}
+
+/// A value as pages show it: accuracies with one decimal, cosine differences with three.
+pub fn shown(column: &str, v: f64) -> String {
+    if column.starts_with("sensitivity") { format!("{v:.3}") } else { format!("{v:.1}") }
+}
+
+/// A JSON value shown compactly (strings without quotes).
+pub fn compact(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A config flattened to dotted keys (`method.temperature`), arrays kept whole.
+pub fn flatten(config: &Value) -> BTreeMap<String, Value> {
+    fn walk(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", config, &mut out);
+    out
+}
+
+/// One row of the runs table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub run: RunRow,
+    /// Dotted config key -> value, flattened.
+    pub config: BTreeMap<String, Value>,
+    /// Evaluation column -> value.
+    pub evals: BTreeMap<String, f64>,
+}
+
+/// Runs with their configs and evaluations, ready to filter and show.
+pub struct Table {
+    pub rows: Vec<Row>,
+    /// Config keys whose value differs between rows (the seed included).
+    pub varying: Vec<String>,
+    /// Evaluation columns, final ones first.
+    pub eval_columns: Vec<String>,
+}
+
+impl Table {
+    pub fn new(runs: Vec<RunRow>, configs: &HashMap<i64, Value>, evaluations: &HashMap<i64, Vec<EvalRow>>) -> Self {
+        let rows: Vec<Row> = runs
+            .into_iter()
+            .map(|run| {
+                let config = configs.get(&run.id).map(flatten).unwrap_or_default();
+                let evals = evaluations
+                    .get(&run.id)
+                    .map(|es| es.iter().map(|e| (eval_column(e), e.value)).collect())
+                    .unwrap_or_default();
+                Row { run, config, evals }
+            })
+            .collect();
+        let mut values: BTreeMap<&String, BTreeSet<String>> = BTreeMap::new();
+        for r in &rows {
+            for (k, v) in &r.config {
+                values.entry(k).or_default().insert(v.to_string());
+            }
+        }
+        let all_keys: BTreeSet<&String> = rows.iter().flat_map(|r| r.config.keys()).collect();
+        let varying = all_keys
+            .into_iter()
+            .filter(|k| values.get(k).is_some_and(|v| v.len() > 1) || rows.iter().any(|r| !r.config.contains_key(*k)))
+            .cloned()
+            .collect();
+        let mut eval_columns: Vec<String> = rows.iter().flat_map(|r| r.evals.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
+        eval_columns.sort_by_key(|c| (c.contains('@'), c.clone()));
+        Self { rows, varying, eval_columns }
+    }
+}
+
+/// What the runs table is asked to show.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    pub status: Option<String>,
+    /// `key=value` on the flattened config (values compared as shown).
+    pub config: Vec<(String, String)>,
+    /// `column>=value` thresholds on evaluations.
+    pub min: Vec<(String, f64)>,
+    pub sort: Option<String>,
+    pub descending: bool,
+    pub page: usize,
+    pub per_page: usize,
+}
+
+/// The value of a row in a sortable column: id, status, a config key or an evaluation.
+fn sort_key(row: &Row, column: &str) -> (Option<f64>, String) {
+    if let Some(v) = row.evals.get(column) {
+        return (Some(*v), String::new());
+    }
+    match column {
+        "id" => (Some(row.run.id as f64), String::new()),
+        "status" => (None, row.run.status.clone()),
+        "method" => (None, row.run.method.clone()),
+        key => match row.config.get(key) {
+            Some(Value::Number(n)) => (n.as_f64(), String::new()),
+            Some(v) => (None, compact(v)),
+            None => (None, String::new()),
+        },
+    }
+}
+
+/// Filter, sort and cut one page: (rows of the page, rows matching in all).
+pub fn select<'a>(table: &'a Table, q: &Query) -> (Vec<&'a Row>, usize) {
+    let mut rows: Vec<&Row> = table
+        .rows
+        .iter()
+        .filter(|r| q.status.as_ref().is_none_or(|s| &r.run.status == s))
+        .filter(|r| q.config.iter().all(|(k, v)| r.config.get(k).map(compact).as_deref() == Some(v.as_str())))
+        .filter(|r| q.min.iter().all(|(c, t)| r.evals.get(c).is_some_and(|v| v >= t)))
+        .collect();
+    if let Some(column) = &q.sort {
+        // Rows without a value in the column stay last in either direction.
+        rows.sort_by(|a, b| {
+            let (ka, kb) = (sort_key(a, column), sort_key(b, column));
+            let flip = |o: std::cmp::Ordering| if q.descending { o.reverse() } else { o };
+            match (ka.0, kb.0) {
+                (Some(x), Some(y)) => flip(x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) if ka.1.is_empty() != kb.1.is_empty() => ka.1.is_empty().cmp(&kb.1.is_empty()),
+                (None, None) => flip(ka.1.cmp(&kb.1)),
+            }
+        });
+    }
+    let matching = rows.len();
+    let per = q.per_page.max(1);
+    let page: Vec<&Row> = rows.into_iter().skip(q.page * per).take(per).collect();
+    (page, matching)
+}
+
+/// One group of an ablation: the runs sharing the chosen keys' values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    /// The chosen keys' values, in key order (shown).
+    pub values: Vec<String>,
+    pub run_ids: Vec<i64>,
+    /// Column -> statistics over the group's finished runs that have it.
+    pub cells: BTreeMap<String, Stats>,
+}
+
+impl Group {
+    pub fn label(&self) -> String {
+        self.values.join(", ")
+    }
+}
+
+/// Mean, sample standard deviation and count.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    pub mean: f64,
+    pub std: f64,
+    pub n: usize,
+}
+
+impl Stats {
+    pub fn of(values: &[f64]) -> Option<Stats> {
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let std = if n > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        Some(Stats { mean, std, n })
+    }
+}
+
+/// Group the table's finished runs by `keys`; statistics for every final
+/// evaluation column. Groups are ordered by their values.
+pub fn ablation(table: &Table, keys: &[String]) -> Vec<Group> {
+    let mut groups: BTreeMap<Vec<String>, Vec<&Row>> = BTreeMap::new();
+    for row in table.rows.iter().filter(|r| r.run.status == "finished") {
+        let values = keys.iter().map(|k| row.config.get(k).map(compact).unwrap_or_else(|| "-".into())).collect();
+        groups.entry(values).or_default().push(row);
+    }
+    groups
+        .into_iter()
+        .map(|(values, rows)| {
+            let cells = table
+                .eval_columns
+                .iter()
+                .filter(|c| !c.contains('@'))
+                .filter_map(|c| {
+                    let vs: Vec<f64> = rows.iter().filter_map(|r| r.evals.get(c).copied()).collect();
+                    Stats::of(&vs).map(|s| (c.clone(), s))
+                })
+                .collect();
+            Group { values, run_ids: rows.iter().map(|r| r.run.id).collect(), cells }
+        })
+        .collect()
+}
+
+/// For each column, the label of the group with the best mean (higher
+/// accuracy); none for columns without a better side.
+pub fn best_groups(groups: &[Group]) -> BTreeMap<String, String> {
+    let mut best: BTreeMap<String, (f64, String)> = BTreeMap::new();
+    for g in groups {
+        for (c, s) in &g.cells {
+            if !higher_is_better(c) {
+                continue;
+            }
+            let entry = best.entry(c.clone()).or_insert((f64::NEG_INFINITY, String::new()));
+            if s.mean > entry.0 {
+                *entry = (s.mean, g.label());
+            }
+        }
+    }
+    best.into_iter().map(|(c, (_, label))| (c, label)).collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+    Markdown,
+    Latex,
+}
+
+/// One CSV field, quoted when it must be.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+fn latex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for ch in s.chars() {
+        match ch {
+            '\\' => out.push_str("\\textbackslash{}"),
+            '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            '~' => out.push_str("\\textasciitilde{}"),
+            '^' => out.push_str("\\textasciicircum{}"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The ablation table as a file: per group, mean +- std (n) per column, and
+/// the delta of the mean against the baseline group.
+pub fn export_ablation(groups: &[Group], keys: &[String], columns: &[String], baseline: Option<&Group>, format: ExportFormat) -> String {
+    let cell = |g: &Group, c: &str| -> (String, String) {
+        match g.cells.get(c) {
+            Some(s) => {
+                let value = format!("{} ± {} (n={})", shown(c, s.mean), shown(c, s.std), s.n);
+                let delta = baseline
+                    .and_then(|b| b.cells.get(c))
+                    .filter(|_| baseline.is_some_and(|b| b.values != g.values))
+                    .map(|b| format!("{:+.*}", if c.starts_with("sensitivity") { 3 } else { 1 }, s.mean - b.mean))
+                    .unwrap_or_default();
+                (value, delta)
+            }
+            None => ("-".into(), String::new()),
+        }
+    };
+    let mut header: Vec<String> = keys.to_vec();
+    for c in columns {
+        header.push(c.clone());
+        if baseline.is_some() {
+            header.push(format!("{c} Δ"));
+        }
+    }
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| {
+            let mut row = g.values.clone();
+            for c in columns {
+                let (v, d) = cell(g, c);
+                row.push(v);
+                if baseline.is_some() {
+                    row.push(d);
+                }
+            }
+            row
+        })
+        .collect();
+    match format {
+        ExportFormat::Csv | ExportFormat::Json => {
+            let mut out = header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",") + "\n";
+            for r in &rows {
+                out += &(r.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",") + "\n");
+            }
+            out
+        }
+        ExportFormat::Markdown => {
+            let esc = |s: &str| s.replace('|', "\\|");
+            let mut out = format!("| {} |\n", header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | "));
+            out += &format!("|{}\n", "---|".repeat(header.len()));
+            for r in &rows {
+                out += &format!("| {} |\n", r.iter().map(|f| esc(f)).collect::<Vec<_>>().join(" | "));
+            }
+            out
+        }
+        ExportFormat::Latex => {
+            let mut out = format!("\\begin{{tabular}}{{{}}}\n\\hline\n", "l".repeat(header.len()));
+            out += &(header.iter().map(|h| latex_escape(h).replace('Δ', "$\\Delta$")).collect::<Vec<_>>().join(" & ") + " \\\\\n\\hline\n");
+            for r in &rows {
+                let cells: Vec<String> = r.iter().map(|f| latex_escape(f).replace("±", "$\\pm$")).collect();
+                out += &(cells.join(" & ") + " \\\\\n");
+            }
+            out + "\\hline\n\\end{tabular}\n"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: i64, status: &str) -> RunRow {
+        RunRow {
+            id,
+            sweep_id: 1,
+            sweep: "s".into(),
+            name: format!("s/{id}"),
+            method: "simclr".into(),
+            seed: id,
+            status: status.into(),
+            config_hash: String::new(),
+            overrides: serde_json::json!({}),
+            git_commit: String::new(),
+            error: None,
+            started_at: None,
+            finished_at: None,
+            attempts: 1,
+            worker: None,
+        }
+    }
+
+    fn eval(value: f64) -> EvalRow {
+        EvalRow {
+            checkpoint: "final".into(),
+            protocol: "linear".into(),
+            dataset: "synthetic".into(),
+            task: "shape".into(),
+            metric: "top1".into(),
+            value,
+            settings: serde_json::json!({}),
+        }
+    }
+
+    fn table() -> Table {
+        let runs = vec![run(1, "finished"), run(2, "finished"), run(3, "finished"), run(4, "failed")];
+        let t = [0.1, 0.1, 0.5, 0.5];
+        let acc = [80.0, 84.0, 70.0, 0.0];
+        let configs = (1..=4).map(|i| (i, serde_json::json!({"seed": i, "method": {"temperature": t[i as usize - 1]}}))).collect();
+        let evals = (1..=3).map(|i| (i, vec![eval(acc[i as usize - 1])])).collect();
+        Table::new(runs, &configs, &evals)
+    }
+
+    #[test]
+    fn ablation_groups_finished_runs_with_mean_std_and_n() {
+        let t = table();
+        assert_eq!(t.varying, vec!["method.temperature".to_string(), "seed".to_string()]);
+        let groups = ablation(&t, &["method.temperature".to_string()]);
+        assert_eq!(groups.len(), 2);
+        let s = groups[0].cells["linear/shape"];
+        assert_eq!((s.mean, s.n), (82.0, 2));
+        assert!((s.std - 8f64.sqrt()).abs() < 1e-12, "sample std of 80 and 84");
+        assert_eq!(groups[1].cells["linear/shape"].n, 1, "the failed run is left out");
+        assert_eq!(best_groups(&groups)["linear/shape"], "0.1");
+        let md = export_ablation(&groups, &["method.temperature".into()], &["linear/shape".into()], Some(&groups[0]), ExportFormat::Markdown);
+        assert!(md.contains("| 0.5 | 70.0 ± 0.0 (n=1) | -12.0 |"), "{md}");
+        let tex = export_ablation(&groups, &["method.temperature".into()], &["linear/shape".into()], None, ExportFormat::Latex);
+        assert!(tex.contains("82.0 $\\pm$ 2.8 (n=2)") && tex.contains("method.temperature & linear/shape"), "{tex}");
+    }
+
+    #[test]
+    fn select_filters_sorts_and_pages() {
+        let t = table();
+        let q = Query { sort: Some("linear/shape".into()), descending: true, per_page: 2, ..Default::default() };
+        let (page, all) = select(&t, &q);
+        assert_eq!(all, 4);
+        assert_eq!(page.iter().map(|r| r.run.id).collect::<Vec<_>>(), vec![2, 1]);
+        let q = Query { min: vec![("linear/shape".into(), 75.0)], per_page: 10, ..Default::default() };
+        assert_eq!(select(&t, &q).1, 2);
+        let q = Query { config: vec![("method.temperature".into(), "0.5".into())], status: Some("finished".into()), per_page: 10, ..Default::default() };
+        assert_eq!(select(&t, &q).0.iter().map(|r| r.run.id).collect::<Vec<_>>(), vec![3]);
+    }
+}

@@ -1,0 +1,297 @@
+//! The dashboard over HTTP, against a store filled by a real tiny sweep:
+//! every page and export answers, and the numbers it shows are the store's.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use augur::store::{NewRun, Store};
+use common::*;
+
+/// `augur dashboard` on a port the OS picks; killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(store: &Path) -> Server {
+        let mut child = Command::new(augur_bin())
+            .args(["dashboard", "--addr", "127.0.0.1:0", "--store"])
+            .arg(store)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("augur dashboard starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        // "augur dashboard: http://127.0.0.1:PORT/ (store ...)"
+        let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+        Server { child, addr }
+    }
+
+    /// GET a path: (status, body).
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+        (status, body)
+    }
+
+    fn ok(&self, path: &str) -> String {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A store with a finished 2 lr x 2 seed sweep.
+fn filled_store(dir: &Path) -> std::path::PathBuf {
+    let store = dir.join("s.db");
+    let text = tiny_sweep(SYNTHETIC, "[sweep]\nseeds = [0, 1]\n[sweep.grid]\n\"train.lr\" = [0.1, 0.2]\n");
+    let file = write(dir, "grid.toml", &text);
+    let out = augur(&["run", file.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    store
+}
+
+#[test]
+fn every_page_and_export_shows_the_stores_numbers() {
+    let tmp = tempdir();
+    let store_path = filled_store(tmp.path());
+    let store = Store::open_read_only(&store_path).unwrap();
+    let server = Server::start(&store_path);
+
+    let home = server.ok("/");
+    assert!(home.contains("tiny") && home.contains("href=\"/runs?sweep=1\""), "{home}");
+
+    // The runs table: every run, and each shows its linear/shape as the store has it.
+    let runs = store.runs(Some(1)).unwrap();
+    assert_eq!(runs.len(), 4);
+    let page = server.ok("/runs?sweep=1&cols=train.lr,seed,linear/shape");
+    for r in &runs {
+        let v = store.evaluations(r.id).unwrap().into_iter().find(|e| e.checkpoint == "final" && e.protocol == "linear" && e.task == "shape").unwrap().value;
+        let row = page.split(&format!("<a href=\"/run/{}\">{}</a>", r.id, r.id)).nth(1).unwrap().split("</tr>").next().unwrap();
+        assert!(row.contains(&format!("<td>{v:.1}</td>")), "run {}: {v:.1} not in {row}", r.id);
+    }
+    // Filter, sort, page.
+    let filtered = server.ok("/runs?sweep=1&where=train.lr%3D0.2");
+    assert!(filtered.contains("2 of 4 runs"), "{filtered}");
+    let sorted = server.ok("/runs?sweep=1&sort=linear%2Fshape&desc=1&per=1");
+    assert!(sorted.contains("1 of") || sorted.contains("4 of 4 runs"), "{sorted}");
+    let best = runs
+        .iter()
+        .max_by(|a, b| {
+            let v = |id| store.evaluations(id).unwrap().into_iter().find(|e| e.checkpoint == "final" && e.task == "shape" && e.protocol == "linear").unwrap().value;
+            v(a.id).partial_cmp(&v(b.id)).unwrap()
+        })
+        .unwrap();
+    assert!(sorted.contains(&format!("<a href=\"/run/{}\">", best.id)), "the best run leads the sorted page");
+    assert_eq!(server.get("/runs?min=bad").0, 400);
+
+    // CSV export: full precision, the store's values.
+    let csv = server.ok("/runs.csv?sweep=1&cols=linear/shape");
+    for r in &runs {
+        let v = store.evaluations(r.id).unwrap().into_iter().find(|e| e.checkpoint == "final" && e.task == "shape" && e.protocol == "linear").unwrap().value;
+        assert!(csv.lines().any(|l| l.starts_with(&format!("{},", r.id)) && l.ends_with(&format!(",{v}"))), "{csv}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&server.ok("/runs.json?sweep=1")).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 4);
+
+    // A run page: its config, commit, attempts, charts, evaluations.
+    let id = runs[0].id;
+    let detail = store.run(id).unwrap().unwrap();
+    let run_page = server.ok(&format!("/run/{id}"));
+    assert!(run_page.contains(&detail.row.git_commit) && run_page.contains(&detail.row.config_hash));
+    assert!(run_page.contains("<svg") && run_page.contains("Attempts") && run_page.contains("Augmentation sensitivity"));
+    let loss = store.metrics(id, "loss").unwrap();
+    let metrics_csv = server.ok(&format!("/run/{id}/metrics.csv"));
+    for p in &loss {
+        assert!(metrics_csv.contains(&format!("loss,{},{}\n", p.step, p.value)), "{metrics_csv}");
+    }
+    let series: serde_json::Value = serde_json::from_str(&server.ok(&format!("/run/{id}/metrics.json"))).unwrap();
+    assert_eq!(series["loss"].as_array().unwrap().len(), loss.len());
+    assert_eq!(server.get("/run/999").0, 404);
+
+    // Compare: curves of both, and the config diff marks train.lr.
+    let cmp = server.ok(&format!("/compare?runs={},{}", runs[0].id, runs[2].id));
+    assert!(cmp.contains("<tr class=\"diff\"><th>train.lr</th>"), "{cmp}");
+    assert_eq!(server.get("/compare?runs=1").0, 400);
+
+    // Ablation: groups by train.lr (the seed is left out), mean, std, n from the store.
+    let abl = server.ok("/ablation?sweep=1");
+    let configs = store.configs(Some(1)).unwrap();
+    for lr in ["0.1", "0.2"] {
+        let values: Vec<f64> = runs
+            .iter()
+            .filter(|r| configs[&r.id]["train"]["lr"].to_string() == lr)
+            .map(|r| store.evaluations(r.id).unwrap().into_iter().find(|e| e.checkpoint == "final" && e.task == "shape" && e.protocol == "linear").unwrap().value)
+            .collect();
+        assert_eq!(values.len(), 2);
+        let mean = (values[0] + values[1]) / 2.0;
+        assert!(abl.contains(&format!("data-mean=\"{mean}\"")), "mean {mean} of lr {lr} not shown: {abl}");
+        assert!(abl.contains("data-n=\"2\""));
+    }
+    let md = server.ok("/ablation.md?sweep=1&baseline=0.1");
+    assert!(md.starts_with("| train.lr |") && md.contains("Δ"), "{md}");
+    let tex = server.ok("/ablation.tex?sweep=1");
+    assert!(tex.contains("\\begin{tabular}") && tex.contains("$\\pm$"), "{tex}");
+    assert!(server.ok("/ablation.csv?sweep=1").starts_with("train.lr,"));
+
+    // Assets: only the app's own.
+    assert!(server.ok("/assets/style.css").contains("table"));
+    assert_eq!(server.get("/assets/../Cargo.toml").0, 404);
+    assert_eq!(server.get("/assets/secret").0, 404);
+}
+
+#[test]
+fn user_strings_are_shown_as_text() {
+    let tmp = tempdir();
+    let store_path = tmp.path().join("x.db");
+    let store = Store::open(&store_path).unwrap();
+    let evil = "<script>alert(1)</script>";
+    let sweep = store.create_sweep(&format!("sweep {evil}"), "x.toml", "").unwrap();
+    let config = serde_json::json!({"seed": 0, "method": {"name": "simclr", "note": evil}, "data": {"dataset": evil}});
+    let run = NewRun {
+        name: format!("run {evil}"),
+        method: "simclr".into(),
+        seed: 0,
+        config: config.to_string(),
+        config_hash: "h".into(),
+        group_hash: "g".into(),
+        overrides: [("method.note".to_string(), serde_json::json!(evil))].into_iter().collect(),
+    };
+    let id = store.enqueue(sweep, &run, "{}", "c").unwrap().id();
+    drop(store);
+    let server = Server::start(&store_path);
+    for page in ["/".to_string(), format!("/runs?sweep={sweep}&cols=method.note,data.dataset"), format!("/run/{id}"), format!("/ablation?sweep={sweep}&by=method.note")] {
+        let (status, body) = server.get(&page);
+        assert!(status == 200 || status == 404, "{page}: {status}");
+        assert!(!body.contains(evil), "{page} printed the script tag raw: {body}");
+        if status == 200 && page != "/" {
+            assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page} shows the text: {body}");
+        }
+    }
+}
+
+#[test]
+fn open_pages_hear_of_changes() {
+    let tmp = tempdir();
+    let store_path = tmp.path().join("e.db");
+    let store = Store::open(&store_path).unwrap();
+    let sweep = store.create_sweep("live", "live.toml", "").unwrap();
+    let server = Server::start(&store_path);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(stream, "GET /events HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut seen = String::new();
+    let mut line = String::new();
+    while !seen.contains("event: ready") {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the event stream ended: {seen}");
+        seen += &line;
+    }
+    // A new run is queued: the stream says so.
+    let run = NewRun {
+        name: "r".into(),
+        method: "simclr".into(),
+        seed: 0,
+        config: "{}".into(),
+        config_hash: "h2".into(),
+        group_hash: "g2".into(),
+        overrides: Default::default(),
+    };
+    store.enqueue(sweep, &run, "{}", "c").unwrap();
+    while !seen.contains("event: change") {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the event stream ended: {seen}");
+        seen += &line;
+    }
+}
+
+/// Debian's Chromium, if installed (scripts/test.sh installs it).
+fn chromium() -> Option<std::path::PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"].iter().map(std::path::PathBuf::from).find(|p| p.exists())
+}
+
+/// Headless Chromium with the flags a closed machine needs.
+fn chromium_run(dir: &Path, args: &[String]) -> std::process::Output {
+    Command::new(chromium().unwrap())
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", dir.join("chromium-profile").display()))
+        .args(args)
+        .output()
+        .expect("chromium runs")
+}
+
+#[test]
+fn the_ablation_page_in_a_real_browser() {
+    let Some(_) = chromium() else {
+        eprintln!("skipping the browser test: Debian's chromium is not installed (scripts/test.sh installs it)");
+        return;
+    };
+    let tmp = tempdir();
+    let store_path = filled_store(tmp.path());
+    let store = Store::open_read_only(&store_path).unwrap();
+    let server = Server::start(&store_path);
+    let url = format!("http://{}/ablation?sweep=1", server.addr);
+
+    // The DOM as the browser built it: one row per lr, each linear/shape
+    // cell the mean ± std of the two seeds' values in the store.
+    let dom = String::from_utf8_lossy(&chromium_run(tmp.path(), &["--dump-dom".into(), url.clone()]).stdout).into_owned();
+    assert!(dom.contains("Ablation of tiny"), "{dom}");
+    let configs = store.configs(Some(1)).unwrap();
+    for lr in ["0.1", "0.2"] {
+        let values: Vec<f64> = store
+            .runs(Some(1))
+            .unwrap()
+            .iter()
+            .filter(|r| configs[&r.id]["train"]["lr"].to_string() == lr)
+            .map(|r| store.evaluations(r.id).unwrap().into_iter().find(|e| e.checkpoint == "final" && e.task == "shape" && e.protocol == "linear").unwrap().value)
+            .collect();
+        let mean = values.iter().sum::<f64>() / 2.0;
+        let std = ((values[0] - mean).powi(2) + (values[1] - mean).powi(2)).sqrt();
+        let cell = format!("<span class=\"mean\">{mean:.1}</span> ± {std:.1} <span class=\"n\">(n=2)</span>");
+        assert!(dom.contains(&cell), "lr {lr}: {cell} not in the rendered page: {dom}");
+    }
+
+    // A screenshot for people, in the test's output folder.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-ablation.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium_run(tmp.path(), &["--window-size=1280,800".into(), format!("--screenshot={}", shot.display()), url]);
+    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real picture ({} bytes)", png.len());
+    eprintln!("screenshot: {}", shot.display());
+}
