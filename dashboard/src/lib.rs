@@ -15,6 +15,7 @@
 //! Pages are rendered on the server (maud escapes every value), charts are
 //! SVG drawn by plotters; nothing is fetched from elsewhere.
 
+pub mod bench;
 pub mod charts;
 pub mod pages;
 pub mod tables;
@@ -36,14 +37,41 @@ use futures_util::stream::{self, Stream};
 
 use crate::pages::Params;
 
-/// The store every handler reads.
+/// The store every handler reads, and the runs tables built from it.
 #[derive(Clone)]
 pub struct App {
-    store: Arc<Store>,
+    pub store: Arc<Store>,
+    /// Per sweep (`None`: all runs), the table and the store's change token
+    /// it was built at: rebuilt only when the store has changed, so a page
+    /// of a 10,000-run sweep costs one cheap query plus work in memory.
+    tables: Arc<std::sync::Mutex<std::collections::HashMap<Option<i64>, (String, Arc<tables::Table>)>>>,
+}
+
+impl App {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store, tables: Default::default() }
+    }
+
+    /// The runs table of a sweep, from the cache while the store is unchanged.
+    pub fn table(&self, sweep: Option<i64>) -> Result<Arc<tables::Table>, PageError> {
+        // Training progress does not change a runs table: only states and evaluations.
+        let token = self.store.table_token()?;
+        if let Some((at, table)) = self.tables.lock().unwrap_or_else(|e| e.into_inner()).get(&sweep)
+            && *at == token
+        {
+            return Ok(table.clone());
+        }
+        let runs = self.store.runs(sweep)?;
+        let configs = self.store.configs(sweep)?;
+        let evaluations = self.store.evaluations_of(sweep)?;
+        let table = Arc::new(tables::Table::new(runs, &configs, &evaluations));
+        self.tables.lock().unwrap_or_else(|e| e.into_inner()).insert(sweep, (token, table.clone()));
+        Ok(table)
+    }
 }
 
 /// An error page: 404 for what does not exist, 400 for a bad parameter, 500 otherwise.
-pub struct PageError(StatusCode, String);
+pub struct PageError(StatusCode, pub String);
 
 impl PageError {
     pub fn not_found(what: impl Into<String>) -> Self {
@@ -109,52 +137,52 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/events", get(events))
         .route("/assets/style.css", get(style))
         .route("/assets/live.js", get(live_js))
-        .with_state(App { store })
+        .with_state(App::new(store))
 }
 
 async fn sweeps(State(app): State<App>) -> Page {
-    blocking(move || pages::sweeps(&app.store)).await.map(html)
+    blocking(move || pages::sweeps(&app)).await.map(html)
 }
 
 async fn runs(State(app): State<App>, Query(p): Query<Params>) -> Page {
-    blocking(move || pages::runs(&app.store, &p)).await.map(html)
+    blocking(move || pages::runs(&app, &p)).await.map(html)
 }
 
 async fn runs_csv(State(app): State<App>, Query(p): Query<Params>) -> Page {
-    let body = blocking(move || pages::runs_export(&app.store, &p, tables::ExportFormat::Csv)).await?;
+    let body = blocking(move || pages::runs_export(&app, &p, tables::ExportFormat::Csv)).await?;
     Ok(download("text/csv; charset=utf-8", "runs.csv".into(), body))
 }
 
 async fn runs_json(State(app): State<App>, Query(p): Query<Params>) -> Page {
-    let body = blocking(move || pages::runs_export(&app.store, &p, tables::ExportFormat::Json)).await?;
+    let body = blocking(move || pages::runs_export(&app, &p, tables::ExportFormat::Json)).await?;
     Ok(download("application/json", "runs.json".into(), body))
 }
 
 async fn run(State(app): State<App>, Path(id): Path<i64>, Query(p): Query<Params>) -> Page {
-    blocking(move || pages::run(&app.store, id, &p)).await.map(html)
+    blocking(move || pages::run(&app, id, &p)).await.map(html)
 }
 
 async fn metrics_csv(State(app): State<App>, Path(id): Path<i64>) -> Page {
-    let body = blocking(move || pages::metrics_export(&app.store, id, tables::ExportFormat::Csv)).await?;
+    let body = blocking(move || pages::metrics_export(&app, id, tables::ExportFormat::Csv)).await?;
     Ok(download("text/csv; charset=utf-8", format!("run-{id}-metrics.csv"), body))
 }
 
 async fn metrics_json(State(app): State<App>, Path(id): Path<i64>) -> Page {
-    let body = blocking(move || pages::metrics_export(&app.store, id, tables::ExportFormat::Json)).await?;
+    let body = blocking(move || pages::metrics_export(&app, id, tables::ExportFormat::Json)).await?;
     Ok(download("application/json", format!("run-{id}-metrics.json"), body))
 }
 
 async fn compare(State(app): State<App>, Query(p): Query<Params>) -> Page {
-    blocking(move || pages::compare(&app.store, &p)).await.map(html)
+    blocking(move || pages::compare(&app, &p)).await.map(html)
 }
 
 async fn ablation(State(app): State<App>, Query(p): Query<Params>) -> Page {
-    blocking(move || pages::ablation(&app.store, &p)).await.map(html)
+    blocking(move || pages::ablation(&app, &p)).await.map(html)
 }
 
 async fn ablation_export(app: App, p: Params, format: tables::ExportFormat, content_type: &'static str, extension: &str) -> Page {
     let name = format!("ablation.{extension}");
-    let body = blocking(move || pages::ablation_export(&app.store, &p, format)).await?;
+    let body = blocking(move || pages::ablation_export(&app, &p, format)).await?;
     Ok(download(content_type, name, body))
 }
 

@@ -8,7 +8,7 @@ use augur_store::Store;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
-use crate::PageError;
+use crate::{App, PageError};
 use crate::charts;
 use crate::tables::{self, ExportFormat, Query, Table, compact, shown};
 
@@ -137,7 +137,8 @@ fn progress(done: i64, total: i64) -> Markup {
 }
 
 /// `/`: every sweep with its runs per state and progress.
-pub fn sweeps(store: &Store) -> Result<Markup, PageError> {
+pub fn sweeps(app: &App) -> Result<Markup, PageError> {
+    let store = &app.store;
     let sweeps = store.sweep_status()?;
     let states = ["queued", "running", "finished", "failed", "cancelled"];
     Ok(layout(
@@ -168,13 +169,6 @@ pub fn sweeps(store: &Store) -> Result<Markup, PageError> {
     ))
 }
 
-/// Runs of the sweep (or all), with their configs and evaluations.
-fn load_table(store: &Store, sweep: Option<i64>) -> Result<Table, PageError> {
-    let runs = store.runs(sweep)?;
-    let configs = store.configs(sweep)?;
-    let evaluations = store.evaluations_of(sweep)?;
-    Ok(Table::new(runs, &configs, &evaluations))
-}
 
 /// The columns a runs table shows: chosen, or the varying keys and final evaluations.
 fn chosen_columns(table: &Table, p: &Params) -> Vec<String> {
@@ -198,8 +192,8 @@ fn cell_value(row: &tables::Row, column: &str) -> String {
 
 /// `/runs`: filter by status, config value and evaluation threshold; sort;
 /// paginate; choose the columns; tick runs to compare.
-pub fn runs(store: &Store, p: &Params) -> Result<Markup, PageError> {
-    let table = load_table(store, p.sweep)?;
+pub fn runs(app: &App, p: &Params) -> Result<Markup, PageError> {
+    let table = app.table(p.sweep)?;
     let q = p.query()?;
     let (page, matching) = tables::select(&table, &q);
     let columns = chosen_columns(&table, p);
@@ -267,8 +261,8 @@ pub fn runs(store: &Store, p: &Params) -> Result<Markup, PageError> {
 }
 
 /// `/runs.csv`, `/runs.json`: the rows the same query shows, every page.
-pub fn runs_export(store: &Store, p: &Params, format: ExportFormat) -> Result<String, PageError> {
-    let table = load_table(store, p.sweep)?;
+pub fn runs_export(app: &App, p: &Params, format: ExportFormat) -> Result<String, PageError> {
+    let table = app.table(p.sweep)?;
     let mut q = p.query()?;
     q.page = 0;
     q.per_page = usize::MAX;
@@ -314,7 +308,8 @@ fn series(store: &Store, id: i64) -> Result<Vec<(String, Vec<(f64, f64)>)>, Page
 }
 
 /// `/run/{id}`: everything about one run.
-pub fn run(store: &Store, id: i64, p: &Params) -> Result<Markup, PageError> {
+pub fn run(app: &App, id: i64, p: &Params) -> Result<Markup, PageError> {
+    let store = &app.store;
     let detail = store.run(id)?.ok_or_else(|| PageError::not_found(format!("no run {id}")))?;
     let r = &detail.row;
     let attempts = store.attempts(id)?;
@@ -394,7 +389,8 @@ pub fn run(store: &Store, id: i64, p: &Params) -> Result<Markup, PageError> {
 }
 
 /// `/run/{id}/metrics.csv|json`: every metric point of a run.
-pub fn metrics_export(store: &Store, id: i64, format: ExportFormat) -> Result<String, PageError> {
+pub fn metrics_export(app: &App, id: i64, format: ExportFormat) -> Result<String, PageError> {
+    let store = &app.store;
     if store.run(id)?.is_none() {
         return Err(PageError::not_found(format!("no run {id}")));
     }
@@ -422,7 +418,8 @@ fn ids(p: &Params) -> Result<Vec<i64>, PageError> {
 }
 
 /// `/compare?runs=1,2`: curves overlaid per metric, and the config keys that differ.
-pub fn compare(store: &Store, p: &Params) -> Result<Markup, PageError> {
+pub fn compare(app: &App, p: &Params) -> Result<Markup, PageError> {
+    let store = &app.store;
     let ids = ids(p)?;
     if ids.len() < 2 {
         return Err(PageError::bad_request("compare needs two or more runs: /compare?runs=1,2"));
@@ -469,9 +466,9 @@ pub fn compare(store: &Store, p: &Params) -> Result<Markup, PageError> {
 }
 
 /// The grouping an ablation page uses: chosen keys, or the sweep's varying keys but the seed.
-fn ablation_groups(store: &Store, p: &Params) -> Result<(Table, Vec<String>, Vec<tables::Group>), PageError> {
+fn ablation_groups(app: &App, p: &Params) -> Result<(std::sync::Arc<Table>, Vec<String>, Vec<tables::Group>), PageError> {
     let sweep = p.sweep.ok_or_else(|| PageError::bad_request("the ablation page needs a sweep: /ablation?sweep=ID"))?;
-    let table = load_table(store, Some(sweep))?;
+    let table = app.table(Some(sweep))?;
     if table.rows.is_empty() {
         return Err(PageError::not_found(format!("sweep {sweep} has no runs")));
     }
@@ -484,8 +481,8 @@ fn ablation_groups(store: &Store, p: &Params) -> Result<(Table, Vec<String>, Vec
 }
 
 /// `/ablation?sweep=..&by=..&baseline=..`: the table an ablation section needs.
-pub fn ablation(store: &Store, p: &Params) -> Result<Markup, PageError> {
-    let (table, keys, groups) = ablation_groups(store, p)?;
+pub fn ablation(app: &App, p: &Params) -> Result<Markup, PageError> {
+    let (table, keys, groups) = ablation_groups(app, p)?;
     let columns: Vec<String> = table.eval_columns.iter().filter(|c| !c.contains('@')).cloned().collect();
     let baseline = p.baseline.as_ref().and_then(|b| groups.iter().find(|g| &g.label() == b)).or(groups.first());
     let best = tables::best_groups(&groups);
@@ -540,8 +537,8 @@ pub fn ablation(store: &Store, p: &Params) -> Result<Markup, PageError> {
 }
 
 /// `/ablation.csv|md|tex`.
-pub fn ablation_export(store: &Store, p: &Params, format: ExportFormat) -> Result<String, PageError> {
-    let (table, keys, groups) = ablation_groups(store, p)?;
+pub fn ablation_export(app: &App, p: &Params, format: ExportFormat) -> Result<String, PageError> {
+    let (table, keys, groups) = ablation_groups(app, p)?;
     let columns: Vec<String> = table.eval_columns.iter().filter(|c| !c.contains('@')).cloned().collect();
     let baseline = p.baseline.as_ref().and_then(|b| groups.iter().find(|g| &g.label() == b));
     Ok(tables::export_ablation(&groups, &keys, &columns, baseline, format))

@@ -83,6 +83,18 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
     },
+    /// Time the dashboard on a large store: generates one (10,000 runs, 10 million metric points by default) if it has no runs.
+    BenchDashboard {
+        #[arg(long, default_value = "bench-dashboard.db")]
+        store: String,
+        #[arg(long, default_value_t = 10_000)]
+        runs: usize,
+        #[arg(long, default_value_t = 10_000_000)]
+        points: usize,
+        /// Timed requests per page.
+        #[arg(long, default_value_t = 100)]
+        requests: usize,
+    },
     /// Runs per state, progress and ETA of every sweep (or one).
     Status {
         /// A sweep name.
@@ -192,6 +204,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Dashboard { store, addr } => {
             augur_dashboard::serve(&store, addr)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchDashboard { store, runs, points, requests } => {
+            let fresh = !std::path::Path::new(&store).exists() && !crate::store::is_postgres(&store);
+            if fresh || Store::open(&store)?.runs(None)?.is_empty() {
+                augur_dashboard::bench::generate(&store, runs, points)?;
+            }
+            augur_dashboard::bench::measure(&store, requests.max(1))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { sweep, store } => {

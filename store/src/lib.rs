@@ -856,26 +856,35 @@ impl Store {
         })
     }
 
-    /// A short string that changes whenever something a page shows may have
-    /// changed (a run's state, a new evaluation, a running run's progress);
-    /// cheap enough to poll every second.
-    pub fn change_token(&self) -> Result<String> {
+    /// A short string that changes whenever a run changes state or gets an
+    /// evaluation: what a runs table shows (not the training progress).
+    pub fn table_token(&self) -> Result<String> {
         self.rt.block_on(async {
             let states = sqlx::query("SELECT status, COUNT(*), MAX(id) FROM runs GROUP BY status ORDER BY status")
                 .fetch_all(&self.pool)
                 .await?;
             let evaluations: Option<i64> = sqlx::query("SELECT MAX(id) FROM evaluations").fetch_one(&self.pool).await?.get(0);
+            let mut token = String::new();
+            for r in states {
+                token += &format!("{}:{}:{};", r.get::<String, _>(0), r.get::<i64, _>(1), r.get::<i64, _>(2));
+            }
+            token += &format!("e{};", evaluations.unwrap_or(0));
+            Ok(token)
+        })
+    }
+
+    /// [`Store::table_token`] plus the running runs' last steps: changes
+    /// whenever anything a page shows may have changed; cheap enough to poll
+    /// every second.
+    pub fn change_token(&self) -> Result<String> {
+        let mut token = self.table_token()?;
+        self.rt.block_on(async {
             let progress = sqlx::query(
                 "SELECT r.id, (SELECT MAX(step) FROM metrics x WHERE x.run_id = r.id AND x.key = 'loss')
                  FROM runs r WHERE r.status = 'running' ORDER BY r.id",
             )
             .fetch_all(&self.pool)
             .await?;
-            let mut token = String::new();
-            for r in states {
-                token += &format!("{}:{}:{};", r.get::<String, _>(0), r.get::<i64, _>(1), r.get::<i64, _>(2));
-            }
-            token += &format!("e{};", evaluations.unwrap_or(0));
             for r in progress {
                 token += &format!("{}@{};", r.get::<i64, _>(0), r.get::<Option<i64>, _>(1).unwrap_or(-1));
             }
