@@ -59,7 +59,7 @@ pub enum Command {
     Worker {
         #[arg(long, default_value = "augur.db")]
         store: String,
-        /// Device this worker trains on.
+        /// Device this worker trains on, recorded with each attempt (this build has `flex` only).
         #[arg(long, default_value = "flex")]
         device: String,
         /// Only runs of this sweep (its name).
@@ -94,6 +94,30 @@ pub enum Command {
         /// Timed requests per page.
         #[arg(long, default_value_t = 100)]
         requests: usize,
+    },
+    /// Run an evaluation protocol on finished runs (final weights or random init; a run id or a sweep name).
+    Eval {
+        /// A run id or a sweep name.
+        target: crate::store::Target,
+        #[arg(long, value_enum)]
+        protocol: crate::evaluate::Protocol,
+        /// The run's final weights, or its backbone at random initialisation.
+        #[arg(long, value_enum, default_value = "final")]
+        checkpoint: crate::evaluate::Checkpoint,
+        /// An image folder (train/ and test/ with a folder per class) to evaluate on instead of the run's dataset.
+        #[arg(long)]
+        dataset: Option<PathBuf>,
+        #[arg(long, default_value = "augur.db")]
+        store: String,
+        /// kNN neighbours (200: lightly's preset; 20: solo-learn's).
+        #[arg(long, default_value_t = 200)]
+        k: usize,
+        /// kNN temperature.
+        #[arg(long, default_value_t = 0.1)]
+        temperature: f64,
+        /// Test images for sensitivity and predictability.
+        #[arg(long, default_value_t = 512)]
+        images: usize,
     },
     /// Runs per state, progress and ETA of every sweep (or one).
     Status {
@@ -183,6 +207,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { store, device, sweep, lease_secs, exit_when_empty, name } => {
+            if device != "flex" {
+                anyhow::bail!("--device {device}: this build trains on `flex` (the CPU) only");
+            }
             let plugins = Plugins::load_dir(&dir)?;
             let mut options = WorkerOptions::new(0);
             options.device = device;
@@ -212,6 +239,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 augur_dashboard::bench::generate(&store, runs, points)?;
             }
             augur_dashboard::bench::measure(&store, requests.max(1))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { target, protocol, checkpoint, dataset, store, k, temperature, images } => {
+            if k == 0 || !(temperature > 0.0) || images < 8 {
+                anyhow::bail!("--k and --temperature must be positive and --images at least 8");
+            }
+            let request = crate::evaluate::Request { protocol, checkpoint, dataset, k, temperature, images };
+            crate::evaluate::run(&store, &target, &request)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { sweep, store } => {

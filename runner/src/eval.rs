@@ -59,7 +59,7 @@ pub fn extract(backbone: &ResNet, data: &Dataset, split: &Split, batch: usize, d
 
 /// Features of normalised pixels `[n, 3, side, side]`, in batches; `model`
 /// is in eval mode (`valid()`).
-fn features_of_pixels(model: &ResNet, pixels: Vec<f32>, side: usize, batch: usize, device: &Device) -> Features {
+pub fn features_of_pixels(model: &ResNet, pixels: Vec<f32>, side: usize, batch: usize, device: &Device) -> Features {
     let per_image = 3 * side * side;
     let mut out = Vec::with_capacity(pixels.len() / per_image * model.feature_dim());
     for chunk in pixels.chunks(batch * per_image) {

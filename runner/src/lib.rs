@@ -6,7 +6,9 @@
 //! - [`data`]: datasets (synthetic, CIFAR binaries, image folders);
 //! - [`plugins`]: loading method plugins;
 //! - [`train`]: pretraining one run;
-//! - [`eval`]: kNN and linear probes on frozen features;
+//! - [`eval`]: kNN and linear probes, sensitivity, on frozen features;
+//! - [`evaluate`]: `augur eval`, protocols on finished runs' checkpoints (feature cache);
+//! - [`probes`]: the L-BFGS transfer probe and augmentation predictability;
 //! - [`store`]: the run store (SQLite): runs, the queue, metrics, evaluations;
 //! - [`worker`]: workers that take runs from the queue, with leases and resume;
 //! - [`cli`]: the commands.
@@ -16,7 +18,9 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod evaluate;
 pub mod plugins;
+pub mod probes;
 /// The run store (its own crate, shared with the dashboard).
 pub use augur_store as store;
 pub mod sweep;

@@ -845,6 +845,30 @@ impl Store {
         })
     }
 
+    /// Add evaluations, first removing the run's earlier rows with the same
+    /// checkpoint, protocol, dataset, task and metric (a re-evaluation).
+    pub fn replace_evaluations(&self, run_id: i64, rows: &[EvalRow]) -> Result<()> {
+        self.rt.block_on(async {
+            let mut tx = self.pool.begin().await?;
+            for r in rows {
+                sqlx::query(
+                    "DELETE FROM evaluations WHERE run_id = $1 AND checkpoint = $2 AND protocol = $3 AND dataset = $4 AND task = $5 AND metric = $6",
+                )
+                .bind(run_id)
+                .bind(&r.checkpoint)
+                .bind(&r.protocol)
+                .bind(&r.dataset)
+                .bind(&r.task)
+                .bind(&r.metric)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, anyhow::Error>(())
+        })?;
+        self.add_evaluations(run_id, rows)
+    }
+
     /// The metric keys a run has logged.
     pub fn metric_keys(&self, run_id: i64) -> Result<Vec<String>> {
         self.rt.block_on(async {

@@ -383,8 +383,19 @@ mod tests {
 
     #[test]
     fn hypernet_generates_a_projector_per_sample() {
-        let device = Device::flex();
-        let mut c = cassle(augur_core::serde_json::json!({"injection": "hypernet", "keys": ["flip"], "depth": 2, "width": 4}));
+        // An autodiff device, as in training: batch norms normalise over the
+        // batch (on a plain device they use their running statistics, and a
+        // generator whose hidden units all have negative weights would map
+        // flip = 0 and flip = 1 both to zero).
+        let device = Device::flex().autodiff();
+        let mut c = build(&AwareContext {
+            feature_dim: 8,
+            device: device.clone(),
+            optimizer: OptimizerSpec::default(),
+            options: augur_core::serde_json::json!({"injection": "hypernet", "keys": ["flip"], "depth": 2, "width": 8}),
+            resolved: Default::default(),
+        })
+        .unwrap();
         assert_eq!(c.extra_projector_input(), 0);
         let projector = MlpConfig::new(&[8, 6, 3]);
         c.bind_projector(&projector, &device);

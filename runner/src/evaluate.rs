@@ -1,0 +1,288 @@
+//! `augur eval RUN|SWEEP --protocol P [--dataset DIR]`: an evaluation
+//! protocol on finished runs' final checkpoints, after the fact. Features
+//! are extracted once per (checkpoint, dataset) and cached beside the
+//! checkpoint, so a sweep's evaluations do not extract them again. Every
+//! row records its protocol and settings, and replaces an earlier row of
+//! the same protocol, dataset, task and metric.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use augur_core::augment::Pipeline;
+use augur_core::backbone::ResNet;
+use augur_core::burn::prelude::*;
+use augur_core::method::load_module;
+use augur_core::record::DescriptorKey;
+use clap::ValueEnum;
+use sha2::{Digest, Sha256};
+
+use crate::config::{DataConfig, RunConfig};
+use crate::data::Dataset;
+use crate::eval::{self, Features};
+use crate::probes::{self, KeyKind};
+use crate::store::{EvalRow, Store, Target};
+
+/// The protocols `augur eval` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// Weighted cosine kNN (k and temperature from --k / --temperature).
+    Knn,
+    /// Linear probe trained by SGD on frozen features (solo-learn style).
+    Linear,
+    /// Logistic regression by L-BFGS, L2 weight chosen on a validation split (AugSelf/CASSLE transfer).
+    Lbfgs,
+    /// Per single augmentation: cos to the augmented self minus to another image.
+    Sensitivity,
+    /// A linear head on two views' features predicting each relative descriptor key.
+    Predictability,
+}
+
+/// Which weights of a run to evaluate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Checkpoint {
+    /// The latest checkpoint (the end of training for a finished run).
+    Final,
+    /// The backbone at random initialisation, rebuilt from the run's seed
+    /// exactly as training built it (the reference every figure reads against).
+    RandomInit,
+}
+
+impl Checkpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Checkpoint::Final => "final",
+            Checkpoint::RandomInit => "random_init",
+        }
+    }
+}
+
+/// What to evaluate on and how.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub protocol: Protocol,
+    pub checkpoint: Checkpoint,
+    /// An image folder (train/ and test/ class folders) instead of the run's dataset.
+    pub dataset: Option<PathBuf>,
+    pub k: usize,
+    pub temperature: f64,
+    /// Images of the test split used by sensitivity and predictability.
+    pub images: usize,
+}
+
+/// The finished runs a target names.
+fn finished_runs(store: &Store, target: &Target) -> Result<Vec<i64>> {
+    let runs = match target {
+        Target::Run(id) => store.runs(None)?.into_iter().filter(|r| r.id == *id).collect::<Vec<_>>(),
+        Target::Sweep(name) => {
+            let id = store.sweep_id(name)?.ok_or_else(|| anyhow!("no sweep named `{name}` in {}", store.location))?;
+            store.runs(Some(id))?
+        }
+    };
+    if runs.is_empty() {
+        bail!("nothing to evaluate: no run matches in {}", store.location);
+    }
+    let finished: Vec<i64> = runs.iter().filter(|r| r.status == "finished").map(|r| r.id).collect();
+    for r in runs.iter().filter(|r| r.status != "finished") {
+        eprintln!("skipping run {} ({}): it is {}, not finished", r.id, r.name, r.status);
+    }
+    Ok(finished)
+}
+
+/// `augur eval`: every finished run of the target, one after the other.
+pub fn run(store_location: &str, target: &Target, request: &Request) -> Result<()> {
+    let store = Store::open(store_location)?;
+    let runs = finished_runs(&store, target)?;
+    let bar = indicatif::ProgressBar::new(runs.len() as u64);
+    for id in runs {
+        bar.set_message(format!("run {id}"));
+        let rows = evaluate_run(&store, id, request).with_context(|| format!("run {id}"))?;
+        store.replace_evaluations(id, &rows)?;
+        bar.suspend(|| {
+            for r in &rows {
+                println!("run {id}: {} {} {} {} = {:.4}", r.protocol, r.dataset, r.task, r.metric, r.value);
+            }
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// The run's config and the requested backbone, in eval mode, with the
+/// folder its feature cache lives in.
+fn backbone_of(store: &Store, id: i64, checkpoint: Checkpoint, device: &Device) -> Result<(RunConfig, ResNet, PathBuf)> {
+    let detail = store.run(id)?.ok_or_else(|| anyhow!("no run {id}"))?;
+    let cfg: RunConfig = serde_json::from_value(detail.config).context("the stored config does not parse")?;
+    match checkpoint {
+        Checkpoint::Final => {
+            let (_, dir) = store.latest_checkpoint(id)?.ok_or_else(|| anyhow!("run {id} has no checkpoint"))?;
+            let backbone = load_module(cfg.model.init(device), &dir, "backbone").map_err(|e| anyhow!(e))?;
+            Ok((cfg, backbone.valid(), dir))
+        }
+        Checkpoint::RandomInit => {
+            // The same calls as train::execute: seed the autodiff device, init.
+            let ad = device.clone().autodiff();
+            ad.seed(cfg.seed);
+            let backbone = cfg.model.init(&ad).valid();
+            let dir = store.checkpoint_dir(id).join("random-init");
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            Ok((cfg, backbone, dir))
+        }
+    }
+}
+
+/// The dataset a request evaluates on: the run's, or an image folder at the run's image side.
+fn dataset_for(cfg: &RunConfig, request: &Request) -> Result<(DataConfig, Dataset)> {
+    let dc = match &request.dataset {
+        None => cfg.data.clone(),
+        Some(path) => DataConfig {
+            dataset: "folder".into(),
+            path: Some(path.clone()),
+            image_size: Some(cfg.data.image_size.unwrap_or(32)),
+            train_size: None,
+            test_size: None,
+            data_seed: 0,
+        },
+    };
+    let data = Dataset::load(&dc).with_context(|| format!("loading {}", dc.path.as_deref().map(|p| p.display().to_string()).unwrap_or(dc.dataset.clone())))?;
+    Ok((dc, data))
+}
+
+/// Train and test features of a dataset under a checkpoint, from the cache
+/// file beside the checkpoint when it has them.
+fn cached_features(checkpoint: &Path, dc: &DataConfig, compute: impl FnOnce() -> (Features, Features)) -> Result<(Features, Features)> {
+    let key: String = Sha256::digest(serde_json::to_string(dc)?.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let path = checkpoint.join(format!("features-{key}.bin"));
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Some(pair) = decode_features(&bytes)
+    {
+        return Ok(pair);
+    }
+    let (train, test) = compute();
+    std::fs::write(&path, encode_features(&train, &test)).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((train, test))
+}
+
+/// `[dim, n_train, n_test]` as u64 LE, then the f32 LE values.
+fn encode_features(train: &Features, test: &Features) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + 4 * (train.data.len() + test.data.len()));
+    for v in [train.dim, train.len(), test.len()] {
+        out.extend((v as u64).to_le_bytes());
+    }
+    for v in train.data.iter().chain(&test.data) {
+        out.extend(v.to_le_bytes());
+    }
+    out
+}
+
+fn decode_features(bytes: &[u8]) -> Option<(Features, Features)> {
+    let word = |i: usize| bytes.get(8 * i..8 * i + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);
+    let (dim, n_train, n_test) = (word(0)?, word(1)?, word(2)?);
+    let values: Vec<f32> = bytes.get(24..)?.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+    if dim == 0 || values.len() != dim * (n_train + n_test) {
+        return None;
+    }
+    let (train, test) = values.split_at(dim * n_train);
+    Some((Features { data: train.to_vec(), dim }, Features { data: test.to_vec(), dim }))
+}
+
+fn row(checkpoint: &str, protocol: &str, data: &Dataset, task: &str, metric: &str, value: f64, settings: serde_json::Value) -> EvalRow {
+    EvalRow { checkpoint: checkpoint.into(), protocol: protocol.into(), dataset: data.name.clone(), task: task.into(), metric: metric.into(), value, settings }
+}
+
+/// One protocol on one run's backbone (final or at random init).
+pub fn evaluate_run(store: &Store, id: i64, request: &Request) -> Result<Vec<EvalRow>> {
+    let device = Device::flex();
+    let (cfg, backbone, checkpoint) = backbone_of(store, id, request.checkpoint, &device)?;
+    let which = request.checkpoint.name();
+    let (dc, data) = dataset_for(&cfg, request)?;
+    let batch = cfg.eval.batch_size;
+    let features = || {
+        cached_features(&checkpoint, &dc, || {
+            (eval::extract(&backbone, &data, &data.train, batch, &device), eval::extract(&backbone, &data, &data.test, batch, &device))
+        })
+    };
+    let mut rows = Vec::new();
+    match request.protocol {
+        Protocol::Knn => {
+            let (train, test) = features()?;
+            for (t, task) in data.tasks.iter().enumerate() {
+                let acc = eval::knn_accuracy(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), request.k, request.temperature, &device);
+                let settings = serde_json::json!({"k": request.k, "temperature": request.temperature, "features": "backbone"});
+                rows.push(row(which, "knn", &data, &task.name, "top1", 100.0 * acc, settings));
+            }
+        }
+        Protocol::Linear => {
+            let (train, test) = features()?;
+            for (t, task) in data.tasks.iter().enumerate() {
+                let acc = eval::linear_probe(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), &cfg.eval, cfg.seed, &device);
+                let settings = serde_json::json!({
+                    "optimizer": "sgd", "momentum": 0.9, "schedule": "cosine", "epochs": cfg.eval.linear_epochs,
+                    "lr": cfg.eval.linear_lr, "batch_size": cfg.eval.linear_batch_size, "features": "backbone, standardised"
+                });
+                rows.push(row(which, "linear", &data, &task.name, "top1", 100.0 * acc, settings));
+            }
+        }
+        Protocol::Lbfgs => {
+            let (train, test) = features()?;
+            for (t, task) in data.tasks.iter().enumerate() {
+                let r = probes::lbfgs_probe(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), 0.2, cfg.seed, &device);
+                let settings = serde_json::json!({
+                    "solver": "lbfgs (strong Wolfe)", "l2_grid": "10^-6..10^1, 2 per decade", "validation": 0.2,
+                    "chosen_l2": r.l2, "validation_top1": 100.0 * r.validation, "refit": "train + validation", "features": "backbone, standardised"
+                });
+                rows.push(row(which, "lbfgs", &data, &task.name, "top1", 100.0 * r.accuracy, settings));
+            }
+        }
+        Protocol::Sensitivity => {
+            for (augmentation, value) in eval::sensitivity(&backbone, &data, request.images, batch, cfg.seed, &device) {
+                let settings = serde_json::json!({"images": request.images.min(data.test.len()), "features": "backbone", "negative": "next image"});
+                rows.push(row(which, "sensitivity", &data, augmentation, "pos_minus_neg", value, settings));
+            }
+        }
+        Protocol::Predictability => {
+            let n = request.images.min(data.test.len());
+            let images: Vec<_> = (0..n).map(|i| data.test.image(i)).collect();
+            let pipeline = Pipeline::from_config(&cfg.augment, data.test.side).map_err(|e| anyhow!(e))?;
+            let views = pipeline.two_views(&images, cfg.seed, u64::MAX - 1);
+            let normalise = |px: &[f32]| -> Vec<f32> {
+                let plane = data.test.side * data.test.side;
+                px.chunks(plane).enumerate().flat_map(|(c, ch)| ch.iter().map(move |v| (v - data.mean[c % 3]) / data.std[c % 3])).collect()
+            };
+            let f = [0, 1].map(|v| eval::features_of_pixels(&backbone, normalise(&views.views[v]), data.test.side, batch, &device));
+            let dim = f[0].dim;
+            let pairs = Features {
+                data: (0..n).flat_map(|i| f[0].data[i * dim..(i + 1) * dim].iter().chain(&f[1].data[i * dim..(i + 1) * dim]).copied()).collect(),
+                dim: 2 * dim,
+            };
+            for key in DescriptorKey::ALL {
+                let targets: Vec<f32> = (0..n).flat_map(|i| views.records[0][i].relative(&views.records[1][i], &[key])).collect();
+                let (kind, metric) = if key.is_binary() { (KeyKind::Binary, "accuracy") } else { (KeyKind::Regression, "r2") };
+                let Some(value) = probes::predictability(&pairs, &targets, key.dims(), kind, 0.25, cfg.seed, &device) else {
+                    println!("run {id}: predictability of `{}` skipped: the run's pipeline never changes it", key.name());
+                    continue;
+                };
+                let settings = serde_json::json!({
+                    "images": n, "views": "the run's augment pipeline", "input": "[f(x1), f(x2)] backbone features",
+                    "head": "linear, L-BFGS, L2 chosen on a fifth of the fitting rows", "held_out": 0.25
+                });
+                rows.push(row(which, "predictability", &data, key.name(), metric, if metric == "accuracy" { 100.0 * value } else { value }, settings));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_features_round_trip() {
+        let train = Features { data: vec![1.0, 2.0, 3.0, 4.0], dim: 2 };
+        let test = Features { data: vec![5.0, 6.0], dim: 2 };
+        let (a, b) = decode_features(&encode_features(&train, &test)).unwrap();
+        assert_eq!((a.data, b.data, a.dim), (train.data, test.data, 2));
+        assert!(decode_features(&[1, 2, 3]).is_none(), "a truncated file is recomputed, not trusted");
+    }
+}

@@ -1,0 +1,297 @@
+//! The probes of the AugSelf/CASSLE evaluation protocols, on frozen
+//! features, fitted with burn's L-BFGS (strong Wolfe line search):
+//! - [`lbfgs_probe`]: multinomial logistic regression whose L2 weight is
+//!   chosen on a validation split over a log-spaced grid, then refitted on
+//!   train + validation;
+//! - [`predictability`]: how well a linear head on the features of two views
+//!   predicts one key of their relative augmentation descriptor (R^2 for
+//!   regression keys, accuracy for binary ones).
+
+use augur_core::burn::nn::{Linear, LinearConfig};
+use augur_core::burn::optim::{GradientsParams, LBFGSConfig, LineSearchFn};
+use augur_core::burn::prelude::*;
+use augur_core::losses::cross_entropy;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::eval::Features;
+
+/// The L2 weights tried: 10^-6 .. 10^1, two per decade.
+pub fn l2_grid() -> Vec<f64> {
+    (0..15).map(|i| 10f64.powf(-6.0 + 0.5 * i as f64)).collect()
+}
+
+/// Per-dimension standardisation with statistics of the rows it was fitted on.
+pub struct Standardizer {
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+impl Standardizer {
+    pub fn fit(f: &Features) -> Self {
+        let (d, n) = (f.dim, f.len().max(1));
+        let mut mean = vec![0f64; d];
+        let mut var = vec![0f64; d];
+        for row in f.data.chunks(d) {
+            for (m, v) in mean.iter_mut().zip(row) {
+                *m += *v as f64 / n as f64;
+            }
+        }
+        for row in f.data.chunks(d) {
+            for ((s, v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (*v as f64 - m).powi(2) / n as f64;
+            }
+        }
+        Self { mean: mean.iter().map(|&m| m as f32).collect(), std: var.iter().map(|v| (v.sqrt() as f32).max(1e-6)).collect() }
+    }
+
+    pub fn apply(&self, f: &Features) -> Features {
+        let data = f
+            .data
+            .chunks(f.dim)
+            .flat_map(|row| row.iter().zip(&self.mean).zip(&self.std).map(|((v, m), s)| (v - m) / s))
+            .collect();
+        Features { data, dim: f.dim }
+    }
+}
+
+/// What a linear head is fitted to.
+enum Target<'a> {
+    Classes(&'a [usize], usize),
+    Values(&'a [f32], usize),
+}
+
+/// Fit `x -> target` with a linear layer: mean loss + `l2` x squared weights
+/// (not the bias), L-BFGS until the loss stops moving.
+fn fit_linear(x: &[f32], dim: usize, target: Target, l2: f64, seed: u64, device: &Device) -> Linear {
+    let ad = device.clone().autodiff();
+    ad.seed(seed);
+    let n = x.len() / dim;
+    let outputs = match target {
+        Target::Classes(_, k) | Target::Values(_, k) => k,
+    };
+    let xs = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [n, dim]), &ad);
+    let values = match &target {
+        Target::Values(v, k) => Some(Tensor::<2>::from_data(TensorData::new(v.to_vec(), [n, *k]), &ad)),
+        Target::Classes(..) => None,
+    };
+    let mut layer: Linear = LinearConfig::new(dim, outputs).init(&ad);
+    let mut lbfgs = LBFGSConfig::new()
+        .with_max_iter(100)
+        .with_history_size(20)
+        .with_line_search_fn(LineSearchFn::StrongWolfe)
+        .init();
+    let mut closure = |m: Linear| {
+        let out = m.forward(xs.clone());
+        let fit = match (&target, &values) {
+            (Target::Classes(labels, _), _) => cross_entropy(out, labels),
+            (Target::Values(..), Some(v)) => (out - v.clone()).square().mean(),
+            (Target::Values(..), None) => unreachable!("values are built for a regression target"),
+        };
+        let loss = fit + m.weight.val().square().sum().mul_scalar(l2);
+        let value: f64 = loss.clone().into_scalar::<f64>();
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        (value, grads)
+    };
+    let mut last = f64::INFINITY;
+    for _ in 0..10 {
+        let (next, loss) = lbfgs.step(1.0, layer, &mut closure);
+        layer = next;
+        if !loss.is_finite() || (last - loss).abs() < 1e-7 * last.abs().max(1.0) {
+            break;
+        }
+        last = loss;
+    }
+    layer.valid()
+}
+
+fn predict(layer: &Linear, x: &[f32], dim: usize, device: &Device) -> Vec<f32> {
+    let n = x.len() / dim;
+    let xs = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [n, dim]), device);
+    layer.forward(xs).into_data().try_to_vec::<f32>().expect("f32 outputs")
+}
+
+fn accuracy(layer: &Linear, x: &[f32], dim: usize, labels: &[usize], classes: usize, device: &Device) -> f64 {
+    let out = predict(layer, x, dim, device);
+    let correct = out
+        .chunks(classes)
+        .zip(labels)
+        .filter(|(row, y)| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i) == Some(**y))
+        .count();
+    correct as f64 / labels.len().max(1) as f64
+}
+
+fn rows(f: &Features, idx: &[usize]) -> Vec<f32> {
+    idx.iter().flat_map(|&i| f.data[i * f.dim..(i + 1) * f.dim].iter().copied()).collect()
+}
+
+/// The L-BFGS probe's answer.
+#[derive(Clone, Copy, Debug)]
+pub struct LbfgsResult {
+    /// Top-1 accuracy on the test features, in [0, 1].
+    pub accuracy: f64,
+    /// The L2 weight the validation split chose.
+    pub l2: f64,
+    /// Its validation accuracy.
+    pub validation: f64,
+}
+
+/// Logistic regression on standardised features: the L2 weight with the best
+/// accuracy on a seeded `val_fraction` of the training rows, then a refit on
+/// all of them, scored on the test rows.
+#[allow(clippy::too_many_arguments)]
+pub fn lbfgs_probe(
+    train: &Features,
+    train_y: &[u16],
+    test: &Features,
+    test_y: &[u16],
+    classes: usize,
+    val_fraction: f64,
+    seed: u64,
+    device: &Device,
+) -> LbfgsResult {
+    let scaler = Standardizer::fit(train);
+    let (train, test) = (scaler.apply(train), scaler.apply(test));
+    let d = train.dim;
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let n_val = ((train.len() as f64 * val_fraction).round() as usize).clamp(1, train.len().saturating_sub(1).max(1));
+    let (val_idx, fit_idx) = order.split_at(n_val);
+    let label = |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| train_y[i] as usize).collect() };
+    let (x_fit, y_fit, x_val, y_val) = (rows(&train, fit_idx), label(fit_idx), rows(&train, val_idx), label(val_idx));
+    let mut best = (f64::NEG_INFINITY, 0.0);
+    for l2 in l2_grid() {
+        let layer = fit_linear(&x_fit, d, Target::Classes(&y_fit, classes), l2, seed, device);
+        let acc = accuracy(&layer, &x_val, d, &y_val, classes, device);
+        // Ties go to the stronger regulariser (later in the grid).
+        if acc >= best.0 {
+            best = (acc, l2);
+        }
+    }
+    let all: Vec<usize> = train_y.iter().map(|&y| y as usize).collect();
+    let layer = fit_linear(&train.data, d, Target::Classes(&all, classes), best.1, seed, device);
+    let test_labels: Vec<usize> = test_y.iter().map(|&y| y as usize).collect();
+    LbfgsResult { accuracy: accuracy(&layer, &test.data, d, &test_labels, classes, device), l2: best.1, validation: best.0 }
+}
+
+/// How a descriptor key is scored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KeyKind {
+    /// R^2 over all the key's dimensions: 1 - SSE / SST on held-out rows.
+    Regression,
+    /// Accuracy of predicting a 0/1 value.
+    Binary,
+}
+
+/// Fit a linear head from `inputs` to `targets` (`[n, k]`) on the first
+/// rows, score it on the held-out `held_out` fraction (the last rows). The
+/// head's L2 weight is chosen on a fifth of the fitting rows (10^-4 .. 10^2):
+/// two views' features are twice as wide as the rows are many in a small
+/// evaluation, and an unregularised head would fit noise. `None` when the
+/// target is constant (an augmentation the pipeline never applies).
+pub fn predictability(inputs: &Features, targets: &[f32], k: usize, kind: KeyKind, held_out: f64, seed: u64, device: &Device) -> Option<f64> {
+    let n = inputs.len();
+    if targets.iter().all(|&t| t == targets[0]) {
+        return None;
+    }
+    let n_test = ((n as f64 * held_out).round() as usize).clamp(1, n - 1);
+    let n_fit = n - n_test;
+    let scaler = Standardizer::fit(&Features { data: inputs.data[..n_fit * inputs.dim].to_vec(), dim: inputs.dim });
+    let x = scaler.apply(inputs);
+    let d = x.dim;
+    let (x_fit, x_test) = x.data.split_at(n_fit * d);
+    let (t_fit, t_test) = targets.split_at(n_fit * k);
+    let n_val = (n_fit / 5).max(1);
+    let (x_inner, x_val) = x_fit.split_at((n_fit - n_val) * d);
+    let (t_inner, t_val) = t_fit.split_at((n_fit - n_val) * k);
+    let grid: Vec<f64> = (0..7).map(|i| 10f64.powi(i - 4)).collect();
+    let labels = |t: &[f32]| -> Vec<usize> { t.iter().map(|&v| usize::from(v > 0.5)).collect() };
+    let score = |x_a: &[f32], t_a: &[f32], x_b: &[f32], t_b: &[f32], l2: f64| -> f64 {
+        match kind {
+            KeyKind::Regression => {
+                let layer = fit_linear(x_a, d, Target::Values(t_a, k), l2, seed, device);
+                r_squared(&predict(&layer, x_b, d, device), t_b, k)
+            }
+            KeyKind::Binary => {
+                let layer = fit_linear(x_a, d, Target::Classes(&labels(t_a), 2), l2, seed, device);
+                accuracy(&layer, x_b, d, &labels(t_b), 2, device)
+            }
+        }
+    };
+    let best = grid
+        .iter()
+        .map(|&l2| (score(x_inner, t_inner, x_val, t_val, l2), l2))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, l2)| l2)
+        .unwrap_or(1.0);
+    Some(score(x_fit, t_fit, x_test, t_test, best))
+}
+
+/// 1 - SSE / SST over all `k` columns of the targets.
+fn r_squared(pred: &[f32], targets: &[f32], k: usize) -> f64 {
+    let mut sse = 0f64;
+    let mut sst = 0f64;
+    for j in 0..k {
+        let col: Vec<f64> = targets.iter().skip(j).step_by(k).map(|&v| v as f64).collect();
+        let mean = col.iter().sum::<f64>() / col.len() as f64;
+        for (i, y) in col.iter().enumerate() {
+            sse += (y - pred[i * k + j] as f64).powi(2);
+            sst += (y - mean).powi(2);
+        }
+    }
+    if sst <= 1e-12 { 0.0 } else { 1.0 - sse / sst }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn features(rows: Vec<Vec<f32>>) -> Features {
+        let dim = rows[0].len();
+        Features { data: rows.into_iter().flatten().collect(), dim }
+    }
+
+    #[test]
+    fn lbfgs_probe_separates_separable_classes() {
+        let mut rows = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..120 {
+            let c = i % 3;
+            let jitter = ((i * 7919) % 97) as f32 / 300.0;
+            let mut row = vec![jitter, -jitter, 0.5 * jitter];
+            row[c] += 3.0;
+            rows.push(row);
+            y.push(c as u16);
+        }
+        let f = features(rows);
+        let r = lbfgs_probe(&f, &y, &f, &y, 3, 0.2, 0, &Device::flex());
+        assert_eq!(r.accuracy, 1.0, "{r:?}");
+        assert!(l2_grid().contains(&r.l2));
+        // Labels unrelated to the features are not learned.
+        let noise: Vec<u16> = (0..120).map(|i| ((i * 37 / 7) % 3) as u16).collect();
+        let r = lbfgs_probe(&f, &noise, &f, &noise, 3, 0.2, 0, &Device::flex());
+        assert!(r.validation < 0.8, "{r:?}");
+    }
+
+    #[test]
+    fn a_descriptor_the_features_contain_is_predictable() {
+        // Features hold the target verbatim (plus unrelated dimensions): R^2 ~ 1.
+        let n = 200;
+        let target: Vec<f32> = (0..n).flat_map(|i| [((i * 13) % 17) as f32 / 17.0, ((i * 7) % 11) as f32 / 11.0]).collect();
+        let rows: Vec<Vec<f32>> = (0..n).map(|i| vec![target[2 * i], ((i * 31) % 5) as f32, target[2 * i + 1], 1.0]).collect();
+        let r2 = predictability(&features(rows.clone()), &target, 2, KeyKind::Regression, 0.25, 0, &Device::flex()).unwrap();
+        assert!(r2 > 0.99, "R^2 {r2}");
+        // A target the features do not hold: R^2 near zero or below.
+        let unrelated: Vec<f32> = (0..n).map(|i| ((i * 7919) % 101) as f32 / 101.0).collect();
+        let r2 = predictability(&features(rows.clone()), &unrelated, 1, KeyKind::Regression, 0.25, 0, &Device::flex()).unwrap();
+        assert!(r2 < 0.3, "R^2 {r2}");
+        // A binary key held in the features: accuracy 1.
+        let bits: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
+        let rows: Vec<Vec<f32>> = (0..n).map(|i| vec![bits[i] * 2.0 - 1.0, ((i * 31) % 5) as f32]).collect();
+        let acc = predictability(&features(rows.clone()), &bits, 1, KeyKind::Binary, 0.25, 0, &Device::flex()).unwrap();
+        assert_eq!(acc, 1.0);
+        // A constant target (an augmentation never applied) has no score.
+        assert!(predictability(&features(rows), &vec![0.0; n], 1, KeyKind::Binary, 0.25, 0, &Device::flex()).is_none());
+    }
+}

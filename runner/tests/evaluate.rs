@@ -1,0 +1,108 @@
+//! `augur eval` on a finished run: the L-BFGS probe, predictability, and
+//! transfer to an image-folder dataset the test writes; rows stored with
+//! their protocol, dataset and settings; features cached per checkpoint.
+
+mod common;
+
+use std::path::Path;
+
+use augur::store::Store;
+use common::*;
+
+/// A finished tiny run in a fresh store.
+fn finished_run(dir: &Path) -> std::path::PathBuf {
+    let store = dir.join("e.db");
+    let file = write(dir, "tiny.toml", &tiny_sweep(SYNTHETIC, ""));
+    let out = augur(&["run", file.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    store
+}
+
+/// An image folder with two classes (reddish and bluish 16 px squares).
+fn write_folder(root: &Path) {
+    for (split, n) in [("train", 12), ("test", 6)] {
+        for (class, rgb) in [("red", [200u8, 40, 40]), ("blue", [40, 40, 200])] {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..n {
+                let shade = (i * 5) as u8;
+                let img = image::RgbImage::from_fn(16, 16, |x, y| {
+                    let edge = if (x + y + i as u32) % 7 == 0 { 30 } else { 0 };
+                    image::Rgb([rgb[0].saturating_sub(shade + edge), rgb[1] + shade, rgb[2].saturating_sub(edge)])
+                });
+                img.save(dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn protocols_on_a_finished_run_are_stored_with_their_settings() {
+    let tmp = tempdir();
+    let store_path = finished_run(tmp.path());
+    let store_arg = store_path.to_str().unwrap();
+
+    let out = augur(&["eval", "1", "--protocol", "lbfgs", "--store", store_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("run 1: lbfgs synthetic shape top1 ="), "{}", stdout(&out));
+    let rows = |protocol: &str| -> Vec<augur::store::EvalRow> {
+        Store::open_read_only(&store_path).unwrap().evaluations(1).unwrap().into_iter().filter(|e| e.protocol == protocol).collect()
+    };
+    let lbfgs = rows("lbfgs");
+    assert_eq!(lbfgs.len(), 2, "shape and colour");
+    assert!(lbfgs.iter().all(|e| (0.0..=100.0).contains(&e.value) && e.settings["chosen_l2"].is_number()));
+    // Features were cached beside the checkpoint; a second evaluation reuses them and replaces its rows.
+    let checkpoints = tmp.path().join("e.checkpoints/run-1");
+    let cached: Vec<_> = walk(&checkpoints).into_iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("features-")).collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(augur(&["eval", "tiny", "--protocol", "lbfgs", "--store", store_arg]).status.success());
+    assert_eq!(rows("lbfgs").len(), 2, "re-evaluating replaces, not duplicates");
+
+    let out = augur(&["eval", "1", "--protocol", "predictability", "--images", "32", "--store", store_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let predictability = rows("predictability");
+    let keys: Vec<&str> = predictability.iter().map(|e| e.task.as_str()).collect();
+    for key in ["crop", "color", "flip", "grayscale"] {
+        assert!(keys.contains(&key), "{key} in {keys:?}");
+    }
+    assert!(!keys.contains(&"blur"), "the preset never blurs: no score for it ({keys:?})");
+    assert!(predictability.iter().all(|e| if e.metric == "r2" { e.value <= 1.0 } else { (0.0..=100.0).contains(&e.value) }));
+}
+
+#[test]
+fn transfer_to_an_image_folder_the_test_builds() {
+    let tmp = tempdir();
+    let store_path = finished_run(tmp.path());
+    let folder = tmp.path().join("swatches");
+    write_folder(&folder);
+    let out = augur(&["eval", "1", "--protocol", "knn", "--k", "5", "--dataset", folder.to_str().unwrap(), "--store", store_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<_> = Store::open_read_only(&store_path).unwrap().evaluations(1).unwrap().into_iter().filter(|e| e.dataset == "swatches").collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].protocol.as_str(), rows[0].task.as_str(), rows[0].settings["k"].as_u64()), ("knn", "class", Some(5)));
+    // The run's own evaluations are untouched.
+    assert!(Store::open_read_only(&store_path).unwrap().evaluations(1).unwrap().iter().any(|e| e.dataset == "synthetic" && e.protocol == "knn"));
+
+    // The random-init backbone is rebuilt exactly as training built it: kNN
+    // at the run's own settings gives the row training recorded.
+    let store = Store::open_read_only(&store_path).unwrap();
+    let recorded = store.evaluations(1).unwrap().into_iter().find(|e| e.checkpoint == "random_init" && e.protocol == "knn" && e.task == "shape").unwrap();
+    drop(store);
+    let out = augur(&["eval", "1", "--protocol", "knn", "--checkpoint", "random-init", "--k", "5", "--store", store_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again = Store::open_read_only(&store_path).unwrap().evaluations(1).unwrap().into_iter().find(|e| e.checkpoint == "random_init" && e.protocol == "knn" && e.task == "shape").unwrap();
+    assert_eq!(again.value, recorded.value, "{again:?} vs {recorded:?}");
+
+    let bad = augur(&["eval", "nonesuch", "--protocol", "knn", "--store", store_path.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("no sweep named `nonesuch`") && stderr(&bad).lines().count() == 1, "{}", stderr(&bad));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
