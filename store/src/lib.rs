@@ -704,9 +704,30 @@ impl Store {
     }
 
     pub fn add_evaluations(&self, run_id: i64, rows: &[EvalRow]) -> Result<()> {
+        self.write_evaluations(run_id, rows, false)
+    }
+
+    /// Insert evaluation rows in one transaction; with `replace`, first
+    /// remove the run's rows with the same checkpoint, protocol, dataset,
+    /// task and metric (in the same transaction: a crash loses nothing).
+    fn write_evaluations(&self, run_id: i64, rows: &[EvalRow], replace: bool) -> Result<()> {
         self.rt.block_on(async {
             let mut tx = self.pool.begin().await?;
             for r in rows {
+                if replace {
+                    sqlx::query(
+                        "DELETE FROM evaluations
+                         WHERE run_id = $1 AND checkpoint = $2 AND protocol = $3 AND dataset = $4 AND task = $5 AND metric = $6",
+                    )
+                    .bind(run_id)
+                    .bind(&r.checkpoint)
+                    .bind(&r.protocol)
+                    .bind(&r.dataset)
+                    .bind(&r.task)
+                    .bind(&r.metric)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 sqlx::query(
                     "INSERT INTO evaluations (run_id, checkpoint, protocol, dataset, task, metric, value, settings)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -845,28 +866,10 @@ impl Store {
         })
     }
 
-    /// Add evaluations, first removing the run's earlier rows with the same
+    /// Add evaluations, replacing the run's earlier rows with the same
     /// checkpoint, protocol, dataset, task and metric (a re-evaluation).
     pub fn replace_evaluations(&self, run_id: i64, rows: &[EvalRow]) -> Result<()> {
-        self.rt.block_on(async {
-            let mut tx = self.pool.begin().await?;
-            for r in rows {
-                sqlx::query(
-                    "DELETE FROM evaluations WHERE run_id = $1 AND checkpoint = $2 AND protocol = $3 AND dataset = $4 AND task = $5 AND metric = $6",
-                )
-                .bind(run_id)
-                .bind(&r.checkpoint)
-                .bind(&r.protocol)
-                .bind(&r.dataset)
-                .bind(&r.task)
-                .bind(&r.metric)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok::<_, anyhow::Error>(())
-        })?;
-        self.add_evaluations(run_id, rows)
+        self.write_evaluations(run_id, rows, true)
     }
 
     /// The metric keys a run has logged.
