@@ -206,10 +206,15 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request) -> Result<Vec<Eva
     match request.protocol {
         Protocol::Knn => {
             let (train, test) = features()?;
+            // `knn` is the run's own kNN (its eval.knn_k and temperature);
+            // other settings are another protocol name, so a k = 200 figure
+            // never replaces or mixes with the k = 20 one.
+            let own = request.k == cfg.eval.knn_k && request.temperature == cfg.eval.knn_temperature;
+            let protocol = if own { "knn".to_string() } else { format!("knn-k{}-t{}", request.k, request.temperature) };
             for (t, task) in data.tasks.iter().enumerate() {
                 let acc = eval::knn_accuracy(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), request.k, request.temperature, &device);
                 let settings = serde_json::json!({"k": request.k, "temperature": request.temperature, "features": "backbone"});
-                rows.push(row(which, "knn", &data, &task.name, "top1", 100.0 * acc, settings));
+                rows.push(row(which, &protocol, &data, &task.name, "top1", 100.0 * acc, settings));
             }
         }
         Protocol::Linear => {

@@ -80,6 +80,13 @@ fn transfer_to_an_image_folder_the_test_builds() {
     let rows: Vec<_> = Store::open_read_only(&store_path).unwrap().evaluations(1).unwrap().into_iter().filter(|e| e.dataset == "swatches").collect();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!((rows[0].protocol.as_str(), rows[0].task.as_str(), rows[0].settings["k"].as_u64()), ("knn", "class", Some(5)));
+    // Other kNN settings are another protocol: they never replace the run's own kNN rows.
+    let out = augur(&["eval", "1", "--protocol", "knn", "--k", "3", "--store", store_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let knn: Vec<String> = Store::open_read_only(&store_path).unwrap().evaluations(1).unwrap().into_iter()
+        .filter(|e| e.dataset == "synthetic" && e.checkpoint == "final" && e.task == "shape" && e.protocol.starts_with("knn"))
+        .map(|e| e.protocol).collect();
+    assert_eq!(knn, ["knn", "knn-k3-t0.1"]);
     // The run's own evaluations are untouched.
     assert!(Store::open_read_only(&store_path).unwrap().evaluations(1).unwrap().iter().any(|e| e.dataset == "synthetic" && e.protocol == "knn"));
 
