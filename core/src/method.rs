@@ -80,6 +80,9 @@ pub struct StepOutput {
     pub loss: Tensor<1>,
     /// Named parts of the loss (detached), logged as `loss/<name>`.
     pub terms: Vec<(String, Tensor<1>)>,
+    /// Backbone features of the first view, if the method has them at hand:
+    /// the runner's online linear probe trains on them (detached).
+    pub features: Option<Tensor<2>>,
 }
 
 /// A self-supervised method: everything between the backbone's features and the loss.
@@ -325,7 +328,8 @@ impl Method for TwoView {
                 loss = loss + extra;
             }
         }
-        StepOutput { loss, terms }
+        let [first, _] = features;
+        StepOutput { loss, terms, features: Some(first.detach()) }
     }
 
     fn optimize(&mut self, grads: &mut Gradients, lr: f64) {

@@ -102,6 +102,12 @@ pub struct EvalConfig {
     pub batch_size: usize,
     /// Test images used for augmentation sensitivity (0: skip it).
     pub sensitivity_images: usize,
+    /// Train a linear head per task on detached features during
+    /// pretraining and log its test accuracy every epoch (solo-learn's
+    /// online linear evaluation; costs one test-set pass per epoch).
+    pub online_linear: bool,
+    /// Peak learning rate of the online heads (they follow the pretraining schedule).
+    pub online_lr: f64,
 }
 
 impl Default for EvalConfig {
@@ -115,6 +121,8 @@ impl Default for EvalConfig {
             random_init: true,
             batch_size: 256,
             sensitivity_images: 512,
+            online_linear: false,
+            online_lr: 0.1,
         }
     }
 }
@@ -170,6 +178,9 @@ impl RunConfig {
         }
         if !(e.knn_temperature > 0.0) {
             return Err("eval.knn_temperature must be positive".into());
+        }
+        if !(e.online_lr > 0.0) {
+            return Err(format!("eval.online_lr = {} must be positive", e.online_lr));
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! - [`train`]: pretraining one run;
 //! - [`eval`]: kNN and linear probes, sensitivity, on frozen features;
 //! - [`evaluate`]: `augur eval`, protocols on finished runs' checkpoints (feature cache);
+//! - [`online`]: the online linear probe trained during pretraining;
 //! - [`probes`]: the L-BFGS transfer probe and augmentation predictability;
 //! - [`store`]: the run store (SQLite): runs, the queue, metrics, evaluations;
 //! - [`worker`]: workers that take runs from the queue, with leases and resume;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod evaluate;
+pub mod online;
 pub mod plugins;
 pub mod probes;
 /// The run store (its own crate, shared with the dashboard).

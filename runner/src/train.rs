@@ -32,7 +32,8 @@ use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::eval;
 use crate::plugins::{Plugins, panic_message};
-use crate::store::{MetricPoint, Store};
+use crate::online::OnlineProbe;
+use crate::store::{EvalRow, MetricPoint, Store};
 
 /// The execution device of a config (non-autodiff; training adds autodiff).
 pub fn device_of(cfg: &RunConfig) -> Result<Device> {
@@ -214,7 +215,7 @@ pub fn train_step(
     batch: &ViewBatch,
     info: &StepInfo,
     method_name: &str,
-) -> Result<(f32, Vec<(String, f32)>)> {
+) -> Result<(f32, Vec<(String, f32)>, Option<Tensor<2>>)> {
     let step = info.step;
     catch_unwind(AssertUnwindSafe(|| {
         let out = method.forward(backbone.module(), batch, info);
@@ -231,7 +232,7 @@ pub fn train_step(
         backbone.step(&mut grads, info.lr);
         method.optimize(&mut grads, info.lr);
         method.after_step(backbone.module(), info);
-        Ok((loss, terms))
+        Ok((loss, terms, out.features))
     }))
     .map_err(|p| anyhow!("method `{method_name}` panicked at step {step}: {}", panic_message(&p)))?
 }
@@ -245,7 +246,7 @@ fn produce_batches(
     pipeline: &Pipeline,
     start: usize,
     total: usize,
-    tx: std::sync::mpsc::SyncSender<PreparedBatch>,
+    tx: std::sync::mpsc::SyncSender<(PreparedBatch, Vec<Vec<u16>>)>,
 ) {
     let n = data.train.len();
     let batch = cfg.train.batch_size.min(n);
@@ -265,7 +266,13 @@ fn produce_batches(
             .map(|&i| data.train.image(i))
             .collect();
         let prepared = PreparedBatch::make(pipeline, &images, cfg.seed, step as u64, data.mean, data.std);
-        if tx.send(prepared).is_err() {
+        let labels = data
+            .train
+            .labels
+            .iter()
+            .map(|task| order[slot * batch..(slot + 1) * batch].iter().map(|&i| task[i]).collect())
+            .collect();
+        if tx.send((prepared, labels)).is_err() {
             return; // the training loop stopped
         }
     }
@@ -308,10 +315,14 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
 
     let pipeline = Pipeline::from_config(&cfg.augment, data.train.side).map_err(|e| anyhow!(e))?;
     let mut backbone = Trainable::new(backbone, &cfg.optimizer);
+    let mut probe = cfg.eval.online_linear.then(|| OnlineProbe::new(data, cfg.model.feature_dim(), &ad));
     let start = match &resume {
         Some((step, dir)) => {
             backbone.load(dir, "backbone").map_err(|e| anyhow!("resuming from {}: {e}", dir.display()))?;
             method.load(dir).map_err(|e| anyhow!("resuming from {}: {e}", dir.display()))?;
+            if let Some(p) = &mut probe {
+                p.load(dir).map_err(|e| anyhow!("resuming from {}: {e}", dir.display()))?;
+            }
             env.store.mark_resumed(env.run_id, *step)?;
             env.progress.println(format!("run {}: resuming from its checkpoint at step {step}", env.run_id));
             *step
@@ -327,35 +338,60 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
             let (tx, rx) = sync_channel(2);
             let pipeline = &pipeline;
             s.spawn(move || produce_batches(cfg, data, pipeline, start, total, tx));
-            train_loop(env, cfg, &ad, rx, start, total, &mut backbone, method.as_mut())
+            let mut model = Model { backbone: &mut backbone, method: method.as_mut(), probe: probe.as_mut() };
+            train_loop(env, cfg, data, &device, rx, start, total, &mut model)
         });
         trained?;
     }
 
     env.progress.set_message("evaluating");
-    let rows = eval::evaluate(backbone.module(), data, &cfg.eval, "final", cfg.seed, &device)?;
+    let mut rows = eval::evaluate(backbone.module(), data, &cfg.eval, "final", cfg.seed, &device)?;
+    if let Some(p) = &probe {
+        for (task, value) in p.accuracy(backbone.module(), data, cfg.eval.batch_size, &device) {
+            rows.push(EvalRow {
+                checkpoint: "final".into(),
+                protocol: "online_linear".into(),
+                dataset: data.name.clone(),
+                task,
+                metric: "top1".into(),
+                value,
+                settings: serde_json::json!({"lr": cfg.eval.online_lr, "schedule": "the pretraining schedule", "optimizer": "sgd, momentum 0.9",
+                    "features": "first view's backbone features, detached", "reported": "each epoch as metric online_linear/<task>"}),
+            });
+        }
+    }
     env.store.clear_evaluations(env.run_id, "final")?;
     env.store.add_evaluations(env.run_id, &rows)?;
     Ok(())
 }
 
+/// What a training step updates: the backbone, the method, the online probe.
+struct Model<'a> {
+    backbone: &'a mut Trainable<ResNet>,
+    method: &'a mut dyn Method,
+    probe: Option<&'a mut OnlineProbe>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn train_loop(
     env: &RunEnv,
     cfg: &RunConfig,
-    ad: &Device,
-    rx: Receiver<PreparedBatch>,
+    data: &Dataset,
+    device: &Device,
+    rx: Receiver<(PreparedBatch, Vec<Vec<u16>>)>,
     start: usize,
     total: usize,
-    backbone: &mut Trainable<ResNet>,
-    method: &mut dyn Method,
+    model: &mut Model,
 ) -> Result<()> {
+    let ad = &device.clone().autodiff();
+    let per_epoch = (data.train.len() / cfg.train.batch_size.min(data.train.len())).max(1);
     let mut pending: Vec<MetricPoint> = Vec::new();
     let mut last = Instant::now();
     for step in start..total {
         if env.stop.load(Ordering::Relaxed) {
             return Err(Stopped(step).into());
         }
-        let prepared = rx.recv().context("the augmentation thread stopped early")?;
+        let (prepared, labels) = rx.recv().context("the augmentation thread stopped early")?;
         let batch = prepared.into_view_batch(ad);
         let n = batch.batch_size();
         let lr = learning_rate(cfg.train.lr, step, cfg.train.warmup_steps, total);
@@ -364,7 +400,15 @@ fn train_loop(
             total_steps: total,
             lr,
         };
-        let (loss, terms) = train_step(backbone, method, &batch, &info, &cfg.method.name)?;
+        let (loss, terms, features) = train_step(model.backbone, model.method, &batch, &info, &cfg.method.name)?;
+        let mut online = Vec::new();
+        if let (Some(probe), Some(f)) = (model.probe.as_deref_mut(), features) {
+            // The probe follows the pretraining schedule's shape at its own peak rate.
+            probe.step(&f, &labels, cfg.eval.online_lr * lr / cfg.train.lr);
+            if (step + 1) % per_epoch == 0 || step + 1 == total {
+                online = probe.accuracy(model.backbone.module(), data, cfg.eval.batch_size, device);
+            }
+        }
 
         let now = Instant::now();
         let images_per_sec = (2 * n) as f64 / now.duration_since(last).as_secs_f64();
@@ -375,6 +419,9 @@ fn train_loop(
         pending.push(MetricPoint { key: "images_per_sec".into(), step: s, value: images_per_sec });
         for (k, v) in terms {
             pending.push(MetricPoint { key: format!("loss/{k}"), step: s, value: v as f64 });
+        }
+        for (task, v) in online {
+            pending.push(MetricPoint { key: format!("online_linear/{task}"), step: s, value: v });
         }
         let every = cfg.train.checkpoint_every;
         let checkpoint = step + 1 == total || (every > 0 && (step + 1) % every == 0);
@@ -392,17 +439,20 @@ fn train_loop(
         }
 
         if checkpoint {
-            save_checkpoint(env, backbone, method, step + 1)?;
+            save_checkpoint(env, model, step + 1)?;
         }
     }
     Ok(())
 }
 
-fn save_checkpoint(env: &RunEnv, backbone: &Trainable<ResNet>, method: &dyn Method, step: usize) -> Result<PathBuf> {
+fn save_checkpoint(env: &RunEnv, model: &Model, step: usize) -> Result<PathBuf> {
     let dir = env.store.checkpoint_dir(env.run_id).join(format!("step-{step}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    backbone.save(&dir, "backbone").map_err(|e| anyhow!(e))?;
-    method.save(&dir).map_err(|e| anyhow!(e))?;
+    model.backbone.save(&dir, "backbone").map_err(|e| anyhow!(e))?;
+    model.method.save(&dir).map_err(|e| anyhow!(e))?;
+    if let Some(p) = &model.probe {
+        p.save(&dir).map_err(|e| anyhow!(e))?;
+    }
     env.store.add_checkpoint(env.run_id, step, &dir)?;
     Ok(dir)
 }

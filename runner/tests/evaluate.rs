@@ -113,3 +113,23 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn the_online_linear_probe_reports_every_epoch() {
+    let tmp = tempdir();
+    let store = tmp.path().join("o.db");
+    // 64 images at batch 16: an epoch is 4 steps; 8 steps are two epochs.
+    let text = tiny_sweep(SYNTHETIC, "online_linear = true\nonline_lr = 0.2\n").replace("steps = 3\n", "steps = 8\n");
+    let file = write(tmp.path(), "online.toml", &text);
+    let out = augur(&["run", file.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = Store::open_read_only(&store).unwrap();
+    for task in ["shape", "colour"] {
+        let points = s.metrics(1, &format!("online_linear/{task}")).unwrap();
+        assert_eq!(points.iter().map(|p| p.step).collect::<Vec<_>>(), vec![3, 7], "{task}: one point per epoch");
+        assert!(points.iter().all(|p| (0.0..=100.0).contains(&p.value)));
+        let last = s.evaluations(1).unwrap().into_iter().find(|e| e.protocol == "online_linear" && e.task == task).expect("a final row");
+        assert_eq!(last.value, points[1].value, "the final row is the last epoch's accuracy");
+        assert_eq!(last.settings["lr"], 0.2);
+    }
+}

@@ -34,7 +34,7 @@ fn losses(plugins: &Plugins, method: &str, options: &str, steps: usize) -> Vec<f
         .map(|step| {
             let batch = PreparedBatch { side: fixed.side, views: fixed.views.clone(), records: fixed.records.clone() };
             let info = StepInfo { step, total_steps: steps, lr: 0.05 };
-            let (loss, _) = train::train_step(&mut backbone, m.as_mut(), &batch.into_view_batch(&device), &info, method)
+            let (loss, _, _) = train::train_step(&mut backbone, m.as_mut(), &batch.into_view_batch(&device), &info, method)
                 .unwrap_or_else(|e| panic!("{method}: {e}"));
             loss
         })

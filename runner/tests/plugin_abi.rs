@@ -58,7 +58,7 @@ fn simclr_plugin_trains_backbone_and_projector_across_the_boundary() {
     for step in 0..2 {
         let batch = PreparedBatch::make(&pipeline, &images, 0, step, [0.5; 3], [0.25; 3]).into_view_batch(&device);
         let info = StepInfo { step: step as usize, total_steps: 2, lr: 0.1 };
-        let (loss, _) = train::train_step(&mut backbone, method.as_mut(), &batch, &info, "simclr").unwrap();
+        let (loss, _, _) = train::train_step(&mut backbone, method.as_mut(), &batch, &info, "simclr").unwrap();
         assert!(loss.is_finite() && loss > 0.0);
     }
     save_module(backbone.module(), &after, "backbone").unwrap();

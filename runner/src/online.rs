@@ -1,0 +1,79 @@
+//! The online linear probe (solo-learn's "online linear eval"): one linear
+//! head per task, trained during pretraining on the detached backbone
+//! features of each step's first view, with its own SGD; at the end of
+//! every epoch its top-1 accuracy on the test split (features without
+//! augmentation) is logged as the metric `online_linear/<task>`. It never
+//! touches the backbone's gradients.
+
+use std::path::Path;
+
+use augur_core::backbone::ResNet;
+use augur_core::blocks::Trainable;
+use augur_core::burn::nn::{Linear, LinearConfig};
+use augur_core::burn::prelude::*;
+use augur_core::losses::cross_entropy;
+use augur_core::optim::OptimizerSpec;
+
+use crate::data::Dataset;
+use crate::eval;
+
+pub struct OnlineProbe {
+    heads: Vec<(String, Trainable<Linear>)>,
+    classes: Vec<usize>,
+}
+
+impl OnlineProbe {
+    pub fn new(data: &Dataset, feature_dim: usize, device: &Device) -> Self {
+        let spec = OptimizerSpec::Sgd { momentum: 0.9, weight_decay: 0.0 };
+        let heads = data
+            .tasks
+            .iter()
+            .map(|t| (t.name.clone(), Trainable::new(LinearConfig::new(feature_dim, t.classes.len()).init(device), &spec)))
+            .collect();
+        Self { heads, classes: data.tasks.iter().map(|t| t.classes.len()).collect() }
+    }
+
+    /// One SGD step of every head on detached features `[n, d]` and their labels per task.
+    pub fn step(&mut self, features: &Tensor<2>, labels: &[Vec<u16>], lr: f64) {
+        for ((_, head), y) in self.heads.iter_mut().zip(labels) {
+            let y: Vec<usize> = y.iter().map(|&v| v as usize).collect();
+            let loss = cross_entropy(head.module().forward(features.clone().detach()), &y);
+            let mut grads = loss.backward();
+            head.step(&mut grads, lr);
+        }
+    }
+
+    /// Top-1 accuracy (%) of every head on the test split, features in eval mode.
+    pub fn accuracy(&self, backbone: &ResNet, data: &Dataset, batch: usize, device: &Device) -> Vec<(String, f64)> {
+        let features = eval::extract(backbone, data, &data.test, batch, device);
+        let x = Tensor::<2>::from_data(TensorData::new(features.data.clone(), [features.len(), features.dim]), device);
+        self.heads
+            .iter()
+            .zip(&self.classes)
+            .enumerate()
+            .map(|(t, ((name, head), &classes))| {
+                let logits: Vec<f32> = head.module().valid().forward(x.clone()).into_data().try_to_vec().expect("f32");
+                let correct = logits
+                    .chunks(classes)
+                    .zip(&data.test.labels[t])
+                    .filter(|(row, y)| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i) == Some(**y as usize))
+                    .count();
+                (name.clone(), 100.0 * correct as f64 / features.len().max(1) as f64)
+            })
+            .collect()
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), String> {
+        for (name, head) in &self.heads {
+            head.save(dir, &format!("online_linear_{name}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn load(&mut self, dir: &Path) -> Result<(), String> {
+        for (name, head) in &mut self.heads {
+            head.load(dir, &format!("online_linear_{name}"))?;
+        }
+        Ok(())
+    }
+}
