@@ -74,6 +74,33 @@ pub struct AugmentConfig {
     pub blur_sigma: Option<[f32; 2]>,
     pub solarize_p: Option<f32>,
     pub solarize_threshold: Option<f32>,
+    /// Expanded views (hierarchical invariance): a view per backbone stage,
+    /// the first with every augmentation but these, each later stage adding
+    /// the next of them, e.g. `["grayscale", "blur", "flip"]`. Empty: one view.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<String>,
+}
+
+/// An augmentation a view stage can add (each applied with its probability).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageOp {
+    Flip,
+    Grayscale,
+    Blur,
+    Solarize,
+}
+
+impl StageOp {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "flip" => Ok(Self::Flip),
+            "grayscale" => Ok(Self::Grayscale),
+            "blur" => Ok(Self::Blur),
+            "solarize" => Ok(Self::Solarize),
+            other => Err(format!("augment.stages: `{other}` cannot be a stage; use flip, grayscale, blur or solarize")),
+        }
+    }
 }
 
 /// A resolved, validated view pipeline.
@@ -93,6 +120,8 @@ pub struct Pipeline {
     pub blur_sigma: [f32; 2],
     pub solarize_p: f32,
     pub solarize_threshold: f32,
+    /// See [`AugmentConfig::stages`].
+    pub stages: Vec<StageOp>,
 }
 
 impl Pipeline {
@@ -113,6 +142,7 @@ impl Pipeline {
             blur_sigma: [0.1, 2.0],
             solarize_p: 0.0,
             solarize_threshold: 0.5,
+            stages: Vec::new(),
         };
         match name {
             "simclr-cifar" => Ok(simclr),
@@ -156,6 +186,13 @@ impl Pipeline {
             solarize_p,
             solarize_threshold
         );
+        p.stages = cfg.stages.iter().map(|s| StageOp::parse(s)).collect::<Result<_, _>>()?;
+        let mut seen = p.stages.clone();
+        seen.sort_by_key(|op| *op as u8);
+        seen.dedup();
+        if seen.len() != p.stages.len() {
+            return Err(format!("augment.stages = {:?} names an augmentation twice", cfg.stages));
+        }
         p.validate()?;
         Ok(p)
     }
@@ -207,8 +244,17 @@ impl Pipeline {
 
     /// Make one view of `img` and its record.
     pub fn view(&self, img: ImageRef, rng: &mut impl Rng) -> (ImageF32, AugmentationRecord) {
+        self.view_stages(img, rng).pop().expect("at least one stage")
+    }
+
+    /// The views of `img` at every stage (one without `stages`): the first
+    /// has every augmentation but those `stages` defers; each later one is
+    /// the one before with the next deferred augmentation (drawn with its
+    /// probability), so consecutive stages differ by that alone.
+    pub fn view_stages(&self, img: ImageRef, rng: &mut impl Rng) -> Vec<(ImageF32, AugmentationRecord)> {
         let mut record = AugmentationRecord::identity(img.height, img.width);
         let src = ImageF32::from_u8(img);
+        let now = |op: StageOp| !self.stages.contains(&op);
 
         // 1. random resized crop (bilinear)
         let crop = sample_crop(img.height, img.width, self.crop_scale, self.crop_ratio, rng);
@@ -216,9 +262,8 @@ impl Pipeline {
         let mut out = resized_crop(&src, crop, self.output_size);
 
         // 2. horizontal flip
-        if rng.random::<f32>() < self.flip_p {
-            hflip(&mut out);
-            record.flipped = true;
+        if now(StageOp::Flip) {
+            self.apply(StageOp::Flip, &mut out, &mut record, rng);
         }
 
         // 3. colour jitter, factors and order sampled
@@ -246,54 +291,86 @@ impl Pipeline {
             record.jitter = Some(jitter);
         }
 
-        // 4. grayscale
-        if rng.random::<f32>() < self.grayscale_p {
-            to_grayscale(&mut out);
-            record.grayscale = true;
+        // 4. grayscale, 5. gaussian blur, 6. solarize
+        for op in [StageOp::Grayscale, StageOp::Blur, StageOp::Solarize] {
+            if now(op) {
+                self.apply(op, &mut out, &mut record, rng);
+            }
         }
+        let mut stages = vec![(out, record)];
+        for &op in &self.stages {
+            let (mut out, mut record) = stages.last().expect("stage 1").clone();
+            self.apply(op, &mut out, &mut record, rng);
+            stages.push((out, record));
+        }
+        stages
+    }
 
-        // 5. gaussian blur
-        if rng.random::<f32>() < self.blur_p {
-            let sigma = rng.random_range(self.blur_sigma[0]..=self.blur_sigma[1]);
-            gaussian_blur(&mut out, sigma);
-            record.blur_sigma = Some(sigma);
+    /// One of the augmentations drawn with a probability, recorded if applied.
+    fn apply(&self, op: StageOp, out: &mut ImageF32, record: &mut AugmentationRecord, rng: &mut impl Rng) {
+        match op {
+            StageOp::Flip => {
+                if rng.random::<f32>() < self.flip_p {
+                    hflip(out);
+                    record.flipped = true;
+                }
+            }
+            StageOp::Grayscale => {
+                if rng.random::<f32>() < self.grayscale_p {
+                    to_grayscale(out);
+                    record.grayscale = true;
+                }
+            }
+            StageOp::Blur => {
+                if rng.random::<f32>() < self.blur_p {
+                    let sigma = rng.random_range(self.blur_sigma[0]..=self.blur_sigma[1]);
+                    gaussian_blur(out, sigma);
+                    record.blur_sigma = Some(sigma);
+                }
+            }
+            StageOp::Solarize => {
+                if rng.random::<f32>() < self.solarize_p {
+                    solarize(out, self.solarize_threshold);
+                    record.solarized = true;
+                }
+            }
         }
-
-        // 6. solarize
-        if rng.random::<f32>() < self.solarize_p {
-            solarize(&mut out, self.solarize_threshold);
-            record.solarized = true;
-        }
-        (out, record)
     }
 
     /// Two views of every image, in parallel. Returns both batches as
-    /// channel-major floats (`[n, 3, side, side]` flattened) and their records.
+    /// channel-major floats (`[n, 3, side, side]` flattened) and their
+    /// records: the last stage's, with the earlier stages in `stages`.
     pub fn two_views(&self, images: &[ImageRef], seed: u64, step: u64) -> TwoViewData {
         let views: Vec<_> = images
             .par_iter()
             .enumerate()
             .map(|(i, img)| {
                 let mut rng = image_rng(seed, step, i as u64);
-                let a = self.view(*img, &mut rng);
-                let b = self.view(*img, &mut rng);
+                let a = self.view_stages(*img, &mut rng);
+                let b = self.view_stages(*img, &mut rng);
                 (a, b)
             })
             .collect();
         let side = self.output_size;
-        let mut data = TwoViewData {
-            side,
-            views: [Vec::new(), Vec::new()],
-            records: [Vec::new(), Vec::new()],
-        };
-        for ((a, ra), (b, rb)) in views {
-            data.views[0].extend_from_slice(&a.data);
-            data.views[1].extend_from_slice(&b.data);
-            data.records[0].push(ra);
-            data.records[1].push(rb);
+        let mut pairs: Vec<ViewPair> = (0..=self.stages.len()).map(|_| ViewPair::default()).collect();
+        for (a, b) in views {
+            for (pair, ((va, ra), (vb, rb))) in pairs.iter_mut().zip(a.into_iter().zip(b)) {
+                pair.views[0].extend_from_slice(&va.data);
+                pair.views[1].extend_from_slice(&vb.data);
+                pair.records[0].push(ra);
+                pair.records[1].push(rb);
+            }
         }
-        data
+        let last = pairs.pop().expect("at least one stage");
+        TwoViewData { side, views: last.views, records: last.records, stages: pairs }
     }
+}
+
+/// Pixels and records of both views at one stage.
+#[derive(Clone, Debug, Default)]
+pub struct ViewPair {
+    pub views: [Vec<f32>; 2],
+    pub records: [Vec<AugmentationRecord>; 2],
 }
 
 /// The output of [`Pipeline::two_views`]: pixels and records of both views.
@@ -302,6 +379,9 @@ pub struct TwoViewData {
     pub side: usize,
     pub views: [Vec<f32>; 2],
     pub records: [Vec<AugmentationRecord>; 2],
+    /// With `stages`, the views of the stages before the last (the last is
+    /// `views`): stage 1 first.
+    pub stages: Vec<ViewPair>,
 }
 
 /// The generator of image `index` at `step` of a run seeded with `seed`.
@@ -581,6 +661,75 @@ mod tests {
 
     fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
+    }
+
+    /// Expanded views: consecutive stages differ only by the augmentation the
+    /// later one adds: equal pixels and records where it was not drawn; where
+    /// it was, the record differs in that field alone and the pixels are the
+    /// earlier stage's with that augmentation applied.
+    #[test]
+    fn each_stage_adds_only_its_augmentation() {
+        let cfg = AugmentConfig {
+            stages: vec!["grayscale".into(), "blur".into(), "flip".into()],
+            grayscale_p: Some(0.5),
+            blur_p: Some(0.5),
+            ..Default::default()
+        };
+        let p = Pipeline::from_config(&cfg, 12).unwrap();
+        let bytes: Vec<Vec<u8>> = (0..24).map(|i| test_image(16 + i % 3, 16)).collect();
+        let imgs: Vec<ImageRef> = bytes.iter().enumerate().map(|(i, b)| ImageRef { data: b, height: 16 + i % 3, width: 16 }).collect();
+        let data = p.two_views(&imgs, 5, 2);
+        assert_eq!(data.stages.len(), 3, "stages 1-3 beside the last");
+        let plane = 3 * 12 * 12;
+        let mut applied = [0usize; 3];
+        for view in 0..2 {
+            // Stage 1: nothing deferred was applied.
+            assert!(data.stages[0].records[view].iter().all(|r| !r.grayscale && r.blur_sigma.is_none() && !r.flipped));
+            for (k, op) in [StageOp::Grayscale, StageOp::Blur, StageOp::Flip].into_iter().enumerate() {
+                let before = &data.stages[k];
+                let (after_views, after_records) = match data.stages.get(k + 1) {
+                    Some(s) => (&s.views, &s.records),
+                    None => (&data.views, &data.records),
+                };
+                for i in 0..imgs.len() {
+                    let (r0, r1) = (&before.records[view][i], &after_records[view][i]);
+                    let px0 = &before.views[view][i * plane..(i + 1) * plane];
+                    let px1 = &after_views[view][i * plane..(i + 1) * plane];
+                    let mut expected = r0.clone();
+                    let mut img = ImageF32 { data: px0.to_vec(), height: 12, width: 12 };
+                    match op {
+                        StageOp::Grayscale if r1.grayscale => {
+                            expected.grayscale = true;
+                            to_grayscale(&mut img);
+                        }
+                        StageOp::Blur if r1.blur_sigma.is_some() => {
+                            expected.blur_sigma = r1.blur_sigma;
+                            gaussian_blur(&mut img, r1.blur_sigma.unwrap());
+                        }
+                        StageOp::Flip if r1.flipped => {
+                            expected.flipped = true;
+                            hflip(&mut img);
+                        }
+                        _ => {}
+                    }
+                    if expected != *r0 {
+                        applied[k] += 1;
+                    }
+                    assert_eq!(*r1, expected, "view {view} image {i}: stage {} changes only {op:?}", k + 2);
+                    assert!(close(px1, &img.data, 1e-6), "view {view} image {i}: stage {} pixels", k + 2);
+                }
+            }
+        }
+        assert!(applied.iter().all(|&n| n > 5 && n < 43), "each stage's augmentation drawn for some views, not all: {applied:?}");
+        // Without stages, views are exactly the one-stage pipeline's (old runs reproduce).
+        let plain = Pipeline::from_config(&AugmentConfig { grayscale_p: Some(0.5), blur_p: Some(0.5), ..Default::default() }, 12).unwrap();
+        let one = plain.two_views(&imgs, 5, 2);
+        assert!(one.stages.is_empty());
+        let mut rng = image_rng(5, 2, 0);
+        let (first, record) = plain.view(imgs[0], &mut rng);
+        assert_eq!((&one.views[0][..plane], &one.records[0][0]), (&first.data[..], &record));
+        assert!(Pipeline::from_config(&AugmentConfig { stages: vec!["crop".into()], ..Default::default() }, 12).unwrap_err().contains("flip, grayscale, blur or solarize"));
+        assert!(Pipeline::from_config(&AugmentConfig { stages: vec!["blur".into(), "blur".into()], ..Default::default() }, 12).unwrap_err().contains("twice"));
     }
 
     #[test]

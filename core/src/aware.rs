@@ -11,9 +11,10 @@ use std::path::Path;
 use burn::prelude::*;
 use burn::tensor::Gradients;
 
+use crate::backbone::ResNet;
 use crate::blocks::MlpConfig;
 use crate::optim::OptimizerSpec;
-use crate::method::ViewBatch;
+use crate::method::{StepInfo, ViewBatch};
 use crate::record::{AugmentationRecord, DescriptorSchema};
 
 /// What an awareness factory is given.
@@ -21,6 +22,9 @@ use crate::record::{AugmentationRecord, DescriptorSchema};
 pub struct AwareContext {
     /// Dimension of the backbone's pooled feature.
     pub feature_dim: usize,
+    /// The run's seed: a component that draws random numbers seeds them from
+    /// it and the step, as the view pipeline does (so a resumed run draws the same).
+    pub seed: u64,
     pub device: Device,
     pub optimizer: OptimizerSpec,
     /// The component's own table (`[method.<name>]`), `{}` if absent.
@@ -62,7 +66,9 @@ pub trait Awareness: Send {
         None
     }
     /// An extra loss on the backbone features of both views, with its name.
-    fn auxiliary_loss(&mut self, _features: [Tensor<2>; 2], _batch: &ViewBatch) -> Option<(String, Tensor<1>)> {
+    /// `backbone` is there for a component that makes views of its own
+    /// (affine prediction's extra transform of view 1).
+    fn auxiliary_loss(&mut self, _features: [Tensor<2>; 2], _batch: &ViewBatch, _backbone: &ResNet, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
         None
     }
     /// Step the component's own parameters.

@@ -18,6 +18,7 @@ pub use serde;
 pub use serde_json;
 
 pub mod augment;
+pub mod affine;
 pub mod aware;
 pub mod backbone;
 pub mod blocks;

@@ -32,6 +32,15 @@ pub struct ViewBatch {
     /// `[n, 3, side, side]` each, normalised.
     pub views: [Tensor<4>; 2],
     pub records: [Vec<AugmentationRecord>; 2],
+    /// With `augment.stages` (expanded views), the view pairs of the stages
+    /// before the last, stage 1 first; `views` is the last stage. Else empty.
+    pub stages: Vec<StageViews>,
+}
+
+/// The two views of one stage of expanded views.
+pub struct StageViews {
+    pub views: [Tensor<4>; 2],
+    pub records: [Vec<AugmentationRecord>; 2],
 }
 
 impl ViewBatch {
@@ -97,6 +106,19 @@ pub trait Method: Send {
     fn save(&self, dir: &Path) -> Result<(), String>;
     /// Restore what [`Method::save`] wrote.
     fn load(&mut self, dir: &Path) -> Result<(), String>;
+    /// The projector's output for backbone features, as training computes
+    /// it for an online view (conditioned on `records` where a component
+    /// does that): "projector features" for evaluation. `None` for a
+    /// method without a projector.
+    fn embed(&mut self, _features: Tensor<2>, _records: &[AugmentationRecord]) -> Option<Tensor<2>> {
+        None
+    }
+    /// View stages the method reads per batch (`ViewBatch::stages` plus
+    /// the last): 1 except for expanded-views methods. The runner checks
+    /// the run's `augment.stages` gives this many.
+    fn view_stages(&self) -> usize {
+        1
+    }
     /// Add augmentation-aware components (AugSelf, CASSLE). The method was
     /// built with `MethodContext::projector_input` already counting them.
     fn add_awareness(&mut self, components: Vec<Box<dyn Awareness>>) -> Result<(), String> {
@@ -122,6 +144,9 @@ pub struct MethodContext {
     pub optimizer: OptimizerSpec,
     /// The augmentation keys the run records and conditions on.
     pub schema: DescriptorSchema,
+    /// View stages per batch: 1, or with expanded views (`augment.stages`)
+    /// one more than the augmentations the stages add.
+    pub view_stages: usize,
     /// The run's `[method]` table without its `name`.
     pub options: serde_json::Value,
     /// Filled by [`MethodContext::options`]: the options with every default.
@@ -285,7 +310,12 @@ impl TwoView {
 }
 
 impl Method for TwoView {
-    fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, _info: &StepInfo) -> StepOutput {
+    fn embed(&mut self, features: Tensor<2>, records: &[AugmentationRecord]) -> Option<Tensor<2>> {
+        let projector = self.projector.module().clone();
+        Some(self.project(features, records, false, &projector))
+    }
+
+    fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, info: &StepInfo) -> StepOutput {
         let features = batch.views.clone().map(|v| backbone.forward(v));
         let [f1, f2] = features.clone();
         let online_projector = self.projector.module().clone();
@@ -323,7 +353,7 @@ impl Method for TwoView {
             terms.push(("base".to_string(), loss.clone().detach()));
         }
         for a in &mut self.aware {
-            if let Some((name, extra)) = a.auxiliary_loss(features.clone(), batch) {
+            if let Some((name, extra)) = a.auxiliary_loss(features.clone(), batch, backbone, info) {
                 terms.push((name, extra.clone().detach()));
                 loss = loss + extra;
             }
@@ -464,6 +494,7 @@ mod tests {
             schema: DescriptorSchema::full(),
             options: serde_json::json!({}),
             resolved: Default::default(),
+            view_stages: 1,
         };
         let schedule = MomentumSchedule { base: 0.9, last: 0.9 };
         let mut method = TwoView::new(
@@ -480,7 +511,7 @@ mod tests {
         let mut backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
         let views = [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device));
         let records = [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
-        let batch = ViewBatch { views, records };
+        let batch = ViewBatch { views, records, stages: Vec::new() };
         let info = StepInfo { step: 0, total_steps: 10, lr: 0.1 };
 
         let out = method.forward(backbone.module(), &batch, &info);

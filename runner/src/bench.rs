@@ -112,12 +112,7 @@ fn time_case(cfg: &RunConfig, plugins: &Plugins, steps: usize) -> Result<(usize,
 
     let t = Instant::now();
     for s in 0..steps {
-        let b = PreparedBatch {
-            side: fixed.side,
-            views: fixed.views.clone(),
-            records: fixed.records.clone(),
-        };
-        train::train_step(&mut backbone, method.as_mut(), &b.into_view_batch(&ad), &info(s + 1), &cfg.method.name)?;
+        train::train_step(&mut backbone, method.as_mut(), &fixed.clone().into_view_batch(&ad), &info(s + 1), &cfg.method.name)?;
     }
     let step_ips = (2 * batch * steps) as f64 / t.elapsed().as_secs_f64();
 

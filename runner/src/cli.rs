@@ -95,6 +95,15 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         requests: usize,
     },
+    /// Time the store: metric points written per second by 1 and 4 concurrent writers (and with a polling reader).
+    BenchStore {
+        /// Stores to measure (SQLite files or postgres:// URLs); none: a temporary SQLite file.
+        #[arg(long)]
+        store: Vec<String>,
+        /// Points each writer logs at the trainer's batch size.
+        #[arg(long, default_value_t = 200_000)]
+        points: usize,
+    },
     /// Run an evaluation protocol on finished runs (final weights or random init; a run id or a sweep name).
     Eval {
         /// A run id or a sweep name.
@@ -107,6 +116,9 @@ pub enum Command {
         /// An image folder (train/ and test/ with a folder per class) to evaluate on instead of the run's dataset.
         #[arg(long)]
         dataset: Option<PathBuf>,
+        /// Backbone features, or the method's projector output (kNN, linear, L-BFGS; stored as e.g. knn-projector).
+        #[arg(long, value_enum, default_value = "backbone")]
+        features: crate::evaluate::FeatureSource,
         #[arg(long, default_value = "augur.db")]
         store: String,
         /// kNN neighbours (200: lightly's preset; 20: solo-learn's).
@@ -241,12 +253,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             augur_dashboard::bench::measure(&store, requests.max(1))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { target, protocol, checkpoint, dataset, store, k, temperature, images } => {
+        Command::BenchStore { store, points } => {
+            let temporary = store.is_empty().then(|| std::env::temp_dir().join(format!("augur-bench-store-{}.db", std::process::id())));
+            let stores = match &temporary {
+                Some(path) => vec![path.to_string_lossy().into_owned()],
+                None => store,
+            };
+            let outcome = stores.iter().try_for_each(|s| crate::store::bench::run(s, points.max(100)).map(|_| println!()));
+            if let Some(path) = temporary {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            outcome?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { target, protocol, checkpoint, dataset, features, store, k, temperature, images } => {
             if k == 0 || !(temperature > 0.0) || images < 8 {
                 anyhow::bail!("--k and --temperature must be positive and --images at least 8");
             }
-            let request = crate::evaluate::Request { protocol, checkpoint, dataset, k, temperature, images };
-            crate::evaluate::run(&store, &target, &request)?;
+            let request = crate::evaluate::Request { protocol, checkpoint, dataset, features, k, temperature, images };
+            crate::evaluate::run(&store, &target, &request, &Plugins::load_dir(&dir)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { sweep, store } => {

@@ -11,7 +11,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use augur_core::augment::Pipeline;
 use augur_core::backbone::ResNet;
 use augur_core::burn::prelude::*;
-use augur_core::method::load_module;
+use augur_core::method::{Method, load_module};
+use augur_core::record::AugmentationRecord;
 use augur_core::record::DescriptorKey;
 use clap::ValueEnum;
 use sha2::{Digest, Sha256};
@@ -20,7 +21,9 @@ use crate::config::{DataConfig, RunConfig};
 use crate::data::Dataset;
 use crate::eval::{self, Features};
 use crate::probes::{self, KeyKind};
+use crate::plugins::Plugins;
 use crate::store::{EvalRow, Store, Target};
+use crate::train;
 
 /// The protocols `augur eval` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -56,6 +59,16 @@ impl Checkpoint {
     }
 }
 
+/// Which features a probe reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FeatureSource {
+    /// The backbone's pooled features (the field's default).
+    Backbone,
+    /// The method's projector output for an unaugmented image (CASSLE's
+    /// projector conditioned on the identity augmentation).
+    Projector,
+}
+
 /// What to evaluate on and how.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -63,6 +76,8 @@ pub struct Request {
     pub checkpoint: Checkpoint,
     /// An image folder (train/ and test/ class folders) instead of the run's dataset.
     pub dataset: Option<PathBuf>,
+    /// Backbone or projector features (kNN, linear and L-BFGS probes).
+    pub features: FeatureSource,
     pub k: usize,
     pub temperature: f64,
     /// Images of the test split used by sensitivity and predictability.
@@ -89,13 +104,16 @@ fn finished_runs(store: &Store, target: &Target) -> Result<Vec<i64>> {
 }
 
 /// `augur eval`: every finished run of the target, one after the other.
-pub fn run(store_location: &str, target: &Target, request: &Request) -> Result<()> {
+pub fn run(store_location: &str, target: &Target, request: &Request, plugins: &Plugins) -> Result<()> {
+    if request.features == FeatureSource::Projector && matches!(request.protocol, Protocol::Sensitivity | Protocol::Predictability) {
+        bail!("--features projector applies to knn, linear and lbfgs; {:?} reads backbone features", request.protocol);
+    }
     let store = Store::open(store_location)?;
     let runs = finished_runs(&store, target)?;
     let bar = indicatif::ProgressBar::new(runs.len() as u64);
     for id in runs {
         bar.set_message(format!("run {id}"));
-        let rows = evaluate_run(&store, id, request).with_context(|| format!("run {id}"))?;
+        let rows = evaluate_run(&store, id, request, plugins).with_context(|| format!("run {id}"))?;
         store.replace_evaluations(id, &rows)?;
         bar.suspend(|| {
             for r in &rows {
@@ -150,15 +168,18 @@ fn dataset_for(cfg: &RunConfig, request: &Request) -> Result<(DataConfig, Datase
 
 /// Train and test features of a dataset under a checkpoint, from the cache
 /// file beside the checkpoint when it has them.
-fn cached_features(checkpoint: &Path, dc: &DataConfig, compute: impl FnOnce() -> (Features, Features)) -> Result<(Features, Features)> {
-    let key: String = Sha256::digest(serde_json::to_string(dc)?.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+fn cached_features(checkpoint: &Path, dc: &DataConfig, source: FeatureSource, compute: impl FnOnce() -> Result<(Features, Features)>) -> Result<(Features, Features)> {
+    let mut key: String = Sha256::digest(serde_json::to_string(dc)?.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    if source == FeatureSource::Projector {
+        key += "-projector";
+    }
     let path = checkpoint.join(format!("features-{key}.bin"));
     if let Ok(bytes) = std::fs::read(&path)
         && let Some(pair) = decode_features(&bytes)
     {
         return Ok(pair);
     }
-    let (train, test) = compute();
+    let (train, test) = compute()?;
     std::fs::write(&path, encode_features(&train, &test)).with_context(|| format!("cannot write {}", path.display()))?;
     Ok((train, test))
 }
@@ -190,17 +211,62 @@ fn row(checkpoint: &str, protocol: &str, data: &Dataset, task: &str, metric: &st
     EvalRow { checkpoint: checkpoint.into(), protocol: protocol.into(), dataset: data.name.clone(), task: task.into(), metric: metric.into(), value, settings }
 }
 
+/// The run's method with its projector as the checkpoint has it (or as
+/// training built it at step 0), on the plain device: batch norm in eval mode.
+fn method_of(cfg: &RunConfig, checkpoint: Checkpoint, dir: &Path, plugins: &Plugins, device: &Device) -> Result<Box<dyn Method>> {
+    if checkpoint == Checkpoint::RandomInit {
+        // The same calls as train::execute, then through a checkpoint onto the plain device.
+        let ad = device.clone().autodiff();
+        ad.seed(cfg.seed);
+        let _backbone = cfg.model.init(&ad);
+        train::build_method(cfg, plugins, &ad)?.save(dir).map_err(|e| anyhow!(e))?;
+    }
+    let mut method = train::build_method(cfg, plugins, device)?;
+    method.load(dir).map_err(|e| anyhow!("loading the method from {}: {e}", dir.display()))?;
+    Ok(method)
+}
+
+/// Projector features of every image of a split: backbone features, then
+/// the method's projector under the identity augmentation.
+fn projector_features(backbone: &ResNet, method: &mut dyn Method, data: &Dataset, split: &crate::data::Split, batch: usize, device: &Device) -> Result<Features> {
+    let f = eval::extract(backbone, data, split, batch, device);
+    let mut out = Vec::new();
+    let mut dim = 0;
+    for rows in f.data.chunks(batch * f.dim) {
+        let n = rows.len() / f.dim;
+        let x = Tensor::<2>::from_data(TensorData::new(rows.to_vec(), [n, f.dim]), device);
+        let records = vec![AugmentationRecord::identity(split.side, split.side); n];
+        let z = method.embed(x, &records).ok_or_else(|| anyhow!("this method has no projector to take features from"))?;
+        dim = z.dims()[1];
+        out.extend(z.into_data().try_to_vec::<f32>().expect("features are f32"));
+    }
+    Ok(Features { data: out, dim })
+}
+
 /// One protocol on one run's backbone (final or at random init).
-pub fn evaluate_run(store: &Store, id: i64, request: &Request) -> Result<Vec<EvalRow>> {
+pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins) -> Result<Vec<EvalRow>> {
     let device = Device::flex();
     let (cfg, backbone, checkpoint) = backbone_of(store, id, request.checkpoint, &device)?;
     let which = request.checkpoint.name();
     let (dc, data) = dataset_for(&cfg, request)?;
     let batch = cfg.eval.batch_size;
+    let source = request.features;
     let features = || {
-        cached_features(&checkpoint, &dc, || {
-            (eval::extract(&backbone, &data, &data.train, batch, &device), eval::extract(&backbone, &data, &data.test, batch, &device))
+        cached_features(&checkpoint, &dc, source, || match source {
+            FeatureSource::Backbone => Ok((eval::extract(&backbone, &data, &data.train, batch, &device), eval::extract(&backbone, &data, &data.test, batch, &device))),
+            FeatureSource::Projector => {
+                let mut method = method_of(&cfg, request.checkpoint, &checkpoint, plugins, &device)?;
+                Ok((
+                    projector_features(&backbone, method.as_mut(), &data, &data.train, batch, &device)?,
+                    projector_features(&backbone, method.as_mut(), &data, &data.test, batch, &device)?,
+                ))
+            }
         })
+    };
+    // Projector figures are their own protocol, never mixed with the backbone's.
+    let (suffix, described) = match source {
+        FeatureSource::Backbone => ("", "backbone"),
+        FeatureSource::Projector => ("-projector", "projector (identity augmentation)"),
     };
     let mut rows = Vec::new();
     match request.protocol {
@@ -210,10 +276,10 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request) -> Result<Vec<Eva
             // other settings are another protocol name, so a k = 200 figure
             // never replaces or mixes with the k = 20 one.
             let own = request.k == cfg.eval.knn_k && request.temperature == cfg.eval.knn_temperature;
-            let protocol = if own { "knn".to_string() } else { format!("knn-k{}-t{}", request.k, request.temperature) };
+            let protocol = if own { format!("knn{suffix}") } else { format!("knn{suffix}-k{}-t{}", request.k, request.temperature) };
             for (t, task) in data.tasks.iter().enumerate() {
                 let acc = eval::knn_accuracy(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), request.k, request.temperature, &device);
-                let settings = serde_json::json!({"k": request.k, "temperature": request.temperature, "features": "backbone"});
+                let settings = serde_json::json!({"k": request.k, "temperature": request.temperature, "features": described});
                 rows.push(row(which, &protocol, &data, &task.name, "top1", 100.0 * acc, settings));
             }
         }
@@ -223,9 +289,9 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request) -> Result<Vec<Eva
                 let acc = eval::linear_probe(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), &cfg.eval, cfg.seed, &device);
                 let settings = serde_json::json!({
                     "optimizer": "sgd", "momentum": 0.9, "schedule": "cosine", "epochs": cfg.eval.linear_epochs,
-                    "lr": cfg.eval.linear_lr, "batch_size": cfg.eval.linear_batch_size, "features": "backbone, standardised"
+                    "lr": cfg.eval.linear_lr, "batch_size": cfg.eval.linear_batch_size, "features": format!("{described}, standardised")
                 });
-                rows.push(row(which, "linear", &data, &task.name, "top1", 100.0 * acc, settings));
+                rows.push(row(which, &format!("linear{suffix}"), &data, &task.name, "top1", 100.0 * acc, settings));
             }
         }
         Protocol::Lbfgs => {
@@ -234,9 +300,9 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request) -> Result<Vec<Eva
                 let r = probes::lbfgs_probe(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), 0.2, cfg.seed, &device);
                 let settings = serde_json::json!({
                     "solver": "lbfgs (strong Wolfe)", "l2_grid": "10^-6..10^1, 2 per decade", "validation": 0.2,
-                    "chosen_l2": r.l2, "validation_top1": 100.0 * r.validation, "refit": "train + validation", "features": "backbone, standardised"
+                    "chosen_l2": r.l2, "validation_top1": 100.0 * r.validation, "refit": "train + validation", "features": format!("{described}, standardised")
                 });
-                rows.push(row(which, "lbfgs", &data, &task.name, "top1", 100.0 * r.accuracy, settings));
+                rows.push(row(which, &format!("lbfgs{suffix}"), &data, &task.name, "top1", 100.0 * r.accuracy, settings));
             }
         }
         Protocol::Sensitivity => {

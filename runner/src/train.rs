@@ -15,12 +15,12 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use augur_core::augment::{ImageRef, Pipeline};
+use augur_core::augment::{ImageRef, Pipeline, ViewPair};
 use augur_core::backbone::ResNet;
 use augur_core::blocks::Trainable;
 use augur_core::burn::prelude::*;
 use augur_core::aware::{AwareContext, Awareness};
-use augur_core::method::{Method, MethodContext, StepInfo, ViewBatch};
+use augur_core::method::{Method, MethodContext, StageViews, StepInfo, ViewBatch};
 use augur_core::plugin::{ComponentKind, Factory};
 use augur_core::record::{AugmentationRecord, DescriptorSchema};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -102,6 +102,7 @@ pub fn build_method_resolved(
         schema: DescriptorSchema::full(),
         options: serde_json::Value::Object(options.clone()),
         resolved: Default::default(),
+        view_stages: 1 + cfg.augment.stages.len(),
     };
     let mut method = catch_unwind(|| factory(&ctx))
         .map_err(|p| anyhow!("method `{}` panicked while building: {}", cfg.method.name, panic_message(&p)))?
@@ -109,6 +110,20 @@ pub fn build_method_resolved(
     method
         .add_awareness(components)
         .map_err(|e| anyhow!("method `{}`: {e}", cfg.method.name))?;
+    let stages = 1 + cfg.augment.stages.len();
+    if method.view_stages() != stages {
+        bail!(
+            "method `{}` reads {} view stage(s) per batch but [augment] stages = {:?} makes {stages}; {}",
+            cfg.method.name,
+            method.view_stages(),
+            cfg.augment.stages,
+            if method.view_stages() == 1 {
+                "remove `stages` (expanded views are for the hierarchical method)".to_string()
+            } else {
+                format!("list {} augmentations, e.g. stages = [\"grayscale\", \"blur\", \"flip\"]", method.view_stages() - 1)
+            }
+        );
+    }
     // A plugin that reads no options leaves them as written.
     let mut resolved = match ctx.resolved.get() {
         Some(serde_json::Value::Object(map)) => map,
@@ -137,6 +152,7 @@ fn build_awareness(
     };
     let ctx = AwareContext {
         feature_dim: cfg.model.feature_dim(),
+        seed: cfg.seed,
         device: device.clone(),
         optimizer: cfg.optimizer.clone(),
         options: table.clone(),
@@ -163,11 +179,14 @@ pub fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64
     peak * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-/// Pixels and records of one step's two views, made off the training thread.
+/// Pixels and records of one step's two views (and, with expanded views,
+/// of the earlier stages' pairs), made off the training thread.
+#[derive(Clone)]
 pub struct PreparedBatch {
     pub side: usize,
     pub views: [Vec<f32>; 2],
     pub records: [Vec<AugmentationRecord>; 2],
+    pub stages: Vec<ViewPair>,
 }
 
 impl PreparedBatch {
@@ -175,7 +194,8 @@ impl PreparedBatch {
     pub fn make(pipeline: &Pipeline, images: &[ImageRef], seed: u64, step: u64, mean: [f32; 3], std: [f32; 3]) -> Self {
         let mut v = pipeline.two_views(images, seed, step);
         let plane = v.side * v.side;
-        for view in v.views.iter_mut() {
+        let stage_views = v.stages.iter_mut().flat_map(|s| s.views.iter_mut());
+        for view in v.views.iter_mut().chain(stage_views) {
             for img in view.chunks_mut(3 * plane) {
                 for c in 0..3 {
                     img[c * plane..(c + 1) * plane]
@@ -188,6 +208,7 @@ impl PreparedBatch {
             side: v.side,
             views: v.views,
             records: v.records,
+            stages: v.stages,
         }
     }
 
@@ -195,13 +216,13 @@ impl PreparedBatch {
     pub fn into_view_batch(self, device: &Device) -> ViewBatch {
         let n = self.records[0].len();
         let side = self.side;
-        let [a, b] = self.views;
+        let tensors = |[a, b]: [Vec<f32>; 2]| {
+            [a, b].map(|v| Tensor::<4>::from_data(TensorData::new(v, [n, 3, side, side]), device))
+        };
         ViewBatch {
-            views: [
-                Tensor::<4>::from_data(TensorData::new(a, [n, 3, side, side]), device),
-                Tensor::<4>::from_data(TensorData::new(b, [n, 3, side, side]), device),
-            ],
+            views: tensors(self.views),
             records: self.records,
+            stages: self.stages.into_iter().map(|s| StageViews { views: tensors(s.views), records: s.records }).collect(),
         }
     }
 }

@@ -257,7 +257,7 @@ fn chromium_run(dir: &Path, args: &[String]) -> std::process::Output {
 }
 
 #[test]
-fn the_ablation_page_in_a_real_browser() {
+fn the_pages_in_a_real_browser() {
     let Some(_) = chromium() else {
         eprintln!("skipping the browser test: Debian's chromium is not installed (scripts/test.sh installs it)");
         return;
@@ -270,7 +270,7 @@ fn the_ablation_page_in_a_real_browser() {
 
     // The DOM as the browser built it: one row per lr, each linear/shape
     // cell the mean ± std of the two seeds' values in the store.
-    let dom = String::from_utf8_lossy(&chromium_run(tmp.path(), &["--dump-dom".into(), url.clone()]).stdout).into_owned();
+    let dom = String::from_utf8_lossy(&chromium_run(tmp.path(), &["--dump-dom".into(), url]).stdout).into_owned();
     assert!(dom.contains("Ablation of tiny"), "{dom}");
     let configs = store.configs(Some(1)).unwrap();
     for lr in ["0.1", "0.2"] {
@@ -287,11 +287,32 @@ fn the_ablation_page_in_a_real_browser() {
         assert!(dom.contains(&cell), "lr {lr}: {cell} not in the rendered page: {dom}");
     }
 
-    // A screenshot for people, in the test's output folder.
-    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-ablation.png");
-    let _ = std::fs::remove_file(&shot);
-    chromium_run(tmp.path(), &["--window-size=1280,800".into(), format!("--screenshot={}", shot.display()), url]);
-    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real picture ({} bytes)", png.len());
-    eprintln!("screenshot: {}", shot.display());
+    // A screenshot of each page for people, in the test's output folder.
+    // With AUGUR_SCREENSHOTS=DIR they go to DIR, and with
+    // AUGUR_SCREENSHOT_STORE=FILE they show that store (the README's
+    // pictures: the quickstart's store, photographed into docs/).
+    let out = std::env::var_os("AUGUR_SCREENSHOTS").map(std::path::PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).to_path_buf());
+    std::fs::create_dir_all(&out).unwrap();
+    let shown = std::env::var_os("AUGUR_SCREENSHOT_STORE").map(std::path::PathBuf::from);
+    let (server, store) = match &shown {
+        Some(path) => (Server::start(path), Store::open_read_only(path).unwrap()),
+        None => (server, store),
+    };
+    let runs: Vec<String> = store.runs(Some(1)).unwrap().iter().take(3).map(|r| r.id.to_string()).collect();
+    let pages = [
+        ("sweeps", "/".to_string()),
+        ("runs", "/runs?sweep=1".to_string()),
+        ("run", format!("/run/{}", runs[0])),
+        ("compare", format!("/compare?runs={}", runs.join(","))),
+        ("ablation", "/ablation?sweep=1".to_string()),
+    ];
+    for (name, path) in pages {
+        let shot = out.join(format!("dashboard-{name}.png"));
+        let _ = std::fs::remove_file(&shot);
+        let url = format!("http://{}{path}", server.addr);
+        chromium_run(tmp.path(), &["--window-size=1280,900".into(), "--hide-scrollbars".into(), format!("--screenshot={}", shot.display()), url]);
+        let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("chromium wrote the screenshot of {path}"));
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{path}: a real picture ({} bytes)", png.len());
+        eprintln!("screenshot: {}", shot.display());
+    }
 }

@@ -133,3 +133,37 @@ fn the_online_linear_probe_reports_every_epoch() {
         assert_eq!(last.settings["lr"], 0.2);
     }
 }
+
+#[test]
+fn knn_on_projector_features_for_plain_and_conditioned_projectors() {
+    let tmp = tempdir();
+    let store_path = tmp.path().join("p.db");
+    let store_arg = store_path.to_str().unwrap();
+    // SimCLR, and SimCLR + CASSLE whose projector reads the augmentation too.
+    let file = write(tmp.path(), "tiny.toml", &tiny_sweep(SYNTHETIC, "[sweep.grid]\n\"method.aware\" = [[], [\"cassle\"]]\n"));
+    let out = augur(&["run", file.to_str().unwrap(), "--store", store_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    for checkpoint in ["final", "random-init"] {
+        let out = augur(&["eval", "tiny", "--protocol", "knn", "--k", "5", "--features", "projector", "--checkpoint", checkpoint, "--store", store_arg]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let store = Store::open_read_only(&store_path).unwrap();
+    for run in [1, 2] {
+        let rows: Vec<_> = store.evaluations(run).unwrap().into_iter().filter(|e| e.protocol == "knn-projector").collect();
+        assert_eq!(rows.len(), 4, "run {run}: shape and colour, final and random init: {rows:?}");
+        assert!(rows.iter().all(|e| (0.0..=100.0).contains(&e.value) && e.settings["features"].as_str().unwrap().starts_with("projector")));
+        // The backbone's own kNN rows are untouched.
+        assert!(store.evaluations(run).unwrap().iter().any(|e| e.protocol == "knn"));
+    }
+    // The cached features are the projector's: proj_out = 16 wide, where the backbone's are 8.
+    let cache: Vec<_> = walk(&tmp.path().join("p.checkpoints")).into_iter().filter(|p| p.file_name().unwrap().to_string_lossy().ends_with("-projector.bin")).collect();
+    assert_eq!(cache.len(), 4, "{cache:?}");
+    for path in cache {
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(u64::from_le_bytes(bytes[..8].try_into().unwrap()), 16, "{}", path.display());
+    }
+    // Sensitivity reads backbone features only: asking for the projector is an error that says so.
+    let out = augur(&["eval", "1", "--protocol", "sensitivity", "--features", "projector", "--store", store_arg]);
+    assert!(!out.status.success() && stderr(&out).contains("--features projector applies to knn, linear and lbfgs"), "{}", stderr(&out));
+}

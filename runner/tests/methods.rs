@@ -28,11 +28,11 @@ fn losses(plugins: &Plugins, method: &str, options: &str, steps: usize) -> Vec<f
     let mut m = train::build_method(cfg, plugins, &device).unwrap_or_else(|e| panic!("{method}: {e}"));
     let (split, _) = augur::data::synthetic(32, 16, 3);
     let images: Vec<ImageRef> = (0..32).map(|i| split.image(i)).collect();
-    let pipeline = Pipeline::preset("simclr-cifar", 16).unwrap();
+    let pipeline = Pipeline::from_config(&cfg.augment, 16).unwrap();
     let fixed = PreparedBatch::make(&pipeline, &images, 0, 0, [0.4; 3], [0.25; 3]);
     (0..steps)
         .map(|step| {
-            let batch = PreparedBatch { side: fixed.side, views: fixed.views.clone(), records: fixed.records.clone() };
+            let batch = fixed.clone();
             let info = StepInfo { step, total_steps: steps, lr: 0.05 };
             let (loss, _, _) = train::train_step(&mut backbone, m.as_mut(), &batch.into_view_batch(&device), &info, method)
                 .unwrap_or_else(|e| panic!("{method}: {e}"));
@@ -85,6 +85,40 @@ fn every_method_trains_with_each_cassle_injection() {
             "aware = [\"cassle\"]\n[base.method.cassle]\ninjection = \"{injection}\"\ndepth = 3\nwidth = 8"
         ));
     }
+}
+
+#[test]
+fn every_method_trains_with_affine_prediction() {
+    each_method_trains_with("aware = [\"affine\"]\n[base.method.affine]\nhidden = 16");
+    // The paper's bases with the other aggregation, and a component ablation.
+    for (method, options) in METHODS.iter().filter(|(m, _)| ["simclr", "byol", "barlow_twins"].contains(m)) {
+        assert_trains(method, &format!("{options}\naware = [\"affine\"]\n[base.method.affine]\nhidden = 16\naggregation = \"concat\"\ncomponents = [\"rotation\", \"scale\"]"));
+    }
+}
+
+#[test]
+fn hierarchical_trains_on_each_base() {
+    // The tiny backbone has two stages: one augmentation added at stage 2.
+    let stages = "[base.augment]\nstages = [\"grayscale\"]\ngrayscale_p = 0.5";
+    for base in ["simsiam", "byol", "barlow_twins"] {
+        assert_trains("hierarchical", &format!("base = \"{base}\"\nproj_hidden = 32\nproj_out = 16\npred_hidden = 8\nexpanded_dim = 8\n{stages}"));
+    }
+    assert_trains("hierarchical", &format!("proj_hidden = 32\nproj_out = 16\npred_hidden = 8\nexpanded = false\n{stages}"));
+}
+
+#[test]
+fn expanded_views_and_methods_must_agree() {
+    let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
+    let build = |method: &str, augment: &str| {
+        let text = tiny_sweep(SYNTHETIC, augment).replace("name = \"simclr\"\ntemperature = 0.5\nproj_out = 16", &format!("name = \"{method}\""));
+        let sweep = SweepFile::parse(Path::new("m.toml"), &text).unwrap();
+        train::build_method(&sweep.runs[0].config, &plugins, &Device::flex()).err().map(|e| e.to_string())
+    };
+    let err = build("hierarchical", "").unwrap();
+    assert!(err.contains("reads 2 view stage(s)") && err.contains("list 1 augmentations"), "{err}");
+    let err = build("simclr", "[base.augment]\nstages = [\"flip\"]").unwrap();
+    assert!(err.contains("remove `stages`"), "{err}");
+    assert_eq!(build("hierarchical", "[base.augment]\nstages = [\"flip\"]"), None);
 }
 
 #[test]

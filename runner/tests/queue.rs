@@ -262,3 +262,51 @@ fn cancel_retry_and_status() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("no sweep named `nonesuch`"), "{}", stderr(&bad));
 }
+
+/// Metrics go in as multi-row statements: a batch spanning several
+/// statements lands whole, a (key, step) repeated in one batch keeps its last
+/// value, and writing a stored step again replaces it (a resumed run).
+fn batched_metrics_land_exactly(store: &str) {
+    use augur::store::{MetricPoint, NewRun};
+    let store = Store::open(store).unwrap();
+    let sweep = store.create_sweep("metrics", "metrics.toml", "").unwrap();
+    let run = NewRun {
+        name: "r".into(),
+        method: "simclr".into(),
+        seed: 0,
+        config: "{}".into(),
+        config_hash: "metrics-test".into(),
+        group_hash: "metrics-test".into(),
+        overrides: Default::default(),
+    };
+    let id = store.enqueue(sweep, &run, "1", "test").unwrap().id();
+    let point = |step: i64, value: f64| MetricPoint { key: "loss".into(), step, value };
+    let mut batch: Vec<MetricPoint> = (0..450).map(|s| point(s, s as f64)).collect();
+    batch.push(point(7, -7.0));
+    store.log_metrics(id, &batch).unwrap();
+    store.log_metrics(id, &[point(3, 33.0), point(450, 450.0)]).unwrap();
+    let series = store.metrics(id, "loss").unwrap();
+    let steps: Vec<i64> = series.iter().map(|p| p.step).collect();
+    assert_eq!(steps, (0..=450).collect::<Vec<_>>(), "every step once, none missing");
+    for p in &series {
+        let expected = match p.step {
+            7 => -7.0,
+            3 => 33.0,
+            s => s as f64,
+        };
+        assert_eq!(p.value, expected, "step {}", p.step);
+    }
+}
+
+#[test]
+fn batched_metrics_land_exactly_on_sqlite() {
+    let tmp = tempdir();
+    batched_metrics_land_exactly(tmp.path().join("m.db").to_str().unwrap());
+}
+
+#[test]
+fn batched_metrics_land_exactly_on_postgresql() {
+    if let Some(url) = postgres_store("batched_metrics_land_exactly_on_postgresql") {
+        batched_metrics_land_exactly(&url);
+    }
+}

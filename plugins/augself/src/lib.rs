@@ -14,7 +14,8 @@ use augur_core::blocks::{Mlp, MlpConfig, Trainable};
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
 use augur_core::burn::tensor::activation::log_sigmoid;
-use augur_core::method::ViewBatch;
+use augur_core::backbone::ResNet;
+use augur_core::method::{StepInfo, ViewBatch};
 use augur_core::plugin::Registry;
 use augur_core::record::{DescriptorKey, DescriptorSchema};
 use serde::{Deserialize, Serialize};
@@ -65,7 +66,7 @@ fn bce_with_logits(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
 }
 
 impl Awareness for AugSelf {
-    fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch) -> Option<(String, Tensor<1>)> {
+    fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch, _backbone: &ResNet, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
         let [y1, y2] = features;
         let forward = Tensor::cat(vec![y1.clone(), y2.clone()], 1);
         let backward = Tensor::cat(vec![y2, y1], 1);
@@ -161,6 +162,7 @@ mod tests {
         let batch = ViewBatch {
             views: [Tensor::zeros([1, 3, 4, 4], &device), Tensor::zeros([1, 3, 4, 4], &device)],
             records: [vec![a.clone()], vec![b.clone()]],
+            stages: Vec::new(),
         };
         let crop: Vec<f32> = targets(&batch, DescriptorKey::Crop).into_data().iter::<f32>().collect();
         assert_eq!(crop, a.relative(&b, &[DescriptorKey::Crop]));

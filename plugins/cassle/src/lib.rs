@@ -334,6 +334,7 @@ mod tests {
     fn cassle(options: augur_core::serde_json::Value) -> Box<dyn Awareness> {
         let ctx = AwareContext {
             feature_dim: 8,
+            seed: 0,
             device: Device::flex(),
             optimizer: OptimizerSpec::default(),
             options,
@@ -373,6 +374,7 @@ mod tests {
         }
         assert!(build(&AwareContext {
             feature_dim: 8,
+            seed: 0,
             device: Device::flex(),
             optimizer: OptimizerSpec::default(),
             options: augur_core::serde_json::json!({"injection": "concat"}),
@@ -390,6 +392,7 @@ mod tests {
         let device = Device::flex().autodiff();
         let mut c = build(&AwareContext {
             feature_dim: 8,
+            seed: 0,
             device: device.clone(),
             optimizer: OptimizerSpec::default(),
             options: augur_core::serde_json::json!({"injection": "hypernet", "keys": ["flip"], "depth": 2, "width": 8}),

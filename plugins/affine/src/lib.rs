@@ -1,0 +1,147 @@
+//! Affine-transformation prediction (Torpey & Klein 2024), added to any
+//! two-view method: view 1 gets an extra random affine transform (rotation,
+//! translation, scale, shear; core's `affine` module samples and applies
+//! it), and a head on the backbone features of the pair predicts the
+//! transform's parameters. Features aggregate as `r(x1) - r(x1')` (`diff`,
+//! the paper's default) or `[r(x1), r(x1')]` (`concat`); the head is
+//! Linear(d, 512) BN ReLU Linear(512, 6); loss added to the method's:
+//! `lambda * MSE(head, target)`.
+
+use std::path::Path;
+
+use augur_core::affine::{self, AffineRanges};
+use augur_core::aware::{AwareContext, Awareness};
+use augur_core::backbone::ResNet;
+use augur_core::blocks::{Mlp, MlpConfig, Trainable};
+use augur_core::burn::prelude::*;
+use augur_core::burn::tensor::Gradients;
+use augur_core::method::{StepInfo, ViewBatch};
+use augur_core::plugin::Registry;
+use serde::{Deserialize, Serialize};
+
+/// How the two feature vectors reach the head.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Aggregation {
+    Diff,
+    Concat,
+}
+
+/// `[method.affine]` options.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct Options {
+    aggregation: Aggregation,
+    /// Weight of the prediction loss.
+    lambda: f64,
+    /// Hidden width of the head.
+    hidden: usize,
+    /// Ranges and components of the transform (`components`, `rotation`,
+    /// `translation`, `scale`, `shear`), the paper's by default.
+    #[serde(flatten)]
+    ranges: AffineRanges,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { aggregation: Aggregation::Diff, lambda: 1.0, hidden: 512, ranges: AffineRanges::default() }
+    }
+}
+
+struct AffinePrediction {
+    options: Options,
+    seed: u64,
+    head: Trainable<Mlp>,
+}
+
+impl AffinePrediction {
+    /// The warped copy of view 1 and the targets of its transforms `[n, dims]`.
+    fn extra_view(&self, batch: &ViewBatch, step: usize) -> (Tensor<4>, Tensor<2>) {
+        let n = batch.batch_size();
+        let transforms = self.options.ranges.sample(self.seed, step as u64, n);
+        let targets: Vec<f32> = transforms.iter().flat_map(|p| self.options.ranges.target(p)).collect();
+        let device = batch.device();
+        let targets = Tensor::from_data(TensorData::new(targets, [n, self.options.ranges.target_dims()]), &device);
+        (affine::warp(batch.views[0].clone(), &transforms), targets)
+    }
+}
+
+impl Awareness for AffinePrediction {
+    fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch, backbone: &ResNet, info: &StepInfo) -> Option<(String, Tensor<1>)> {
+        let (warped, targets) = self.extra_view(batch, info.step);
+        let [r1, _] = features;
+        let r1_warped = backbone.forward(warped);
+        let input = match self.options.aggregation {
+            Aggregation::Diff => r1 - r1_warped,
+            Aggregation::Concat => Tensor::cat(vec![r1, r1_warped], 1),
+        };
+        let mse = (self.head.module().forward(input) - targets).square().mean();
+        Some(("affine".to_string(), mse.mul_scalar(self.options.lambda)))
+    }
+
+    fn optimize(&mut self, grads: &mut Gradients, lr: f64) {
+        self.head.step(grads, lr);
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), String> {
+        self.head.save(dir, "affine_head")
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<(), String> {
+        self.head.load(dir, "affine_head")
+    }
+}
+
+fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
+    let o: Options = ctx.options("affine")?;
+    o.ranges.validate().map_err(|e| format!("[method.affine] {e}"))?;
+    if o.hidden == 0 || !(o.lambda >= 0.0) {
+        return Err("[method.affine] hidden must be positive and lambda >= 0".into());
+    }
+    let input = match o.aggregation {
+        Aggregation::Diff => ctx.feature_dim,
+        Aggregation::Concat => 2 * ctx.feature_dim,
+    };
+    let head = MlpConfig::new(&[input, o.hidden, o.ranges.target_dims()]).init(&ctx.device);
+    Ok(Box::new(AffinePrediction { head: Trainable::new(head, &ctx.optimizer), seed: ctx.seed, options: o }))
+}
+
+fn register(registry: &mut Registry) {
+    registry.awareness(
+        "affine",
+        "Affine prediction: a head on r(x1) and r(x1') predicts an extra affine transform of view 1",
+        &[
+            "aggregation: \"diff\" (r(x1) - r(x1'), default) or \"concat\" ([r(x1), r(x1')])",
+            "lambda: weight of the MSE term (1.0)",
+            "hidden: hidden width of the head (512)",
+            "components: which parts vary ([\"rotation\", \"translation\", \"scale\", \"shear\"]); the others stay identity and leave the target",
+            "rotation: max degrees (90); translation: max fraction of the side (0.25); scale: [low, high] ([0.7, 1.3]); shear: max degrees (25)",
+        ],
+        build,
+    );
+}
+
+augur_core::export_plugin!(register);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use augur_core::optim::OptimizerSpec;
+    use augur_core::serde_json::json;
+
+    fn affine(options: augur_core::serde_json::Value) -> Result<Box<dyn Awareness>, String> {
+        build(&AwareContext { feature_dim: 8, seed: 0, device: Device::flex(), optimizer: OptimizerSpec::default(), options, resolved: Default::default() })
+    }
+
+    #[test]
+    fn options_are_validated() {
+        assert!(affine(json!({})).is_ok());
+        assert!(affine(json!({"aggregation": "concat", "components": ["rotation"]})).is_ok());
+        let err = |o| affine(o).err().unwrap();
+        assert!(err(json!({"components": []})).contains("components"));
+        assert!(err(json!({"components": ["zoom"]})).contains("zoom"));
+        assert!(err(json!({"scale": [1.3, 0.7]})).contains("scale"));
+        assert!(err(json!({"shear": 60.0})).contains("shear"));
+        assert!(err(json!({"aggregation": "sum"})).contains("sum"));
+    }
+}

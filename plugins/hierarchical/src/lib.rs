@@ -1,0 +1,336 @@
+//! Hierarchical augmentation invariance with expanded views (Zhang & Ma,
+//! CVPR 2022). One view pair per backbone stage, each stage's pair adding
+//! one augmentation to the previous stage's (the pipeline's
+//! `augment.stages`, e.g. stage 1 crop + colour jitter, then + grayscale,
+//! + blur, + flip), so early stages learn invariance to fewer
+//! augmentations. Each stage's pooled feature (lifted to the last stage's
+//! width by a small `Linear BN ReLU` for the early stages: our stand-in for
+//! the paper's lifting blocks) has its own projector, and predictor where
+//! the base has one; the loss is the sum of the stage losses of the base
+//! objective (SimSiam, BYOL, Barlow Twins). Expanded views: from stage 2
+//! on, the view's raw jitter factors `[b, c, s, h]` (`[1, 1, 1, 0]` when
+//! not jittered) go through `Linear(4, 512) BN ReLU` and are concatenated
+//! to the feature before the projector, so the projector, not the backbone,
+//! can keep what jitter changed.
+
+use std::path::Path;
+
+use augur_core::backbone::{BackboneConfig, ResNet};
+use augur_core::blocks::{Mlp, MlpConfig, Trainable, ema_update, independent_copy};
+use augur_core::burn::prelude::*;
+use augur_core::burn::tensor::Gradients;
+use augur_core::burn::tensor::activation::relu;
+use augur_core::losses::{barlow_twins, byol_loss, negative_cosine};
+use augur_core::method::{Method, MethodContext, MomentumSchedule, StepInfo, StepOutput, ViewBatch, load_module, save_module};
+use augur_core::plugin::Registry;
+use augur_core::record::AugmentationRecord;
+use serde::{Deserialize, Serialize};
+
+/// The base objective applied at every stage.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Base {
+    Simsiam,
+    Byol,
+    BarlowTwins,
+}
+
+/// `[method]` options of `hierarchical`.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct Options {
+    base: Base,
+    proj_hidden: usize,
+    proj_out: usize,
+    /// Predictor hidden width (SimSiam, BYOL).
+    pred_hidden: usize,
+    /// Concatenate the jitter-factor embedding before stages 2.. projectors.
+    expanded: bool,
+    expanded_dim: usize,
+    /// Barlow Twins' off-diagonal weight and loss scale.
+    lambda: f64,
+    scale: f64,
+    /// BYOL's momentum at the start (cosine to 1 at the end).
+    base_momentum: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            base: Base::Simsiam,
+            proj_hidden: 2048,
+            proj_out: 2048,
+            pred_hidden: 512,
+            expanded: true,
+            expanded_dim: 512,
+            lambda: 0.0051,
+            scale: 0.1,
+            base_momentum: 0.99,
+        }
+    }
+}
+
+/// The per-stage modules: lifts (stages before the last), jitter
+/// embeddings (stages after the first, if expanded), projectors.
+#[derive(Clone)]
+struct Heads {
+    lifts: Vec<Mlp>,
+    expands: Vec<Mlp>,
+    projectors: Vec<Mlp>,
+}
+
+impl Heads {
+    /// The projection of one view's stage-`k` pooled feature.
+    fn project(&self, k: usize, feature: Tensor<2>, records: &[AugmentationRecord]) -> Tensor<2> {
+        let mut h = match self.lifts.get(k) {
+            Some(lift) => relu(lift.forward(feature)),
+            None => feature,
+        };
+        if k > 0 && !self.expands.is_empty() {
+            let factors = jitter_factors(records, &h.device());
+            h = Tensor::cat(vec![h, relu(self.expands[k - 1].forward(factors))], 1);
+        }
+        self.projectors[k].forward(h)
+    }
+}
+
+/// The raw jitter factors `[b, c, s, h]` of each view, `[1, 1, 1, 0]` when not jittered.
+fn jitter_factors(records: &[AugmentationRecord], device: &Device) -> Tensor<2> {
+    let rows: Vec<f32> = records
+        .iter()
+        .flat_map(|r| match &r.jitter {
+            Some(j) => [j.brightness, j.contrast, j.saturation, j.hue],
+            None => [1.0, 1.0, 1.0, 0.0],
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(rows, [records.len(), 4]), device)
+}
+
+struct MomentumBranch {
+    /// Copied from the online backbone at the first step.
+    backbone: Option<ResNet>,
+    heads: Heads,
+    schedule: MomentumSchedule,
+}
+
+struct Hierarchical {
+    options: Options,
+    stages: usize,
+    backbone_config: BackboneConfig,
+    device: Device,
+    lifts: Trainable<Vec<Mlp>>,
+    expands: Trainable<Vec<Mlp>>,
+    projectors: Trainable<Vec<Mlp>>,
+    predictors: Option<Trainable<Vec<Mlp>>>,
+    momentum: Option<MomentumBranch>,
+}
+
+impl Hierarchical {
+    fn heads(&self) -> Heads {
+        Heads { lifts: self.lifts.module().clone(), expands: self.expands.module().clone(), projectors: self.projectors.module().clone() }
+    }
+
+    fn stage_loss(&self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
+        let [o1, o2] = online;
+        let [t1, t2] = target;
+        match self.options.base {
+            Base::Simsiam => (negative_cosine(o1, t2) + negative_cosine(o2, t1)).div_scalar(2.0),
+            Base::Byol => byol_loss(o1, t2) + byol_loss(o2, t1),
+            Base::BarlowTwins => barlow_twins(o1, o2, self.options.lambda).mul_scalar(self.options.scale),
+        }
+    }
+}
+
+/// Pooled features of both views after stage `k` (0-based).
+fn stage_features(backbone: &ResNet, views: &[Tensor<4>; 2], k: usize) -> [Tensor<2>; 2] {
+    views.clone().map(|v| backbone.forward_stages(v, k + 1).pop().expect("k + 1 stages"))
+}
+
+impl Method for Hierarchical {
+    fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, _info: &StepInfo) -> StepOutput {
+        assert_eq!(batch.stages.len() + 1, self.stages, "one view pair per backbone stage (checked when the method was built)");
+        let heads = self.heads();
+        let mut total: Option<Tensor<1>> = None;
+        let mut terms = Vec::new();
+        let mut last_features = None;
+        for k in 0..self.stages {
+            let (views, records) = match batch.stages.get(k) {
+                Some(stage) => (&stage.views, &stage.records),
+                None => (&batch.views, &batch.records),
+            };
+            let [f1, f2] = stage_features(backbone, views, k);
+            if k + 1 == self.stages {
+                last_features = Some(f1.clone().detach());
+            }
+            let z = [heads.project(k, f1, &records[0]), heads.project(k, f2, &records[1])];
+            let online = match &self.predictors {
+                Some(p) => z.clone().map(|z| p.module()[k].forward(z)),
+                None => z.clone(),
+            };
+            let target = match (&mut self.momentum, self.options.base) {
+                (Some(m), _) => {
+                    let config = &self.backbone_config;
+                    let tb = m.backbone.get_or_insert_with(|| independent_copy(config.init(&batch.device()), backbone));
+                    let [k1, k2] = stage_features(tb, &views.clone().map(|v| v.detach()), k);
+                    [m.heads.project(k, k1, &records[0]).detach(), m.heads.project(k, k2, &records[1]).detach()]
+                }
+                (None, Base::Simsiam) => z.map(|z| z.detach()),
+                (None, _) => z,
+            };
+            let loss = self.stage_loss(online, target);
+            terms.push((format!("stage{}", k + 1), loss.clone().detach()));
+            total = Some(match total {
+                Some(sum) => sum + loss,
+                None => loss,
+            });
+        }
+        StepOutput { loss: total.expect("at least one stage"), terms, features: last_features }
+    }
+
+    fn optimize(&mut self, grads: &mut Gradients, lr: f64) {
+        self.lifts.step(grads, lr);
+        self.expands.step(grads, lr);
+        self.projectors.step(grads, lr);
+        if let Some(p) = &mut self.predictors {
+            p.step(grads, lr);
+        }
+    }
+
+    fn after_step(&mut self, backbone: &ResNet, info: &StepInfo) {
+        let online = self.heads();
+        if let Some(m) = &mut self.momentum
+            && let Some(tb) = &mut m.backbone
+        {
+            let tau = m.schedule.at(info.step, info.total_steps);
+            *tb = ema_update(tb.clone(), backbone, tau);
+            m.heads = Heads {
+                lifts: ema_update(m.heads.lifts.clone(), &online.lifts, tau),
+                expands: ema_update(m.heads.expands.clone(), &online.expands, tau),
+                projectors: ema_update(m.heads.projectors.clone(), &online.projectors, tau),
+            };
+        }
+    }
+
+    fn embed(&mut self, features: Tensor<2>, records: &[AugmentationRecord]) -> Option<Tensor<2>> {
+        Some(self.heads().project(self.stages - 1, features, records))
+    }
+
+    fn view_stages(&self) -> usize {
+        self.stages
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), String> {
+        self.lifts.save(dir, "stage_lifts")?;
+        self.expands.save(dir, "stage_expands")?;
+        self.projectors.save(dir, "stage_projectors")?;
+        if let Some(p) = &self.predictors {
+            p.save(dir, "stage_predictors")?;
+        }
+        if let Some(m) = &self.momentum {
+            save_module(&m.heads.lifts, dir, "target_lifts")?;
+            save_module(&m.heads.expands, dir, "target_expands")?;
+            save_module(&m.heads.projectors, dir, "target_projectors")?;
+            if let Some(b) = &m.backbone {
+                save_module(b, dir, "target_backbone")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<(), String> {
+        self.lifts.load(dir, "stage_lifts")?;
+        self.expands.load(dir, "stage_expands")?;
+        self.projectors.load(dir, "stage_projectors")?;
+        if let Some(p) = &mut self.predictors {
+            p.load(dir, "stage_predictors")?;
+        }
+        if let Some(m) = &mut self.momentum {
+            m.heads.lifts = load_module(m.heads.lifts.clone(), dir, "target_lifts")?.no_grad();
+            m.heads.expands = load_module(m.heads.expands.clone(), dir, "target_expands")?.no_grad();
+            m.heads.projectors = load_module(m.heads.projectors.clone(), dir, "target_projectors")?.no_grad();
+            // Taken at the first step: a checkpoint from before then has none.
+            if dir.join("target_backbone.bpk").exists() {
+                m.backbone = Some(load_module(self.backbone_config.init(&self.device), dir, "target_backbone")?.no_grad());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
+    let o: Options = ctx.options()?;
+    if o.proj_hidden == 0 || o.proj_out == 0 || o.pred_hidden == 0 || o.expanded_dim == 0 {
+        return Err("[method] proj_hidden, proj_out, pred_hidden and expanded_dim must be positive".into());
+    }
+    if !(0.0..=1.0).contains(&o.base_momentum) || !(o.lambda >= 0.0 && o.scale > 0.0) {
+        return Err("[method] base_momentum must lie in [0, 1], lambda >= 0 and scale > 0".into());
+    }
+    let stages = ctx.backbone.blocks.len();
+    if stages < 2 {
+        return Err("hierarchical needs a backbone with at least two stages (model.blocks)".into());
+    }
+    if ctx.projector_input != ctx.feature_dim {
+        return Err("hierarchical takes no augmentation-aware components (its expanded views already condition the projectors)".into());
+    }
+    let d = ctx.feature_dim;
+    let device = &ctx.device;
+    let width = |k: usize| ctx.backbone.width << k;
+    let lifts: Vec<Mlp> = (0..stages - 1).map(|k| MlpConfig::new(&[width(k), d]).with_last_bn(true).init(device)).collect();
+    let expands: Vec<Mlp> = if o.expanded { (1..stages).map(|_| MlpConfig::new(&[4, o.expanded_dim]).with_last_bn(true).init(device)).collect() } else { Vec::new() };
+    let projector = |k: usize| {
+        let input = d + if o.expanded && k > 0 { o.expanded_dim } else { 0 };
+        match o.base {
+            Base::Simsiam => MlpConfig::new(&[input, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true),
+            Base::Byol => MlpConfig::new(&[input, o.proj_hidden, o.proj_out]),
+            Base::BarlowTwins => MlpConfig::new(&[input, o.proj_hidden, o.proj_hidden, o.proj_out]),
+        }
+        .init(device)
+    };
+    let projectors: Vec<Mlp> = (0..stages).map(projector).collect();
+    let predictors = (o.base != Base::BarlowTwins)
+        .then(|| (0..stages).map(|_| MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]).init(device)).collect::<Vec<_>>());
+    let momentum = (o.base == Base::Byol).then(|| MomentumBranch {
+        backbone: None,
+        heads: Heads { lifts: lifts.clone(), expands: expands.clone(), projectors: projectors.clone() },
+        schedule: MomentumSchedule { base: o.base_momentum, last: 1.0 },
+    });
+    let momentum = momentum.map(|m| MomentumBranch {
+        heads: Heads {
+            lifts: m.heads.lifts.iter().map(|l| l.clone().no_grad()).collect(),
+            expands: m.heads.expands.iter().map(|l| l.clone().no_grad()).collect(),
+            projectors: m.heads.projectors.iter().map(|l| l.clone().no_grad()).collect(),
+        },
+        ..m
+    });
+    let trainable = |m: Vec<Mlp>| Trainable::new(m, &ctx.optimizer);
+    Ok(Box::new(Hierarchical {
+        stages,
+        backbone_config: ctx.backbone.clone(),
+        device: device.clone(),
+        lifts: trainable(lifts),
+        expands: trainable(expands),
+        projectors: trainable(projectors),
+        predictors: predictors.map(trainable),
+        momentum,
+        options: o,
+    }))
+}
+
+fn register(registry: &mut Registry) {
+    registry.method(
+        "hierarchical",
+        "Hierarchical invariance with expanded views: a view pair and a loss per backbone stage (needs augment.stages)",
+        &[
+            "base: \"simsiam\" (default), \"byol\" or \"barlow_twins\": the objective at every stage",
+            "proj_hidden, proj_out: projector widths per stage (2048, 2048); shapes follow the base",
+            "pred_hidden: predictor bottleneck (512; SimSiam and BYOL)",
+            "expanded: concatenate the jitter-factor embedding before stages 2.. projectors (true)",
+            "expanded_dim: width of that embedding (512)",
+            "lambda, scale: Barlow Twins' off-diagonal weight and loss scale (0.0051, 0.1)",
+            "base_momentum: BYOL's target momentum at the start, cosine to 1 (0.99)",
+        ],
+        build,
+    );
+}
+
+augur_core::export_plugin!(register);
