@@ -37,14 +37,23 @@ use futures_util::stream::{self, Stream};
 
 use crate::pages::Params;
 
+/// A sweep's runs table (none before the first request), the change token
+/// it was built at, and what it was built from.
+#[derive(Default)]
+struct CachedTable {
+    token: String,
+    table: Option<Arc<tables::Table>>,
+    source: tables::TableSource,
+}
+
 /// The store every handler reads, and the runs tables built from it.
 #[derive(Clone)]
 pub struct App {
     pub store: Arc<Store>,
-    /// Per sweep (`None`: all runs), the table and the store's change token
-    /// it was built at: rebuilt only when the store has changed, so a page
-    /// of a 10,000-run sweep costs one cheap query plus work in memory.
-    tables: Arc<std::sync::Mutex<std::collections::HashMap<Option<i64>, (String, Arc<tables::Table>)>>>,
+    /// Per sweep (`None`: all runs): rebuilt only when the store has
+    /// changed, and then only from what changed, so a page of a 10,000-run
+    /// sweep costs one cheap query plus work in memory.
+    tables: Arc<std::sync::Mutex<std::collections::HashMap<Option<i64>, Arc<std::sync::Mutex<CachedTable>>>>>,
 }
 
 impl App {
@@ -56,17 +65,25 @@ impl App {
     pub fn table(&self, sweep: Option<i64>) -> Result<Arc<tables::Table>, PageError> {
         // Training progress does not change a runs table: only states and evaluations.
         let token = self.store.table_token()?;
-        if let Some((at, table)) = self.tables.lock().unwrap_or_else(|e| e.into_inner()).get(&sweep)
-            && *at == token
-        {
-            return Ok(table.clone());
+        let cached = self.tables.lock().unwrap_or_else(|e| e.into_inner()).entry(sweep).or_default().clone();
+        // One rebuild per sweep at a time; other sweeps' requests do not wait.
+        let mut cached = cached.lock().unwrap_or_else(|e| e.into_inner());
+        match &cached.table {
+            Some(table) if cached.token == token => Ok(table.clone()),
+            _ => {
+                let table = match cached.source.refresh(&self.store, sweep) {
+                    Ok(table) => Arc::new(table),
+                    Err(e) => {
+                        // A half-applied refresh is not trusted: start again next time.
+                        cached.source = Default::default();
+                        return Err(e.into());
+                    }
+                };
+                cached.table = Some(table.clone());
+                cached.token = token;
+                Ok(table)
+            }
         }
-        let runs = self.store.runs(sweep)?;
-        let configs = self.store.configs(sweep)?;
-        let evaluations = self.store.evaluations_of(sweep)?;
-        let table = Arc::new(tables::Table::new(runs, &configs, &evaluations));
-        self.tables.lock().unwrap_or_else(|e| e.into_inner()).insert(sweep, (token, table.clone()));
-        Ok(table)
     }
 }
 

@@ -4,13 +4,20 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use augur_store::{EvalRow, RunRow};
+use std::sync::Arc;
+
+use augur_store::{EvalRow, RunRow, Store};
 use serde_json::Value;
 
 /// An evaluation's column: `protocol/task`, `@init` for the random-init reference.
 pub fn eval_column(e: &EvalRow) -> String {
-    let suffix = if e.checkpoint == "final" { String::new() } else { format!("@{}", e.checkpoint.replace("random_init", "init")) };
-    format!("{}/{}{}", e.protocol, e.task, suffix)
+    column_of(&e.checkpoint, &e.protocol, &e.task)
+}
+
+/// [`eval_column`] from its parts.
+pub fn column_of(checkpoint: &str, protocol: &str, task: &str) -> String {
+    let suffix = if checkpoint == "final" { String::new() } else { format!("@{}", checkpoint.replace("random_init", "init")) };
+    format!("{protocol}/{task}{suffix}")
 }
 
 /// Is higher better in this column? (Accuracies; sensitivity has no better side.)
@@ -55,10 +62,11 @@ pub fn flatten(config: &Value) -> BTreeMap<String, Value> {
 #[derive(Clone, Debug)]
 pub struct Row {
     pub run: RunRow,
-    /// Dotted config key -> value, flattened.
-    pub config: BTreeMap<String, Value>,
+    /// Dotted config key -> value, flattened (shared between rebuilds: a
+    /// run's config never changes).
+    pub config: Arc<BTreeMap<String, Value>>,
     /// Evaluation column -> value.
-    pub evals: BTreeMap<String, f64>,
+    pub evals: Arc<BTreeMap<String, f64>>,
 }
 
 /// Runs with their configs and evaluations, ready to filter and show.
@@ -75,29 +83,105 @@ impl Table {
         let rows: Vec<Row> = runs
             .into_iter()
             .map(|run| {
-                let config = configs.get(&run.id).map(flatten).unwrap_or_default();
-                let evals = evaluations
-                    .get(&run.id)
-                    .map(|es| es.iter().map(|e| (eval_column(e), e.value)).collect())
-                    .unwrap_or_default();
+                let config = Arc::new(configs.get(&run.id).map(flatten).unwrap_or_default());
+                let evals = Arc::new(
+                    evaluations
+                        .get(&run.id)
+                        .map(|es| es.iter().map(|e| (eval_column(e), e.value)).collect())
+                        .unwrap_or_default(),
+                );
                 Row { run, config, evals }
             })
             .collect();
-        let mut values: BTreeMap<&String, BTreeSet<String>> = BTreeMap::new();
-        for r in &rows {
-            for (k, v) in &r.config {
-                values.entry(k).or_default().insert(v.to_string());
-            }
-        }
-        let all_keys: BTreeSet<&String> = rows.iter().flat_map(|r| r.config.keys()).collect();
-        let varying = all_keys
-            .into_iter()
-            .filter(|k| values.get(k).is_some_and(|v| v.len() > 1) || rows.iter().any(|r| !r.config.contains_key(*k)))
-            .cloned()
-            .collect();
-        let mut eval_columns: Vec<String> = rows.iter().flat_map(|r| r.evals.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
+        Self::from_rows(rows)
+    }
+
+    /// The table of these rows: which config keys vary, which evaluation columns exist.
+    pub fn from_rows(rows: Vec<Row>) -> Self {
+        let varying = varying_keys(&rows);
+        Self::with_varying(rows, varying)
+    }
+
+    fn with_varying(rows: Vec<Row>, varying: Vec<String>) -> Self {
+        let mut eval_columns: Vec<String> = rows.iter().flat_map(|r| r.evals.keys()).collect::<BTreeSet<_>>().into_iter().cloned().collect();
         eval_columns.sort_by_key(|c| (c.contains('@'), c.clone()));
         Self { rows, varying, eval_columns }
+    }
+}
+
+/// Config keys whose value differs between rows, or that some rows lack.
+fn varying_keys(rows: &[Row]) -> Vec<String> {
+    // Per key: the first value seen, how many rows have it, whether another value was seen.
+    let mut seen: HashMap<&str, (&Value, usize, bool)> = HashMap::new();
+    for r in rows {
+        for (k, v) in r.config.iter() {
+            let entry = seen.entry(k.as_str()).or_insert((v, 0, false));
+            entry.1 += 1;
+            entry.2 |= entry.0 != v;
+        }
+    }
+    let mut varying: Vec<String> = seen
+        .into_iter()
+        .filter(|(_, (_, count, differs))| *differs || *count < rows.len())
+        .map(|(k, _)| k.to_string())
+        .collect();
+    varying.sort();
+    varying
+}
+
+/// What runs tables are built from, kept between builds: a rebuild after a
+/// run changes state or gets an evaluation reads the runs (one query), the
+/// configs of runs it has not seen, and the evaluations added since, not
+/// the whole sweep again.
+#[derive(Default)]
+pub struct TableSource {
+    configs: HashMap<i64, Arc<BTreeMap<String, Value>>>,
+    evals: HashMap<i64, Arc<BTreeMap<String, f64>>>,
+    /// The highest evaluation row id read.
+    last_eval: i64,
+    /// The varying config keys, and over how many runs: configs never
+    /// change, so they are computed again only when runs join the sweep.
+    varying: Option<(usize, Vec<String>)>,
+}
+
+impl TableSource {
+    /// The table of `sweep` (every run with `None`) as the store has it now.
+    pub fn refresh(&mut self, store: &Store, sweep: Option<i64>) -> anyhow::Result<Table> {
+        let runs = store.runs(sweep)?;
+        let unseen: Vec<i64> = runs.iter().map(|r| r.id).filter(|id| !self.configs.contains_key(id)).collect();
+        for (id, config) in store.configs_of(&unseen)? {
+            self.configs.insert(id, Arc::new(flatten(&config)));
+        }
+        // Runs with new evaluation rows are read whole again (a re-evaluation
+        // replaces rows); so are runs new to this sweep (a linked run brings
+        // evaluations older than `last_eval`).
+        let added = store.eval_cells(sweep, self.last_eval)?;
+        self.last_eval = added.iter().map(|c| c.id).max().unwrap_or(self.last_eval);
+        let mut stale: BTreeSet<i64> = added.iter().map(|c| c.run_id).collect();
+        stale.extend(unseen.iter().filter(|id| !self.evals.contains_key(id)));
+        let stale: Vec<i64> = stale.into_iter().collect();
+        for id in &stale {
+            self.evals.remove(id);
+        }
+        let mut fresh: HashMap<i64, BTreeMap<String, f64>> = HashMap::new();
+        for cell in store.eval_cells_of(&stale)? {
+            fresh.entry(cell.run_id).or_default().insert(column_of(&cell.checkpoint, &cell.protocol, &cell.task), cell.value);
+        }
+        self.evals.extend(fresh.into_iter().map(|(id, evals)| (id, Arc::new(evals))));
+        let rows: Vec<Row> = runs
+            .into_iter()
+            .map(|run| Row {
+                config: self.configs.get(&run.id).cloned().unwrap_or_default(),
+                evals: self.evals.get(&run.id).cloned().unwrap_or_default(),
+                run,
+            })
+            .collect();
+        let varying = match &self.varying {
+            Some((n, keys)) if unseen.is_empty() && *n == rows.len() => keys.clone(),
+            _ => varying_keys(&rows),
+        };
+        self.varying = Some((rows.len(), varying.clone()));
+        Ok(Table::with_varying(rows, varying))
     }
 }
 

@@ -204,6 +204,42 @@ fn user_strings_are_shown_as_text() {
     }
 }
 
+/// The runs table is cached and refreshed from what changed: a
+/// re-evaluation of the most recently evaluated run (its row deleted and
+/// written again) and a new evaluation of another run both show.
+#[test]
+fn the_runs_table_follows_new_and_replaced_evaluations() {
+    let tmp = tempdir();
+    let store_path = filled_store(tmp.path());
+    let server = Server::start(&store_path);
+    let writer = Store::open(&store_path).unwrap();
+    let runs = writer.runs(Some(1)).unwrap();
+    let latest = runs.iter().map(|r| r.id).max().unwrap();
+    let cell = |page: &str, id: i64| -> String {
+        page.split(&format!("<a href=\"/run/{id}\">{id}</a>", )).nth(1).unwrap().split("</tr>").next().unwrap().to_string()
+    };
+    // The store's newest evaluation row: replacing it deletes it and writes it again.
+    let mut row = writer.evaluations(latest).unwrap().pop().unwrap();
+    let column = format!("{}/{}", row.protocol, row.task);
+    assert_eq!(row.checkpoint, "final", "the newest row is a final evaluation");
+    row.value = if row.protocol == "sensitivity" { 0.987 } else { 12.3 };
+    let shown = if row.protocol == "sensitivity" { "<td>0.987</td>" } else { "<td>12.3</td>" };
+    let page = server.ok(&format!("/runs?sweep=1&cols={column}"));
+    assert!(!cell(&page, latest).contains(shown), "{page}");
+    writer.replace_evaluations(latest, &[row.clone()]).unwrap();
+    let page = server.ok(&format!("/runs?sweep=1&cols={column}"));
+    assert!(cell(&page, latest).contains(shown), "the re-evaluation shows: {}", cell(&page, latest));
+    // Another run gets a protocol it did not have: a new column, its value.
+    let first = runs[0].id;
+    row.protocol = "lbfgs".into();
+    row.task = "shape".into();
+    row.value = 45.6;
+    writer.add_evaluations(first, &[row]).unwrap();
+    let page = server.ok(&format!("/runs?sweep=1&cols={column},lbfgs/shape"));
+    assert!(cell(&page, first).contains("<td>45.6</td>"), "{}", cell(&page, first));
+    assert!(cell(&page, latest).contains(shown), "{}", cell(&page, latest));
+}
+
 #[test]
 fn open_pages_hear_of_changes() {
     let tmp = tempdir();

@@ -223,6 +223,25 @@ pub struct EvalRow {
     pub settings: serde_json::Value,
 }
 
+/// One evaluation value as a runs table reads it (no settings, no dataset).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalCell {
+    pub id: i64,
+    pub run_id: i64,
+    pub checkpoint: String,
+    pub protocol: String,
+    pub task: String,
+    pub value: f64,
+}
+
+/// Ids per `IN (...)` list: well under both backends' parameter limits.
+const ID_LIST: usize = 500;
+
+/// `$1, $2, ..., $n`.
+fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 /// One point of a metric series.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricPoint {
@@ -855,31 +874,57 @@ impl Store {
         })
     }
 
-    /// Every evaluation of a sweep's runs (all runs with `None`) in one query, by run id.
-    pub fn evaluations_of(&self, sweep: Option<i64>) -> Result<std::collections::HashMap<i64, Vec<EvalRow>>> {
-        self.rt.block_on(async {
-            let rows = sqlx::query(
-                "SELECT e.run_id, e.checkpoint, e.protocol, e.dataset, e.task, e.metric, e.value, e.settings
-                 FROM evaluations e
-                 WHERE CAST($1 AS BIGINT) IS NULL OR e.run_id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = $1)
-                 ORDER BY e.id",
-            )
-            .bind(sweep)
-            .fetch_all(&self.pool)
-            .await?;
-            let mut out: std::collections::HashMap<i64, Vec<EvalRow>> = std::collections::HashMap::new();
+    /// Configs of the given runs, by id.
+    pub fn configs_of(&self, runs: &[i64]) -> Result<std::collections::HashMap<i64, serde_json::Value>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in runs.chunks(ID_LIST) {
+            let sql = format!("SELECT id, config FROM runs WHERE id IN ({})", placeholders(chunk.len()));
+            let rows = self.rt.block_on(async {
+                let mut query = sqlx::query(&sql);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                query.fetch_all(&self.pool).await
+            })?;
             for r in rows {
-                out.entry(r.get(0)).or_default().push(EvalRow {
-                    checkpoint: r.get(1),
-                    protocol: r.get(2),
-                    dataset: r.get(3),
-                    task: r.get(4),
-                    metric: r.get(5),
-                    value: r.get(6),
-                    settings: serde_json::from_str(&r.get::<String, _>(7))?,
-                });
+                out.insert(r.get::<i64, _>(0), serde_json::from_str(&r.get::<String, _>(1))?);
             }
-            Ok(out)
+        }
+        Ok(out)
+    }
+
+    /// The evaluation values of a sweep's runs (every run with `None`) with
+    /// row id above `after`, settings left out: what a runs table reads, and
+    /// after the first read only what was added since.
+    pub fn eval_cells(&self, sweep: Option<i64>, after: i64) -> Result<Vec<EvalCell>> {
+        self.cells_where(
+            "(CAST($1 AS BIGINT) IS NULL OR e.run_id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = $1)) AND e.id > $2",
+            &[sweep, Some(after)],
+        )
+    }
+
+    /// Every evaluation value of the given runs, settings left out.
+    pub fn eval_cells_of(&self, runs: &[i64]) -> Result<Vec<EvalCell>> {
+        let mut out = Vec::new();
+        for chunk in runs.chunks(ID_LIST) {
+            let ids: Vec<Option<i64>> = chunk.iter().map(|&id| Some(id)).collect();
+            out.extend(self.cells_where(&format!("e.run_id IN ({})", placeholders(chunk.len())), &ids)?);
+        }
+        Ok(out)
+    }
+
+    fn cells_where(&self, condition: &str, params: &[Option<i64>]) -> Result<Vec<EvalCell>> {
+        let sql = format!("SELECT e.id, e.run_id, e.checkpoint, e.protocol, e.task, e.value FROM evaluations e WHERE {condition} ORDER BY e.id");
+        self.rt.block_on(async {
+            let mut query = sqlx::query(&sql);
+            for p in params {
+                query = query.bind(*p);
+            }
+            let rows = query.fetch_all(&self.pool).await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| EvalCell { id: r.get(0), run_id: r.get(1), checkpoint: r.get(2), protocol: r.get(3), task: r.get(4), value: r.get(5) })
+                .collect())
         })
     }
 
