@@ -129,6 +129,10 @@ fn varying_keys(rows: &[Row]) -> Vec<String> {
     varying
 }
 
+/// Evaluation rows re-read on PostgreSQL behind the newest id seen: far more
+/// than the rows of the evaluation transactions open at any one time.
+const POSTGRES_LOOK_BACK: i64 = 5_000;
+
 /// What runs tables are built from, kept between builds: a rebuild after a
 /// run changes state or gets an evaluation reads the runs (one query), the
 /// configs of runs it has not seen, and the evaluations added since, not
@@ -155,7 +159,10 @@ impl TableSource {
         // Runs with new evaluation rows are read whole again (a re-evaluation
         // replaces rows); so are runs new to this sweep (a linked run brings
         // evaluations older than `last_eval`).
-        let added = store.eval_cells(sweep, self.last_eval)?;
+        // On PostgreSQL rows can commit below ids already read: look back
+        // over the last rows too (those of transactions still open then).
+        let look_back = if store.ids_follow_commits() { 0 } else { POSTGRES_LOOK_BACK };
+        let added = store.eval_cells(sweep, self.last_eval - look_back)?;
         self.last_eval = added.iter().map(|c| c.id).max().unwrap_or(self.last_eval);
         let mut stale: BTreeSet<i64> = added.iter().map(|c| c.run_id).collect();
         stale.extend(unseen.iter().filter(|id| !self.evals.contains_key(id)));

@@ -874,6 +874,14 @@ impl Store {
         })
     }
 
+    /// Do new rows always get ids above every committed row? On SQLite (one
+    /// writer at a time) yes; on PostgreSQL a transaction can commit a row
+    /// below an id another has already committed, so readers that follow
+    /// "rows above the last id seen" must look back further.
+    pub fn ids_follow_commits(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
     /// Configs of the given runs, by id.
     pub fn configs_of(&self, runs: &[i64]) -> Result<std::collections::HashMap<i64, serde_json::Value>> {
         let mut out = std::collections::HashMap::new();
@@ -952,12 +960,16 @@ impl Store {
             let states = sqlx::query("SELECT status, COUNT(*), MAX(id) FROM runs GROUP BY status ORDER BY status")
                 .fetch_all(&self.pool)
                 .await?;
-            let evaluations: Option<i64> = sqlx::query("SELECT MAX(id) FROM evaluations").fetch_one(&self.pool).await?.get(0);
+            // The count too: on PostgreSQL a transaction can commit a row below
+            // the newest id (ids are taken at insert, not at commit).
+            let row = sqlx::query("SELECT MAX(id), COUNT(*) FROM evaluations").fetch_one(&self.pool).await?;
+            let evaluations: Option<i64> = row.get(0);
+            let count: i64 = row.get(1);
             let mut token = String::new();
             for r in states {
                 token += &format!("{}:{}:{};", r.get::<String, _>(0), r.get::<i64, _>(1), r.get::<i64, _>(2));
             }
-            token += &format!("e{};", evaluations.unwrap_or(0));
+            token += &format!("e{}:{count};", evaluations.unwrap_or(0));
             Ok(token)
         })
     }
