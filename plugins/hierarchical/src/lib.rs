@@ -258,6 +258,10 @@ impl Method for Hierarchical {
 }
 
 fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
+    Ok(Box::new(hierarchical(ctx)?))
+}
+
+fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
     let o: Options = ctx.options()?;
     if o.proj_hidden == 0 || o.proj_out == 0 || o.pred_hidden == 0 || o.expanded_dim == 0 {
         return Err("[method] proj_hidden, proj_out, pred_hidden and expanded_dim must be positive".into());
@@ -275,45 +279,50 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let d = ctx.feature_dim;
     let device = &ctx.device;
     let width = |k: usize| ctx.backbone.width << k;
-    let lifts: Vec<Mlp> = (0..stages - 1).map(|k| MlpConfig::new(&[width(k), d]).with_last_bn(true).init(device)).collect();
-    let expands: Vec<Mlp> = if o.expanded { (1..stages).map(|_| MlpConfig::new(&[4, o.expanded_dim]).with_last_bn(true).init(device)).collect() } else { Vec::new() };
-    let projector = |k: usize| {
-        let input = d + if o.expanded && k > 0 { o.expanded_dim } else { 0 };
-        match o.base {
-            Base::Simsiam => MlpConfig::new(&[input, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true),
-            Base::Byol => MlpConfig::new(&[input, o.proj_hidden, o.proj_out]),
-            Base::BarlowTwins => MlpConfig::new(&[input, o.proj_hidden, o.proj_hidden, o.proj_out]),
-        }
-        .init(device)
+    let make_heads = || {
+        let lifts = (0..stages - 1).map(|k| MlpConfig::new(&[width(k), d]).with_last_bn(true).init(device)).collect();
+        let expands = if o.expanded { (1..stages).map(|_| MlpConfig::new(&[4, o.expanded_dim]).with_last_bn(true).init(device)).collect() } else { Vec::new() };
+        let projectors = (0..stages)
+            .map(|k| {
+                let input = d + if o.expanded && k > 0 { o.expanded_dim } else { 0 };
+                match o.base {
+                    Base::Simsiam => MlpConfig::new(&[input, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true),
+                    Base::Byol => MlpConfig::new(&[input, o.proj_hidden, o.proj_out]),
+                    Base::BarlowTwins => MlpConfig::new(&[input, o.proj_hidden, o.proj_hidden, o.proj_out]),
+                }
+                .init(device)
+            })
+            .collect();
+        Heads { lifts, expands, projectors }
     };
-    let projectors: Vec<Mlp> = (0..stages).map(projector).collect();
+    let online = make_heads();
     let predictors = (o.base != Base::BarlowTwins)
         .then(|| (0..stages).map(|_| MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]).init(device)).collect::<Vec<_>>());
-    let momentum = (o.base == Base::Byol).then(|| MomentumBranch {
-        backbone: None,
-        heads: Heads { lifts: lifts.clone(), expands: expands.clone(), projectors: projectors.clone() },
-        schedule: MomentumSchedule { base: o.base_momentum, last: 1.0 },
-    });
-    let momentum = momentum.map(|m| MomentumBranch {
-        heads: Heads {
-            lifts: m.heads.lifts.iter().map(|l| l.clone().no_grad()).collect(),
-            expands: m.heads.expands.iter().map(|l| l.clone().no_grad()).collect(),
-            projectors: m.heads.projectors.iter().map(|l| l.clone().no_grad()).collect(),
-        },
-        ..m
+    // BYOL's target heads: independent copies (a clone would share batch-norm statistics).
+    let momentum = (o.base == Base::Byol).then(|| {
+        let fresh = make_heads();
+        MomentumBranch {
+            backbone: None,
+            heads: Heads {
+                lifts: independent_copy(fresh.lifts, &online.lifts),
+                expands: independent_copy(fresh.expands, &online.expands),
+                projectors: independent_copy(fresh.projectors, &online.projectors),
+            },
+            schedule: MomentumSchedule { base: o.base_momentum, last: 1.0 },
+        }
     });
     let trainable = |m: Vec<Mlp>| Trainable::new(m, &ctx.optimizer);
-    Ok(Box::new(Hierarchical {
+    Ok(Hierarchical {
         stages,
         backbone_config: ctx.backbone.clone(),
         device: device.clone(),
-        lifts: trainable(lifts),
-        expands: trainable(expands),
-        projectors: trainable(projectors),
+        lifts: trainable(online.lifts),
+        expands: trainable(online.expands),
+        projectors: trainable(online.projectors),
         predictors: predictors.map(trainable),
         momentum,
         options: o,
-    }))
+    })
 }
 
 fn register(registry: &mut Registry) {
@@ -334,3 +343,54 @@ fn register(registry: &mut Registry) {
 }
 
 augur_core::export_plugin!(register);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use augur_core::blocks::flat_params;
+    use augur_core::method::StageViews;
+    use augur_core::optim::OptimizerSpec;
+    use augur_core::record::DescriptorSchema;
+
+    /// BYOL's target branch (backbone and every stage's heads) is moved by
+    /// the EMA after the step, never by the optimizer; the online heads are.
+    #[test]
+    fn byol_targets_move_by_ema_not_by_the_optimizer() {
+        let device = Device::flex().autodiff();
+        let backbone_cfg = BackboneConfig { width: 4, blocks: vec![1, 1], ..Default::default() };
+        let ctx = MethodContext {
+            feature_dim: backbone_cfg.feature_dim(),
+            projector_input: backbone_cfg.feature_dim(),
+            backbone: backbone_cfg.clone(),
+            device: device.clone(),
+            optimizer: OptimizerSpec::default(),
+            schema: DescriptorSchema::full(),
+            options: augur_core::serde_json::json!({"base": "byol", "proj_hidden": 8, "proj_out": 4, "pred_hidden": 8, "expanded_dim": 4, "base_momentum": 0.9}),
+            resolved: Default::default(),
+            view_stages: 2,
+        };
+        let mut method = hierarchical(&ctx).unwrap();
+        let mut backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
+        let pair = || [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], augur_core::burn::tensor::Distribution::Default, &device));
+        let records = || [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
+        let batch = ViewBatch { views: pair(), records: records(), stages: vec![StageViews { views: pair(), records: records() }] };
+        let info = StepInfo { step: 0, total_steps: 10, lr: 0.1 };
+
+        let out = method.forward(backbone.module(), &batch, &info);
+        assert_eq!(out.terms.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["stage1", "stage2"]);
+        let target = |m: &Hierarchical| {
+            let b = m.momentum.as_ref().unwrap();
+            (flat_params(b.backbone.as_ref().unwrap()), flat_params(&b.heads.lifts), flat_params(&b.heads.projectors))
+        };
+        let before = target(&method);
+        let online_before = flat_params(method.projectors.module());
+        let mut grads = out.loss.backward();
+        backbone.step(&mut grads, 0.1);
+        method.optimize(&mut grads, 0.1);
+        assert!(target(&method) == before, "the optimizer leaves the target branch alone");
+        assert!(flat_params(method.projectors.module()) != online_before, "and steps the online projectors");
+        method.after_step(backbone.module(), &info);
+        let after = target(&method);
+        assert!(after.0 != before.0 && after.1 != before.1 && after.2 != before.2, "the EMA moves backbone, lifts and projectors");
+    }
+}
