@@ -114,7 +114,7 @@ fn register(registry: &mut Registry) {
             "aggregation: \"diff\" (r(x1) - r(x1'), default) or \"concat\" ([r(x1), r(x1')])",
             "lambda: weight of the MSE term (1.0)",
             "hidden: hidden width of the head (512)",
-            "components: which parts vary ([\"rotation\", \"translation\", \"scale\", \"shear\"]); the others stay identity and leave the target",
+            "components: which parts vary ([\"rotation\", \"translation\", \"scale\", \"shear\"]); the others stay at identity (constant targets)",
             "rotation: max degrees (90); translation: max fraction of the side (0.25); scale: [low, high] ([0.7, 1.3]); shear: max degrees (25)",
         ],
         build,
