@@ -30,15 +30,10 @@ pub enum AffineComponent {
 
 impl AffineComponent {
     pub const ALL: [AffineComponent; 4] = [Self::Rotation, Self::Translation, Self::Scale, Self::Shear];
-
-    /// Entries of the target vector this component contributes.
-    pub fn dims(self) -> usize {
-        match self {
-            Self::Rotation | Self::Scale => 1,
-            Self::Translation | Self::Shear => 2,
-        }
-    }
 }
+
+/// Length of the target vector, whichever components vary.
+pub const TARGET_DIMS: usize = 6;
 
 /// Sampling ranges (defaults: the paper's) and which components vary.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,11 +81,6 @@ impl AffineRanges {
         Ok(())
     }
 
-    /// Length of the target vector: always 6, whichever components vary.
-    pub fn target_dims(&self) -> usize {
-        AffineComponent::ALL.iter().map(|c| c.dims()).sum()
-    }
-
     /// The transforms of a batch at `step`, one per image, deterministic in
     /// (seed, step, index).
     pub fn sample(&self, seed: u64, step: u64, n: usize) -> Vec<AffineParams> {
@@ -117,17 +107,6 @@ impl AffineRanges {
             })
             .collect()
     }
-
-    /// The target of one transform: `[angle/360, tx, ty, scale, shear_x/25,
-    /// shear_y/25]` (translations as fractions of the side). A component
-    /// that does not vary keeps its identity value there (0, or scale 1): a
-    /// constant the head learns at once, so every setting of the component
-    /// ablation has the same loss scale (dropping those entries instead
-    /// makes the mean over fewer entries steeper: rotation alone diverged
-    /// at an lr where all four train).
-    pub fn target(&self, p: &AffineParams) -> Vec<f32> {
-        [p.angle / 360.0, p.tx, p.ty, p.scale, p.shear_x / 25.0, p.shear_y / 25.0].map(|v| v as f32).to_vec()
-    }
 }
 
 /// One sampled transform: degrees, fractions of the side, a factor.
@@ -142,6 +121,17 @@ pub struct AffineParams {
 }
 
 impl AffineParams {
+    /// The target of one transform: `[angle/360, tx, ty, scale, shear_x/25,
+    /// shear_y/25]` (translations as fractions of the side). A component
+    /// that does not vary keeps its identity value there (0, or scale 1): a
+    /// constant the head learns at once, so every setting of the component
+    /// ablation has the same loss scale (dropping those entries instead
+    /// makes the mean over fewer entries steeper: rotation alone diverged
+    /// at an lr where all four train).
+    pub fn target(&self) -> [f32; TARGET_DIMS] {
+        [self.angle / 360.0, self.tx, self.ty, self.scale, self.shear_x / 25.0, self.shear_y / 25.0].map(|v| v as f32)
+    }
+
     /// `A` of the module doc, row-major.
     pub fn matrix(&self) -> [[f64; 2]; 2] {
         let (sin, cos) = self.angle.to_radians().sin_cos();
@@ -201,12 +191,11 @@ mod tests {
     #[test]
     fn disabled_components_stay_at_identity_in_the_target() {
         let ranges = AffineRanges { components: vec![AffineComponent::Rotation, AffineComponent::Shear], ..Default::default() };
-        assert_eq!(ranges.target_dims(), 6);
         for p in ranges.sample(3, 7, 16) {
             assert_eq!((p.tx, p.ty, p.scale), (0.0, 0.0, 1.0));
             assert!(p.angle.abs() <= 90.0 && p.shear_x.abs() <= 25.0 && p.shear_y.abs() <= 25.0);
-            let t = ranges.target(&p);
-            assert_eq!(t, vec![(p.angle / 360.0) as f32, 0.0, 0.0, 1.0, (p.shear_x / 25.0) as f32, (p.shear_y / 25.0) as f32]);
+            let t = p.target();
+            assert_eq!(t, [(p.angle / 360.0) as f32, 0.0, 0.0, 1.0, (p.shear_x / 25.0) as f32, (p.shear_y / 25.0) as f32]);
         }
         // Deterministic per (seed, step), different across steps.
         assert_eq!(ranges.sample(3, 7, 4), ranges.sample(3, 7, 4));
@@ -234,7 +223,7 @@ mod tests {
         let warped: Vec<f32> = warp(images, &transforms).into_data().try_to_vec().unwrap();
         let mut checked = 0;
         for (i, p) in transforms.iter().enumerate() {
-            let t: Vec<f64> = ranges.target(p).iter().map(|&v| v as f64).collect();
+            let t = p.target().map(|v| v as f64);
             // Decode [angle/360, tx, ty, scale, shear_x/25, shear_y/25].
             let decoded = AffineParams { angle: t[0] * 360.0, tx: t[1], ty: t[2], scale: t[3], shear_x: t[4] * 25.0, shear_y: t[5] * 25.0 };
             for row in 0..side {

@@ -144,9 +144,6 @@ pub struct MethodContext {
     pub optimizer: OptimizerSpec,
     /// The augmentation keys the run records and conditions on.
     pub schema: DescriptorSchema,
-    /// View stages per batch: 1, or with expanded views (`augment.stages`)
-    /// one more than the augmentations the stages add.
-    pub view_stages: usize,
     /// The run's `[method]` table without its `name`.
     pub options: serde_json::Value,
     /// Filled by [`MethodContext::options`]: the options with every default.
@@ -154,6 +151,22 @@ pub struct MethodContext {
 }
 
 impl MethodContext {
+    /// The context of a method without augmentation-aware components: the
+    /// projector reads the backbone's features, every descriptor key is
+    /// recorded. The runner adds the components' widths to `projector_input`.
+    pub fn new(backbone: BackboneConfig, device: Device, optimizer: OptimizerSpec, options: serde_json::Value) -> Self {
+        Self {
+            feature_dim: backbone.feature_dim(),
+            projector_input: backbone.feature_dim(),
+            backbone,
+            device,
+            optimizer,
+            schema: DescriptorSchema::full(),
+            options,
+            resolved: Default::default(),
+        }
+    }
+
     /// Parse the method's options into its config type. Use
     /// `#[serde(deny_unknown_fields, default)]` on it so that typos are
     /// errors and unset options take their defaults. The parsed options,
@@ -485,17 +498,7 @@ mod tests {
             blocks: vec![1, 1],
             ..Default::default()
         };
-        let ctx = MethodContext {
-            feature_dim: backbone_cfg.feature_dim(),
-            projector_input: backbone_cfg.feature_dim(),
-            backbone: backbone_cfg.clone(),
-            device: device.clone(),
-            optimizer: OptimizerSpec::default(),
-            schema: DescriptorSchema::full(),
-            options: serde_json::json!({}),
-            resolved: Default::default(),
-            view_stages: 1,
-        };
+        let ctx = MethodContext::new(backbone_cfg.clone(), device.clone(), OptimizerSpec::default(), serde_json::json!({}));
         let schedule = MomentumSchedule { base: 0.9, last: 0.9 };
         let mut method = TwoView::new(
             MlpConfig::new(&[8, 8, 4]),

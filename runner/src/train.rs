@@ -22,7 +22,7 @@ use augur_core::burn::prelude::*;
 use augur_core::aware::{AwareContext, Awareness};
 use augur_core::method::{Method, MethodContext, StageViews, StepInfo, ViewBatch};
 use augur_core::plugin::{ComponentKind, Factory};
-use augur_core::record::{AugmentationRecord, DescriptorSchema};
+use augur_core::record::AugmentationRecord;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -93,17 +93,8 @@ pub fn build_method_resolved(
         let table = options.remove(&name).expect("listed above");
         build_awareness(&name, table, cfg, plugins, device)?;
     }
-    let ctx = MethodContext {
-        feature_dim: cfg.model.feature_dim(),
-        backbone: cfg.model.clone(),
-        projector_input: cfg.model.feature_dim() + components.iter().map(|c| c.extra_projector_input()).sum::<usize>(),
-        device: device.clone(),
-        optimizer: cfg.optimizer.clone(),
-        schema: DescriptorSchema::full(),
-        options: serde_json::Value::Object(options.clone()),
-        resolved: Default::default(),
-        view_stages: 1 + cfg.augment.stages.len(),
-    };
+    let mut ctx = MethodContext::new(cfg.model.clone(), device.clone(), cfg.optimizer.clone(), serde_json::Value::Object(options.clone()));
+    ctx.projector_input += components.iter().map(|c| c.extra_projector_input()).sum::<usize>();
     let mut method = catch_unwind(|| factory(&ctx))
         .map_err(|p| anyhow!("method `{}` panicked while building: {}", cfg.method.name, panic_message(&p)))?
         .map_err(|e| anyhow!("method `{}`: {e}", cfg.method.name))?;

@@ -700,7 +700,6 @@ impl Store {
         Ok(())
     }
 
-    /// Append metric points in one short transaction.
     /// Write metric points in one transaction, as multi-row inserts (a
     /// statement per point costs a round trip each on PostgreSQL and a
     /// statement step each on SQLite). A point already stored (a resumed

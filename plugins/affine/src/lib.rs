@@ -59,9 +59,9 @@ impl AffinePrediction {
     fn extra_view(&self, batch: &ViewBatch, step: usize) -> (Tensor<4>, Tensor<2>) {
         let n = batch.batch_size();
         let transforms = self.options.ranges.sample(self.seed, step as u64, n);
-        let targets: Vec<f32> = transforms.iter().flat_map(|p| self.options.ranges.target(p)).collect();
+        let targets: Vec<f32> = transforms.iter().flat_map(|p| p.target()).collect();
         let device = batch.device();
-        let targets = Tensor::from_data(TensorData::new(targets, [n, self.options.ranges.target_dims()]), &device);
+        let targets = Tensor::from_data(TensorData::new(targets, [n, affine::TARGET_DIMS]), &device);
         (affine::warp(batch.views[0].clone(), &transforms), targets)
     }
 }
@@ -102,7 +102,7 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
         Aggregation::Diff => ctx.feature_dim,
         Aggregation::Concat => 2 * ctx.feature_dim,
     };
-    let head = MlpConfig::new(&[input, o.hidden, o.ranges.target_dims()]).init(&ctx.device);
+    let head = MlpConfig::new(&[input, o.hidden, affine::TARGET_DIMS]).init(&ctx.device);
     Ok(Box::new(AffinePrediction { head: Trainable::new(head, &ctx.optimizer), seed: ctx.seed, options: o }))
 }
 

@@ -350,7 +350,6 @@ mod tests {
     use augur_core::blocks::flat_params;
     use augur_core::method::StageViews;
     use augur_core::optim::OptimizerSpec;
-    use augur_core::record::DescriptorSchema;
 
     /// BYOL's target branch (backbone and every stage's heads) is moved by
     /// the EMA after the step, never by the optimizer; the online heads are.
@@ -358,17 +357,8 @@ mod tests {
     fn byol_targets_move_by_ema_not_by_the_optimizer() {
         let device = Device::flex().autodiff();
         let backbone_cfg = BackboneConfig { width: 4, blocks: vec![1, 1], ..Default::default() };
-        let ctx = MethodContext {
-            feature_dim: backbone_cfg.feature_dim(),
-            projector_input: backbone_cfg.feature_dim(),
-            backbone: backbone_cfg.clone(),
-            device: device.clone(),
-            optimizer: OptimizerSpec::default(),
-            schema: DescriptorSchema::full(),
-            options: augur_core::serde_json::json!({"base": "byol", "proj_hidden": 8, "proj_out": 4, "pred_hidden": 8, "expanded_dim": 4, "base_momentum": 0.9}),
-            resolved: Default::default(),
-            view_stages: 2,
-        };
+        let options = augur_core::serde_json::json!({"base": "byol", "proj_hidden": 8, "proj_out": 4, "pred_hidden": 8, "expanded_dim": 4, "base_momentum": 0.9});
+        let ctx = MethodContext::new(backbone_cfg.clone(), device.clone(), OptimizerSpec::default(), options);
         let mut method = hierarchical(&ctx).unwrap();
         let mut backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
         let pair = || [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], augur_core::burn::tensor::Distribution::Default, &device));
