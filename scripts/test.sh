@@ -77,3 +77,11 @@ else
 fi
 
 cargo test --release --workspace --locked
+
+# The libtorch (tch) build, last: it replaces the flex binaries in the target
+# folder. scripts/tch.sh makes the PyTorch 2.9.0 venv on first use (outside the
+# clone, ~/.cache/augur, so later runs reuse it); its devices test trains a
+# sweep that names device = "tch-cpu" through `augur run`.
+export CARGO_TARGET_DIR=$target_dir
+scripts/tch.sh cargo build --release --workspace --locked --features augur/tch
+scripts/tch.sh cargo test --release -p augur --locked --features augur/tch --test devices --lib

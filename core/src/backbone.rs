@@ -8,6 +8,8 @@ use burn::nn::{
     pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
 };
 use burn::prelude::*;
+
+use crate::norm::batch_norm_2d;
 use serde::{Deserialize, Serialize};
 
 /// The model section of a run config.
@@ -109,11 +111,11 @@ impl BasicBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.shortcut {
-            Some(s) => s.bn.forward(s.conv.forward(x.clone())),
+            Some(s) => batch_norm_2d(&s.bn, s.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let out = self.relu.forward(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = self.relu.forward(batch_norm_2d(&self.bn1, self.conv1.forward(x)));
+        let out = batch_norm_2d(&self.bn2, self.conv2.forward(out));
         self.relu.forward(out + identity)
     }
 }
@@ -192,7 +194,7 @@ impl ResNet {
     /// Pooled features after each of the first `n` stages (hierarchical
     /// methods attach a head to every stage).
     pub fn forward_stages(&self, x: Tensor<4>, n: usize) -> Vec<Tensor<2>> {
-        let mut x = self.relu.forward(self.stem_bn.forward(self.stem_conv.forward(x)));
+        let mut x = self.relu.forward(batch_norm_2d(&self.stem_bn, self.stem_conv.forward(x)));
         if let Some(pool) = &self.stem_pool {
             x = pool.forward(x);
         }

@@ -3,20 +3,29 @@
 //!
 //! Each figure times real work: the view pipeline on synthetic images, and
 //! full SimCLR steps (forward, backward, optimizer) through the loaded plugin.
+//!
+//! With `--pytorch PYTHON` the same cases run, in the same process tree and
+//! right after Augur's, through the PyTorch references in scripts/reference/
+//! (the same model, batch, optimizer and loss; torchvision v2 for the views),
+//! and each line prints Augur / PyTorch.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Result, anyhow};
+use std::process::Command;
+
+use anyhow::{Context, Result, anyhow, bail};
 use augur_core::augment::{ImageRef, Pipeline};
 use augur_core::backbone::BackboneConfig;
 use augur_core::blocks::Trainable;
 use augur_core::method::StepInfo;
+use augur_core::optim::OptimizerSpec;
 use clap::Args;
 
 use crate::config::RunConfig;
 use crate::sweep::SweepFile;
 use crate::data::{Dataset, synthetic};
+use crate::devices::DeviceName;
 use crate::plugins::Plugins;
 use crate::train::{self, PreparedBatch};
 
@@ -34,11 +43,22 @@ pub struct BenchArgs {
     /// Skip the ResNet-18 case.
     #[arg(long)]
     pub skip_resnet18: bool,
+    /// Device of the training cases (flex, tch-cpu, cuda:N, auto); default: the sweep's.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Also time the PyTorch references (scripts/reference/) with this Python
+    /// (e.g. the venv scripts/tch.sh makes) and print the ratios.
+    #[arg(long)]
+    pub pytorch: Option<PathBuf>,
 }
 
 pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
     let sweep = SweepFile::load(&args.config)?;
-    let base = sweep.runs.first().ok_or_else(|| anyhow!("{} has no runs", args.config.display()))?.config.clone();
+    let mut base = sweep.runs.first().ok_or_else(|| anyhow!("{} has no runs", args.config.display()))?.config.clone();
+    if let Some(d) = &args.device {
+        base.device = d.clone();
+    }
+    base.device = DeviceName::parse(&base.device).map_err(|e| anyhow!(e))?.resolve().to_string();
     let plugins = Plugins::load_dir(plugin_dir)?;
     let threads = rayon::current_num_threads();
     println!("augur bench: device {}, {threads} threads, {} timed steps per case", base.device, args.steps);
@@ -61,8 +81,35 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
         base.augment.preset.as_deref().unwrap_or("simclr-cifar"),
         views / threads as f64
     );
+    // One core, against torchvision on one thread: the per-core figure.
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let per_core = one.install(|| {
+        let t = Instant::now();
+        for r in 0..rounds {
+            let _ = pipeline.two_views(&images, 0, r + 1);
+        }
+        (2 * images.len() * rounds as usize) as f64 / t.elapsed().as_secs_f64()
+    });
+    print!("augmentation on 1 thread: {per_core:.0} views/s with records");
+    if let Some(python) = &args.pytorch {
+        let reference = pytorch(python, "bench_augment.py", &[
+            format!("--image-size={side}"),
+            format!("--images={}", images.len()),
+            format!("--rounds={rounds}"),
+            "--crop-scale".into(),
+            pipeline.crop_scale[0].to_string(),
+            pipeline.crop_scale[1].to_string(),
+        ])?;
+        let tv = number(&reference, "views_per_s")?;
+        print!("; torchvision v2 {tv:.0} views/s (torch {}); Augur/torchvision {:.1}x", text(&reference, "torch"), per_core / tv);
+    }
+    println!();
 
-    println!("{:<28} {:>10} {:>6} {:>14} {:>16}", "case", "params", "batch", "step img/s", "with views img/s");
+    print!("{:<28} {:>10} {:>6} {:>14} {:>16}", "case", "params", "batch", "step img/s", "with views img/s");
+    if args.pytorch.is_some() {
+        print!(" {:>16} {:>14}", "PyTorch img/s", "Augur/PyTorch");
+    }
+    println!();
     let mut cases = vec![(format!("{} (sweep base)", sweep.name), base.clone())];
     if !args.skip_resnet18 {
         let mut r18 = base.clone();
@@ -73,9 +120,81 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
     }
     for (label, cfg) in cases {
         let (params, step_ips, full_ips) = time_case(&cfg, &plugins, args.steps)?;
-        println!("{label:<28} {params:>10} {:>6} {step_ips:>14.1} {full_ips:>16.1}", cfg.train.batch_size);
+        print!("{label:<28} {params:>10} {:>6} {step_ips:>14.1} {full_ips:>16.1}", cfg.train.batch_size);
+        if let Some(python) = &args.pytorch {
+            let reference = pytorch(python, "bench_step.py", &reference_step_args(&cfg, args.steps, threads)?)?;
+            let torch_ips = number(&reference, "images_per_s")?;
+            print!(" {torch_ips:>16.1} {:>13.2}x", step_ips / torch_ips);
+        }
+        println!();
+    }
+    if let Some(python) = &args.pytorch {
+        println!("PyTorch: eager fp32 on {threads} intra-op threads, scripts/reference/ run by {}", python.display());
     }
     Ok(())
+}
+
+/// The PyTorch reference's arguments for a case: the same model, batch, loss
+/// and optimizer (the reference implements SimCLR with SGD only).
+fn reference_step_args(cfg: &RunConfig, steps: usize, threads: usize) -> Result<Vec<String>> {
+    if cfg.method.name != "simclr" {
+        bail!("--pytorch compares SimCLR steps; the sweep's method is `{}`", cfg.method.name);
+    }
+    let OptimizerSpec::Sgd { momentum, weight_decay } = cfg.optimizer else {
+        bail!("--pytorch compares SGD steps; the sweep's optimizer is another");
+    };
+    if cfg.model.stem != "cifar" {
+        bail!("--pytorch compares the CIFAR stem; the sweep's model.stem is `{}`", cfg.model.stem);
+    }
+    let option = |key: &str, default: f64| cfg.method.options.get(key).and_then(|v| v.as_f64()).unwrap_or(default);
+    let device = match DeviceName::parse(&cfg.device).map_err(|e| anyhow!(e))? {
+        DeviceName::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    };
+    let mut a = vec![
+        format!("--device={device}"),
+        format!("--threads={threads}"),
+        format!("--width={}", cfg.model.width),
+        "--blocks".into(),
+    ];
+    a.extend(cfg.model.blocks.iter().map(|b| b.to_string()));
+    a.extend([
+        format!("--image-size={}", cfg.data.image_size.unwrap_or(32)),
+        format!("--batch={}", cfg.train.batch_size),
+        format!("--proj-hidden={}", option("proj_hidden", 0.0) as usize),
+        format!("--proj-out={}", option("proj_out", 128.0) as usize),
+        format!("--temperature={}", option("temperature", 0.5)),
+        format!("--momentum={momentum}"),
+        format!("--weight-decay={weight_decay}"),
+        format!("--steps={steps}"),
+    ]);
+    Ok(a)
+}
+
+/// Run a reference script with `python` and parse its one JSON line.
+fn pytorch(python: &Path, script: &str, args: &[String]) -> Result<serde_json::Value> {
+    // From the checkout augur runs in, else the one it was built from.
+    let local = Path::new("scripts/reference").join(script);
+    let path = if local.exists() { local } else { Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/reference").join(script) };
+    let out = Command::new(python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {} {}", python.display(), path.display()))?;
+    if !out.status.success() {
+        bail!("{} {} failed: {}", python.display(), path.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("{script} printed `{line}`, not one JSON line"))
+}
+
+fn number(v: &serde_json::Value, key: &str) -> Result<f64> {
+    v.get(key).and_then(|x| x.as_f64()).ok_or_else(|| anyhow!("the reference printed no `{key}`: {v}"))
+}
+
+fn text(v: &serde_json::Value, key: &str) -> String {
+    v.get(key).and_then(|x| x.as_str()).unwrap_or("?").to_string()
 }
 
 /// Images per second of training steps alone, and of steps plus view making.

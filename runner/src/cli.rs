@@ -13,6 +13,7 @@ use indicatif::MultiProgress;
 use crate::sweep::{SweepFile, compact};
 use crate::data::Dataset;
 use crate::plugins::{Plugins, plugin_dir};
+use augur_core::burn::tensor::Device;
 use augur_core::plugin::ComponentKind;
 use crate::store::{Enqueued, EvalRow, RunRow, Store, Target};
 use crate::train;
@@ -48,6 +49,10 @@ pub enum Command {
         /// Workers in this process, each taking runs from the queue (they share the cores).
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// Train every run on this device instead of the one its config names:
+        /// flex, tch-cpu, cuda:N or auto (the libtorch ones need the tch build, scripts/tch.sh).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Queue a sweep's runs for workers (`augur worker`) without running them.
     Submit {
@@ -59,9 +64,11 @@ pub enum Command {
     Worker {
         #[arg(long, default_value = "augur.db")]
         store: String,
-        /// Device this worker trains on, recorded with each attempt (this build has `flex` only).
-        #[arg(long, default_value = "flex")]
-        device: String,
+        /// Train every run on this device instead of the one its config names:
+        /// flex, tch-cpu, cuda:N or auto (the libtorch ones need the tch build, scripts/tch.sh).
+        /// The device each attempt ran on is recorded with it.
+        #[arg(long)]
+        device: Option<String>,
         /// Only runs of this sweep (its name).
         #[arg(long)]
         sweep: Option<String>,
@@ -130,6 +137,9 @@ pub enum Command {
         /// Test images for sensitivity and predictability.
         #[arg(long, default_value_t = 512)]
         images: usize,
+        /// Device the evaluation computes on: flex, tch-cpu, cuda:N or auto.
+        #[arg(long, default_value = "flex")]
+        device: String,
     },
     /// Runs per state, progress and ETA of every sweep (or one).
     Status {
@@ -208,7 +218,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             plan(&file, &store, &dir)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { file, store, workers } => run_sweep(&file, &store, &dir, workers),
+        Command::Run { file, store, workers, device } => run_sweep(&file, &store, &dir, workers, device.as_deref()),
         Command::Submit { file, store } => {
             let mut sweep = SweepFile::load(&file)?;
             let plugins = Plugins::load_dir(&dir)?;
@@ -219,8 +229,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { store, device, sweep, lease_secs, exit_when_empty, name } => {
-            if device != "flex" {
-                anyhow::bail!("--device {device}: this build trains on `flex` (the CPU) only");
+            if let Some(d) = &device {
+                crate::devices::open(d).map_err(|e| anyhow::anyhow!("--device {e}"))?;
             }
             let plugins = Plugins::load_dir(&dir)?;
             let mut options = WorkerOptions::new(0);
@@ -268,11 +278,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             outcome?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { target, protocol, checkpoint, dataset, features, store, k, temperature, images } => {
+        Command::Eval { target, protocol, checkpoint, dataset, features, store, k, temperature, images, device } => {
             if k == 0 || !(temperature > 0.0) || images < 8 {
                 anyhow::bail!("--k and --temperature must be positive and --images at least 8");
             }
-            let request = crate::evaluate::Request { protocol, checkpoint, dataset, features, k, temperature, images };
+            let device = crate::devices::open(&device).map_err(|e| anyhow::anyhow!("--device {e}"))?;
+            let request = crate::evaluate::Request { protocol, checkpoint, dataset, features, k, temperature, images, device };
             crate::evaluate::run(&store, &target, &request, &Plugins::load_dir(&dir)?)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -396,7 +407,9 @@ pub fn resolve_methods(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
         plugins
             .find(ComponentKind::Method, &run.config.method.name)
             .map_err(|e| anyhow!("{}: [method] {e}", at("method.name")))?;
-        let device = train::device_of(&run.config)?;
+        // Options resolve the same on every device: check them on the CPU, so
+        // a sweep for a GPU machine can be submitted from any machine.
+        let device = Device::flex();
         let (_, resolved) = train::build_method_resolved(&run.config, plugins, &device).map_err(|e| {
             let text = e.to_string();
             // `[method.cassle] ...` errors point into that table; `[method] ...` ones at the key.
@@ -462,11 +475,24 @@ pub fn submit(store: &Store, sweep: &SweepFile) -> Result<i64> {
 
 /// `augur run`: check, queue, then `workers` workers in this process work
 /// through this sweep's runs.
-pub fn run_sweep(file: &Path, store_path: &str, plugin_dir: &Path, workers: usize) -> Result<ExitCode> {
+pub fn run_sweep(file: &Path, store_path: &str, plugin_dir: &Path, workers: usize, device: Option<&str>) -> Result<ExitCode> {
     if workers == 0 {
         anyhow::bail!("--workers 0: give at least one worker");
     }
     let mut sweep = SweepFile::load(file)?;
+    // This process trains the runs: every device they name must open here
+    // (`augur submit` leaves that to the workers, which may be elsewhere).
+    match device {
+        Some(d) => drop(crate::devices::open(d).map_err(|e| anyhow!("--device {e}"))?),
+        None => {
+            for run in &sweep.runs {
+                if let Err(e) = crate::devices::open(&run.config.device) {
+                    let line = crate::sweep::line_of_key_in(&sweep.source, "device");
+                    anyhow::bail!("{}:{line}: {e} (or pass --device to train on another)", file.display());
+                }
+            }
+        }
+    }
     let plugins = Plugins::load_dir(plugin_dir)?;
     check_sweep(&mut sweep, &plugins)?;
     let store = Store::open(store_path)?;
@@ -478,6 +504,7 @@ pub fn run_sweep(file: &Path, store_path: &str, plugin_dir: &Path, workers: usiz
             .map(|i| {
                 let mut options = WorkerOptions::new(i);
                 options.sweep = Some(sweep_id);
+                options.device = device.map(String::from);
                 let (plugins, datasets, bars) = (&plugins, &datasets, &bars);
                 s.spawn(move || work(store_path, plugins, datasets, &options, bars))
             })

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 pub struct RunConfig {
     #[serde(default)]
     pub seed: u64,
-    /// `flex` (default, pure-Rust CPU).
+    /// `flex` (default, pure-Rust CPU), `tch-cpu`, `cuda:N` or `auto` (runner/src/devices.rs).
     #[serde(default = "default_device")]
     pub device: String,
     pub data: DataConfig,
@@ -130,12 +130,7 @@ impl Default for EvalConfig {
 impl RunConfig {
     /// Checks that need no data and no plugins.
     pub fn validate(&self) -> Result<(), String> {
-        if self.device != "flex" {
-            return Err(format!(
-                "device = `{}` is not available in this build; use `flex`",
-                self.device
-            ));
-        }
+        crate::devices::DeviceName::parse(&self.device)?;
         self.model.validate()?;
         self.optimizer.validate()?;
         let d = &self.data;

@@ -82,6 +82,8 @@ pub struct Request {
     pub temperature: f64,
     /// Images of the test split used by sensitivity and predictability.
     pub images: usize,
+    /// Where the features and probes are computed.
+    pub device: Device,
 }
 
 /// The finished runs a target names.
@@ -245,7 +247,7 @@ fn projector_features(backbone: &ResNet, method: &mut dyn Method, data: &Dataset
 
 /// One protocol on one run's backbone (final or at random init).
 pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins) -> Result<Vec<EvalRow>> {
-    let device = Device::flex();
+    let device = request.device.clone();
     let (cfg, backbone, checkpoint) = backbone_of(store, id, request.checkpoint, &device)?;
     let which = request.checkpoint.name();
     let (dc, data) = dataset_for(&cfg, request)?;

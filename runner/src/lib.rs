@@ -18,6 +18,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod devices;
 pub mod eval;
 pub mod evaluate;
 pub mod online;

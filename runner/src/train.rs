@@ -37,10 +37,7 @@ use crate::store::{EvalRow, MetricPoint, Store};
 
 /// The execution device of a config (non-autodiff; training adds autodiff).
 pub fn device_of(cfg: &RunConfig) -> Result<Device> {
-    match cfg.device.as_str() {
-        "flex" => Ok(Device::flex()),
-        other => bail!("device `{other}` is not available in this build; use `flex`"),
-    }
+    crate::devices::open(&cfg.device).map_err(|e| anyhow!(e))
 }
 
 /// Build the run's method from its plugin, with the augmentation-aware
@@ -231,19 +228,24 @@ pub fn train_step(
     let step = info.step;
     catch_unwind(AssertUnwindSafe(|| {
         let out = method.forward(backbone.module(), batch, info);
-        let loss: f32 = out.loss.clone().into_scalar();
+        let loss_tensor = out.loss.clone().detach();
+        let mut grads = out.loss.backward();
+        backbone.step(&mut grads, info.lr);
+        method.optimize(&mut grads, info.lr);
+        method.after_step(backbone.module(), info);
+        // Read the loss only now: reading it waits for the device, and on a
+        // GPU an earlier read would stall the backward pass's launches. A
+        // non-finite loss still fails the run at this step, before anything
+        // of it is checkpointed.
+        let loss: f32 = loss_tensor.into_scalar();
+        if !loss.is_finite() {
+            return Err(anyhow!("loss became {loss} at step {step}; lower train.lr or check the method"));
+        }
         let terms: Vec<(String, f32)> = out
             .terms
             .into_iter()
             .map(|(k, t)| (k, t.into_scalar::<f32>()))
             .collect();
-        if !loss.is_finite() {
-            return Err(anyhow!("loss became {loss} at step {step}; lower train.lr or check the method"));
-        }
-        let mut grads = out.loss.backward();
-        backbone.step(&mut grads, info.lr);
-        method.optimize(&mut grads, info.lr);
-        method.after_step(backbone.module(), info);
         Ok((loss, terms, out.features))
     }))
     .map_err(|p| anyhow!("method `{method_name}` panicked at step {step}: {}", panic_message(&p)))?

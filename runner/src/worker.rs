@@ -17,7 +17,8 @@ use indicatif::MultiProgress;
 use crate::config::{DataConfig, RunConfig};
 use crate::data::Dataset;
 use crate::plugins::Plugins;
-use crate::store::{Lease, Store};
+use crate::devices::DeviceName;
+use crate::store::{Claimed, Lease, Store};
 use crate::train::{self, RunEnv, Stopped};
 
 /// How a worker behaves.
@@ -25,8 +26,9 @@ use crate::train::{self, RunEnv, Stopped};
 pub struct WorkerOptions {
     /// Recorded with each attempt (`host:pid:index` by default).
     pub name: String,
-    /// The device this worker trains on, recorded with each attempt.
-    pub device: String,
+    /// The device this worker trains every run on (`--device`), instead of
+    /// the run's own `device`; the concrete device is recorded with each attempt.
+    pub device: Option<String>,
     /// Run runs of this sweep only.
     pub sweep: Option<i64>,
     /// How long a claim holds without a heartbeat; renewed every third of it.
@@ -41,7 +43,7 @@ impl WorkerOptions {
     pub fn new(index: usize) -> Self {
         Self {
             name: format!("{}:{}:{index}", hostname(), std::process::id()),
-            device: "flex".into(),
+            device: None,
             sweep: None,
             lease: Duration::from_secs(60),
             exit_when_empty: true,
@@ -82,7 +84,7 @@ pub fn work(store_path: &str, plugins: &Plugins, datasets: &DatasetCache, option
     let mut summary = WorkSummary::default();
     let mut waiting = false;
     loop {
-        let Some(claimed) = store.claim(&options.name, &host, &options.device, options.lease, options.sweep)? else {
+        let Some(claimed) = store.claim(&options.name, &host, options.device.as_deref().unwrap_or("as configured"), options.lease, options.sweep)? else {
             if options.exit_when_empty {
                 return Ok(summary);
             }
@@ -106,7 +108,7 @@ pub fn work(store_path: &str, plugins: &Plugins, datasets: &DatasetCache, option
         let outcome = std::thread::scope(|s| {
             // The heartbeat has its own connection: a long step never delays it.
             s.spawn(|| heartbeat(store_path, claimed.id, options, &stop, &done, &lease_answer));
-            let result = run_one(&store, plugins, datasets, &claimed.config, claimed.id, &pb, &stop);
+            let result = run_one(&store, plugins, datasets, &claimed, options.device.as_deref(), &pb, &stop);
             done.store(true, Ordering::Relaxed);
             result
         });
@@ -138,8 +140,23 @@ pub fn work(store_path: &str, plugins: &Plugins, datasets: &DatasetCache, option
     }
 }
 
-fn run_one(store: &Store, plugins: &Plugins, datasets: &DatasetCache, config: &str, run_id: i64, pb: &indicatif::ProgressBar, stop: &AtomicBool) -> Result<()> {
-    let cfg: RunConfig = serde_json::from_str(config).context("the stored config does not parse: was it written by another version of augur?")?;
+fn run_one(
+    store: &Store,
+    plugins: &Plugins,
+    datasets: &DatasetCache,
+    claimed: &Claimed,
+    device: Option<&str>,
+    pb: &indicatif::ProgressBar,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let run_id = claimed.id;
+    let mut cfg: RunConfig = serde_json::from_str(&claimed.config).context("the stored config does not parse: was it written by another version of augur?")?;
+    // The worker's --device replaces the run's for this attempt only (the
+    // run's config, hence its identity, is what was asked).
+    let asked = device.unwrap_or(&cfg.device);
+    let concrete = DeviceName::parse(asked).map_err(|e| anyhow!(e))?.resolve();
+    cfg.device = concrete.to_string();
+    store.set_device(run_id, claimed.attempt, &cfg.device)?;
     let data = datasets.get(&cfg.data).map_err(|e| anyhow!("[data] {e:#}"))?;
     let env = RunEnv {
         store,

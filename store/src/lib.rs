@@ -505,6 +505,21 @@ impl Store {
         })
     }
 
+    /// The concrete device attempt `attempt` of run `id` trains on (known
+    /// once the worker has read the run's config: `auto` resolved).
+    pub fn set_device(&self, id: i64, attempt: i64, device: &str) -> Result<()> {
+        self.rt.block_on(async {
+            sqlx::query("UPDATE runs SET device = $1 WHERE id = $2").bind(device).bind(id).execute(&self.pool).await?;
+            sqlx::query("UPDATE attempts SET device = $1 WHERE run_id = $2 AND attempt = $3")
+                .bind(device)
+                .bind(id)
+                .bind(attempt)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
     /// Renew `worker`'s lease on run `id`; says if the run was cancelled or taken over meanwhile.
     pub fn heartbeat(&self, id: i64, worker: &str, lease: Duration) -> Result<Lease> {
         self.rt.block_on(async {

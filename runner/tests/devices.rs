@@ -1,0 +1,75 @@
+//! Devices end to end: a sweep that names `device = "tch-cpu"` trains through
+//! `augur run` in the libtorch build (scripts/tch.sh; CI builds it), and in a
+//! build without libtorch is refused before anything is queued, with the build
+//! command in the error. `--device` overrides the sweep's device per process,
+//! and each attempt records the concrete device it trained on.
+
+mod common;
+use common::*;
+
+fn runs_json(store: &std::path::Path) -> Vec<serde_json::Value> {
+    let o = augur(&["runs", "--store", store.to_str().unwrap(), "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+/// The device each attempt at run `run` trained on.
+fn attempt_devices(store: &std::path::Path, run: i64) -> Vec<String> {
+    let reader = augur::store::Store::open_read_only(store).unwrap();
+    reader.attempts(run).unwrap().into_iter().map(|a| a.device).collect()
+}
+
+fn losses(store: &std::path::Path, run: i64) -> Vec<f64> {
+    let reader = augur::store::Store::open_read_only(store).unwrap();
+    reader.metrics(run, "loss").unwrap().iter().map(|p| p.value).collect()
+}
+
+#[test]
+fn a_sweep_naming_tch_cpu() {
+    let dir = tempdir();
+    let text = tiny_sweep(SYNTHETIC, "").replace("device = \"flex\"", "device = \"tch-cpu\"").replace("steps = 3", "steps = 8");
+    let sweep = write(dir.path(), "tch.toml", &text);
+    let store = dir.path().join("runs.db");
+    let o = augur(&["run", sweep.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    if cfg!(feature = "tch") {
+        assert!(o.status.success(), "stderr: {}\nstdout: {}", stderr(&o), stdout(&o));
+        let runs = runs_json(&store);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0]["status"], "finished", "{}", runs[0]);
+        assert_eq!(attempt_devices(&store, 1), ["tch-cpu"]);
+        let loss = losses(&store, 1);
+        assert_eq!(loss.len(), 8);
+        assert!(loss.iter().all(|l| l.is_finite()), "{loss:?}");
+        assert!(loss[7] < loss[0], "the loss falls on tch-cpu: {loss:?}");
+    } else {
+        assert!(!o.status.success(), "a build without libtorch trained on tch-cpu: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(err.contains("tch.toml:4") && err.contains("scripts/tch.sh") && err.contains("tch-cpu"), "{err}");
+        assert!(!store.exists() || runs_json(&store).is_empty(), "nothing is queued");
+        eprintln!("(this build has no libtorch: the tch-cpu training half of this test runs in the tch build, scripts/tch.sh)");
+    }
+}
+
+#[test]
+fn the_device_flag_overrides_the_sweep_and_attempts_record_it() {
+    let dir = tempdir();
+    let text = tiny_sweep(SYNTHETIC, "").replace("device = \"flex\"", "device = \"cuda:7\"");
+    let sweep = write(dir.path(), "gpu.toml", &text);
+    let store = dir.path().join("runs.db");
+    // The sweep asks for a GPU this machine lacks ...
+    let o = augur(&["run", sweep.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("gpu.toml:4") && stderr(&o).contains("cuda:7"), "{}", stderr(&o));
+    // ... and trains where --device says; `auto` resolves to this build's best device.
+    let o = augur(&["run", sweep.to_str().unwrap(), "--store", store.to_str().unwrap(), "--device", "auto"]);
+    assert!(o.status.success(), "stderr: {}\nstdout: {}", stderr(&o), stdout(&o));
+    let runs = runs_json(&store);
+    let expected = if cfg!(feature = "tch") { ["tch-cpu", "cuda:0"].as_slice() } else { ["flex"].as_slice() };
+    let devices = attempt_devices(&store, 1);
+    assert!(devices.len() == 1 && expected.contains(&devices[0].as_str()), "auto ran on {devices:?}");
+    assert_eq!(runs[0]["status"], "finished");
+    // A misspelt device is refused with the names that work.
+    let o = augur(&["run", sweep.to_str().unwrap(), "--store", store.to_str().unwrap(), "--device", "gpu0"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("`gpu0` is unknown") && stderr(&o).contains("tch-cpu"), "{}", stderr(&o));
+}
