@@ -384,6 +384,60 @@ pub struct TwoViewData {
     pub stages: Vec<ViewPair>,
 }
 
+/// Amortised invariance: the augmentation groups the entries of a
+/// `k`-dimensional invariance vector stand for.
+pub fn invariance_groups(k: usize) -> &'static [&'static str] {
+    match k {
+        2 => &["spatial (crop, flip)", "appearance (jitter, grayscale, blur, solarize)"],
+        5 => &["crop", "flip", "jitter", "grayscale", "blur"],
+        _ => &[],
+    }
+}
+
+/// The invariance setting of step `step` (amortised invariance): uniform
+/// over the non-zero vectors of {0, 1}^k, drawn from (seed, step) so that a
+/// resumed run draws what an uninterrupted one did. With k = 2 these are
+/// [1, 0], [0, 1] and [1, 1].
+pub fn invariance_setting(k: usize, seed: u64, step: u64) -> Vec<f32> {
+    let mut rng = image_rng(seed ^ 0x1A7E_5E77_1265_0001, step, u64::MAX);
+    let pattern: u32 = rng.random_range(1..(1u32 << k));
+    (0..k).map(|i| ((pattern >> i) & 1) as f32).collect()
+}
+
+impl Pipeline {
+    /// This pipeline with the augmentation groups whose entry in `setting`
+    /// is 0 switched off (the views of one amortised-invariance setting).
+    pub fn for_invariance(&self, setting: &[f32]) -> Pipeline {
+        let mut p = self.clone();
+        let off = |i: usize| setting[i] == 0.0;
+        let (crop, flip, jitter, grayscale, blur, solarize) = match setting.len() {
+            2 => (off(0), off(0), off(1), off(1), off(1), off(1)),
+            5 => (off(0), off(1), off(2), off(3), off(4), false),
+            k => panic!("an invariance setting has 2 or 5 entries, not {k}"),
+        };
+        if crop {
+            p.crop_scale = [1.0, 1.0];
+            p.crop_ratio = [1.0, 1.0];
+        }
+        if flip {
+            p.flip_p = 0.0;
+        }
+        if jitter {
+            p.jitter_p = 0.0;
+        }
+        if grayscale {
+            p.grayscale_p = 0.0;
+        }
+        if blur {
+            p.blur_p = 0.0;
+        }
+        if solarize {
+            p.solarize_p = 0.0;
+        }
+        p
+    }
+}
+
 /// The generator of image `index` at `step` of a run seeded with `seed`.
 pub fn image_rng(seed: u64, step: u64, index: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -667,6 +721,40 @@ mod tests {
     /// later one adds: equal pixels and records where it was not drawn; where
     /// it was, the record differs in that field alone and the pixels are the
     /// earlier stage's with that augmentation applied.
+    /// Amortised invariance: each setting's views keep only its groups'
+    /// augmentations, the settings are the non-zero vectors, each is drawn,
+    /// and the draw is a function of (seed, step).
+    #[test]
+    fn invariance_settings_keep_only_their_augmentations() {
+        let cfg = AugmentConfig { blur_p: Some(0.5), solarize_p: Some(0.3), ..Default::default() };
+        let p = Pipeline::from_config(&cfg, 12).unwrap();
+        let bytes: Vec<Vec<u8>> = (0..64).map(|_| test_image(16, 16)).collect();
+        let imgs: Vec<ImageRef> = bytes.iter().map(|b| ImageRef { data: b, height: 16, width: 16 }).collect();
+        let full = |r: &AugmentationRecord| r.crop.top == 0.0 && r.crop.left == 0.0 && r.crop.height == 16.0 && r.crop.width == 16.0;
+        let spatial = |r: &AugmentationRecord| !full(r) || r.flipped;
+        let appearance = |r: &AugmentationRecord| r.jitter.is_some() || r.grayscale || r.blur_sigma.is_some() || r.solarized;
+        for (setting, want_spatial, want_appearance) in [([1.0, 0.0], true, false), ([0.0, 1.0], false, true), ([1.0, 1.0], true, true)] {
+            let data = p.for_invariance(&setting).two_views(&imgs, 3, 1);
+            let records: Vec<&AugmentationRecord> = data.records.iter().flatten().collect();
+            assert_eq!(records.iter().any(|r| spatial(r)), want_spatial, "{setting:?}: spatial");
+            assert_eq!(records.iter().any(|r| appearance(r)), want_appearance, "{setting:?}: appearance");
+        }
+        let five = p.for_invariance(&[0.0, 1.0, 0.0, 1.0, 0.0]).two_views(&imgs, 3, 1);
+        for r in five.records.iter().flatten() {
+            assert!(full(r) && r.jitter.is_none() && r.blur_sigma.is_none(), "{r:?}");
+        }
+        assert!(five.records.iter().flatten().any(|r| r.flipped) && five.records.iter().flatten().any(|r| r.grayscale));
+
+        let mut seen = std::collections::BTreeSet::new();
+        for step in 0..60 {
+            let s = invariance_setting(2, 9, step);
+            assert_eq!(s, invariance_setting(2, 9, step), "the draw is a function of (seed, step)");
+            assert!(s.iter().any(|&x| x == 1.0) && s.iter().all(|&x| x == 0.0 || x == 1.0), "{s:?}");
+            seen.insert(s.iter().map(|&x| x as u8).collect::<Vec<_>>());
+        }
+        assert_eq!(seen.len(), 3, "every non-zero setting is drawn: {seen:?}");
+    }
+
     #[test]
     fn each_stage_adds_only_its_augmentation() {
         let cfg = AugmentConfig {

@@ -9,6 +9,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 
+use crate::hyper::HyperConv2d;
 use crate::norm::batch_norm_2d;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,16 @@ pub struct BackboneConfig {
     pub width: usize,
     /// Basic blocks per stage; [2, 2, 2, 2] for ResNet-18.
     pub blocks: Vec<usize>,
+    /// Amortised invariance (Chavhan et al. 2023): the length of the
+    /// invariance vector every convolution's weights are generated from
+    /// (2: spatial, appearance; 5: crop, flip, colour jitter, grayscale,
+    /// blur). 0: an ordinary ResNet.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub invariance: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for BackboneConfig {
@@ -33,6 +44,7 @@ impl Default for BackboneConfig {
             stem: "cifar".into(),
             width: 64,
             blocks: vec![2, 2, 2, 2],
+            invariance: 0,
         }
     }
 }
@@ -52,6 +64,12 @@ impl BackboneConfig {
             return Err(format!(
                 "model.blocks = {:?} needs at least one stage and at least one block per stage",
                 self.blocks
+            ));
+        }
+        if ![0, 2, 5].contains(&self.invariance) {
+            return Err(format!(
+                "model.invariance = {} is not a mode; use 2 (spatial, appearance), 5 (crop, flip, jitter, grayscale, blur) or 0 (off)",
+                self.invariance
             ));
         }
         Ok(())
@@ -85,6 +103,9 @@ pub struct BasicBlock {
     bn2: BatchNorm,
     shortcut: Option<Shortcut>,
     relu: Relu,
+    /// Amortised invariance: generators of conv1, conv2 and the shortcut's
+    /// conv (which then replace them); empty in an ordinary ResNet.
+    hyper: Vec<HyperConv2d>,
 }
 
 #[derive(Module, Debug)]
@@ -94,11 +115,20 @@ pub struct Shortcut {
 }
 
 impl BasicBlock {
-    fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
-        let shortcut = (stride != 1 || cin != cout).then(|| Shortcut {
+    fn new(cin: usize, cout: usize, stride: usize, invariance: usize, device: &Device) -> Self {
+        let projected = stride != 1 || cin != cout;
+        let shortcut = projected.then(|| Shortcut {
             conv: conv(cin, cout, 1, stride, device),
             bn: BatchNormConfig::new(cout).init(device),
         });
+        let mut hyper = Vec::new();
+        if invariance > 0 {
+            hyper.push(HyperConv2d::new(invariance, cin, cout, 3, stride, device));
+            hyper.push(HyperConv2d::new(invariance, cout, cout, 3, 1, device));
+            if projected {
+                hyper.push(HyperConv2d::new(invariance, cin, cout, 1, stride, device));
+            }
+        }
         Self {
             conv1: conv(cin, cout, 3, stride, device),
             bn1: BatchNormConfig::new(cout).init(device),
@@ -106,16 +136,26 @@ impl BasicBlock {
             bn2: BatchNormConfig::new(cout).init(device),
             shortcut,
             relu: Relu::new(),
+            hyper,
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// Convolution `i` (conv1, conv2, shortcut): the generated one for `v`
+    /// in an amortised backbone, else the ordinary one.
+    fn conv(&self, i: usize, plain: &Conv2d, x: Tensor<4>, v: Option<&Tensor<1>>) -> Tensor<4> {
+        match (self.hyper.get(i), v) {
+            (Some(h), Some(v)) => h.forward(x, v.clone()),
+            _ => plain.forward(x),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>, v: Option<&Tensor<1>>) -> Tensor<4> {
         let identity = match &self.shortcut {
-            Some(s) => batch_norm_2d(&s.bn, s.conv.forward(x.clone())),
+            Some(s) => batch_norm_2d(&s.bn, self.conv(2, &s.conv, x.clone(), v)),
             None => x.clone(),
         };
-        let out = self.relu.forward(batch_norm_2d(&self.bn1, self.conv1.forward(x)));
-        let out = batch_norm_2d(&self.bn2, self.conv2.forward(out));
+        let out = self.relu.forward(batch_norm_2d(&self.bn1, self.conv(0, &self.conv1, x, v)));
+        let out = batch_norm_2d(&self.bn2, self.conv(1, &self.conv2, out, v));
         self.relu.forward(out + identity)
     }
 }
@@ -134,8 +174,12 @@ pub struct ResNet {
     stages: Vec<Stage>,
     pool: AdaptiveAvgPool2d,
     relu: Relu,
+    /// Amortised invariance: the stem convolution's generator (empty in an ordinary ResNet).
+    stem_hyper: Vec<HyperConv2d>,
     #[module(skip)]
     feature_dim: usize,
+    #[module(skip)]
+    invariance: usize,
 }
 
 impl ResNet {
@@ -162,7 +206,7 @@ impl ResNet {
                 let blocks = (0..n)
                     .map(|b| {
                         let stride = if i > 0 && b == 0 { 2 } else { 1 };
-                        let block = BasicBlock::new(cin, cout, stride, device);
+                        let block = BasicBlock::new(cin, cout, stride, cfg.invariance, device);
                         cin = cout;
                         block
                     })
@@ -177,8 +221,20 @@ impl ResNet {
             stages,
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             relu: Relu::new(),
+            stem_hyper: if cfg.invariance > 0 {
+                let (k, stride) = if imagenet { (7, 2) } else { (3, 1) };
+                vec![HyperConv2d::new(cfg.invariance, 3, cfg.width, k, stride, device)]
+            } else {
+                Vec::new()
+            },
             feature_dim: cfg.feature_dim(),
+            invariance: cfg.invariance,
         }
+    }
+
+    /// Length of the invariance vector (0: an ordinary ResNet).
+    pub fn invariance_dims(&self) -> usize {
+        self.invariance
     }
 
     pub fn feature_dim(&self) -> usize {
@@ -186,22 +242,40 @@ impl ResNet {
     }
 
     /// Pooled features `[batch, feature_dim]` of images `[batch, 3, h, w]`.
+    /// An amortised backbone uses its default invariance vector (see
+    /// [`ResNet::forward_with`]).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let stages = self.forward_stages(x, self.stages.len());
+        self.forward_with(x, None)
+    }
+
+    /// Pooled features for invariance vector `v` (`[k]`, entries in [0, 1]).
+    /// `None` in an amortised backbone means every invariance (all ones),
+    /// what an ordinary SSL backbone learns; an ordinary ResNet ignores `v`.
+    pub fn forward_with(&self, x: Tensor<4>, v: Option<Tensor<1>>) -> Tensor<2> {
+        let stages = self.forward_stages_with(x, self.stages.len(), v);
         stages.into_iter().last().expect("a ResNet has at least one stage")
     }
 
     /// Pooled features after each of the first `n` stages (hierarchical
     /// methods attach a head to every stage).
     pub fn forward_stages(&self, x: Tensor<4>, n: usize) -> Vec<Tensor<2>> {
-        let mut x = self.relu.forward(batch_norm_2d(&self.stem_bn, self.stem_conv.forward(x)));
+        self.forward_stages_with(x, n, None)
+    }
+
+    fn forward_stages_with(&self, x: Tensor<4>, n: usize, v: Option<Tensor<1>>) -> Vec<Tensor<2>> {
+        let v = (self.invariance > 0).then(|| v.unwrap_or_else(|| Tensor::ones([self.invariance], &x.device())));
+        let stem = match (self.stem_hyper.first(), &v) {
+            (Some(h), Some(v)) => h.forward(x, v.clone()),
+            _ => self.stem_conv.forward(x),
+        };
+        let mut x = self.relu.forward(batch_norm_2d(&self.stem_bn, stem));
         if let Some(pool) = &self.stem_pool {
             x = pool.forward(x);
         }
         let mut pooled = Vec::with_capacity(n);
         for stage in self.stages.iter().take(n) {
             for block in &stage.blocks {
-                x = block.forward(x);
+                x = block.forward(x, v.as_ref());
             }
             pooled.push(self.pool.forward(x.clone()).flatten(1, 3));
         }

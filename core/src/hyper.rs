@@ -3,8 +3,8 @@
 //! (one entry per augmentation group, in [0, 1]) by a small MLP, so one
 //! backbone holds a family of feature extractors, one per invariance setting.
 //!
-//! The generator is `Linear(k, 16) -> ReLU -> Linear(16, 32) -> ReLU ->
-//! Linear(32, cout * cin * kh * kw)`, its output scaled by `1 / sqrt(fan_in)`
+//! The generator is `Linear(k, 16) -> Linear(16, 32) -> ReLU ->
+//! Linear(32, cout * cin * kh * kw)` (spec/methods.md), its output scaled by `1 / sqrt(fan_in)`
 //! (He-style) so a generated kernel starts at an ordinary convolution's scale.
 
 use burn::module::Module;
@@ -43,7 +43,7 @@ impl HyperConv2d {
     /// The kernel `[cout, cin, k, k]` for invariance vector `v` (`[k]`).
     pub fn weight(&self, v: Tensor<1>) -> Tensor<4> {
         let [cout, cin, kh, kw] = self.shape;
-        let h = self.relu.forward(self.embed.forward(v.unsqueeze::<2>()));
+        let h = self.embed.forward(v.unsqueeze::<2>());
         let h = self.relu.forward(self.hidden.forward(h));
         let fan_in = (cin * kh * kw) as f64;
         self.out.forward(h).reshape([cout, cin, kh, kw]) * (1.0 / fan_in.sqrt())
@@ -87,5 +87,26 @@ mod tests {
         let other = hyper.weight(Tensor::<1>::from_floats([1.0, 0.0], &device));
         let diff = (other - hyper.weight(v)).abs().max().into_scalar::<f32>();
         assert!(diff > 1e-4, "the kernel does not depend on v");
+    }
+
+    /// An amortised ResNet's features depend on the vector; no vector means
+    /// all ones; an ordinary ResNet has no generators and ignores a vector.
+    #[test]
+    fn an_amortised_backbone_follows_its_invariance_vector() {
+        use crate::backbone::BackboneConfig;
+        let device = Device::flex();
+        let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+        let cfg = BackboneConfig { width: 4, blocks: vec![1, 1], invariance: 2, ..Default::default() };
+        let net = cfg.init(&device);
+        let ones = net.forward_with(x.clone(), Some(Tensor::ones([2], &device)));
+        net.forward(x.clone()).into_data().assert_approx_eq::<f32>(&ones.clone().into_data(), Tolerance::absolute(1e-6));
+        let spatial = net.forward_with(x.clone(), Some(Tensor::from_floats([1.0, 0.0], &device)));
+        assert!((spatial - ones).abs().max().into_scalar::<f32>() > 1e-5, "the features do not depend on v");
+
+        let plain_cfg = BackboneConfig { invariance: 0, ..cfg };
+        let plain = plain_cfg.init(&device);
+        let with_v = plain.forward_with(x.clone(), Some(Tensor::from_floats([1.0, 0.0], &device)));
+        plain.forward(x).into_data().assert_approx_eq::<f32>(&with_v.into_data(), Tolerance::absolute(0.0));
+        assert!(plain.num_params() < net.num_params(), "an ordinary ResNet has no generators");
     }
 }

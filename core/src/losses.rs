@@ -6,6 +6,8 @@
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, relu};
 
+use crate::blocks::FeatureQueue;
+
 /// Rows scaled to unit L2 norm.
 pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
@@ -65,6 +67,23 @@ pub fn info_nce_queue(q: Tensor<2>, k: Tensor<2>, queue: Tensor<2>, temperature:
     let negatives = q.matmul(l2_normalize(queue).transpose());
     let logits = Tensor::cat(vec![positive, negatives], 1) / temperature;
     cross_entropy(logits, &vec![0; n])
+}
+
+/// MoCo v2's symmetric loss: each view's queries against the other view's
+/// keys, with `queue`'s keys as negatives (in-batch negatives while it is
+/// still empty); then both views' keys join the queue.
+pub fn moco_queue_loss(online: [Tensor<2>; 2], target: [Tensor<2>; 2], queue: &mut FeatureQueue, temperature: f64) -> Tensor<1> {
+    let [q1, q2] = online;
+    let [k1, k2] = target;
+    let loss = match queue.keys() {
+        Some(negatives) => {
+            info_nce_queue(q1, k2.clone(), negatives.clone(), temperature) + info_nce_queue(q2, k1.clone(), negatives, temperature)
+        }
+        None => info_nce(q1, k2.clone(), None, temperature) + info_nce(q2, k1.clone(), None, temperature),
+    };
+    queue.push(k1);
+    queue.push(k2);
+    loss
 }
 
 /// Mean negative cosine similarity of `p` to `z` (SimSiam's D(p, z); pass

@@ -35,6 +35,9 @@ pub struct ViewBatch {
     /// With `augment.stages` (expanded views), the view pairs of the stages
     /// before the last, stage 1 first; `views` is the last stage. Else empty.
     pub stages: Vec<StageViews>,
+    /// Amortised invariance (`model.invariance`): the setting `[k]` these
+    /// views were made for, which the backbone generates its weights from.
+    pub invariance: Option<Tensor<1>>,
 }
 
 /// The two views of one stage of expanded views.
@@ -206,6 +209,10 @@ pub type MethodFactory = fn(&MethodContext) -> Result<Box<dyn Method>, String>;
 /// `&mut self`: an objective may keep state (MoCo's queue of keys).
 pub trait Objective: Send {
     fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1>;
+
+    /// Called with each batch before [`Objective::loss`], for objectives
+    /// whose state depends on the batch (a queue per invariance setting).
+    fn begin_batch(&mut self, _batch: &ViewBatch) {}
 }
 
 /// Builds an objective from its options.
@@ -329,7 +336,7 @@ impl Method for TwoView {
     }
 
     fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, info: &StepInfo) -> StepOutput {
-        let features = batch.views.clone().map(|v| backbone.forward(v));
+        let features = batch.views.clone().map(|v| backbone.forward_with(v, batch.invariance.clone()));
         let [f1, f2] = features.clone();
         let online_projector = self.projector.module().clone();
         let projections = [
@@ -351,7 +358,7 @@ impl Method for TwoView {
                 let config = &self.backbone_config;
                 let tb = target_backbone
                     .get_or_insert_with(|| independent_copy(config.init(&batch.device()), backbone));
-                let keys = batch.views.clone().map(|v| tb.forward(v.detach()));
+                let keys = batch.views.clone().map(|v| tb.forward_with(v.detach(), batch.invariance.clone()));
                 let projector = projector.clone();
                 let [k1, k2] = keys;
                 [
@@ -360,6 +367,7 @@ impl Method for TwoView {
                 ]
             }
         };
+        self.objective.begin_batch(batch);
         let mut loss = self.objective.loss(online, target);
         let mut terms = Vec::new();
         if !self.aware.is_empty() {
@@ -514,7 +522,7 @@ mod tests {
         let mut backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
         let views = [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device));
         let records = [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
-        let batch = ViewBatch { views, records, stages: Vec::new() };
+        let batch = ViewBatch { views, records, stages: Vec::new(), invariance: None };
         let info = StepInfo { step: 0, total_steps: 10, lr: 0.1 };
 
         let out = method.forward(backbone.module(), &batch, &info);

@@ -38,6 +38,8 @@ pub enum Protocol {
     Sensitivity,
     /// A linear head on two views' features predicting each relative descriptor key.
     Predictability,
+    /// Amortised invariance: a linear readout and the invariance vector (from 0.5), learnt together by Adam.
+    Invariance,
 }
 
 /// Which weights of a run to evaluate.
@@ -116,6 +118,10 @@ pub fn run(store_location: &str, target: &Target, request: &Request, plugins: &P
     for id in runs {
         bar.set_message(format!("run {id}"));
         let rows = evaluate_run(&store, id, request, plugins).with_context(|| format!("run {id}"))?;
+        if rows.is_empty() {
+            bar.inc(1);
+            continue;
+        }
         store.replace_evaluations(id, &rows)?;
         bar.suspend(|| {
             for r in &rows {
@@ -311,6 +317,34 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins
             for (augmentation, value) in eval::sensitivity(&backbone, &data, request.images, batch, cfg.seed, &device) {
                 let settings = serde_json::json!({"images": request.images.min(data.test.len()), "features": "backbone", "negative": "next image"});
                 rows.push(row(which, "sensitivity", &data, augmentation, "pos_minus_neg", value, settings));
+            }
+        }
+        Protocol::Invariance => {
+            let k = cfg.model.invariance;
+            if k == 0 {
+                println!("run {id}: --protocol invariance skipped: its backbone takes no invariance vector (model.invariance = 0)");
+                return Ok(rows);
+            }
+            // The vector's gradient flows through the frozen backbone: load
+            // it on the autodiff device (backbone_of gives the plain module).
+            let ad = device.clone().autodiff();
+            let module = match request.checkpoint {
+                Checkpoint::Final => load_module(cfg.model.init(&ad), &checkpoint, "backbone").map_err(|e| anyhow!(e))?,
+                Checkpoint::RandomInit => {
+                    ad.seed(cfg.seed);
+                    cfg.model.init(&ad)
+                }
+            };
+            let frozen = module.freeze();
+            let epochs = cfg.eval.linear_epochs;
+            for (t, task) in data.tasks.iter().enumerate() {
+                let fit = crate::invariance::fit(&frozen, &data, t, request.images, request.images, epochs, batch, cfg.seed, &ad);
+                let settings = serde_json::json!({
+                    "learned_invariance": fit.invariance, "groups": augur_core::augment::invariance_groups(k),
+                    "init": 0.5, "optimizer": "adam", "lr": 0.01, "epochs": epochs,
+                    "train_images": request.images.min(data.train.len()), "test_images": request.images.min(data.test.len())
+                });
+                rows.push(row(which, "invariance", &data, &task.name, "top1", 100.0 * fit.accuracy, settings));
             }
         }
         Protocol::Predictability => {

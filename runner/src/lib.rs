@@ -21,6 +21,7 @@ pub mod data;
 pub mod devices;
 pub mod eval;
 pub mod evaluate;
+pub mod invariance;
 pub mod online;
 pub mod plugins;
 pub mod probes;

@@ -15,7 +15,7 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use augur_core::augment::{ImageRef, Pipeline, ViewPair};
+use augur_core::augment::{ImageRef, Pipeline, ViewPair, invariance_setting};
 use augur_core::backbone::ResNet;
 use augur_core::blocks::Trainable;
 use augur_core::burn::prelude::*;
@@ -175,6 +175,8 @@ pub struct PreparedBatch {
     pub views: [Vec<f32>; 2],
     pub records: [Vec<AugmentationRecord>; 2],
     pub stages: Vec<ViewPair>,
+    /// The amortised-invariance setting the views were made for.
+    pub invariance: Option<Vec<f32>>,
 }
 
 impl PreparedBatch {
@@ -197,7 +199,21 @@ impl PreparedBatch {
             views: v.views,
             records: v.records,
             stages: v.stages,
+            invariance: None,
         }
+    }
+
+    /// [`PreparedBatch::make`] for a backbone with `invariance` > 0 entries:
+    /// the step's setting (drawn from seed and step) and views made with
+    /// only the augmentation groups it keeps.
+    pub fn make_for(pipeline: &Pipeline, invariance: usize, images: &[ImageRef], seed: u64, step: u64, mean: [f32; 3], std: [f32; 3]) -> Self {
+        if invariance == 0 {
+            return Self::make(pipeline, images, seed, step, mean, std);
+        }
+        let setting = invariance_setting(invariance, seed, step);
+        let mut batch = Self::make(&pipeline.for_invariance(&setting), images, seed, step, mean, std);
+        batch.invariance = Some(setting);
+        batch
     }
 
     /// Move the pixels to `device` as tensors.
@@ -211,6 +227,7 @@ impl PreparedBatch {
             views: tensors(self.views),
             records: self.records,
             stages: self.stages.into_iter().map(|s| StageViews { views: tensors(s.views), records: s.records }).collect(),
+            invariance: self.invariance.map(|v| Tensor::<1>::from_floats(v.as_slice(), device)),
         }
     }
 }
@@ -279,7 +296,7 @@ fn produce_batches(
             .iter()
             .map(|&i| data.train.image(i))
             .collect();
-        let prepared = PreparedBatch::make(pipeline, &images, cfg.seed, step as u64, data.mean, data.std);
+        let prepared = PreparedBatch::make_for(pipeline, cfg.model.invariance, &images, cfg.seed, step as u64, data.mean, data.std);
         let labels = data
             .train
             .labels

@@ -170,3 +170,48 @@ fn every_experiment_file_parses_and_builds_its_methods() {
     }
     assert!(checked >= 10, "only {checked} experiment files found in {}", dir.display());
 }
+
+/// Amortised invariance: MoCo v2 on a hypernetwork ResNet, one setting per
+/// step (its views keep only its augmentations), a queue per setting. Each
+/// setting's loss falls; the method refuses an ordinary backbone.
+#[test]
+fn amortised_invariance_trains_one_setting_per_step() {
+    let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
+    let text = tiny_sweep(SYNTHETIC, "")
+        .replace("name = \"simclr\"\ntemperature = 0.5\nproj_out = 16", "name = \"amortised\"\nproj_hidden = 32\nproj_out = 16\nqueue_size = 64")
+        .replace("blocks = [1, 1]", "blocks = [1, 1]\ninvariance = 2");
+    let sweep = SweepFile::parse(Path::new("a.toml"), &text).unwrap();
+    let cfg = &sweep.runs[0].config;
+    let device = Device::flex().autodiff();
+    device.seed(1);
+    let mut backbone = Trainable::new(cfg.model.init(&device), &cfg.optimizer);
+    let mut m = train::build_method(cfg, &plugins, &device).unwrap();
+    let (split, _) = augur::data::synthetic(32, 16, 3);
+    let images: Vec<ImageRef> = (0..32).map(|i| split.image(i)).collect();
+    let pipeline = Pipeline::from_config(&cfg.augment, 16).unwrap();
+    let settings = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];
+    let batches = settings.map(|s| {
+        let mut b = PreparedBatch::make(&pipeline.for_invariance(&s), &images, 0, 0, [0.4; 3], [0.25; 3]);
+        b.invariance = Some(s.to_vec());
+        b
+    });
+    let steps = 24;
+    let losses: Vec<f32> = (0..steps)
+        .map(|step| {
+            let info = StepInfo { step, total_steps: steps, lr: 0.05 };
+            let batch = batches[step % 3].clone().into_view_batch(&device);
+            train::train_step(&mut backbone, m.as_mut(), &batch, &info, "amortised").unwrap().0
+        })
+        .collect();
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    for s in 0..3 {
+        // From each setting's second step on its queue holds negatives.
+        let (early, late) = (losses[3 + s], losses[steps - 3 + s]);
+        assert!(late < early, "setting {:?}: loss {early} -> {late}; all {losses:?}", settings[s]);
+    }
+
+    // The same method on an ordinary ResNet is refused with the key to set.
+    let plain = SweepFile::parse(Path::new("p.toml"), &text.replace("\ninvariance = 2", "")).unwrap();
+    let e = train::build_method(&plain.runs[0].config, &plugins, &device).err().expect("refused").to_string();
+    assert!(e.contains("model.invariance"), "{e}");
+}

@@ -163,6 +163,7 @@ mod tests {
             views: [Tensor::zeros([1, 3, 4, 4], &device), Tensor::zeros([1, 3, 4, 4], &device)],
             records: [vec![a.clone()], vec![b.clone()]],
             stages: Vec::new(),
+            invariance: None,
         };
         let crop: Vec<f32> = targets(&batch, DescriptorKey::Crop).into_data().iter::<f32>().collect();
         assert_eq!(crop, a.relative(&b, &[DescriptorKey::Crop]));

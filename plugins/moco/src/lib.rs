@@ -10,7 +10,7 @@
 
 use augur_core::blocks::{FeatureQueue, MlpConfig};
 use augur_core::burn::prelude::*;
-use augur_core::losses::{info_nce, info_nce_queue};
+use augur_core::losses::{info_nce, moco_queue_loss};
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView};
 use augur_core::plugin::Registry;
 use serde::{Deserialize, Serialize};
@@ -42,19 +42,7 @@ struct QueueInfoNce {
 
 impl Objective for QueueInfoNce {
     fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
-        let [q1, q2] = online;
-        let [k1, k2] = target;
-        let loss = match self.queue.keys() {
-            Some(negatives) => {
-                info_nce_queue(q1, k2.clone(), negatives.clone(), self.temperature)
-                    + info_nce_queue(q2, k1.clone(), negatives, self.temperature)
-            }
-            // The first step has no queue yet: in-batch keys are the negatives.
-            None => info_nce(q1, k2.clone(), None, self.temperature) + info_nce(q2, k1.clone(), None, self.temperature),
-        };
-        self.queue.push(k1);
-        self.queue.push(k2);
-        loss
+        moco_queue_loss(online, target, &mut self.queue, self.temperature)
     }
 }
 

@@ -1,0 +1,96 @@
+//! Amortised invariance learning (Chavhan et al., ICLR 2023) on MoCo v2.
+//!
+//! What is special about it lives in three places: the backbone generates
+//! every convolution from an invariance vector (`model.invariance`, see
+//! augur-core's `hyper` and `backbone`); each step the runner draws one
+//! setting (with k = 2: [1, 0] crop + flip, [0, 1] colour, grayscale, blur,
+//! solarize, [1, 1] everything) and makes the views with only that
+//! setting's augmentations; and here, each setting keeps its own queue of
+//! negatives, so keys embedded under one setting are never negatives for
+//! another. Downstream, `augur eval --protocol invariance` learns the
+//! vector with a linear readout.
+
+use std::collections::BTreeMap;
+
+use augur_core::blocks::{FeatureQueue, MlpConfig};
+use augur_core::burn::prelude::*;
+use augur_core::losses::moco_queue_loss;
+use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView, ViewBatch};
+use augur_core::plugin::Registry;
+use serde::{Deserialize, Serialize};
+
+/// `[method]` options of `amortised`: MoCo v2's.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct Options {
+    temperature: f64,
+    /// Negatives kept per setting.
+    queue_size: usize,
+    momentum: f64,
+    proj_hidden: usize,
+    proj_out: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { temperature: 0.2, queue_size: 4096, momentum: 0.99, proj_hidden: 2048, proj_out: 128 }
+    }
+}
+
+/// Symmetric InfoNCE against the queue of the batch's setting.
+struct QueuePerSetting {
+    temperature: f64,
+    capacity: usize,
+    queues: BTreeMap<Vec<bool>, FeatureQueue>,
+    setting: Vec<bool>,
+}
+
+impl Objective for QueuePerSetting {
+    fn begin_batch(&mut self, batch: &ViewBatch) {
+        self.setting = match &batch.invariance {
+            Some(v) => v.clone().into_data().iter::<f32>().map(|x| x > 0.5).collect(),
+            None => Vec::new(),
+        };
+    }
+
+    fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
+        let queue = self.queues.entry(self.setting.clone()).or_insert_with(|| FeatureQueue::new(self.capacity));
+        moco_queue_loss(online, target, queue, self.temperature)
+    }
+}
+
+fn amortised(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
+    let o: Options = ctx.options()?;
+    if ctx.backbone.invariance == 0 {
+        return Err("[method] amortised needs a backbone that takes an invariance vector: set model.invariance = 2 (spatial, appearance) or 5".into());
+    }
+    if !(o.temperature > 0.0) || o.queue_size == 0 || !(0.0..=1.0).contains(&o.momentum) {
+        return Err("[method] temperature and queue_size must be positive, momentum in [0, 1]".into());
+    }
+    let mut projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_out]);
+    projector.hidden_bn = false;
+    let target = Target::Momentum {
+        backbone: None,
+        projector: projector.init(&ctx.device),
+        schedule: MomentumSchedule { base: o.momentum, last: o.momentum },
+    };
+    let objective = QueuePerSetting { temperature: o.temperature, capacity: o.queue_size, queues: BTreeMap::new(), setting: Vec::new() };
+    Ok(Box::new(TwoView::new(projector, None, target, Box::new(objective), ctx)))
+}
+
+fn register(registry: &mut Registry) {
+    registry.method(
+        "amortised",
+        "Amortised invariance (MoCo v2 on a hypernetwork ResNet, model.invariance): one queue of negatives per invariance setting",
+        &[
+            "temperature: InfoNCE temperature (0.2)",
+            "queue_size: negative keys kept per setting (4096)",
+            "momentum: EMA coefficient of the key encoder (0.99)",
+            "proj_hidden: projector hidden width (2048)",
+            "proj_out: projection dimension (128)",
+        ],
+        amortised,
+    );
+}
+
+augur_core::export_plugin!(register);
