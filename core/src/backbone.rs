@@ -94,6 +94,15 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Co
         .init(device)
 }
 
+/// The ordinary convolution `plain`, or, in an amortised backbone (a
+/// generator and a vector), the one generated for `v`.
+fn conv_for(plain: &Conv2d, generated: Option<&HyperConv2d>, x: Tensor<4>, v: Option<&Tensor<1>>) -> Tensor<4> {
+    match (generated, v) {
+        (Some(h), Some(v)) => h.forward(x, v.clone()),
+        _ => plain.forward(x),
+    }
+}
+
 /// conv-bn-relu-conv-bn plus a (projected) shortcut, then relu.
 #[derive(Module, Debug)]
 pub struct BasicBlock {
@@ -140,22 +149,13 @@ impl BasicBlock {
         }
     }
 
-    /// Convolution `i` (conv1, conv2, shortcut): the generated one for `v`
-    /// in an amortised backbone, else the ordinary one.
-    fn conv(&self, i: usize, plain: &Conv2d, x: Tensor<4>, v: Option<&Tensor<1>>) -> Tensor<4> {
-        match (self.hyper.get(i), v) {
-            (Some(h), Some(v)) => h.forward(x, v.clone()),
-            _ => plain.forward(x),
-        }
-    }
-
     fn forward(&self, x: Tensor<4>, v: Option<&Tensor<1>>) -> Tensor<4> {
         let identity = match &self.shortcut {
-            Some(s) => batch_norm_2d(&s.bn, self.conv(2, &s.conv, x.clone(), v)),
+            Some(s) => batch_norm_2d(&s.bn, conv_for(&s.conv, self.hyper.get(2), x.clone(), v)),
             None => x.clone(),
         };
-        let out = self.relu.forward(batch_norm_2d(&self.bn1, self.conv(0, &self.conv1, x, v)));
-        let out = batch_norm_2d(&self.bn2, self.conv(1, &self.conv2, out, v));
+        let out = self.relu.forward(batch_norm_2d(&self.bn1, conv_for(&self.conv1, self.hyper.get(0), x, v)));
+        let out = batch_norm_2d(&self.bn2, conv_for(&self.conv2, self.hyper.get(1), out, v));
         self.relu.forward(out + identity)
     }
 }
@@ -264,10 +264,7 @@ impl ResNet {
 
     fn forward_stages_with(&self, x: Tensor<4>, n: usize, v: Option<Tensor<1>>) -> Vec<Tensor<2>> {
         let v = (self.invariance > 0).then(|| v.unwrap_or_else(|| Tensor::ones([self.invariance], &x.device())));
-        let stem = match (self.stem_hyper.first(), &v) {
-            (Some(h), Some(v)) => h.forward(x, v.clone()),
-            _ => self.stem_conv.forward(x),
-        };
+        let stem = conv_for(&self.stem_conv, self.stem_hyper.first(), x, v.as_ref());
         let mut x = self.relu.forward(batch_norm_2d(&self.stem_bn, stem));
         if let Some(pool) = &self.stem_pool {
             x = pool.forward(x);

@@ -53,13 +53,16 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
-    let sweep = SweepFile::load(&args.config)?;
+    let mut sweep = SweepFile::load(&args.config)?;
+    let plugins = Plugins::load_dir(plugin_dir)?;
+    // Every method option resolved (defaults filled in by the plugin), so
+    // the PyTorch reference is given exactly what the method runs with.
+    crate::cli::resolve_methods(&mut sweep, &plugins)?;
     let mut base = sweep.runs.first().ok_or_else(|| anyhow!("{} has no runs", args.config.display()))?.config.clone();
     if let Some(d) = &args.device {
         base.device = d.clone();
     }
     base.device = DeviceName::parse(&base.device).map_err(|e| anyhow!(e))?.resolve().to_string();
-    let plugins = Plugins::load_dir(plugin_dir)?;
     let threads = rayon::current_num_threads();
     println!("augur bench: device {}, {threads} threads, {} timed steps per case", base.device, args.steps);
 
@@ -69,12 +72,16 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
     let images: Vec<ImageRef> = (0..split.len()).map(|i| split.image(i)).collect();
     let pipeline = Pipeline::from_config(&base.augment, side).map_err(|e| anyhow!(e))?;
     let _ = pipeline.two_views(&images, 0, 0);
-    let t = Instant::now();
     let rounds = 4;
-    for r in 0..rounds {
-        let _ = pipeline.two_views(&images, 0, r + 1);
-    }
-    let views = (2 * images.len() * rounds as usize) as f64 / t.elapsed().as_secs_f64();
+    // Views per second over `rounds` batches, on the current rayon pool.
+    let views_per_second = || {
+        let t = Instant::now();
+        for r in 0..rounds {
+            let _ = pipeline.two_views(&images, 0, r + 1);
+        }
+        (2 * images.len() * rounds as usize) as f64 / t.elapsed().as_secs_f64()
+    };
+    let views = views_per_second();
     println!(
         "augmentation ({}px, {}): {views:.0} views/s ({:.0} views/s per core)",
         side,
@@ -83,13 +90,7 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
     );
     // One core, against torchvision on one thread: the per-core figure.
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
-    let per_core = one.install(|| {
-        let t = Instant::now();
-        for r in 0..rounds {
-            let _ = pipeline.two_views(&images, 0, r + 1);
-        }
-        (2 * images.len() * rounds as usize) as f64 / t.elapsed().as_secs_f64()
-    });
+    let per_core = one.install(views_per_second);
     print!("augmentation on 1 thread: {per_core:.0} views/s with records");
     if let Some(python) = &args.pytorch {
         let reference = pytorch(python, "bench_augment.py", &[
@@ -146,7 +147,9 @@ fn reference_step_args(cfg: &RunConfig, steps: usize, threads: usize) -> Result<
     if cfg.model.stem != "cifar" {
         bail!("--pytorch compares the CIFAR stem; the sweep's model.stem is `{}`", cfg.model.stem);
     }
-    let option = |key: &str, default: f64| cfg.method.options.get(key).and_then(|v| v.as_f64()).unwrap_or(default);
+    let option = |key: &str| {
+        cfg.method.options.get(key).and_then(|v| v.as_f64()).ok_or_else(|| anyhow!("the simclr plugin resolved no `{key}` option"))
+    };
     let device = match DeviceName::parse(&cfg.device).map_err(|e| anyhow!(e))? {
         DeviceName::Cuda(i) => format!("cuda:{i}"),
         _ => "cpu".into(),
@@ -161,9 +164,9 @@ fn reference_step_args(cfg: &RunConfig, steps: usize, threads: usize) -> Result<
     a.extend([
         format!("--image-size={}", cfg.data.image_size.unwrap_or(32)),
         format!("--batch={}", cfg.train.batch_size),
-        format!("--proj-hidden={}", option("proj_hidden", 0.0) as usize),
-        format!("--proj-out={}", option("proj_out", 128.0) as usize),
-        format!("--temperature={}", option("temperature", 0.5)),
+        format!("--proj-hidden={}", option("proj_hidden")? as usize),
+        format!("--proj-out={}", option("proj_out")? as usize),
+        format!("--temperature={}", option("temperature")?),
         format!("--momentum={momentum}"),
         format!("--weight-decay={weight_decay}"),
         format!("--steps={steps}"),

@@ -134,22 +134,23 @@ pub fn run(store_location: &str, target: &Target, request: &Request, plugins: &P
     Ok(())
 }
 
-/// The run's config and the requested backbone, in eval mode, with the
-/// folder its feature cache lives in.
-fn backbone_of(store: &Store, id: i64, checkpoint: Checkpoint, device: &Device) -> Result<(RunConfig, ResNet, PathBuf)> {
+/// The run's config and the requested backbone on the autodiff device `ad`
+/// (`.valid()` gives it in eval mode on the plain device; the invariance
+/// protocol differentiates through it), with the folder its feature cache
+/// lives in.
+fn backbone_of(store: &Store, id: i64, checkpoint: Checkpoint, ad: &Device) -> Result<(RunConfig, ResNet, PathBuf)> {
     let detail = store.run(id)?.ok_or_else(|| anyhow!("no run {id}"))?;
     let cfg: RunConfig = serde_json::from_value(detail.config).context("the stored config does not parse")?;
     match checkpoint {
         Checkpoint::Final => {
             let (_, dir) = store.latest_checkpoint(id)?.ok_or_else(|| anyhow!("run {id} has no checkpoint"))?;
-            let backbone = load_module(cfg.model.init(device), &dir, "backbone").map_err(|e| anyhow!(e))?;
-            Ok((cfg, backbone.valid(), dir))
+            let backbone = load_module(cfg.model.init(ad), &dir, "backbone").map_err(|e| anyhow!(e))?;
+            Ok((cfg, backbone, dir))
         }
         Checkpoint::RandomInit => {
             // The same calls as train::execute: seed the autodiff device, init.
-            let ad = device.clone().autodiff();
             ad.seed(cfg.seed);
-            let backbone = cfg.model.init(&ad).valid();
+            let backbone = cfg.model.init(ad);
             let dir = store.checkpoint_dir(id).join("random-init");
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             Ok((cfg, backbone, dir))
@@ -254,7 +255,13 @@ fn projector_features(backbone: &ResNet, method: &mut dyn Method, data: &Dataset
 /// One protocol on one run's backbone (final or at random init).
 pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins) -> Result<Vec<EvalRow>> {
     let device = request.device.clone();
-    let (cfg, backbone, checkpoint) = backbone_of(store, id, request.checkpoint, &device)?;
+    let ad = device.clone().autodiff();
+    let (cfg, module, checkpoint) = backbone_of(store, id, request.checkpoint, &ad)?;
+    if request.protocol == Protocol::Invariance && cfg.model.invariance == 0 {
+        println!("run {id}: --protocol invariance skipped: its backbone takes no invariance vector (model.invariance = 0)");
+        return Ok(Vec::new());
+    }
+    let backbone = module.clone().valid();
     let which = request.checkpoint.name();
     let (dc, data) = dataset_for(&cfg, request)?;
     let batch = cfg.eval.batch_size;
@@ -321,20 +328,7 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins
         }
         Protocol::Invariance => {
             let k = cfg.model.invariance;
-            if k == 0 {
-                println!("run {id}: --protocol invariance skipped: its backbone takes no invariance vector (model.invariance = 0)");
-                return Ok(rows);
-            }
-            // The vector's gradient flows through the frozen backbone: load
-            // it on the autodiff device (backbone_of gives the plain module).
-            let ad = device.clone().autodiff();
-            let module = match request.checkpoint {
-                Checkpoint::Final => load_module(cfg.model.init(&ad), &checkpoint, "backbone").map_err(|e| anyhow!(e))?,
-                Checkpoint::RandomInit => {
-                    ad.seed(cfg.seed);
-                    cfg.model.init(&ad)
-                }
-            };
+            // The vector's gradient flows through the frozen backbone.
             let frozen = module.freeze();
             let epochs = cfg.eval.linear_epochs;
             for (t, task) in data.tasks.iter().enumerate() {
