@@ -3,6 +3,8 @@
 //! with its own optimizer state) and [`ema_update`] for momentum networks.
 //! The losses live in [`crate::losses`].
 
+use std::path::Path;
+
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
 use burn::optim::{GradientsParams, ModuleOptimizer};
@@ -85,7 +87,7 @@ impl Mlp {
             x = layer.forward(x);
             let last = i == n - 1;
             if (!last && self.hidden_bn) || (last && self.last_bn) {
-                x = norms.next().expect("one norm per normalised layer").forward(x);
+                x = crate::norm::batch_norm_1d(norms.next().expect("one norm per normalised layer"), x);
             }
             if !last {
                 x = self.relu.forward(x);
@@ -155,6 +157,88 @@ pub fn ema_update<M: Module>(target: M, online: &M, momentum: f64) -> M {
     let updated = target.map(&mut blend);
     assert_eq!(blend.online.len(), 0, "target has fewer parameters than online ({n})");
     updated
+}
+
+/// A momentum (EMA) copy of an online module, as BYOL's and MoCo's target
+/// networks and CASSLE's key-side conditioning hold one: an
+/// [`independent_copy`] taken either at construction ([`MomentumCopy::of`])
+/// or the first time it is needed ([`MomentumCopy::lazy`]: the backbone copy
+/// is taken from the runner's backbone at the first step), never stepped by
+/// an optimizer, moved towards the online module by [`ema_update`] after
+/// every step, and saved with the checkpoint as `dir/<name>.bpk`.
+pub struct MomentumCopy<M> {
+    name: String,
+    copy: Option<M>,
+    /// Taken at construction: a checkpoint must then hold it.
+    eager: bool,
+}
+
+impl<M: Module> MomentumCopy<M> {
+    /// A copy of `online` now, built into `fresh`.
+    pub fn of(name: &str, fresh: M, online: &M) -> Self {
+        MomentumCopy { name: name.into(), copy: Some(independent_copy(fresh, online)), eager: true }
+    }
+
+    /// No copy until [`MomentumCopy::get_or_copy`] first asks for one.
+    pub fn lazy(name: &str) -> Self {
+        MomentumCopy { name: name.into(), copy: None, eager: false }
+    }
+
+    /// The copy, if taken.
+    pub fn get(&self) -> Option<&M> {
+        self.copy.as_ref()
+    }
+
+    /// The copy, taken from `online` into `fresh()` if this is the first ask.
+    pub fn get_or_copy(&mut self, fresh: impl FnOnce() -> M, online: &M) -> &M {
+        self.copy.get_or_insert_with(|| independent_copy(fresh(), online))
+    }
+
+    /// `copy = momentum * copy + (1 - momentum) * online`; nothing before the copy is taken.
+    pub fn update(&mut self, online: &M, momentum: f64) {
+        if let Some(copy) = self.copy.take() {
+            self.copy = Some(ema_update(copy, online, momentum));
+        }
+    }
+
+    /// Save the copy, if taken, as `dir/<name>.bpk`.
+    pub fn save(&self, dir: &Path) -> Result<(), String> {
+        match &self.copy {
+            Some(copy) => save_module(copy, dir, &self.name),
+            None => Ok(()),
+        }
+    }
+
+    /// Load the copy a checkpoint holds, into the copy already taken or else
+    /// into `fresh()`. A lazy copy may be absent (the checkpoint was taken
+    /// before it was first needed); an eager one must be there.
+    pub fn load(&mut self, dir: &Path, fresh: impl FnOnce() -> M) -> Result<(), String> {
+        if self.eager || dir.join(format!("{}.bpk", self.name)).exists() {
+            let into = match self.copy.take() {
+                Some(copy) => copy,
+                None => fresh(),
+            };
+            self.copy = Some(load_module(into, dir, &self.name)?.no_grad());
+        }
+        Ok(())
+    }
+}
+
+/// Save a module as `dir/name.bpk`.
+pub fn save_module<M: Module>(module: &M, dir: &Path, name: &str) -> Result<(), String> {
+    let path = dir.join(format!("{name}.bpk"));
+    module
+        .clone()
+        .save_file(&path)
+        .map_err(|e| format!("cannot save {}: {e:?}", path.display()))
+}
+
+/// Load `dir/name.bpk` into `module`.
+pub fn load_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<M, String> {
+    let path = dir.join(format!("{name}.bpk"));
+    module
+        .try_load_file(&path)
+        .map_err(|e| format!("cannot load {}: {e:?}", path.display()))
 }
 
 /// A FIFO queue of detached feature vectors (MoCo's negatives): the newest
@@ -252,7 +336,7 @@ impl<M: Module> Trainable<M> {
     /// buffers, Adam moments) as `dir/name.optim.bpk`, so a resumed run
     /// continues exactly where it stopped.
     pub fn save(&self, dir: &std::path::Path, name: &str) -> Result<(), String> {
-        crate::method::save_module(self.module(), dir, name)?;
+        save_module(self.module(), dir, name)?;
         let path = dir.join(format!("{name}.optim.bpk"));
         self.optim
             .save(&path)
@@ -263,7 +347,7 @@ impl<M: Module> Trainable<M> {
     /// saved parameter ids, which is what the optimizer state is keyed by.
     pub fn load(&mut self, dir: &std::path::Path, name: &str) -> Result<(), String> {
         let module = self.module.take().expect("module is only taken during a step");
-        self.module = Some(crate::method::load_module(module, dir, name)?);
+        self.module = Some(load_module(module, dir, name)?);
         let path = dir.join(format!("{name}.optim.bpk"));
         if path.exists() {
             let optim = std::mem::replace(&mut self.optim, OptimizerSpec::default().build());

@@ -4,7 +4,8 @@
 //! - [`augment`]: the view pipeline that produces records;
 //! - [`backbone`]: ResNet backbones;
 //! - [`hyper`]: hypernetwork convolutions (amortised invariance);
-//! - [`norm`]: the backbones' training-mode batch norm (no transposed copies);
+//! - [`norm`]: batch norm as the backbones and heads apply it;
+//! - [`fused`]: burn backend extensions (fused batch norm, fused optimizer step);
 //! - [`blocks`]: MLP heads, trainable modules, EMA, the feature queue;
 //! - [`optim`]: the optimizers a run names (SGD, AdamW, LARS);
 //! - [`losses`]: the objectives' losses (NT-Xent, InfoNCE, BYOL, Barlow Twins, VICReg);
@@ -24,6 +25,7 @@ pub mod affine;
 pub mod aware;
 pub mod backbone;
 pub mod blocks;
+pub mod fused;
 pub mod hyper;
 pub mod losses;
 pub mod method;

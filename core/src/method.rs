@@ -14,7 +14,6 @@
 
 use std::path::Path;
 
-use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::Gradients;
 use serde::Serialize;
@@ -23,7 +22,7 @@ use serde::de::DeserializeOwned;
 use crate::aware::Awareness;
 use crate::backbone::ResNet;
 use crate::backbone::BackboneConfig;
-use crate::blocks::{Mlp, MlpConfig, Trainable, ema_update, independent_copy};
+use crate::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
 use crate::optim::OptimizerSpec;
 use crate::record::{AugmentationRecord, DescriptorSchema};
 
@@ -241,12 +240,17 @@ pub enum Target {
     /// The online projections, detached (SimSiam's stop-gradient).
     StopGradient,
     /// A momentum copy of backbone and projector, never stepped by the
-    /// optimizer, moved towards the online network after every step (BYOL, MoCo).
-    Momentum {
-        backbone: Option<ResNet>,
-        projector: Mlp,
-        schedule: MomentumSchedule,
-    },
+    /// optimizer, moved towards the online network after every step (BYOL,
+    /// MoCo), with the momentum of this schedule.
+    Momentum(MomentumSchedule),
+}
+
+/// The momentum network of a [`Target::Momentum`] method.
+struct MomentumBranch {
+    /// Taken from the runner's backbone at the first step.
+    backbone: MomentumCopy<ResNet>,
+    projector: MomentumCopy<Mlp>,
+    schedule: MomentumSchedule,
 }
 
 /// The common shape of a two-view method: backbone -> projector (->
@@ -258,14 +262,14 @@ pub struct TwoView {
     projector: Trainable<Mlp>,
     predictor: Option<Trainable<Mlp>>,
     target: Target,
+    momentum: Option<MomentumBranch>,
     objective: Box<dyn Objective>,
     aware: Vec<Box<dyn Awareness>>,
 }
 
 impl TwoView {
     /// A method with a projector of shape `projector`, an optional predictor,
-    /// the given target branch (for `Target::Momentum`, pass any projector:
-    /// it is replaced by a copy of the online one) and objective.
+    /// the given target branch and objective.
     pub fn new(
         projector: MlpConfig,
         predictor: Option<MlpConfig>,
@@ -273,15 +277,20 @@ impl TwoView {
         objective: Box<dyn Objective>,
         ctx: &MethodContext,
     ) -> Self {
+        if let Target::Momentum(_) = target {
+            // Momentum plugins used to initialise a placeholder projector
+            // here; drawing it still keeps each seed's random stream, so a
+            // run's results (and the store's link of identical configs) hold.
+            let _ = projector.init(&ctx.device);
+        }
         let online = projector.init(&ctx.device);
-        let target = match target {
-            Target::Momentum { schedule, .. } => Target::Momentum {
-                // The backbone copy is taken at the first step, from the runner's backbone.
-                backbone: None,
-                projector: independent_copy(projector.init(&ctx.device), &online),
-                schedule,
-            },
-            other => other,
+        let momentum = match &target {
+            Target::Momentum(schedule) => Some(MomentumBranch {
+                backbone: MomentumCopy::lazy("target_backbone"),
+                projector: MomentumCopy::of("target_projector", projector.init(&ctx.device), &online),
+                schedule: *schedule,
+            }),
+            _ => None,
         };
         Self {
             backbone_config: ctx.backbone.clone(),
@@ -290,6 +299,7 @@ impl TwoView {
             projector: Trainable::new(online, &ctx.optimizer),
             predictor: predictor.map(|p| Trainable::new(p.init(&ctx.device), &ctx.optimizer)),
             target,
+            momentum,
             objective,
             aware: Vec::new(),
         }
@@ -318,14 +328,8 @@ impl TwoView {
 
     /// The momentum network, if this method has one and it exists yet.
     pub fn momentum_network(&self) -> Option<(&ResNet, &Mlp)> {
-        match &self.target {
-            Target::Momentum {
-                backbone: Some(b),
-                projector,
-                ..
-            } => Some((b, projector)),
-            _ => None,
-        }
+        let m = self.momentum.as_ref()?;
+        Some((m.backbone.get()?, m.projector.get()?))
     }
 }
 
@@ -347,25 +351,20 @@ impl Method for TwoView {
             Some(p) => projections.clone().map(|z| p.module().forward(z)),
             None => projections.clone(),
         };
-        let target = match &mut self.target {
-            Target::Online => projections,
-            Target::StopGradient => projections.map(|z| z.detach()),
-            Target::Momentum {
-                backbone: target_backbone,
-                projector,
-                ..
-            } => {
+        let target = match (&self.target, &mut self.momentum) {
+            (Target::Momentum(_), Some(m)) => {
                 let config = &self.backbone_config;
-                let tb = target_backbone
-                    .get_or_insert_with(|| independent_copy(config.init(&batch.device()), backbone));
+                let tb = m.backbone.get_or_copy(|| config.init(&batch.device()), backbone);
                 let keys = batch.views.clone().map(|v| tb.forward_with(v.detach(), batch.invariance.clone()));
-                let projector = projector.clone();
+                let projector = m.projector.get().expect("taken at construction").clone();
                 let [k1, k2] = keys;
                 [
                     self.project(k1, &batch.records[0], true, &projector).detach(),
                     self.project(k2, &batch.records[1], true, &projector).detach(),
                 ]
             }
+            (Target::StopGradient, _) => projections.map(|z| z.detach()),
+            _ => projections,
         };
         self.objective.begin_batch(batch);
         let mut loss = self.objective.loss(online, target);
@@ -402,22 +401,18 @@ impl Method for TwoView {
     }
 
     fn after_step(&mut self, backbone: &ResNet, info: &StepInfo) {
-        if let Target::Momentum {
-            backbone: Some(tb),
-            projector,
-            schedule,
-        } = &mut self.target
-        {
-            let m = schedule.at(info.step, info.total_steps);
-            *tb = ema_update(tb.clone(), backbone, m);
-            *projector = ema_update(projector.clone(), self.projector.module(), m);
-            for a in &mut self.aware {
-                a.after_step(Some(m));
+        // The copies move once the backbone's exists (from the first step on).
+        let momentum = match &mut self.momentum {
+            Some(m) if m.backbone.get().is_some() => {
+                let value = m.schedule.at(info.step, info.total_steps);
+                m.backbone.update(backbone, value);
+                m.projector.update(self.projector.module(), value);
+                Some(value)
             }
-        } else {
-            for a in &mut self.aware {
-                a.after_step(None);
-            }
+            _ => None,
+        };
+        for a in &mut self.aware {
+            a.after_step(momentum);
         }
     }
 
@@ -426,14 +421,9 @@ impl Method for TwoView {
         if let Some(p) = &self.predictor {
             p.save(dir, "predictor")?;
         }
-        if let Target::Momentum {
-            backbone, projector, ..
-        } = &self.target
-        {
-            save_module(projector, dir, "target_projector")?;
-            if let Some(b) = backbone {
-                save_module(b, dir, "target_backbone")?;
-            }
+        if let Some(m) = &self.momentum {
+            m.projector.save(dir)?;
+            m.backbone.save(dir)?;
         }
         for a in &self.aware {
             a.save(dir)?;
@@ -446,40 +436,16 @@ impl Method for TwoView {
         if let Some(p) = &mut self.predictor {
             p.load(dir, "predictor")?;
         }
-        if let Target::Momentum {
-            backbone, projector, ..
-        } = &mut self.target
-        {
-            *projector = load_module(projector.clone(), dir, "target_projector")?.no_grad();
-            // The momentum backbone is copied from the online one at the first
-            // step; a checkpoint taken after that has its own.
-            if dir.join("target_backbone.bpk").exists() {
-                let fresh = self.backbone_config.init(&self.device);
-                *backbone = Some(load_module(fresh, dir, "target_backbone")?.no_grad());
-            }
+        if let Some(m) = &mut self.momentum {
+            let (projector, backbone) = (&self.projector_config, &self.backbone_config);
+            m.projector.load(dir, || projector.init(&self.device))?;
+            m.backbone.load(dir, || backbone.init(&self.device))?;
         }
         for a in &mut self.aware {
             a.load(dir)?;
         }
         Ok(())
     }
-}
-
-/// Save a module as `dir/name.bpk`.
-pub fn save_module<M: Module>(module: &M, dir: &Path, name: &str) -> Result<(), String> {
-    let path = dir.join(format!("{name}.bpk"));
-    module
-        .clone()
-        .save_file(&path)
-        .map_err(|e| format!("cannot save {}: {e:?}", path.display()))
-}
-
-/// Load `dir/name.bpk` into `module`.
-pub fn load_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<M, String> {
-    let path = dir.join(format!("{name}.bpk"));
-    module
-        .try_load_file(&path)
-        .map_err(|e| format!("cannot load {}: {e:?}", path.display()))
 }
 
 #[cfg(test)]
@@ -511,11 +477,7 @@ mod tests {
         let mut method = TwoView::new(
             MlpConfig::new(&[8, 8, 4]),
             Some(MlpConfig::new(&[4, 8, 4])),
-            Target::Momentum {
-                backbone: None,
-                projector: MlpConfig::new(&[8, 8, 4]).init(&device),
-                schedule,
-            },
+            Target::Momentum(schedule),
             Box::new(Byol),
             &ctx,
         );

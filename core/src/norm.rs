@@ -1,4 +1,9 @@
-//! Training-mode batch norm for the backbones, computed without a copy.
+//! Batch norm as every backbone, projector and head applies it: in training
+//! mode the fused extension ([`crate::fused::batch_norm`]) unless it is
+//! switched off, else the unfused formulations below (kept as the reference
+//! and for `augur bench`'s before/after).
+//!
+//! The unfused path, computed without a copy:
 //!
 //! burn 0.22 computes training-mode batch norm on backends without a fused
 //! kernel (flex and tch among them) by moving the channels to the front and
@@ -17,11 +22,38 @@
 use burn::nn::BatchNorm;
 use burn::prelude::*;
 
+use crate::fused::{self, Fused};
+
 /// `bn` applied to `x` (`[batch, channels, h, w]`): batch statistics (and a
 /// running-statistics update) when training, else burn's inference path.
 pub fn batch_norm_2d(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    if training(bn, &x.device()) && fused::enabled(Fused::BatchNorm) {
+        return fused::batch_norm::batch_norm_train(bn, x);
+    }
+    unfused_batch_norm_2d(bn, x)
+}
+
+/// `bn` applied to features `x` (`[batch, channels]`), as in projector and
+/// predictor heads (BatchNorm1d).
+pub fn batch_norm_1d(bn: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
+    if training(bn, &x.device()) && fused::enabled(Fused::BatchNorm) {
+        let [n, c] = x.dims();
+        return fused::batch_norm::batch_norm_train(bn, x.reshape([n, c, 1, 1])).reshape([n, c]);
+    }
+    bn.forward(x)
+}
+
+/// Whether `bn` normalises with batch statistics: burn's rule (training mode
+/// on an autodiff device; elsewhere the running statistics).
+fn training(bn: &BatchNorm, device: &Device) -> bool {
+    device.is_autodiff() && bn.training.is_enabled()
+}
+
+/// The unfused training-mode batch norm: copy-free on the CPU backends,
+/// burn's own elsewhere.
+pub fn unfused_batch_norm_2d(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
-    if !(device.is_autodiff() && bn.training.is_enabled() && on_cpu(&device)) {
+    if !(training(bn, &device) && on_cpu(&device)) {
         return bn.forward(x);
     }
     let [_, channels, _, _] = x.dims();
@@ -76,7 +108,7 @@ mod tests {
         burns.beta = Param::from_tensor(Tensor::from_data(ours.beta.val().into_data(), &device));
         let weights = Tensor::<4>::random([6, 5, 4, 3], Distribution::Normal(0.0, 1.0), &device);
 
-        let a = batch_norm_2d(&ours, x.clone());
+        let a = unfused_batch_norm_2d(&ours, x.clone());
         let b = burns.forward(x.clone());
         a.clone().into_data().assert_approx_eq::<f32>(&b.clone().into_data(), Tolerance::absolute(1e-5));
 

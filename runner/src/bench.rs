@@ -18,6 +18,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use augur_core::augment::{ImageRef, Pipeline};
 use augur_core::backbone::BackboneConfig;
 use augur_core::blocks::Trainable;
+use augur_core::fused::{self, Fused};
 use augur_core::method::StepInfo;
 use augur_core::optim::OptimizerSpec;
 use clap::Args;
@@ -40,9 +41,13 @@ pub struct BenchArgs {
     /// Batch size of the ResNet-18 case.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
-    /// Skip the ResNet-18 case.
+    /// Skip the ResNet-18 cases.
     #[arg(long)]
     pub skip_resnet18: bool,
+    /// Time only the default path (every fused operation on), not each
+    /// fused operation switched off and on.
+    #[arg(long)]
+    pub default_only: bool,
     /// Device of the training cases (flex, tch-cpu, cuda:N, auto); default: the sweep's.
     #[arg(long)]
     pub device: Option<String>,
@@ -106,7 +111,7 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
     }
     println!();
 
-    print!("{:<28} {:>10} {:>6} {:>14} {:>16}", "case", "params", "batch", "step img/s", "with views img/s");
+    print!("{:<28} {:<22} {:>10} {:>6} {:>14} {:>16}", "case", "path", "params", "batch", "step img/s", "with views img/s");
     if args.pytorch.is_some() {
         print!(" {:>16} {:>14}", "PyTorch img/s", "Augur/PyTorch");
     }
@@ -117,17 +122,43 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
         r18.model = BackboneConfig::default();
         r18.train.batch_size = args.batch;
         r18.data.image_size = Some(32);
-        cases.push(("resnet18-cifar".into(), r18));
+        cases.push(("resnet18-cifar".into(), r18.clone()));
+        // Half width at twice the batch: more, smaller kernels per image.
+        r18.model.width = 32;
+        r18.train.batch_size = 256;
+        cases.push(("resnet18-cifar-w32".into(), r18));
+    }
+    // Each fused operation off and on, so every gain can be attributed:
+    // `unfused` is the path before the extensions, each `+op` adds one.
+    // Cumulative: `unfused`, then one more operation per line; the last line
+    // is the default path.
+    let mut paths: Vec<(String, Vec<Fused>)> = vec![("unfused".into(), vec![])];
+    for (i, op) in Fused::ALL.into_iter().enumerate() {
+        let default = if i + 1 == Fused::ALL.len() { " (default)" } else { "" };
+        paths.push((format!("+{}{default}", op.name()), Fused::ALL[..=i].to_vec()));
+    }
+    if args.default_only {
+        paths.drain(..paths.len() - 1);
     }
     for (label, cfg) in cases {
-        let (params, step_ips, full_ips) = time_case(&cfg, &plugins, args.steps)?;
-        print!("{label:<28} {params:>10} {:>6} {step_ips:>14.1} {full_ips:>16.1}", cfg.train.batch_size);
-        if let Some(python) = &args.pytorch {
-            let reference = pytorch(python, "bench_step.py", &reference_step_args(&cfg, args.steps, threads)?)?;
-            let torch_ips = number(&reference, "images_per_s")?;
-            print!(" {torch_ips:>16.1} {:>13.2}x", step_ips / torch_ips);
+        let torch_ips = match &args.pytorch {
+            Some(python) => Some(number(&pytorch(python, "bench_step.py", &reference_step_args(&cfg, args.steps, threads)?)?, "images_per_s")?),
+            None => None,
+        };
+        for (path, on) in &paths {
+            for op in Fused::ALL {
+                fused::set_enabled(op, on.contains(&op));
+            }
+            let (params, step_ips, full_ips) = time_case(&cfg, &plugins, args.steps)?;
+            print!("{label:<28} {path:<22} {params:>10} {:>6} {step_ips:>14.1} {full_ips:>16.1}", cfg.train.batch_size);
+            if let Some(torch_ips) = torch_ips {
+                print!(" {torch_ips:>16.1} {:>13.2}x", step_ips / torch_ips);
+            }
+            println!();
         }
-        println!();
+    }
+    for op in Fused::ALL {
+        fused::set_enabled(op, true);
     }
     if let Some(python) = &args.pytorch {
         println!("PyTorch: eager fp32 on {threads} intra-op threads, scripts/reference/ run by {}", python.display());

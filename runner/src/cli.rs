@@ -25,6 +25,11 @@ pub struct Cli {
     /// Directory to load method plugins from (default: next to the augur binary; env AUGUR_PLUGINS).
     #[arg(long, global = true, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
+    /// Run this fused operation (batch_norm) as burn's unfused tensor
+    /// operations in this process: the reference path, to check a result
+    /// against it. Repeatable.
+    #[arg(long, global = true, value_name = "OP", value_parser = parse_fused)]
+    pub unfused: Vec<augur_core::fused::Fused>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -211,8 +216,20 @@ pub enum Format {
     Csv,
 }
 
+fn parse_fused(name: &str) -> Result<augur_core::fused::Fused, String> {
+    use augur_core::fused::Fused;
+    Fused::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Fused::ALL.iter().map(|f| f.name()).collect();
+        format!("no fused operation `{name}`; the fused operations are: {}", names.join(", "))
+    })
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let dir = plugin_dir(cli.plugins.as_deref());
+    for &op in &cli.unfused {
+        augur_core::fused::set_enabled(op, false);
+        eprintln!("augur: {} runs unfused in this process (--unfused)", op.name());
+    }
     match cli.command {
         Command::Plan { file, store } => {
             plan(&file, &store, &dir)?;

@@ -133,4 +133,13 @@ mod tests {
         let e = open("cuda:64").unwrap_err();
         assert!(e.contains("cuda:64"), "{e}");
     }
+
+    /// The fused batch norm on libtorch (native_batch_norm and its backward)
+    /// against the unfused path: output, gradients, running statistics. CI
+    /// runs the runner's lib tests in the tch build (scripts/test.sh).
+    #[cfg(feature = "tch")]
+    #[test]
+    fn fused_batch_norm_matches_unfused_on_libtorch() {
+        augur_core::fused::batch_norm::assert_matches_unfused(&open("tch-cpu").unwrap().autodiff());
+    }
 }

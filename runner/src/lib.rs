@@ -6,6 +6,7 @@
 //! - [`data`]: datasets (synthetic, CIFAR binaries, image folders);
 //! - [`plugins`]: loading method plugins;
 //! - [`train`]: pretraining one run;
+//! - [`recorder`]: where a run's results go (the store, or memory: training without a database);
 //! - [`eval`]: kNN and linear probes, sensitivity, on frozen features;
 //! - [`evaluate`]: `augur eval`, protocols on finished runs' checkpoints (feature cache);
 //! - [`online`]: the online linear probe trained during pretraining;
@@ -25,6 +26,7 @@ pub mod invariance;
 pub mod online;
 pub mod plugins;
 pub mod probes;
+pub mod recorder;
 /// The run store (its own crate, shared with the dashboard).
 pub use augur_store as store;
 pub mod sweep;

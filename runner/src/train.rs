@@ -1,9 +1,11 @@
 //! Pretraining one run: views made on a worker thread while the device
 //! computes, one backward pass per step, the backbone and the method each
 //! stepping their own parameters, metrics streamed to the store, checkpoints,
-//! then the evaluations (and the random-initialisation reference).
+//! then the evaluations (and the random-initialisation reference), all
+//! reported to a [`Recorder`]: the store for `augur run`, memory for a
+//! library user or a test.
 //!
-//! A run that has a checkpoint in the store resumes from it: modules and
+//! A run whose recorder has a checkpoint resumes from it: modules and
 //! optimizer states are restored, the data order and the views of every
 //! later step are the ones an uninterrupted run would have seen, and the
 //! metric series continues from the checkpoint's step.
@@ -33,6 +35,7 @@ use crate::data::Dataset;
 use crate::eval;
 use crate::plugins::{Plugins, panic_message};
 use crate::online::OnlineProbe;
+use crate::recorder::Recorder;
 use crate::store::{EvalRow, MetricPoint, Store};
 
 /// The execution device of a config (non-autodiff; training adds autodiff).
@@ -311,8 +314,8 @@ fn produce_batches(
 
 /// Everything one run needs from its surroundings.
 pub struct RunEnv<'a> {
-    pub store: &'a Store,
-    pub run_id: i64,
+    /// Where metrics, checkpoints and evaluations go.
+    pub recorder: &'a dyn Recorder,
     pub plugins: &'a Plugins,
     pub progress: ProgressBar,
     /// Raised by the worker's heartbeat when the run must stop (cancelled,
@@ -325,8 +328,9 @@ pub struct RunEnv<'a> {
 #[error("stopped at step {0}")]
 pub struct Stopped(pub usize);
 
-/// Train and evaluate one run, resuming from its latest checkpoint if it
-/// has one; its metrics, checkpoints and evaluations go to the store.
+/// Train and evaluate one run, resuming from its recorder's latest
+/// checkpoint if it has one; its metrics, checkpoints and evaluations go to
+/// the recorder.
 pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
     let device = device_of(cfg)?;
     let ad = device.clone().autodiff();
@@ -334,14 +338,18 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
     let backbone = cfg.model.init(&ad);
     let mut method = build_method(cfg, env.plugins, &ad)?;
     let total = total_steps(cfg, data.train.len());
-    env.store.set_total_steps(env.run_id, total)?;
-    let resume = env.store.latest_checkpoint(env.run_id)?.filter(|(step, _)| *step <= total);
+    env.recorder.set_total_steps(total)?;
+    let resume = env.recorder.latest_checkpoint()?.filter(|(step, _)| *step <= total);
 
     if cfg.eval.random_init && resume.is_none() {
-        env.progress.set_message("evaluating the random initialisation");
-        let rows = eval::evaluate(&backbone, data, &cfg.eval, "random_init", cfg.seed, &device)?;
-        env.store.clear_evaluations(env.run_id, "random_init")?;
-        env.store.add_evaluations(env.run_id, &rows)?;
+        let rows = match env.recorder.random_init_of_twin(cfg)? {
+            Some(rows) => rows,
+            None => {
+                env.progress.set_message("evaluating the random initialisation");
+                eval::evaluate(&backbone, data, &cfg.eval, "random_init", cfg.seed, &device)?
+            }
+        };
+        env.recorder.replace_evaluations("random_init", &rows)?;
     }
 
     let pipeline = Pipeline::from_config(&cfg.augment, data.train.side).map_err(|e| anyhow!(e))?;
@@ -354,13 +362,13 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
             if let Some(p) = &mut probe {
                 p.load(dir).map_err(|e| anyhow!("resuming from {}: {e}", dir.display()))?;
             }
-            env.store.mark_resumed(env.run_id, *step)?;
-            env.progress.println(format!("run {}: resuming from its checkpoint at step {step}", env.run_id));
+            env.recorder.mark_resumed(*step)?;
+            env.progress.println(format!("{}: resuming from its checkpoint at step {step}", env.progress.prefix()));
             *step
         }
         None => 0,
     };
-    env.store.truncate_metrics(env.run_id, start)?;
+    env.recorder.truncate_metrics(start)?;
     env.progress.set_length(total as u64);
     env.progress.set_position(start as u64);
 
@@ -391,9 +399,52 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
             });
         }
     }
-    env.store.clear_evaluations(env.run_id, "final")?;
-    env.store.add_evaluations(env.run_id, &rows)?;
+    env.recorder.replace_evaluations("final", &rows)?;
     Ok(())
+}
+
+/// What makes the random-initialisation evaluation of a run: its backbone
+/// (model, seed, device) and what it is evaluated on and how (data, eval).
+/// The method, augmentations and schedule play no part.
+pub fn random_init_identity(cfg: &RunConfig) -> serde_json::Value {
+    serde_json::json!({"seed": cfg.seed, "device": cfg.device, "model": cfg.model, "data": cfg.data, "eval": cfg.eval})
+}
+
+/// The random-initialisation rows of another run in the store with the same
+/// [`random_init_identity`] (a sweep over methods evaluates one random
+/// backbone, not one per run). The rows are that run's values to the digit
+/// (the evaluation is deterministic in these inputs); their settings say
+/// which run computed them.
+pub fn random_init_of_twin(store: &Store, run_id: i64, cfg: &RunConfig) -> Result<Option<Vec<EvalRow>>> {
+    let identity = random_init_identity(cfg);
+    let mut twins: Vec<i64> = store
+        .configs(None)?
+        .into_iter()
+        .filter(|(id, config)| {
+            *id != run_id
+                && serde_json::from_value::<RunConfig>(config.clone()).is_ok_and(|c| random_init_identity(&c) == identity)
+        })
+        .map(|(id, _)| id)
+        .collect();
+    twins.sort_unstable();
+    for twin in twins {
+        let rows: Vec<EvalRow> = store.evaluations(twin)?.into_iter().filter(|r| r.checkpoint == "random_init").collect();
+        if rows.is_empty() {
+            continue;
+        }
+        return Ok(Some(
+            rows.into_iter()
+                .map(|mut r| {
+                    let source = r.settings.get("computed_by_run").cloned().unwrap_or(twin.into());
+                    if let Some(settings) = r.settings.as_object_mut() {
+                        settings.insert("computed_by_run".into(), source);
+                    }
+                    r
+                })
+                .collect(),
+        ));
+    }
+    Ok(None)
 }
 
 /// What a training step updates: the backbone, the method, the online probe.
@@ -459,7 +510,7 @@ fn train_loop(
         // Metrics reach the store before the checkpoint that covers them, so
         // a run resumed from any checkpoint has no gap in its series.
         if pending.len() >= 60 || checkpoint {
-            env.store.log_metrics(env.run_id, &pending)?;
+            env.recorder.log_metrics(&pending)?;
             pending.clear();
         }
         env.progress.set_position(step as u64 + 1);
@@ -477,14 +528,14 @@ fn train_loop(
 }
 
 fn save_checkpoint(env: &RunEnv, model: &Model, step: usize) -> Result<PathBuf> {
-    let dir = env.store.checkpoint_dir(env.run_id).join(format!("step-{step}"));
+    let dir = env.recorder.checkpoint_dir(step);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     model.backbone.save(&dir, "backbone").map_err(|e| anyhow!(e))?;
     model.method.save(&dir).map_err(|e| anyhow!(e))?;
     if let Some(p) = &model.probe {
         p.save(&dir).map_err(|e| anyhow!(e))?;
     }
-    env.store.add_checkpoint(env.run_id, step, &dir)?;
+    env.recorder.add_checkpoint(step, &dir)?;
     Ok(dir)
 }
 

@@ -19,6 +19,7 @@ use crate::data::Dataset;
 use crate::plugins::Plugins;
 use crate::devices::DeviceName;
 use crate::store::{Claimed, Lease, Store};
+use crate::recorder::StoreRecorder;
 use crate::train::{self, RunEnv, Stopped};
 
 /// How a worker behaves.
@@ -158,9 +159,9 @@ fn run_one(
     cfg.device = concrete.to_string();
     store.set_device(run_id, claimed.attempt, &cfg.device)?;
     let data = datasets.get(&cfg.data).map_err(|e| anyhow!("[data] {e:#}"))?;
+    let recorder = StoreRecorder { store, run_id };
     let env = RunEnv {
-        store,
-        run_id,
+        recorder: &recorder,
         plugins,
         progress: pb.clone(),
         stop,

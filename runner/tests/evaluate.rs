@@ -167,3 +167,46 @@ fn knn_on_projector_features_for_plain_and_conditioned_projectors() {
     let out = augur(&["eval", "1", "--protocol", "sensitivity", "--features", "projector", "--store", store_arg]);
     assert!(!out.status.success() && stderr(&out).contains("--features projector applies to knn, linear and lbfgs"), "{}", stderr(&out));
 }
+
+/// Runs that share a random backbone (model, seed, device) and an evaluation
+/// (data, eval settings) evaluate it once: a sweep over a method option and
+/// two seeds computes two random-init evaluations, not four; the other runs
+/// hold the same values, saying which run computed them.
+#[test]
+fn random_init_is_evaluated_once_per_backbone() {
+    let dir = tempdir();
+    let store = dir.path().join("r.db");
+    let sweep = tiny_sweep(SYNTHETIC, "\n[sweep]\nseeds = [0, 1]\n[sweep.grid]\n\"method.temperature\" = [0.5, 0.2]\n");
+    let file = write(dir.path(), "twins.toml", &sweep);
+    let out = augur(&["run", file.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reader = Store::open_read_only(&store).unwrap();
+    let configs = reader.configs(None).unwrap();
+    assert_eq!(configs.len(), 4);
+    let init = |id: i64| -> Vec<(String, f64, Option<i64>)> {
+        let rows: Vec<_> = reader
+            .evaluations(id)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.checkpoint == "random_init")
+            .map(|r| (format!("{}/{}", r.protocol, r.task), r.value, r.settings.get("computed_by_run").and_then(|v| v.as_i64())))
+            .collect();
+        assert!(!rows.is_empty(), "run {id} has random-init rows");
+        rows
+    };
+    let mut by_seed: std::collections::BTreeMap<u64, Vec<i64>> = Default::default();
+    for (id, config) in &configs {
+        by_seed.entry(config["seed"].as_u64().unwrap()).or_default().push(*id);
+    }
+    let mut values = Vec::new();
+    for (seed, mut ids) in by_seed {
+        ids.sort();
+        let (first, second) = (init(ids[0]), init(ids[1]));
+        assert!(first.iter().all(|r| r.2.is_none()), "seed {seed}: run {} computed its own", ids[0]);
+        assert!(second.iter().all(|r| r.2 == Some(ids[0])), "seed {seed}: run {} reused run {}'s: {second:?}", ids[1], ids[0]);
+        let strip = |rows: &[(String, f64, Option<i64>)]| rows.iter().map(|r| (r.0.clone(), r.1)).collect::<Vec<_>>();
+        assert_eq!(strip(&first), strip(&second), "seed {seed}: the same values");
+        values.push(strip(&first));
+    }
+    assert_ne!(values[0], values[1], "another seed is another backbone, evaluated on its own");
+}

@@ -13,7 +13,8 @@ use augur::train::{self, PreparedBatch};
 use augur_core::augment::{ImageRef, Pipeline};
 use augur_core::blocks::{Trainable, flat_params};
 use augur_core::burn::prelude::*;
-use augur_core::method::{StepInfo, save_module};
+use augur_core::blocks::save_module;
+use augur_core::method::StepInfo;
 use common::*;
 
 fn tiny_config() -> RunConfig {

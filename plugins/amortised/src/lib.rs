@@ -69,11 +69,7 @@ fn amortised(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     }
     let mut projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_out]);
     projector.hidden_bn = false;
-    let target = Target::Momentum {
-        backbone: None,
-        projector: projector.init(&ctx.device),
-        schedule: MomentumSchedule { base: o.momentum, last: o.momentum },
-    };
+    let target = Target::Momentum(MomentumSchedule { base: o.momentum, last: o.momentum });
     let objective = QueuePerSetting { temperature: o.temperature, capacity: o.queue_size, queues: BTreeMap::new(), setting: Vec::new() };
     Ok(Box::new(TwoView::new(projector, None, target, Box::new(objective), ctx)))
 }

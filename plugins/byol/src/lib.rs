@@ -44,11 +44,7 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     }
     let projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_out]);
     let predictor = MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]);
-    let target = Target::Momentum {
-        backbone: None,
-        projector: projector.init(&ctx.device),
-        schedule: MomentumSchedule { base: o.base_momentum, last: 1.0 },
-    };
+    let target = Target::Momentum(MomentumSchedule { base: o.base_momentum, last: 1.0 });
     Ok(Box::new(TwoView::new(projector, Some(predictor), target, Box::new(Byol), ctx)))
 }
 

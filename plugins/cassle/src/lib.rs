@@ -16,13 +16,12 @@
 use std::path::Path;
 
 use augur_core::aware::{AwareContext, Awareness, descriptors};
-use augur_core::blocks::{Mlp, MlpConfig, Trainable, ema_update, independent_copy};
+use augur_core::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
 use augur_core::optim::OptimizerSpec;
 use augur_core::burn;
 use augur_core::burn::nn::{BatchNorm, BatchNormConfig, Relu};
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
-use augur_core::method::{load_module, save_module};
 use augur_core::plugin::Registry;
 use augur_core::record::{AugmentationRecord, DescriptorSchema};
 use serde::{Deserialize, Serialize};
@@ -123,7 +122,7 @@ impl HyperProjector {
             x = x.reshape([n, 1, fan_in]).matmul(matrix).reshape([n, fan_out]) + bias;
             let last = i + 1 == layers;
             if (!last && self.hidden_bn) || (last && self.last_bn) {
-                x = norms.next().expect("one norm per normalised layer").forward(x);
+                x = augur_core::norm::batch_norm_1d(norms.next().expect("one norm per normalised layer"), x);
             }
             if !last {
                 x = self.relu.forward(x);
@@ -142,11 +141,11 @@ struct Cassle {
     /// `None` for `raw` and `hypernet`.
     encoder: Option<Trainable<Mlp>>,
     /// The key branch's copy, made at its first use.
-    momentum_encoder: Option<Mlp>,
+    momentum_encoder: MomentumCopy<Mlp>,
     /// `hypernet`: the generated projector (built when the method's
     /// projector shape is known) and its key-branch copy.
     hyper: Option<Trainable<HyperProjector>>,
-    momentum_hyper: Option<HyperProjector>,
+    momentum_hyper: MomentumCopy<HyperProjector>,
     projector_config: Option<MlpConfig>,
 }
 
@@ -175,9 +174,7 @@ impl Awareness for Cassle {
             return Some(hyper.module().forward(input, d));
         }
         let (encoder, projector) = (&self.encoder_config, self.projector_config.as_ref()?);
-        let copy = self
-            .momentum_hyper
-            .get_or_insert_with(|| independent_copy(HyperProjector::new(encoder, projector, &device), hyper.module()));
+        let copy = self.momentum_hyper.get_or_copy(|| HyperProjector::new(encoder, projector, &device), hyper.module());
         Some(copy.forward(input, d).detach())
     }
 
@@ -192,9 +189,7 @@ impl Awareness for Cassle {
         };
         let embedding = if target {
             let config = &self.encoder_config;
-            let copy = self
-                .momentum_encoder
-                .get_or_insert_with(|| independent_copy(config.init(&device), encoder.module()));
+            let copy = self.momentum_encoder.get_or_copy(|| config.init(&device), encoder.module());
             copy.forward(d).detach()
         } else {
             encoder.module().forward(d)
@@ -217,11 +212,11 @@ impl Awareness for Cassle {
     }
 
     fn after_step(&mut self, momentum: Option<f64>) {
-        if let (Some(m), Some(copy), Some(online)) = (momentum, self.momentum_encoder.take(), &self.encoder) {
-            self.momentum_encoder = Some(ema_update(copy, online.module(), m));
+        if let (Some(m), Some(online)) = (momentum, &self.encoder) {
+            self.momentum_encoder.update(online.module(), m);
         }
-        if let (Some(m), Some(copy), Some(online)) = (momentum, self.momentum_hyper.take(), &self.hyper) {
-            self.momentum_hyper = Some(ema_update(copy, online.module(), m));
+        if let (Some(m), Some(online)) = (momentum, &self.hyper) {
+            self.momentum_hyper.update(online.module(), m);
         }
     }
 
@@ -229,35 +224,25 @@ impl Awareness for Cassle {
         if let Some(e) = &self.encoder {
             e.save(dir, "cassle_encoder")?;
         }
-        if let Some(m) = &self.momentum_encoder {
-            save_module(m, dir, "cassle_momentum_encoder")?;
-        }
+        self.momentum_encoder.save(dir)?;
         if let Some(h) = &self.hyper {
             h.save(dir, "cassle_hypernet")?;
         }
-        if let Some(m) = &self.momentum_hyper {
-            save_module(m, dir, "cassle_momentum_hypernet")?;
-        }
+        self.momentum_hyper.save(dir)?;
         Ok(())
     }
 
     fn load(&mut self, dir: &Path) -> Result<(), String> {
         // Momentum copies are made at their first use; a checkpoint that has
         // them brings them back.
-        let saved = |name: &str| dir.join(format!("{name}.bpk")).exists();
+        let (encoder, device) = (&self.encoder_config, &self.device);
         if let Some(e) = &mut self.encoder {
             e.load(dir, "cassle_encoder")?;
-            if saved("cassle_momentum_encoder") {
-                let fresh = self.encoder_config.init(&self.device);
-                self.momentum_encoder = Some(load_module(fresh, dir, "cassle_momentum_encoder")?.no_grad());
-            }
+            self.momentum_encoder.load(dir, || encoder.init(device))?;
         }
-        if let Some(h) = &mut self.hyper {
+        if let (Some(h), Some(projector)) = (&mut self.hyper, &self.projector_config) {
             h.load(dir, "cassle_hypernet")?;
-            if let (true, Some(projector)) = (saved("cassle_momentum_hypernet"), &self.projector_config) {
-                let fresh = HyperProjector::new(&self.encoder_config, projector, &self.device);
-                self.momentum_hyper = Some(load_module(fresh, dir, "cassle_momentum_hypernet")?.no_grad());
-            }
+            self.momentum_hyper.load(dir, || HyperProjector::new(encoder, projector, device))?;
         }
         Ok(())
     }
@@ -302,11 +287,11 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
         injection,
         encoder_config,
         encoder,
-        momentum_encoder: None,
+        momentum_encoder: MomentumCopy::lazy("cassle_momentum_encoder"),
         optimizer: ctx.optimizer.clone(),
         device: ctx.device.clone(),
         hyper: None,
-        momentum_hyper: None,
+        momentum_hyper: MomentumCopy::lazy("cassle_momentum_hypernet"),
         projector_config: None,
     }))
 }

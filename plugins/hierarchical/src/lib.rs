@@ -16,12 +16,12 @@
 use std::path::Path;
 
 use augur_core::backbone::{BackboneConfig, ResNet};
-use augur_core::blocks::{Mlp, MlpConfig, Trainable, ema_update, independent_copy};
+use augur_core::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
 use augur_core::burn::tensor::activation::relu;
 use augur_core::losses::{barlow_twins, byol_loss, negative_cosine};
-use augur_core::method::{Method, MethodContext, MomentumSchedule, StepInfo, StepOutput, ViewBatch, load_module, save_module};
+use augur_core::method::{Method, MethodContext, MomentumSchedule, StepInfo, StepOutput, ViewBatch};
 use augur_core::plugin::Registry;
 use augur_core::record::AugmentationRecord;
 use serde::{Deserialize, Serialize};
@@ -106,11 +106,21 @@ fn jitter_factors(records: &[AugmentationRecord], device: &Device) -> Tensor<2> 
     Tensor::from_data(TensorData::new(rows, [records.len(), 4]), device)
 }
 
+/// BYOL's target network: copies of the backbone (taken at the first
+/// step) and of every stage's heads.
 struct MomentumBranch {
-    /// Copied from the online backbone at the first step.
-    backbone: Option<ResNet>,
-    heads: Heads,
+    backbone: MomentumCopy<ResNet>,
+    lifts: MomentumCopy<Vec<Mlp>>,
+    expands: MomentumCopy<Vec<Mlp>>,
+    projectors: MomentumCopy<Vec<Mlp>>,
     schedule: MomentumSchedule,
+}
+
+impl MomentumBranch {
+    fn heads(&self) -> Heads {
+        let copy = |m: &MomentumCopy<Vec<Mlp>>| m.get().expect("taken at construction").clone();
+        Heads { lifts: copy(&self.lifts), expands: copy(&self.expands), projectors: copy(&self.projectors) }
+    }
 }
 
 struct Hierarchical {
@@ -170,9 +180,10 @@ impl Method for Hierarchical {
             let target = match (&mut self.momentum, self.options.base) {
                 (Some(m), _) => {
                     let config = &self.backbone_config;
-                    let tb = m.backbone.get_or_insert_with(|| independent_copy(config.init(&batch.device()), backbone));
+                    let tb = m.backbone.get_or_copy(|| config.init(&batch.device()), backbone);
                     let [k1, k2] = stage_features(tb, &views.clone().map(|v| v.detach()), k);
-                    [m.heads.project(k, k1, &records[0]).detach(), m.heads.project(k, k2, &records[1]).detach()]
+                    let heads = m.heads();
+                    [heads.project(k, k1, &records[0]).detach(), heads.project(k, k2, &records[1]).detach()]
                 }
                 (None, Base::Simsiam) => z.map(|z| z.detach()),
                 (None, _) => z,
@@ -199,15 +210,13 @@ impl Method for Hierarchical {
     fn after_step(&mut self, backbone: &ResNet, info: &StepInfo) {
         let online = self.heads();
         if let Some(m) = &mut self.momentum
-            && let Some(tb) = &mut m.backbone
+            && m.backbone.get().is_some()
         {
             let tau = m.schedule.at(info.step, info.total_steps);
-            *tb = ema_update(tb.clone(), backbone, tau);
-            m.heads = Heads {
-                lifts: ema_update(m.heads.lifts.clone(), &online.lifts, tau),
-                expands: ema_update(m.heads.expands.clone(), &online.expands, tau),
-                projectors: ema_update(m.heads.projectors.clone(), &online.projectors, tau),
-            };
+            m.backbone.update(backbone, tau);
+            m.lifts.update(&online.lifts, tau);
+            m.expands.update(&online.expands, tau);
+            m.projectors.update(&online.projectors, tau);
         }
     }
 
@@ -227,12 +236,10 @@ impl Method for Hierarchical {
             p.save(dir, "stage_predictors")?;
         }
         if let Some(m) = &self.momentum {
-            save_module(&m.heads.lifts, dir, "target_lifts")?;
-            save_module(&m.heads.expands, dir, "target_expands")?;
-            save_module(&m.heads.projectors, dir, "target_projectors")?;
-            if let Some(b) = &m.backbone {
-                save_module(b, dir, "target_backbone")?;
+            for part in [&m.lifts, &m.expands, &m.projectors] {
+                part.save(dir)?;
             }
+            m.backbone.save(dir)?;
         }
         Ok(())
     }
@@ -245,13 +252,11 @@ impl Method for Hierarchical {
             p.load(dir, "stage_predictors")?;
         }
         if let Some(m) = &mut self.momentum {
-            m.heads.lifts = load_module(m.heads.lifts.clone(), dir, "target_lifts")?.no_grad();
-            m.heads.expands = load_module(m.heads.expands.clone(), dir, "target_expands")?.no_grad();
-            m.heads.projectors = load_module(m.heads.projectors.clone(), dir, "target_projectors")?.no_grad();
-            // Taken at the first step: a checkpoint from before then has none.
-            if dir.join("target_backbone.bpk").exists() {
-                m.backbone = Some(load_module(self.backbone_config.init(&self.device), dir, "target_backbone")?.no_grad());
+            for part in [&mut m.lifts, &mut m.expands, &mut m.projectors] {
+                part.load(dir, || unreachable!("the heads' copies are taken at construction"))?;
             }
+            let (config, device) = (&self.backbone_config, &self.device);
+            m.backbone.load(dir, || config.init(device))?;
         }
         Ok(())
     }
@@ -302,12 +307,10 @@ fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
     let momentum = (o.base == Base::Byol).then(|| {
         let fresh = make_heads();
         MomentumBranch {
-            backbone: None,
-            heads: Heads {
-                lifts: independent_copy(fresh.lifts, &online.lifts),
-                expands: independent_copy(fresh.expands, &online.expands),
-                projectors: independent_copy(fresh.projectors, &online.projectors),
-            },
+            backbone: MomentumCopy::lazy("target_backbone"),
+            lifts: MomentumCopy::of("target_lifts", fresh.lifts, &online.lifts),
+            expands: MomentumCopy::of("target_expands", fresh.expands, &online.expands),
+            projectors: MomentumCopy::of("target_projectors", fresh.projectors, &online.projectors),
             schedule: MomentumSchedule { base: o.base_momentum, last: 1.0 },
         }
     });
@@ -370,7 +373,7 @@ mod tests {
         assert_eq!(out.terms.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["stage1", "stage2"]);
         let target = |m: &Hierarchical| {
             let b = m.momentum.as_ref().unwrap();
-            (flat_params(b.backbone.as_ref().unwrap()), flat_params(&b.heads.lifts), flat_params(&b.heads.projectors))
+            (flat_params(b.backbone.get().unwrap()), flat_params(b.lifts.get().unwrap()), flat_params(b.projectors.get().unwrap()))
         };
         let before = target(&method);
         let online_before = flat_params(method.projectors.module());

@@ -54,11 +54,7 @@ fn moco_v2(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     }
     let mut projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_out]);
     projector.hidden_bn = false;
-    let target = Target::Momentum {
-        backbone: None,
-        projector: projector.init(&ctx.device),
-        schedule: MomentumSchedule { base: o.momentum, last },
-    };
+    let target = Target::Momentum(MomentumSchedule { base: o.momentum, last });
     let objective = QueueInfoNce { temperature: o.temperature, queue: FeatureQueue::new(o.queue_size) };
     Ok(Box::new(TwoView::new(projector, None, target, Box::new(objective), ctx)))
 }
@@ -101,11 +97,7 @@ fn moco_v3(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     }
     let projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true);
     let predictor = MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]).with_last_bn(true);
-    let target = Target::Momentum {
-        backbone: None,
-        projector: projector.init(&ctx.device),
-        schedule: MomentumSchedule { base: o.base_momentum, last: 1.0 },
-    };
+    let target = Target::Momentum(MomentumSchedule { base: o.base_momentum, last: 1.0 });
     Ok(Box::new(TwoView::new(projector, Some(predictor), target, Box::new(InBatchInfoNce { temperature: o.temperature }), ctx)))
 }
 

@@ -1,0 +1,384 @@
+//! Fused training-mode batch norm, a burn backend extension.
+//!
+//! burn 0.22 builds training-mode batch norm out of tensor operations (a
+//! mean, a variance, a normalisation, each its own pass, plus the autodiff
+//! graph of each). Here it is one operation per backend:
+//!
+//! - flex: one pass for the per-channel statistics (sums in f64), one for the
+//!   output; the backward one pass for the two per-channel sums and one for
+//!   the input gradient;
+//! - LibTorch: libtorch's `native_batch_norm` forward; its backward from the
+//!   same two per-channel sums in a few libtorch kernels (tch 0.22 exposes no
+//!   `native_batch_norm_backward`);
+//! - Autodiff: the forward of the inner backend and a handwritten backward
+//!   (input, gamma and beta gradients at once).
+//!
+//! Statistics follow burn's (and PyTorch's) training semantics: normalise
+//! with the biased batch variance; the running variance is updated with the
+//! biased variance too, as burn's `BatchNorm` does (the module's semantics,
+//! kept so checkpoints and the loss-curve pin are unchanged).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::nn::BatchNorm;
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use rayon::prelude::*;
+
+/// The extension: forward returns `(output, batch mean, batch inverse std)`,
+/// each statistic of shape `[channels]`; backward returns the gradients of
+/// `(x, gamma, beta)`. `x` is `[batch, channels, h, w]`.
+#[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
+pub trait BatchNormOps: Backend {
+    fn batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    fn batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        invstd: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// Training-mode batch norm of `x` (`[batch, channels, h, w]`) with `bn`'s
+/// affine parameters, through the extension; the running statistics of
+/// `bn` are updated as burn's `BatchNorm` updates them.
+pub fn batch_norm_train(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let (out, mean, invstd) = <Dispatch as BatchNormOps>::batch_norm_train(
+        x.into_dispatch(),
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+        bn.epsilon,
+    );
+    let (mean, invstd) = (Tensor::<1>::from_dispatch(mean), Tensor::<1>::from_dispatch(invstd));
+    // The biased batch variance back from the inverse std: 1/invstd^2 - eps.
+    let variance = invstd.powf_scalar(-2.0).sub_scalar(bn.epsilon);
+    let update = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
+        let old = state.value_sync().to_device(&batch.device());
+        state.update((old.mul_scalar(1.0 - bn.momentum) + batch.mul_scalar(bn.momentum)).detach());
+    };
+    update(&bn.running_mean, mean.detach());
+    update(&bn.running_var, variance.detach());
+    Tensor::<4>::from_dispatch(out)
+}
+
+// ---------------------------------------------------------------- flex ----
+
+/// `t` as a contiguous f32 flex tensor (a no-op for the usual f32 activations),
+/// so its values can be read in place with `as_slice`.
+fn contiguous_f32(t: FloatTensor<Flex>) -> FloatTensor<Flex> {
+    let t = if t.dtype() == burn::tensor::DType::F32 {
+        t
+    } else {
+        <Flex as burn::backend::ops::FloatTensorOps<Flex>>::float_cast(t, burn::tensor::FloatDType::F32)
+    };
+    t.to_contiguous()
+}
+
+fn values(t: &FloatTensor<Flex>) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 (see contiguous_f32)")
+}
+
+fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FloatTensor<Flex> {
+    FloatTensor::<Flex>::from_data(TensorData::new(values, shape))
+}
+
+/// `[n, c, h*w]` view sizes of an NCHW shape.
+fn nchw(shape: &burn::tensor::Shape) -> (usize, usize, usize) {
+    let dims = shape.clone().to_vec();
+    assert_eq!(dims.len(), 4, "batch norm takes [batch, channels, h, w]");
+    (dims[0], dims[1], dims[2] * dims[3])
+}
+
+impl BatchNormOps for Flex {
+    fn batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = x.shape();
+        let (n, c, hw) = nchw(&shape);
+        let (x, gamma, beta) = (contiguous_f32(x), contiguous_f32(gamma), contiguous_f32(beta));
+        let (x, gamma, beta) = (values(&x), values(&gamma), values(&beta));
+        let count = (n * hw) as f64;
+        // Pass 1: per-channel sum and sum of squares (f64 accumulators).
+        let stats: Vec<(f32, f32)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mut s, mut s2) = (0.0f64, 0.0f64);
+                for b in 0..n {
+                    let plane = &x[(b * c + ch) * hw..(b * c + ch + 1) * hw];
+                    let (ps, ps2) = plane.iter().fold((0.0f32, 0.0f32), |(a, q), &v| (a + v, q + v * v));
+                    s += ps as f64;
+                    s2 += ps2 as f64;
+                }
+                let mean = s / count;
+                let var = (s2 / count - mean * mean).max(0.0);
+                (mean as f32, (1.0 / (var + epsilon).sqrt()) as f32)
+            })
+            .collect();
+        // Pass 2: out = (x - mean) * invstd * gamma + beta, one plane per task.
+        let mut out = vec![0.0f32; x.len()];
+        out.par_chunks_mut(hw.max(1)).enumerate().for_each(|(plane, dst)| {
+            let ch = plane % c;
+            let (mean, invstd) = stats[ch];
+            let scale = invstd * gamma[ch];
+            let shift = beta[ch] - mean * scale;
+            let src = &x[plane * hw..(plane + 1) * hw];
+            for (o, &v) in dst.iter_mut().zip(src) {
+                *o = v * scale + shift;
+            }
+        });
+        let (mean, invstd): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
+        (flex_tensor(out, shape.to_vec()), flex_tensor(mean, vec![c]), flex_tensor(invstd, vec![c]))
+    }
+
+    fn batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        invstd: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = x.shape();
+        let (n, c, hw) = nchw(&shape);
+        let owned = [x, gamma, mean, invstd, grad].map(contiguous_f32);
+        let [x, gamma, mean, invstd, grad] = owned.each_ref().map(values);
+        let count = (n * hw) as f32;
+        // Pass 1: per channel, sum(dy) and sum(dy * (x - mean)).
+        let sums: Vec<(f32, f32)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let m = mean[ch];
+                let (mut sdy, mut sdx) = (0.0f64, 0.0f64);
+                for b in 0..n {
+                    let at = (b * c + ch) * hw..(b * c + ch + 1) * hw;
+                    let (a, q) = x[at.clone()]
+                        .iter()
+                        .zip(&grad[at])
+                        .fold((0.0f32, 0.0f32), |(a, q), (&v, &dy)| (a + dy, q + dy * (v - m)));
+                    sdy += a as f64;
+                    sdx += q as f64;
+                }
+                (sdy as f32, sdx as f32)
+            })
+            .collect();
+        // Pass 2: dx = gamma * invstd * (dy - sum_dy / M - (x - mean) * invstd^2 * sum_dy_xmu / M).
+        let mut dx = vec![0.0f32; x.len()];
+        dx.par_chunks_mut(hw.max(1)).enumerate().for_each(|(plane, dst)| {
+            let ch = plane % c;
+            let (sdy, sdx) = sums[ch];
+            let k = gamma[ch] * invstd[ch];
+            let mean_dy = sdy / count;
+            let proj = invstd[ch] * invstd[ch] * sdx / count;
+            let m = mean[ch];
+            let at = plane * hw..(plane + 1) * hw;
+            for ((o, &v), &dy) in dst.iter_mut().zip(&x[at.clone()]).zip(&grad[at]) {
+                *o = k * (dy - mean_dy - (v - m) * proj);
+            }
+        });
+        let dgamma = sums.iter().zip(invstd).map(|(&(_, sdx), &is)| sdx * is).collect();
+        let dbeta = sums.iter().map(|&(sdy, _)| sdy).collect();
+        (flex_tensor(dx, shape.to_vec()), flex_tensor(dgamma, vec![c]), flex_tensor(dbeta, vec![c]))
+    }
+}
+
+// ------------------------------------------------------------- libtorch ----
+
+#[cfg(feature = "tch")]
+mod libtorch {
+    use super::*;
+    use burn::backend::LibTorch;
+    use burn::backend::libtorch::TchTensor;
+
+    impl BatchNormOps for LibTorch {
+        fn batch_norm_train(
+            x: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            beta: FloatTensor<Self>,
+            epsilon: f64,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            // No running statistics here: the caller updates the module's.
+            let (out, mean, invstd) = x.tensor.contiguous().native_batch_norm(
+                Some(&gamma.tensor),
+                Some(&beta.tensor),
+                None::<&tch::Tensor>,
+                None::<&tch::Tensor>,
+                true,
+                0.0,
+                epsilon,
+            );
+            (TchTensor::new(out), TchTensor::new(mean), TchTensor::new(invstd))
+        }
+
+        fn batch_norm_train_backward(
+            x: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            mean: FloatTensor<Self>,
+            invstd: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            let channel = |t: &tch::Tensor| t.view([1, -1, 1, 1]);
+            let (x, dy) = (&x.tensor, &grad.tensor);
+            let count = (x.numel() / x.size()[1] as usize) as f64;
+            let dims: &[i64] = &[0, 2, 3];
+            let centered = x - channel(&mean.tensor);
+            let sum_dy = dy.sum_dim_intlist(dims, false, None);
+            let sum_dy_xmu = (dy * &centered).sum_dim_intlist(dims, false, None);
+            let k = &gamma.tensor * &invstd.tensor;
+            let proj = &invstd.tensor * &invstd.tensor * &sum_dy_xmu / count;
+            let dx = (dy - channel(&(&sum_dy / count)) - centered * channel(&proj)) * channel(&k);
+            let dgamma = &sum_dy_xmu * &invstd.tensor;
+            (TchTensor::new(dx), TchTensor::new(dgamma), TchTensor::new(sum_dy))
+        }
+    }
+}
+
+// ------------------------------------------------------------- autodiff ----
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl<B: Backend + BatchNormOps> Backward<B, 3> for BatchNormBackward {
+    /// `(x, gamma, batch mean, batch inverse std)` of the forward.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, gamma, mean, invstd) = ops.state;
+        let (dx, dgamma, dbeta) = <B as BatchNormOps>::batch_norm_train_backward(x, gamma, mean, invstd, grad);
+        for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+impl<B: Backend + BatchNormOps, C: CheckpointStrategy> BatchNormOps for Autodiff<B, C> {
+    fn batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+        let (out, mean, invstd) = <B as BatchNormOps>::batch_norm_train(x.clone(), gamma.clone(), beta, epsilon);
+        // The statistics leave the graph: nothing differentiates through them.
+        let stats = (FloatTensor::<Self>::new(mean.clone()), FloatTensor::<Self>::new(invstd.clone()));
+        let out = match BatchNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x, gamma, mean, invstd), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        (out, stats.0, stats.1)
+    }
+
+    /// Gradients of the gradients are not tracked (no double backward).
+    fn batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        invstd: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dgamma, dbeta) = <B as BatchNormOps>::batch_norm_train_backward(
+            x.into_primitive(),
+            gamma.into_primitive(),
+            mean.into_primitive(),
+            invstd.into_primitive(),
+            grad.into_primitive(),
+        );
+        let lift = FloatTensor::<Self>::new;
+        (lift(dx), lift(dgamma), lift(dbeta))
+    }
+}
+
+/// The fused batch norm against the unfused reference on `device` (an
+/// autodiff device): output, the gradients of the input, gamma and beta, and
+/// the running statistics, for an activation (`[n, c, h, w]`) and a feature
+/// batch (`[n, c]`). Panics on the first difference beyond float tolerance.
+/// Core's tests call it on flex; the runner's on libtorch in the tch build.
+#[doc(hidden)]
+pub fn assert_matches_unfused(device: &Device) {
+    use crate::norm::{batch_norm_1d, unfused_batch_norm_2d};
+    use burn::module::Param;
+    use burn::nn::BatchNormConfig;
+    use burn::tensor::{Distribution, Tolerance};
+
+    device.seed(11);
+    let tolerance = Tolerance::absolute(2e-4);
+    let close = |what: &str, a: TensorData, b: TensorData| {
+        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.assert_approx_eq::<f32>(&b, tolerance))) {
+            let message = e.downcast_ref::<String>().cloned().unwrap_or_default();
+            panic!("fused batch norm differs from the unfused one in {what} on {device:?}: {message}");
+        }
+    };
+    // Two modules with the same affine parameters (a clone would share the running statistics).
+    let pair = |c: usize| {
+        let mut fused = BatchNormConfig::new(c).with_momentum(0.2).init(device);
+        fused.gamma = Param::from_tensor(Tensor::random([c], Distribution::Normal(1.0, 0.5), device));
+        fused.beta = Param::from_tensor(Tensor::random([c], Distribution::Normal(0.0, 0.5), device));
+        let mut unfused = BatchNormConfig::new(c).with_momentum(0.2).init(device);
+        unfused.gamma = Param::from_tensor(Tensor::from_data(fused.gamma.val().into_data(), device));
+        unfused.beta = Param::from_tensor(Tensor::from_data(fused.beta.val().into_data(), device));
+        (fused, unfused)
+    };
+    let compare_params = |fused: &BatchNorm, unfused: &BatchNorm, ga: &burn::tensor::Gradients, gb: &burn::tensor::Gradients| {
+        close("the gamma gradient", fused.gamma.val().grad(ga).unwrap().into_data(), unfused.gamma.val().grad(gb).unwrap().into_data());
+        close("the beta gradient", fused.beta.val().grad(ga).unwrap().into_data(), unfused.beta.val().grad(gb).unwrap().into_data());
+        close("the running mean", fused.running_mean.value_sync().into_data(), unfused.running_mean.value_sync().into_data());
+        close("the running variance", fused.running_var.value_sync().into_data(), unfused.running_var.value_sync().into_data());
+    };
+
+    // Activations: a shifted, scaled input so mean and variance matter.
+    let (fused, unfused) = pair(5);
+    let x = Tensor::<4>::random([6, 5, 4, 3], Distribution::Normal(1.5, 2.0), device).require_grad();
+    let weights = Tensor::<4>::random([6, 5, 4, 3], Distribution::Normal(0.0, 1.0), device);
+    for _ in 0..2 {
+        // Twice: the second call updates running statistics that already moved.
+        let a = batch_norm_train(&fused, x.clone());
+        let b = unfused_batch_norm_2d(&unfused, x.clone());
+        close("the output", a.clone().into_data(), b.clone().into_data());
+        let ga = (a * weights.clone()).sum().backward();
+        let gb = (b * weights.clone()).sum().backward();
+        close("the input gradient", x.grad(&ga).unwrap().into_data(), x.grad(&gb).unwrap().into_data());
+        compare_params(&fused, &unfused, &ga, &gb);
+    }
+    assert!(fused.running_mean.value_sync().abs().sum().into_scalar::<f32>() > 0.1, "running statistics moved");
+
+    // Features, as in projector heads.
+    let (fused, unfused) = pair(7);
+    let z = Tensor::<2>::random([9, 7], Distribution::Normal(-0.5, 3.0), device).require_grad();
+    let weights = Tensor::<2>::random([9, 7], Distribution::Normal(0.0, 1.0), device);
+    let a = batch_norm_1d(&fused, z.clone());
+    let b = unfused.forward(z.clone());
+    close("the feature output", a.clone().into_data(), b.clone().into_data());
+    let ga = (a * weights.clone()).sum().backward();
+    let gb = (b * weights).sum().backward();
+    close("the feature gradient", z.grad(&ga).unwrap().into_data(), z.grad(&gb).unwrap().into_data());
+    compare_params(&fused, &unfused, &ga, &gb);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_the_unfused_batch_norm_on_flex() {
+        assert_matches_unfused(&Device::flex().autodiff());
+    }
+
+}
