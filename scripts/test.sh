@@ -23,8 +23,10 @@ cleanup() {
 trap cleanup EXIT
 "$target_dir/release/augur" plugin new scaffold_check
 cargo build --release --workspace
-"$target_dir/release/augur" plugins | grep -q "method scaffold_check:" \
-    || { echo "error: the scaffolded plugin is not listed by augur plugins" >&2; exit 1; }
+# (Into a file first: `augur plugins | grep -q` would stop augur mid-listing.)
+"$target_dir/release/augur" plugins > "$work/plugins.txt"
+grep -q "method scaffold_check:" "$work/plugins.txt" \
+    || { echo "error: the scaffolded plugin is not listed by augur plugins" >&2; cat "$work/plugins.txt" >&2; exit 1; }
 cat > "$work/sweep.toml" <<'TOML'
 name = "scaffold-check"
 [base.data]
@@ -49,7 +51,8 @@ linear_epochs = 2
 sensitivity_images = 16
 TOML
 "$target_dir/release/augur" run "$work/sweep.toml" --store "$work/runs.db" > "$work/run.log"
-"$target_dir/release/augur" runs --store "$work/runs.db" --format json | grep -q '"status": "finished"' \
+"$target_dir/release/augur" runs --store "$work/runs.db" --format json > "$work/runs.json"
+grep -q '"status": "finished"' "$work/runs.json" \
     || { echo "error: the scaffolded plugin's run did not finish" >&2; cat "$work/run.log" >&2; exit 1; }
 echo "scaffold check: augur plugin new -> build -> listed -> trained"
 cleanup

@@ -1,5 +1,5 @@
 //! The augmentation record: the parameters that made one view, and the fixed
-//! descriptor schema (spec/methods.md section 1) that turns it into vectors.
+//! descriptor schema (docs/descriptors.md) that turns it into vectors.
 //!
 //! Every view the pipeline produces carries one [`AugmentationRecord`]. Methods
 //! read it as absolute descriptors (CASSLE conditions on them) or relative
@@ -142,7 +142,7 @@ impl AugmentationRecord {
         }
     }
 
-    /// The absolute descriptor of one key (methods.md section 1).
+    /// The absolute descriptor of one key (docs/descriptors.md).
     pub fn key_values(&self, key: DescriptorKey) -> Vec<f32> {
         let bit = |b: bool| if b { 1.0 } else { 0.0 };
         match key {

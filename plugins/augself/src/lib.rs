@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct Options {
-    /// Keys to predict (methods.md section 1).
+    /// Keys to predict (docs/descriptors.md).
     keys: Vec<String>,
     /// Weight of every key's loss...
     lambda: f64,
