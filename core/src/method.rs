@@ -214,9 +214,6 @@ pub trait Objective: Send {
     fn begin_batch(&mut self, _batch: &ViewBatch) {}
 }
 
-/// Builds an objective from its options.
-pub type ObjectiveFactory = fn(&serde_json::Value) -> Result<Box<dyn Objective>, String>;
-
 /// Momentum coefficient over training: `base` at the start, cosine-increased
 /// to `last` at the end (BYOL: 0.996 -> 1); constant when they are equal (MoCo).
 #[derive(Clone, Copy, Debug, PartialEq)]

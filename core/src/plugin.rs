@@ -8,7 +8,7 @@
 //! another compiler, another augur-core or other features.
 
 use crate::aware::AwarenessFactory;
-use crate::method::{MethodFactory, ObjectiveFactory};
+use crate::method::MethodFactory;
 
 /// This build's fingerprint: augur-core version, rustc version, burn version
 /// and features, profile. A plugin embeds the value it was compiled against.
@@ -27,8 +27,6 @@ pub const REGISTER_SYMBOL: &[u8] = b"augur_plugin_register";
 pub enum ComponentKind {
     /// A whole method, selected by `method.name`.
     Method,
-    /// A loss between two views' projections, usable by methods.
-    Objective,
     /// An augmentation-aware component added to a method (`method.aware`).
     Awareness,
 }
@@ -37,7 +35,6 @@ impl ComponentKind {
     pub fn name(self) -> &'static str {
         match self {
             ComponentKind::Method => "method",
-            ComponentKind::Objective => "objective",
             ComponentKind::Awareness => "awareness",
         }
     }
@@ -47,7 +44,6 @@ impl ComponentKind {
 #[derive(Clone, Copy)]
 pub enum Factory {
     Method(MethodFactory),
-    Objective(ObjectiveFactory),
     Awareness(AwarenessFactory),
 }
 
@@ -65,7 +61,6 @@ impl Component {
     pub fn kind(&self) -> ComponentKind {
         match self.factory {
             Factory::Method(_) => ComponentKind::Method,
-            Factory::Objective(_) => ComponentKind::Objective,
             Factory::Awareness(_) => ComponentKind::Awareness,
         }
     }
@@ -81,11 +76,6 @@ impl Registry {
     /// Register a method under `name` (what `method.name` selects in a sweep).
     pub fn method(&mut self, name: &str, summary: &str, options: &[&str], factory: MethodFactory) {
         self.push(name, summary, options, Factory::Method(factory));
-    }
-
-    /// Register an objective under `name`.
-    pub fn objective(&mut self, name: &str, summary: &str, options: &[&str], factory: ObjectiveFactory) {
-        self.push(name, summary, options, Factory::Objective(factory));
     }
 
     /// Register an augmentation-aware component under `name` (what

@@ -15,7 +15,7 @@ use crate::data::Dataset;
 use crate::plugins::{Plugins, plugin_dir};
 use augur_core::burn::tensor::Device;
 use augur_core::plugin::ComponentKind;
-use crate::store::{Enqueued, EvalRow, RunRow, Store, Target};
+use crate::store::{Enqueued, EvalRow, RunRow, Store, RunSelection};
 use crate::train;
 use crate::worker::{DatasetCache, WorkSummary, WorkerOptions, work};
 
@@ -119,7 +119,7 @@ pub enum Command {
     /// Run an evaluation protocol on finished runs (final weights or random init; a run id or a sweep name).
     Eval {
         /// A run id or a sweep name.
-        target: crate::store::Target,
+        target: crate::store::RunSelection,
         #[arg(long, value_enum)]
         protocol: crate::evaluate::Protocol,
         /// The run's final weights, or its backbone at random initialisation.
@@ -156,14 +156,14 @@ pub enum Command {
     /// Put failed and cancelled runs back on the queue (attempts stay in the history).
     Retry {
         /// A run id or a sweep name.
-        target: crate::store::Target,
+        target: crate::store::RunSelection,
         #[arg(long, default_value = "augur.db")]
         store: String,
     },
     /// Cancel queued and running runs (a running one stops at its next heartbeat).
     Cancel {
         /// A run id or a sweep name.
-        target: crate::store::Target,
+        target: crate::store::RunSelection,
         #[arg(long, default_value = "augur.db")]
         store: String,
     },
@@ -546,13 +546,13 @@ pub fn run_sweep(file: &Path, store_path: &str, plugin_dir: &Path, workers: usiz
     Ok(ExitCode::SUCCESS)
 }
 
-fn ensure_target(store: &Store, target: &Target) -> Result<()> {
+fn ensure_target(store: &Store, target: &RunSelection) -> Result<()> {
     if store.target_exists(target)? {
         return Ok(());
     }
     match target {
-        Target::Run(id) => anyhow::bail!("no run {id} in {}; list them with augur runs --store {}", store.location, store.location),
-        Target::Sweep(name) => anyhow::bail!("no sweep named `{name}` in {}; list them with augur status --store {}", store.location, store.location),
+        RunSelection::Run(id) => anyhow::bail!("no run {id} in {}; list them with augur runs --store {}", store.location, store.location),
+        RunSelection::Sweep(name) => anyhow::bail!("no sweep named `{name}` in {}; list them with augur status --store {}", store.location, store.location),
     }
 }
 

@@ -23,7 +23,7 @@ use crate::data::Dataset;
 use crate::eval::{self, Features};
 use crate::probes::{self, KeyKind};
 use crate::plugins::Plugins;
-use crate::store::{EvalRow, Store, Target};
+use crate::store::{EvalRow, Store, RunSelection};
 use crate::train;
 
 /// The protocols `augur eval` runs.
@@ -90,10 +90,10 @@ pub struct Request {
 }
 
 /// The finished runs a target names.
-fn finished_runs(store: &Store, target: &Target) -> Result<Vec<i64>> {
+fn finished_runs(store: &Store, target: &RunSelection) -> Result<Vec<i64>> {
     let runs = match target {
-        Target::Run(id) => store.runs(None)?.into_iter().filter(|r| r.id == *id).collect::<Vec<_>>(),
-        Target::Sweep(name) => {
+        RunSelection::Run(id) => store.runs(None)?.into_iter().filter(|r| r.id == *id).collect::<Vec<_>>(),
+        RunSelection::Sweep(name) => {
             let id = store.sweep_id(name)?.ok_or_else(|| anyhow!("no sweep named `{name}` in {}", store.location))?;
             store.runs(Some(id))?
         }
@@ -109,7 +109,7 @@ fn finished_runs(store: &Store, target: &Target) -> Result<Vec<i64>> {
 }
 
 /// `augur eval`: every finished run of the target, one after the other.
-pub fn run(store_location: &str, target: &Target, request: &Request, plugins: &Plugins) -> Result<()> {
+pub fn run(store_location: &str, target: &RunSelection, request: &Request, plugins: &Plugins) -> Result<()> {
     if request.features == FeatureSource::Projector && matches!(request.protocol, Protocol::Sensitivity | Protocol::Predictability) {
         bail!("--features projector applies to knn, linear and lbfgs; {:?} reads backbone features", request.protocol);
     }

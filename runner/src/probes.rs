@@ -57,24 +57,24 @@ impl Standardizer {
 }
 
 /// What a linear head is fitted to.
-enum Target<'a> {
+enum FitTarget<'a> {
     Classes(&'a [usize], usize),
     Values(&'a [f32], usize),
 }
 
 /// Fit `x -> target` with a linear layer: mean loss + `l2` x squared weights
 /// (not the bias), L-BFGS until the loss stops moving.
-fn fit_linear(x: &[f32], dim: usize, target: Target, l2: f64, seed: u64, device: &Device) -> Linear {
+fn fit_linear(x: &[f32], dim: usize, target: FitTarget, l2: f64, seed: u64, device: &Device) -> Linear {
     let ad = device.clone().autodiff();
     ad.seed(seed);
     let n = x.len() / dim;
     let outputs = match target {
-        Target::Classes(_, k) | Target::Values(_, k) => k,
+        FitTarget::Classes(_, k) | FitTarget::Values(_, k) => k,
     };
     let xs = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [n, dim]), &ad);
     let values = match &target {
-        Target::Values(v, k) => Some(Tensor::<2>::from_data(TensorData::new(v.to_vec(), [n, *k]), &ad)),
-        Target::Classes(..) => None,
+        FitTarget::Values(v, k) => Some(Tensor::<2>::from_data(TensorData::new(v.to_vec(), [n, *k]), &ad)),
+        FitTarget::Classes(..) => None,
     };
     let mut layer: Linear = LinearConfig::new(dim, outputs).init(&ad);
     let mut lbfgs = LBFGSConfig::new()
@@ -85,9 +85,9 @@ fn fit_linear(x: &[f32], dim: usize, target: Target, l2: f64, seed: u64, device:
     let mut closure = |m: Linear| {
         let out = m.forward(xs.clone());
         let fit = match (&target, &values) {
-            (Target::Classes(labels, _), _) => cross_entropy(out, labels),
-            (Target::Values(..), Some(v)) => (out - v.clone()).square().mean(),
-            (Target::Values(..), None) => unreachable!("values are built for a regression target"),
+            (FitTarget::Classes(labels, _), _) => cross_entropy(out, labels),
+            (FitTarget::Values(..), Some(v)) => (out - v.clone()).square().mean(),
+            (FitTarget::Values(..), None) => unreachable!("values are built for a regression target"),
         };
         let loss = fit + m.weight.val().square().sum().mul_scalar(l2);
         let value: f64 = loss.clone().into_scalar::<f64>();
@@ -162,7 +162,7 @@ pub fn lbfgs_probe(
     let (x_fit, y_fit, x_val, y_val) = (rows(&train, fit_idx), label(fit_idx), rows(&train, val_idx), label(val_idx));
     let mut best = (f64::NEG_INFINITY, 0.0);
     for l2 in l2_grid() {
-        let layer = fit_linear(&x_fit, d, Target::Classes(&y_fit, classes), l2, seed, device);
+        let layer = fit_linear(&x_fit, d, FitTarget::Classes(&y_fit, classes), l2, seed, device);
         let acc = accuracy(&layer, &x_val, d, &y_val, classes, device);
         // Ties go to the stronger regulariser (later in the grid).
         if acc >= best.0 {
@@ -170,7 +170,7 @@ pub fn lbfgs_probe(
         }
     }
     let all: Vec<usize> = train_y.iter().map(|&y| y as usize).collect();
-    let layer = fit_linear(&train.data, d, Target::Classes(&all, classes), best.1, seed, device);
+    let layer = fit_linear(&train.data, d, FitTarget::Classes(&all, classes), best.1, seed, device);
     let test_labels: Vec<usize> = test_y.iter().map(|&y| y as usize).collect();
     LbfgsResult { accuracy: accuracy(&layer, &test.data, d, &test_labels, classes, device), l2: best.1, validation: best.0 }
 }
@@ -210,11 +210,11 @@ pub fn predictability(inputs: &Features, targets: &[f32], k: usize, kind: KeyKin
     let score = |x_a: &[f32], t_a: &[f32], x_b: &[f32], t_b: &[f32], l2: f64| -> f64 {
         match kind {
             KeyKind::Regression => {
-                let layer = fit_linear(x_a, d, Target::Values(t_a, k), l2, seed, device);
+                let layer = fit_linear(x_a, d, FitTarget::Values(t_a, k), l2, seed, device);
                 r_squared(&predict(&layer, x_b, d, device), t_b, k)
             }
             KeyKind::Binary => {
-                let layer = fit_linear(x_a, d, Target::Classes(&labels(t_a), 2), l2, seed, device);
+                let layer = fit_linear(x_a, d, FitTarget::Classes(&labels(t_a), 2), l2, seed, device);
                 accuracy(&layer, x_b, d, &labels(t_b), 2, device)
             }
         }

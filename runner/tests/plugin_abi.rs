@@ -135,7 +135,7 @@ fn plugins_command_lists_components() {
     let o = augur(&["plugins"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("method simclr") && out.contains("objective nt_xent") && out.contains("temperature"), "{out}");
+    assert!(out.contains("method simclr") && out.contains("awareness cassle") && out.contains("temperature"), "{out}");
 }
 
 #[test]

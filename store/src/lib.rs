@@ -140,20 +140,20 @@ pub enum Lease {
 
 /// What `augur retry` / `augur cancel` act on.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Target {
+pub enum RunSelection {
     Run(i64),
     Sweep(String),
 }
 
-impl std::str::FromStr for Target {
+impl std::str::FromStr for RunSelection {
     type Err = std::convert::Infallible;
     /// A number is a run id, anything else a sweep name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(s.parse().map(Target::Run).unwrap_or_else(|_| Target::Sweep(s.to_string())))
+        Ok(s.parse().map(RunSelection::Run).unwrap_or_else(|_| RunSelection::Sweep(s.to_string())))
     }
 }
 
-enum TargetValue {
+enum SelectionValue {
     Id(i64),
     Name(String),
 }
@@ -577,43 +577,43 @@ impl Store {
     }
 
     /// Failed and cancelled runs of `target` back to the queue; their count.
-    pub fn retry(&self, target: &Target) -> Result<u64> {
+    pub fn retry(&self, target: &RunSelection) -> Result<u64> {
         self.update_target(target, "UPDATE runs SET status = 'queued', error = NULL, worker = NULL, lease_expires = NULL
                                      WHERE status IN ('failed', 'cancelled') AND id IN (TARGET)")
     }
 
     /// Queued and running runs of `target` cancelled (a running one stops at
     /// its worker's next heartbeat); their count.
-    pub fn cancel(&self, target: &Target) -> Result<u64> {
+    pub fn cancel(&self, target: &RunSelection) -> Result<u64> {
         self.update_target(target, "UPDATE runs SET status = 'cancelled', error = 'cancelled by the user'
                                      WHERE status IN ('queued', 'running') AND id IN (TARGET)")
     }
 
-    fn update_target(&self, target: &Target, sql: &str) -> Result<u64> {
+    fn update_target(&self, target: &RunSelection, sql: &str) -> Result<u64> {
         let (ids, value) = match target {
-            Target::Run(id) => ("SELECT CAST($1 AS BIGINT)", TargetValue::Id(*id)),
-            Target::Sweep(name) => (
+            RunSelection::Run(id) => ("SELECT CAST($1 AS BIGINT)", SelectionValue::Id(*id)),
+            RunSelection::Sweep(name) => (
                 "SELECT m.run_id FROM sweep_runs m JOIN sweeps s ON s.id = m.sweep_id WHERE s.name = $1",
-                TargetValue::Name(name.clone()),
+                SelectionValue::Name(name.clone()),
             ),
         };
         let sql = sql.replace("TARGET", ids);
         self.rt.block_on(async {
             let q = sqlx::query(&sql);
             let q = match &value {
-                TargetValue::Id(id) => q.bind(*id),
-                TargetValue::Name(n) => q.bind(n.clone()),
+                SelectionValue::Id(id) => q.bind(*id),
+                SelectionValue::Name(n) => q.bind(n.clone()),
             };
             Ok(q.execute(&self.pool).await?.rows_affected())
         })
     }
 
     /// Does `target` name anything in this store?
-    pub fn target_exists(&self, target: &Target) -> Result<bool> {
+    pub fn target_exists(&self, target: &RunSelection) -> Result<bool> {
         self.rt.block_on(async {
             let found = match target {
-                Target::Run(id) => sqlx::query("SELECT 1 FROM runs WHERE id = $1").bind(*id).fetch_optional(&self.pool).await?,
-                Target::Sweep(name) => sqlx::query("SELECT 1 FROM sweeps WHERE name = $1").bind(name).fetch_optional(&self.pool).await?,
+                RunSelection::Run(id) => sqlx::query("SELECT 1 FROM runs WHERE id = $1").bind(*id).fetch_optional(&self.pool).await?,
+                RunSelection::Sweep(name) => sqlx::query("SELECT 1 FROM sweeps WHERE name = $1").bind(name).fetch_optional(&self.pool).await?,
             };
             Ok(found.is_some())
         })

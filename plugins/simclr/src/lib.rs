@@ -65,23 +65,6 @@ fn simclr(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     Ok(Box::new(TwoView::new(projector, None, Target::Online, objective, ctx)))
 }
 
-fn nt_xent_objective(options: &augur_core::serde_json::Value) -> Result<Box<dyn Objective>, String> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct O {
-        #[serde(default = "half")]
-        temperature: f64,
-    }
-    fn half() -> f64 {
-        0.5
-    }
-    let o: O = augur_core::serde_json::from_value(options.clone()).map_err(|e| e.to_string())?;
-    check_temperature(o.temperature)?;
-    Ok(Box::new(NtXent {
-        temperature: o.temperature,
-    }))
-}
-
 fn register(registry: &mut Registry) {
     registry.method(
         "simclr",
@@ -92,12 +75,6 @@ fn register(registry: &mut Registry) {
             "proj_out: projection dimension (128)",
         ],
         simclr,
-    );
-    registry.objective(
-        "nt_xent",
-        "NT-Xent: each sample's other view is its positive, the other 2N-2 its negatives",
-        &["temperature: softmax temperature (0.5)"],
-        nt_xent_objective,
     );
 }
 
