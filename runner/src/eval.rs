@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use augur_core::augment::{Pipeline, image_rng};
 
 use crate::config::EvalConfig;
-use crate::data::{Dataset, Split};
+use crate::data::{Dataset, Split, normalise_images};
 use crate::store::EvalRow;
 
 /// Frozen features `[n, d]` (row-major) of a split, without augmentation.
@@ -40,14 +40,8 @@ impl Features {
 
 /// Normalised float pixels `[n, 3, side, side]` of images `idx` of a split.
 pub fn normalized_pixels(split: &Split, idx: impl Iterator<Item = usize>, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
-    let plane = split.side * split.side;
-    let mut out = Vec::new();
-    for i in idx {
-        let img = split.image(i).data;
-        for c in 0..3 {
-            out.extend(img[c * plane..(c + 1) * plane].iter().map(|&v| (v as f32 / 255.0 - mean[c]) / std[c]));
-        }
-    }
+    let mut out: Vec<f32> = idx.flat_map(|i| split.image(i).data.iter().map(|&v| v as f32 / 255.0)).collect();
+    normalise_images(&mut out, split.side * split.side, mean, std);
     out
 }
 
@@ -135,10 +129,9 @@ pub fn sensitivity_of(
             let mut px = Vec::with_capacity(n * 3 * plane);
             for i in 0..n {
                 let (view, _) = pipeline.view(split.image(i), &mut image_rng(seed, u64::MAX, i as u64));
-                for c in 0..3 {
-                    px.extend(view.data[c * plane..(c + 1) * plane].iter().map(|v| (v - data.mean[c]) / data.std[c]));
-                }
+                px.extend_from_slice(&view.data);
             }
+            normalise_images(&mut px, plane, data.mean, data.std);
             let moved = features_of_pixels(&model, px, side, batch, device);
             let positive = mean_cosine(&clean, &moved, |i| i);
             let negative = mean_cosine(&clean, &moved, |i| (i + 1) % n);

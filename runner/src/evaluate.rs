@@ -348,8 +348,9 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins
             let pipeline = Pipeline::from_config(&cfg.augment, data.test.side).map_err(|e| anyhow!(e))?;
             let views = pipeline.two_views(&images, cfg.seed, u64::MAX - 1);
             let normalise = |px: &[f32]| -> Vec<f32> {
-                let plane = data.test.side * data.test.side;
-                px.chunks(plane).enumerate().flat_map(|(c, ch)| ch.iter().map(move |v| (v - data.mean[c % 3]) / data.std[c % 3])).collect()
+                let mut px = px.to_vec();
+                crate::data::normalise_images(&mut px, data.test.side * data.test.side, data.mean, data.std);
+                px
             };
             let f = [0, 1].map(|v| eval::features_of_pixels(&backbone, normalise(&views.views[v]), data.test.side, batch, &device));
             let dim = f[0].dim;

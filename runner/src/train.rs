@@ -31,7 +31,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::RunConfig;
-use crate::data::Dataset;
+use crate::data::{Dataset, normalise_images};
 use crate::eval;
 use crate::plugins::{Plugins, panic_message};
 use crate::online::OnlineProbe;
@@ -189,13 +189,7 @@ impl PreparedBatch {
         let plane = v.side * v.side;
         let stage_views = v.stages.iter_mut().flat_map(|s| s.views.iter_mut());
         for view in v.views.iter_mut().chain(stage_views) {
-            for img in view.chunks_mut(3 * plane) {
-                for c in 0..3 {
-                    img[c * plane..(c + 1) * plane]
-                        .iter_mut()
-                        .for_each(|p| *p = (*p - mean[c]) / std[c]);
-                }
-            }
+            normalise_images(view, plane, mean, std);
         }
         PreparedBatch {
             side: v.side,
