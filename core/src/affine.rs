@@ -1,5 +1,5 @@
 //! The extra random affine transform of affine-transformation prediction
-//! (Torpey & Klein 2024; methods.md section 3): sampling it per image,
+//! (Torpey & Klein 2024; docs/methods.md section 3): sampling it per image,
 //! seeded like the view pipeline so a resumed run draws the same ones; its
 //! target vector; and the warp, one batched grid sample on the run's device.
 //!
@@ -205,7 +205,7 @@ mod tests {
     /// The target says where each pixel came from: an image whose channels
     /// hold each pixel's own coordinates, warped, holds at every output
     /// pixel the source position that the target's parameters, decoded by
-    /// the formula of methods.md, give.
+    /// the formula of docs/methods.md section 3, give.
     #[test]
     fn the_target_matches_the_transform_applied_to_a_known_image() {
         let device = Device::flex();

@@ -1,6 +1,6 @@
 //! The view pipeline on the CPU: random resized crop, flip, colour jitter,
-//! grayscale, gaussian blur and solarize, in that order (spec/methods.md
-//! section 1), with torchvision's semantics. Every view comes with the
+//! grayscale, gaussian blur and solarize, in that order (docs/descriptors.md),
+//! with torchvision's semantics. Every view comes with the
 //! [`AugmentationRecord`] that made it.
 //!
 //! Views of a batch are made in parallel (rayon); each image draws from its own

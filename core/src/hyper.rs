@@ -4,7 +4,7 @@
 //! backbone holds a family of feature extractors, one per invariance setting.
 //!
 //! The generator is `Linear(k, 16) -> Linear(16, 32) -> ReLU ->
-//! Linear(32, cout * cin * kh * kw)` (spec/methods.md), its output scaled by `1 / sqrt(fan_in)`
+//! Linear(32, cout * cin * kh * kw)` (docs/methods.md), its output scaled by `1 / sqrt(fan_in)`
 //! (He-style) so a generated kernel starts at an ordinary convolution's scale.
 
 use burn::module::Module;

@@ -1,4 +1,4 @@
-//! Losses of the self-supervised objectives (spec/methods.md section 2), each
+//! Losses of the self-supervised objectives (docs/methods.md section 2), each
 //! on projections `[n, d]` of the two views of a batch. They are plain
 //! functions of tensors so that every method plugin shares one, tested,
 //! implementation.

@@ -12,7 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use augur_core::blocks::{FeatureQueue, MlpConfig};
+use augur_core::blocks::FeatureQueue;
+use augur_core::heads;
 use augur_core::burn::prelude::*;
 use augur_core::losses::moco_queue_loss;
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView, ViewBatch};
@@ -67,8 +68,7 @@ fn amortised(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if !(o.temperature > 0.0) || o.queue_size == 0 || !(0.0..=1.0).contains(&o.momentum) {
         return Err("[method] temperature and queue_size must be positive, momentum in [0, 1]".into());
     }
-    let mut projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_out]);
-    projector.hidden_bn = false;
+    let projector = heads::moco_v2_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
     let target = Target::Momentum(MomentumSchedule { base: o.momentum, last: o.momentum });
     let objective = QueuePerSetting { temperature: o.temperature, capacity: o.queue_size, queues: BTreeMap::new(), setting: Vec::new() };
     Ok(Box::new(TwoView::new(projector, None, target, Box::new(objective), ctx)))

@@ -2,7 +2,7 @@
 //! cross-correlation of the two views' batch-standardised projections pushed
 //! towards the identity. No negatives, no momentum network.
 
-use augur_core::blocks::MlpConfig;
+use augur_core::heads;
 use augur_core::burn::prelude::*;
 use augur_core::losses::barlow_twins;
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
@@ -44,7 +44,7 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if !(o.lambda >= 0.0 && o.scale > 0.0) || o.proj_hidden == 0 || o.proj_out == 0 {
         return Err("[method] lambda must be >= 0, and scale, proj_hidden and proj_out positive".into());
     }
-    let projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_hidden, o.proj_out]);
+    let projector = heads::barlow_twins_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
     let objective = Box::new(BarlowTwins { lambda: o.lambda, scale: o.scale });
     Ok(Box::new(TwoView::new(projector, None, Target::Online, objective, ctx)))
 }

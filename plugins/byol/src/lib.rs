@@ -3,7 +3,7 @@
 //! projector; the momentum rises from `base_momentum` to 1 on a cosine.
 //! Loss: `2 - 2 cos(p1, z2') + 2 - 2 cos(p2, z1')`.
 
-use augur_core::blocks::MlpConfig;
+use augur_core::heads;
 use augur_core::burn::prelude::*;
 use augur_core::losses::byol_loss;
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView};
@@ -42,8 +42,8 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if !(0.0..=1.0).contains(&o.base_momentum) || o.proj_hidden == 0 || o.proj_out == 0 || o.pred_hidden == 0 {
         return Err("[method] base_momentum must lie in [0, 1], the widths must be positive".into());
     }
-    let projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_out]);
-    let predictor = MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]);
+    let projector = heads::byol_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
+    let predictor = heads::byol_predictor(o.proj_out, o.pred_hidden);
     let target = Target::Momentum(MomentumSchedule { base: o.base_momentum, last: 1.0 });
     Ok(Box::new(TwoView::new(projector, Some(predictor), target, Box::new(Byol), ctx)))
 }

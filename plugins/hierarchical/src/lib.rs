@@ -17,6 +17,7 @@ use std::path::Path;
 
 use augur_core::backbone::{BackboneConfig, ResNet};
 use augur_core::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
+use augur_core::heads;
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
 use augur_core::burn::tensor::activation::relu;
@@ -291,9 +292,9 @@ fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
             .map(|k| {
                 let input = d + if o.expanded && k > 0 { o.expanded_dim } else { 0 };
                 match o.base {
-                    Base::Simsiam => MlpConfig::new(&[input, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true),
-                    Base::Byol => MlpConfig::new(&[input, o.proj_hidden, o.proj_out]),
-                    Base::BarlowTwins => MlpConfig::new(&[input, o.proj_hidden, o.proj_hidden, o.proj_out]),
+                    Base::Simsiam => heads::simsiam_projector(input, o.proj_hidden, o.proj_out),
+                    Base::Byol => heads::byol_projector(input, o.proj_hidden, o.proj_out),
+                    Base::BarlowTwins => heads::barlow_twins_projector(input, o.proj_hidden, o.proj_out),
                 }
                 .init(device)
             })
@@ -301,8 +302,12 @@ fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
         Heads { lifts, expands, projectors }
     };
     let online = make_heads();
+    let predictor = match o.base {
+        Base::Simsiam => heads::simsiam_predictor,
+        _ => heads::byol_predictor,
+    };
     let predictors = (o.base != Base::BarlowTwins)
-        .then(|| (0..stages).map(|_| MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]).init(device)).collect::<Vec<_>>());
+        .then(|| (0..stages).map(|_| predictor(o.proj_out, o.pred_hidden).init(device)).collect::<Vec<_>>());
     // BYOL's target heads: independent copies (a clone would share batch-norm statistics).
     let momentum = (o.base == Base::Byol).then(|| {
         let fresh = make_heads();

@@ -8,7 +8,8 @@
 //!   negatives, no queue; momentum on a cosine to 1; loss scaled by 2T.
 //!   The paper trains it with AdamW (`[optimizer] name = "adamw"`).
 
-use augur_core::blocks::{FeatureQueue, MlpConfig};
+use augur_core::blocks::FeatureQueue;
+use augur_core::heads;
 use augur_core::burn::prelude::*;
 use augur_core::losses::{info_nce, moco_queue_loss};
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView};
@@ -52,8 +53,7 @@ fn moco_v2(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if !(o.temperature > 0.0) || o.queue_size == 0 || !(0.0..=1.0).contains(&o.momentum) || !(0.0..=1.0).contains(&last) {
         return Err("[method] temperature and queue_size must be positive, momentum and final_momentum in [0, 1]".into());
     }
-    let mut projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_out]);
-    projector.hidden_bn = false;
+    let projector = heads::moco_v2_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
     let target = Target::Momentum(MomentumSchedule { base: o.momentum, last });
     let objective = QueueInfoNce { temperature: o.temperature, queue: FeatureQueue::new(o.queue_size) };
     Ok(Box::new(TwoView::new(projector, None, target, Box::new(objective), ctx)))
@@ -95,8 +95,8 @@ fn moco_v3(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if !(o.temperature > 0.0) || !(0.0..=1.0).contains(&o.base_momentum) {
         return Err("[method] temperature must be positive, base_momentum in [0, 1]".into());
     }
-    let projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true);
-    let predictor = MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]).with_last_bn(true);
+    let projector = heads::moco_v3_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
+    let predictor = heads::moco_v3_predictor(o.proj_out, o.pred_hidden);
     let target = Target::Momentum(MomentumSchedule { base: o.base_momentum, last: 1.0 });
     Ok(Box::new(TwoView::new(projector, Some(predictor), target, Box::new(InBatchInfoNce { temperature: o.temperature }), ctx)))
 }

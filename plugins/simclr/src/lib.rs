@@ -2,9 +2,9 @@
 //! over the 2N projections of a batch's two views.
 //!
 //! Everything else (backbone, views, optimizer) is the runner's; the shared
-//! pieces (`TwoView`, `MlpConfig`, `nt_xent`) are augur-core's.
+//! pieces (`TwoView`, `heads::simclr_projector`, `nt_xent`) are augur-core's.
 
-use augur_core::blocks::MlpConfig;
+use augur_core::heads;
 use augur_core::losses::nt_xent;
 use augur_core::burn::prelude::*;
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
@@ -58,7 +58,7 @@ fn simclr(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
         return Err("[method] proj_out must be positive".into());
     }
     let hidden = if o.proj_hidden == 0 { ctx.feature_dim } else { o.proj_hidden };
-    let projector = MlpConfig::new(&[ctx.projector_input, hidden, o.proj_out]);
+    let projector = heads::simclr_projector(ctx.projector_input, hidden, o.proj_out);
     let objective = Box::new(NtXent {
         temperature: o.temperature,
     });

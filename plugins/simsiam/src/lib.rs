@@ -2,7 +2,7 @@
 //! bottleneck predictor, and a stop-gradient on the branch each prediction
 //! is compared with: `-cos(p1, sg(z2))/2 - cos(p2, sg(z1))/2`.
 
-use augur_core::blocks::MlpConfig;
+use augur_core::heads;
 use augur_core::burn::prelude::*;
 use augur_core::losses::negative_cosine;
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
@@ -40,8 +40,8 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if o.proj_hidden == 0 || o.proj_out == 0 || o.pred_hidden == 0 {
         return Err("[method] proj_hidden, proj_out and pred_hidden must be positive".into());
     }
-    let projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_hidden, o.proj_out]).with_last_bn(true);
-    let predictor = MlpConfig::new(&[o.proj_out, o.pred_hidden, o.proj_out]);
+    let projector = heads::simsiam_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
+    let predictor = heads::simsiam_predictor(o.proj_out, o.pred_hidden);
     Ok(Box::new(TwoView::new(projector, Some(predictor), Target::StopGradient, Box::new(SimSiam), ctx)))
 }
 

@@ -2,7 +2,7 @@
 //! the two views' projections close (invariance), each dimension's standard
 //! deviation above 1 (variance) and the dimensions decorrelated (covariance).
 
-use augur_core::blocks::MlpConfig;
+use augur_core::heads;
 use augur_core::burn::prelude::*;
 use augur_core::losses::{VicregWeights, vicreg};
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
@@ -40,7 +40,7 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if [o.sim_weight, o.var_weight, o.cov_weight].iter().any(|w| !(*w >= 0.0)) || o.proj_hidden == 0 || o.proj_out == 0 {
         return Err("[method] the weights must be >= 0, proj_hidden and proj_out positive".into());
     }
-    let projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_hidden, o.proj_out]);
+    let projector = heads::vicreg_expander(ctx.projector_input, o.proj_hidden, o.proj_out);
     let weights = VicregWeights { invariance: o.sim_weight, variance: o.var_weight, covariance: o.cov_weight };
     Ok(Box::new(TwoView::new(projector, None, Target::Online, Box::new(Vicreg(weights)), ctx)))
 }

@@ -1,0 +1,80 @@
+//! Named projection heads and predictors: each the shape its paper gives,
+//! as an [`MlpConfig`] a method builds (in the way of lightly's heads).
+//! `Linear-BN-ReLU` is one hidden layer; sizes are the method's options.
+
+use crate::blocks::MlpConfig;
+
+/// SimCLR (Chen et al. 2020): `Linear(in, hidden)-BN-ReLU, Linear(hidden, out)`.
+pub fn simclr_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
+    MlpConfig::new(&[input, hidden, out])
+}
+
+/// MoCo v2 (Chen et al. 2020b): SimCLR's two layers without batch norm,
+/// `Linear(in, hidden)-ReLU, Linear(hidden, out)`.
+pub fn moco_v2_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
+    let mut config = MlpConfig::new(&[input, hidden, out]);
+    config.hidden_bn = false;
+    config
+}
+
+/// MoCo v3 (Chen et al. 2021): three layers, batch norm after each
+/// including the last, `Linear-BN-ReLU, Linear-BN-ReLU, Linear-BN`.
+pub fn moco_v3_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
+    MlpConfig::new(&[input, hidden, hidden, out]).with_last_bn(true)
+}
+
+/// MoCo v3's predictor: `Linear(out, hidden)-BN-ReLU, Linear(hidden, out)-BN`.
+pub fn moco_v3_predictor(dim: usize, hidden: usize) -> MlpConfig {
+    MlpConfig::new(&[dim, hidden, dim]).with_last_bn(true)
+}
+
+/// BYOL (Grill et al. 2020): `Linear(in, hidden)-BN-ReLU, Linear(hidden, out)`.
+pub fn byol_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
+    MlpConfig::new(&[input, hidden, out])
+}
+
+/// BYOL's predictor, the projector's shape on the projection:
+/// `Linear(out, hidden)-BN-ReLU, Linear(hidden, out)`.
+pub fn byol_predictor(dim: usize, hidden: usize) -> MlpConfig {
+    MlpConfig::new(&[dim, hidden, dim])
+}
+
+/// SimSiam (Chen & He 2021): three layers with batch norm after each, the
+/// last without ReLU: `Linear-BN-ReLU, Linear-BN-ReLU, Linear-BN`.
+pub fn simsiam_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
+    MlpConfig::new(&[input, hidden, hidden, out]).with_last_bn(true)
+}
+
+/// SimSiam's bottleneck predictor: `Linear(out, hidden)-BN-ReLU, Linear(hidden, out)`.
+pub fn simsiam_predictor(dim: usize, hidden: usize) -> MlpConfig {
+    MlpConfig::new(&[dim, hidden, dim])
+}
+
+/// Barlow Twins (Zbontar et al. 2021): three layers,
+/// `Linear-BN-ReLU, Linear-BN-ReLU, Linear`.
+pub fn barlow_twins_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
+    MlpConfig::new(&[input, hidden, hidden, out])
+}
+
+/// VICReg's expander (Bardes et al. 2022): Barlow Twins' three layers.
+pub fn vicreg_expander(input: usize, hidden: usize, out: usize) -> MlpConfig {
+    barlow_twins_projector(input, hidden, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_have_their_papers_batch_norm_placement() {
+        let moco = moco_v2_projector(8, 16, 4);
+        assert!(!moco.hidden_bn && !moco.last_bn);
+        let simsiam = simsiam_projector(8, 16, 4);
+        assert_eq!(simsiam.dims, [8, 16, 16, 4]);
+        assert!(simsiam.hidden_bn && simsiam.last_bn);
+        let barlow = barlow_twins_projector(8, 16, 4);
+        assert!(barlow.hidden_bn && !barlow.last_bn && barlow.dims.len() == 4);
+        assert_eq!(byol_predictor(4, 16).dims, [4, 16, 4]);
+        assert!(moco_v3_predictor(4, 16).last_bn && !byol_predictor(4, 16).last_bn);
+    }
+}
