@@ -197,6 +197,7 @@ impl BatchNormOps for Flex {
 // ------------------------------------------------------------- libtorch ----
 
 #[cfg(feature = "tch")]
+#[allow(deprecated)] // burn-tch is deprecated after 0.22; it is still the libtorch (CUDA) path here
 mod libtorch {
     use super::*;
     use burn::backend::LibTorch;
