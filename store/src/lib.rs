@@ -29,6 +29,8 @@ pub mod bench;
 mod queue;
 mod reads;
 mod results;
+#[cfg(test)]
+mod tests;
 
 pub struct Store {
     rt: tokio::runtime::Runtime,
