@@ -137,6 +137,10 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
         let default = if i + 1 == Fused::ALL.len() { " (default)" } else { "" };
         paths.push((format!("+{}{default}", op.name()), Fused::ALL[..=i].to_vec()));
     }
+    // An operation switched off for the process (`augur --unfused OP bench`)
+    // stays off: only the paths without it are timed.
+    let allowed: Vec<Fused> = Fused::ALL.into_iter().filter(|&op| fused::enabled(op)).collect();
+    paths.retain(|(_, on)| on.iter().all(|op| allowed.contains(op)));
     if args.default_only {
         paths.drain(..paths.len() - 1);
     }
@@ -158,7 +162,7 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
         }
     }
     for op in Fused::ALL {
-        fused::set_enabled(op, true);
+        fused::set_enabled(op, allowed.contains(&op));
     }
     if let Some(python) = &args.pytorch {
         println!("PyTorch: eager fp32 on {threads} intra-op threads, scripts/reference/ run by {}", python.display());

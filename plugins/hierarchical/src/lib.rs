@@ -161,6 +161,7 @@ impl Method for Hierarchical {
     fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, _info: &StepInfo) -> StepOutput {
         assert_eq!(batch.stages.len() + 1, self.stages, "one view pair per backbone stage (checked when the method was built)");
         let heads = self.heads();
+        let target_heads = self.momentum.as_ref().map(MomentumBranch::heads);
         let mut total: Option<Tensor<1>> = None;
         let mut terms = Vec::new();
         let mut last_features = None;
@@ -178,16 +179,15 @@ impl Method for Hierarchical {
                 Some(p) => z.clone().map(|z| p.module()[k].forward(z)),
                 None => z.clone(),
             };
-            let target = match (&mut self.momentum, self.options.base) {
-                (Some(m), _) => {
+            let target = match (&mut self.momentum, &target_heads, self.options.base) {
+                (Some(m), Some(target_heads), _) => {
                     let config = &self.backbone_config;
                     let tb = m.backbone.get_or_copy(|| config.init(&batch.device()), backbone);
                     let [k1, k2] = stage_features(tb, &views.clone().map(|v| v.detach()), k);
-                    let heads = m.heads();
-                    [heads.project(k, k1, &records[0]).detach(), heads.project(k, k2, &records[1]).detach()]
+                    [target_heads.project(k, k1, &records[0]).detach(), target_heads.project(k, k2, &records[1]).detach()]
                 }
-                (None, Base::Simsiam) => z.map(|z| z.detach()),
-                (None, _) => z,
+                (_, _, Base::Simsiam) => z.map(|z| z.detach()),
+                _ => z,
             };
             let loss = self.stage_loss(online, target);
             terms.push((format!("stage{}", k + 1), loss.clone().detach()));
