@@ -10,7 +10,6 @@
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 
 /// A square convolution without bias whose kernel a hypernetwork generates.
@@ -53,7 +52,7 @@ impl HyperConv2d {
     pub fn forward(&self, x: Tensor<4>, v: Tensor<1>) -> Tensor<4> {
         let pad = self.shape[2] / 2;
         let options = ConvOptions::new([self.stride; 2], [pad; 2], [1, 1], 1);
-        conv2d(x, self.weight(v), None, options)
+        crate::fused::conv::conv2d(x, self.weight(v), options)
     }
 }
 

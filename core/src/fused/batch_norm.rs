@@ -29,6 +29,8 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use rayon::prelude::*;
 
+use super::{contiguous_f32, flex_tensor, values};
+
 /// The extension: forward returns `(output, batch mean, batch inverse std)`,
 /// each statistic of shape `[channels]`; backward returns the gradients of
 /// `(x, gamma, beta)`. `x` is `[batch, channels, h, w]`.
@@ -73,25 +75,6 @@ pub fn batch_norm_train(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
 }
 
 // ---------------------------------------------------------------- flex ----
-
-/// `t` as a contiguous f32 flex tensor (a no-op for the usual f32 activations),
-/// so its values can be read in place with `as_slice`.
-fn contiguous_f32(t: FloatTensor<Flex>) -> FloatTensor<Flex> {
-    let t = if t.dtype() == burn::tensor::DType::F32 {
-        t
-    } else {
-        <Flex as burn::backend::ops::FloatTensorOps<Flex>>::float_cast(t, burn::tensor::FloatDType::F32)
-    };
-    t.to_contiguous()
-}
-
-fn values(t: &FloatTensor<Flex>) -> &[f32] {
-    t.as_slice::<f32>().expect("contiguous f32 (see contiguous_f32)")
-}
-
-fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FloatTensor<Flex> {
-    FloatTensor::<Flex>::from_data(TensorData::new(values, shape))
-}
 
 /// `[n, c, h*w]` view sizes of an NCHW shape.
 fn nchw(shape: &burn::tensor::Shape) -> (usize, usize, usize) {

@@ -4,6 +4,8 @@
 //! - [`batch_norm`]: training-mode batch norm (statistics, normalisation and
 //!   the backward in one or two passes) on flex, libtorch's own on LibTorch,
 //!   with a handwritten backward under autodiff.
+//! - [`conv`]: 2-D convolution on flex as im2col + one gemm per image, with
+//!   both gradients (libtorch keeps its own convolution).
 //!
 //! Each one can be switched off for the whole process ([`set_enabled`]), so
 //! `augur bench` can time the unfused path in the same run and the tests can
@@ -11,22 +13,30 @@
 //! running-state semantics.
 
 pub mod batch_norm;
+pub mod conv;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::Flex;
+use burn::tensor::TensorData;
 
 /// One fused operation, switchable per process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fused {
     /// [`batch_norm::batch_norm_train`] instead of burn's (or the copy-free) batch norm.
     BatchNorm,
+    /// [`conv::conv2d`] instead of burn-flex's convolution (flex only).
+    Conv,
 }
 
 impl Fused {
-    pub const ALL: [Fused; 1] = [Fused::BatchNorm];
+    pub const ALL: [Fused; 2] = [Fused::BatchNorm, Fused::Conv];
 
     pub fn name(self) -> &'static str {
         match self {
             Fused::BatchNorm => "batch_norm",
+            Fused::Conv => "conv",
         }
     }
 
@@ -36,8 +46,10 @@ impl Fused {
 
     fn flag(self) -> &'static AtomicBool {
         static BATCH_NORM: AtomicBool = AtomicBool::new(true);
+        static CONV: AtomicBool = AtomicBool::new(true);
         match self {
             Fused::BatchNorm => &BATCH_NORM,
+            Fused::Conv => &CONV,
         }
     }
 }
@@ -50,4 +62,25 @@ pub fn enabled(op: Fused) -> bool {
 /// Switch `op` on or off for the whole process (benchmarks and tests).
 pub fn set_enabled(op: Fused, on: bool) {
     op.flag().store(on, Ordering::Relaxed);
+}
+
+// Reading and building flex tensors, for the flex kernels.
+
+/// `t` as a contiguous f32 flex tensor (a no-op for the usual f32 activations),
+/// so its values can be read in place with [`values`].
+fn contiguous_f32(t: FloatTensor<Flex>) -> FloatTensor<Flex> {
+    let t = if t.dtype() == burn::tensor::DType::F32 {
+        t
+    } else {
+        <Flex as burn::backend::ops::FloatTensorOps<Flex>>::float_cast(t, burn::tensor::FloatDType::F32)
+    };
+    t.to_contiguous()
+}
+
+fn values(t: &FloatTensor<Flex>) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 (see contiguous_f32)")
+}
+
+fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FloatTensor<Flex> {
+    FloatTensor::<Flex>::from_data(TensorData::new(values, shape))
 }
