@@ -132,10 +132,14 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
     // `unfused` is the path before the extensions, each `+op` adds one.
     // Cumulative: `unfused`, then one more operation per line; the last line
     // is the default path.
+    // Operations that change nothing on this device (the convolution off
+    // flex) get no line of their own.
+    let device = train::device_of(&base)?;
+    let relevant: Vec<Fused> = Fused::ALL.into_iter().filter(|op| op.applies_to(&device)).collect();
     let mut paths: Vec<(String, Vec<Fused>)> = vec![("unfused".into(), vec![])];
-    for (i, op) in Fused::ALL.into_iter().enumerate() {
-        let default = if i + 1 == Fused::ALL.len() { " (default)" } else { "" };
-        paths.push((format!("+{}{default}", op.name()), Fused::ALL[..=i].to_vec()));
+    for (i, op) in relevant.iter().enumerate() {
+        let default = if i + 1 == relevant.len() { " (default)" } else { "" };
+        paths.push((format!("+{}{default}", op.name()), relevant[..=i].to_vec()));
     }
     // An operation switched off for the process (`augur --unfused OP bench`)
     // stays off: only the paths without it are timed.

@@ -89,7 +89,7 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tenso
 /// Whether convolutions on `device` take the extension: flex (with or
 /// without autodiff), while [`Fused::Conv`] is on.
 fn routed(device: &Device) -> bool {
-    fused::enabled(Fused::Conv) && device.clone().inner() == Device::flex()
+    fused::enabled(Fused::Conv) && Fused::Conv.applies_to(device)
 }
 
 // ---------------------------------------------------------------- flex ----

@@ -40,6 +40,15 @@ impl Fused {
         }
     }
 
+    /// Whether `op` changes anything on `device`: the convolution is
+    /// routed only on flex (libtorch has its own); batch norm everywhere.
+    pub fn applies_to(self, device: &burn::prelude::Device) -> bool {
+        match self {
+            Fused::BatchNorm => true,
+            Fused::Conv => device.clone().inner() == burn::prelude::Device::flex(),
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Fused> {
         Fused::ALL.into_iter().find(|f| f.name() == name)
     }
