@@ -6,6 +6,8 @@
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, relu};
 
+use serde::{Deserialize, Serialize};
+
 use crate::blocks::FeatureQueue;
 
 /// Rows scaled to unit L2 norm.
@@ -69,21 +71,88 @@ pub fn info_nce_queue(q: Tensor<2>, k: Tensor<2>, queue: Tensor<2>, temperature:
     cross_entropy(logits, &vec![0; n])
 }
 
+/// How MoCo v2's two directions (view 1's queries against view 2's keys,
+/// and back) make one loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Directions {
+    /// Their mean (solo-learn's MoCo v2+, `solo/methods/mocov2plus.py`).
+    Mean,
+    /// Their sum (Augur's form before, kept as an option).
+    Sum,
+}
+
+/// Where MoCo v2's negatives come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueLayout {
+    /// One FIFO queue per view: view 2's past keys are the negatives of view
+    /// 1's queries and back (solo-learn's MoCo v2+).
+    PerView,
+    /// One queue both views' keys join (Augur's form before).
+    Shared,
+}
+
+/// MoCo v2's queues of past keys, in one of the two layouts.
+pub struct MocoQueues {
+    layout: QueueLayout,
+    /// `[view 1's keys, view 2's keys]` per view; one queue when shared.
+    queues: Vec<FeatureQueue>,
+}
+
+impl MocoQueues {
+    /// Queues of `capacity` keys each (per view: one per view).
+    pub fn new(layout: QueueLayout, capacity: usize) -> Self {
+        let count = if layout == QueueLayout::PerView { 2 } else { 1 };
+        Self { layout, queues: (0..count).map(|_| FeatureQueue::new(capacity)).collect() }
+    }
+
+    /// The negatives of the queries of `view` (0 or 1): the other view's
+    /// past keys, or the shared queue's.
+    fn negatives_for(&self, view: usize) -> Option<Tensor<2>> {
+        match self.layout {
+            QueueLayout::PerView => self.queues[1 - view].keys(),
+            QueueLayout::Shared => self.queues[0].keys(),
+        }
+    }
+
+    fn push(&mut self, [k1, k2]: [Tensor<2>; 2]) {
+        match self.layout {
+            QueueLayout::PerView => {
+                self.queues[0].push(k1);
+                self.queues[1].push(k2);
+            }
+            QueueLayout::Shared => {
+                self.queues[0].push(k1);
+                self.queues[0].push(k2);
+            }
+        }
+    }
+}
+
 /// MoCo v2's symmetric loss: each view's queries against the other view's
-/// keys, with `queue`'s keys as negatives (in-batch negatives while it is
-/// still empty); then both views' keys join the queue.
-pub fn moco_queue_loss(online: [Tensor<2>; 2], target: [Tensor<2>; 2], queue: &mut FeatureQueue, temperature: f64) -> Tensor<1> {
+/// keys, with queued past keys as negatives (in-batch negatives while a
+/// queue is still empty), the two directions combined as `directions`
+/// says; then the keys join the queues.
+pub fn moco_queue_loss(
+    online: [Tensor<2>; 2],
+    target: [Tensor<2>; 2],
+    queues: &mut MocoQueues,
+    temperature: f64,
+    directions: Directions,
+) -> Tensor<1> {
     let [q1, q2] = online;
     let [k1, k2] = target;
-    let loss = match queue.keys() {
-        Some(negatives) => {
-            info_nce_queue(q1, k2.clone(), negatives.clone(), temperature) + info_nce_queue(q2, k1.clone(), negatives, temperature)
-        }
-        None => info_nce(q1, k2.clone(), None, temperature) + info_nce(q2, k1.clone(), None, temperature),
+    let direction = |q: Tensor<2>, k: Tensor<2>, negatives: Option<Tensor<2>>| match negatives {
+        Some(negatives) => info_nce_queue(q, k, negatives, temperature),
+        None => info_nce(q, k, None, temperature),
     };
-    queue.push(k1);
-    queue.push(k2);
-    loss
+    let loss = direction(q1, k2.clone(), queues.negatives_for(0)) + direction(q2, k1.clone(), queues.negatives_for(1));
+    queues.push([k1, k2]);
+    match directions {
+        Directions::Mean => loss.div_scalar(2.0),
+        Directions::Sum => loss,
+    }
 }
 
 /// Mean negative cosine similarity of `p` to `z` (SimSiam's D(p, z); pass
@@ -230,6 +299,31 @@ mod tests {
         let expected = -(e / (e + 1.0 + 1.0 / e)).ln();
         let got: f32 = info_nce_queue(q, k, queue, 1.0).into_scalar();
         assert!((got as f64 - expected).abs() < 1e-5, "{got} vs {expected}");
+    }
+
+    /// MoCo v2 on two steps of one image: the first fills the queues, the
+    /// second's loss is computed by hand for each layout and combination.
+    #[test]
+    fn moco_queue_loss_by_hand() {
+        let device = Device::flex();
+        let v = |x: f32, y: f32| t2(&[x, y], [1, 2], &device);
+        let e = std::f64::consts::E;
+        let cases = [
+            // Per view: q1 = [1,0] against view 2's queue {[1,0]}: logits [1, 1], ln 2; q2 likewise.
+            (QueueLayout::PerView, Directions::Mean, 2f64.ln()),
+            (QueueLayout::PerView, Directions::Sum, 2.0 * 2f64.ln()),
+            // Shared: both against {[0,1], [1,0]}: logits [1, 0, 1], ln((2e + 1) / e) each.
+            (QueueLayout::Shared, Directions::Sum, 2.0 * ((2.0 * e + 1.0) / e).ln()),
+            (QueueLayout::Shared, Directions::Mean, ((2.0 * e + 1.0) / e).ln()),
+        ];
+        for (layout, directions, expected) in cases {
+            let mut queues = MocoQueues::new(layout, 4);
+            // Step 1: empty queues, in-batch negatives (none besides the positive): loss 0.
+            let first: f32 = moco_queue_loss([v(1.0, 0.0), v(0.0, 1.0)], [v(0.0, 1.0), v(1.0, 0.0)], &mut queues, 1.0, directions).into_scalar();
+            assert!(first.abs() < 1e-6, "{layout:?} {directions:?}: first step {first}");
+            let got: f32 = moco_queue_loss([v(1.0, 0.0), v(0.0, 1.0)], [v(0.0, 1.0), v(1.0, 0.0)], &mut queues, 1.0, directions).into_scalar();
+            assert!((got as f64 - expected).abs() < 1e-5, "{layout:?} {directions:?}: {got} vs {expected}");
+        }
     }
 
     #[test]

@@ -12,10 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use augur_core::blocks::FeatureQueue;
 use augur_core::heads;
 use augur_core::burn::prelude::*;
-use augur_core::losses::moco_queue_loss;
+use augur_core::losses::{Directions, MocoQueues, QueueLayout, moco_queue_loss};
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView, ViewBatch};
 use augur_core::plugin::Registry;
 use serde::{Deserialize, Serialize};
@@ -42,7 +41,7 @@ impl Default for Options {
 struct QueuePerSetting {
     temperature: f64,
     capacity: usize,
-    queues: BTreeMap<Vec<bool>, FeatureQueue>,
+    queues: BTreeMap<Vec<bool>, MocoQueues>,
     setting: Vec<bool>,
 }
 
@@ -55,8 +54,10 @@ impl Objective for QueuePerSetting {
     }
 
     fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
-        let queue = self.queues.entry(self.setting.clone()).or_insert_with(|| FeatureQueue::new(self.capacity));
-        moco_queue_loss(online, target, queue, self.temperature)
+        // One shared queue per setting, the directions summed (unchanged
+        // here; the official form is issue 15's).
+        let queues = self.queues.entry(self.setting.clone()).or_insert_with(|| MocoQueues::new(QueueLayout::Shared, self.capacity));
+        moco_queue_loss(online, target, queues, self.temperature, Directions::Sum)
     }
 }
 

@@ -1,17 +1,19 @@
 //! MoCo (He et al., 2020; Chen et al., 2020, 2021). Both versions compare
 //! queries from the online network with keys from a momentum (EMA) copy of
 //! backbone and projector, symmetrised over the two views.
-//! - `moco_v2`: 2-layer projector without BN; the negatives are a FIFO queue
-//!   of past keys (detached); constant momentum, or cosine-increased to
-//!   `final_momentum` (solo-learn's MoCo v2+: 0.99 -> 0.999).
+//! - `moco_v2`: 2-layer projector without BN; the negatives are FIFO queues
+//!   of past keys (detached). By default solo-learn's MoCo v2+, as the field
+//!   runs it (`solo/methods/mocov2plus.py`): one queue per view, the two
+//!   directions averaged, momentum 0.99 -> 0.999 on a cosine. Augur's
+//!   earlier form is `queues = "shared"`, `directions = "sum"`,
+//!   `final_momentum = 0.99`.
 //! - `moco_v3`: 3-layer projector and 2-layer predictor with BN; in-batch
 //!   negatives, no queue; momentum on a cosine to 1; loss scaled by 2T.
 //!   The paper trains it with AdamW (`[optimizer] name = "adamw"`).
 
-use augur_core::blocks::FeatureQueue;
 use augur_core::heads;
 use augur_core::burn::prelude::*;
-use augur_core::losses::{info_nce, moco_queue_loss};
+use augur_core::losses::{Directions, MocoQueues, QueueLayout, info_nce, moco_queue_loss};
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView};
 use augur_core::plugin::Registry;
 use serde::{Deserialize, Serialize};
@@ -23,39 +25,51 @@ struct V2Options {
     temperature: f64,
     queue_size: usize,
     momentum: f64,
-    /// `None`: constant `momentum`.
-    final_momentum: Option<f64>,
+    /// Reached on a cosine by the end of training; equal to `momentum`: constant.
+    final_momentum: f64,
+    queues: QueueLayout,
+    directions: Directions,
     proj_hidden: usize,
     proj_out: usize,
 }
 
 impl Default for V2Options {
     fn default() -> Self {
-        Self { temperature: 0.2, queue_size: 4096, momentum: 0.99, final_momentum: None, proj_hidden: 2048, proj_out: 128 }
+        Self {
+            temperature: 0.2,
+            queue_size: 4096,
+            momentum: 0.99,
+            final_momentum: 0.999,
+            queues: QueueLayout::PerView,
+            directions: Directions::Mean,
+            proj_hidden: 2048,
+            proj_out: 128,
+        }
     }
 }
 
-/// InfoNCE against a queue of past keys; the keys of each step join it.
+/// InfoNCE against queues of past keys; the keys of each step join them.
 struct QueueInfoNce {
     temperature: f64,
-    queue: FeatureQueue,
+    queues: MocoQueues,
+    directions: Directions,
 }
 
 impl Objective for QueueInfoNce {
     fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
-        moco_queue_loss(online, target, &mut self.queue, self.temperature)
+        moco_queue_loss(online, target, &mut self.queues, self.temperature, self.directions)
     }
 }
 
 fn moco_v2(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let o: V2Options = ctx.options()?;
-    let last = o.final_momentum.unwrap_or(o.momentum);
+    let last = o.final_momentum;
     if !(o.temperature > 0.0) || o.queue_size == 0 || !(0.0..=1.0).contains(&o.momentum) || !(0.0..=1.0).contains(&last) {
         return Err("[method] temperature and queue_size must be positive, momentum and final_momentum in [0, 1]".into());
     }
     let projector = heads::moco_v2_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
     let target = Target::Momentum(MomentumSchedule { base: o.momentum, last });
-    let objective = QueueInfoNce { temperature: o.temperature, queue: FeatureQueue::new(o.queue_size) };
+    let objective = QueueInfoNce { temperature: o.temperature, queues: MocoQueues::new(o.queues, o.queue_size), directions: o.directions };
     Ok(Box::new(TwoView::new(projector, None, target, Box::new(objective), ctx)))
 }
 
@@ -104,12 +118,14 @@ fn moco_v3(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 fn register(registry: &mut Registry) {
     registry.method(
         "moco_v2",
-        "MoCo v2: momentum key encoder, FIFO queue of negatives, symmetric InfoNCE",
+        "MoCo v2 (solo-learn's v2+): momentum key encoder, FIFO queues of negatives, symmetric InfoNCE",
         &[
             "temperature: InfoNCE temperature (0.2)",
-            "queue_size: number of queued negative keys (4096)",
-            "momentum: EMA coefficient of the key encoder (0.99)",
-            "final_momentum: if set, the momentum rises on a cosine to this by the end (unset: constant)",
+            "queue_size: number of queued negative keys, per queue (4096)",
+            "momentum: EMA coefficient of the key encoder at the start (0.99)",
+            "final_momentum: the momentum rises on a cosine to this by the end; = momentum: constant (0.999)",
+            "queues: \"per_view\" (one queue of each view's keys, the other view's negatives; solo-learn) or \"shared\" (\"per_view\")",
+            "directions: \"mean\" of the two directions' losses (solo-learn) or \"sum\" (\"mean\")",
             "proj_hidden: projector hidden width (2048)",
             "proj_out: projection dimension (128)",
         ],
