@@ -176,6 +176,11 @@ impl Geometry {
                 for kx in 0..self.kw {
                     let (lo, hi) = self.valid_columns(kx);
                     let dst = &mut cols[row * row_stride..][..p];
+                    if self.is_same_size_stride_one() {
+                        self.shifted_rows(plane, ky, kx, (lo, hi), dst);
+                        row += 1;
+                        continue;
+                    }
                     for oy in 0..self.ho {
                         let line = &mut dst[oy * self.wo..(oy + 1) * self.wo];
                         let Some(iy) = self.source(0, oy, ky, self.h) else {
@@ -199,6 +204,41 @@ impl Geometry {
                     row += 1;
                 }
             }
+        }
+    }
+
+    /// Stride 1, no dilation, output as wide as the input (the 3x3 "same"
+    /// convolutions): each patch row is the plane shifted by the kernel
+    /// offset, copied as one block.
+    fn is_same_size_stride_one(&self) -> bool {
+        self.stride == [1, 1] && self.dilation == [1, 1] && self.wo == self.w
+    }
+
+    /// One patch row (kernel offset `ky`, `kx`) of a [`Self::is_same_size_stride_one`]
+    /// convolution: the valid output rows copied from the plane in one block
+    /// shifted by `kx - pad`, then the columns `lo..hi` does not cover (the
+    /// padding, and what the shift wrapped in from neighbouring rows) zeroed.
+    fn shifted_rows(&self, plane: &[f32], ky: usize, kx: usize, (lo, hi): (usize, usize), dst: &mut [f32]) {
+        let inside = |oy: &usize| self.source(0, *oy, ky, self.h).is_some();
+        let (Some(first), Some(last)) = ((0..self.ho).find(inside), (0..self.ho).rev().find(inside)) else {
+            dst.fill(0.0);
+            return;
+        };
+        dst[..first * self.wo].fill(0.0);
+        dst[(last + 1) * self.wo..].fill(0.0);
+        let iy = first + ky - self.pad[0];
+        let src_start = (iy * self.w) as isize + kx as isize - self.pad[1] as isize;
+        let len = (last + 1 - first) * self.wo;
+        let j_lo = (-src_start).max(0) as usize;
+        let j_hi = len.min((plane.len() as isize - src_start).max(0) as usize);
+        if j_lo < j_hi {
+            let from = (src_start + j_lo as isize) as usize;
+            dst[first * self.wo + j_lo..first * self.wo + j_hi].copy_from_slice(&plane[from..from + j_hi - j_lo]);
+        }
+        for oy in first..=last {
+            let line = &mut dst[oy * self.wo..(oy + 1) * self.wo];
+            line[..lo].fill(0.0);
+            line[hi..].fill(0.0);
         }
     }
 
