@@ -2,8 +2,9 @@
 //! chosen augmentation key, a head on the concatenated backbone features of
 //! the two views predicts their relative descriptor (view 1 minus view 2).
 //! Regression keys: MSE on tanh of the head; `flip`: binary cross-entropy on
-//! "both views share their flip state". Symmetrised: the head also predicts
-//! the negated target from `[y2, y1]`; the two orders are averaged.
+//! "both views share their flip state". Symmetrised as the official code
+//! does: one head call on the `2n` batch `[y1, y2; y2, y1]`, the second half
+//! predicting the negated target, the loss the mean over all `2n` rows.
 //! Loss added to the method's: `sum_k lambda_k L_k`.
 
 use std::collections::BTreeMap;
@@ -58,6 +59,19 @@ fn targets(batch: &ViewBatch, key: DescriptorKey) -> Tensor<2> {
     batch.relative(&DescriptorSchema::new(&[key]))
 }
 
+/// One key's loss from the head's single call on `both` (`[y1, y2; y2, y1]`,
+/// `2n` rows) against `target` (`n` rows, view 1 against view 2): the second
+/// half's target is the negated descriptor (for `flip`, "same flip state",
+/// the same); the mean over all `2n` rows.
+fn key_loss(head: &Mlp, key: DescriptorKey, both: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
+    let prediction = head.forward(both);
+    if key == DescriptorKey::Flip {
+        bce_with_logits(prediction, Tensor::cat(vec![target.clone(), target], 0))
+    } else {
+        (prediction.tanh() - Tensor::cat(vec![target.clone(), target.neg()], 0)).square().mean()
+    }
+}
+
 /// Binary cross-entropy of logits against 0/1 targets.
 fn bce_with_logits(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     let positive = log_sigmoid(logits.clone()) * targets.clone();
@@ -68,19 +82,13 @@ fn bce_with_logits(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
 impl Awareness for AugSelf {
     fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch, _backbone: &ResNet, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
         let [y1, y2] = features;
-        let forward = Tensor::cat(vec![y1.clone(), y2.clone()], 1);
-        let backward = Tensor::cat(vec![y2, y1], 1);
+        // Both orders in one batch, as the official `SSObjective` does
+        // (trainers.py): `[y1, y2; y2, y1]`, so the heads' batch norm sees
+        // both orders' statistics together.
+        let both = Tensor::cat(vec![Tensor::cat(vec![y1.clone(), y2.clone()], 1), Tensor::cat(vec![y2, y1], 1)], 0);
         let mut total: Option<Tensor<1>> = None;
         for ((key, weight), head) in self.keys.iter().zip(&self.weights).zip(self.heads.module()) {
-            let t = targets(batch, *key);
-            let loss = if *key == DescriptorKey::Flip {
-                // "same flip state" is symmetric in the two views
-                bce_with_logits(head.forward(forward.clone()), t.clone()) + bce_with_logits(head.forward(backward.clone()), t)
-            } else {
-                let mse = |pred: Tensor<2>, target: Tensor<2>| (pred.tanh() - target).square().mean();
-                mse(head.forward(forward.clone()), t.clone()) + mse(head.forward(backward.clone()), t.neg())
-            };
-            let loss = loss.mul_scalar(weight / 2.0);
+            let loss = key_loss(head, *key, both.clone(), targets(batch, *key)).mul_scalar(*weight);
             total = Some(match total {
                 Some(sum) => sum + loss,
                 None => loss,
@@ -170,6 +178,36 @@ mod tests {
         assert_eq!(crop, vec![0.5 - 0.5, 0.25 - 0.5, 0.5 - 1.0, 0.5 - 1.0]);
         let flip: Vec<f32> = targets(&batch, DescriptorKey::Flip).into_data().iter::<f32>().collect();
         assert_eq!(flip, vec![0.0], "the views differ in flip state");
+    }
+
+    /// The loss is the official single call on the 2n batch: with the
+    /// heads' batch norm in training mode, two n-sized calls (one per order)
+    /// give another value, which this test tells apart.
+    #[test]
+    fn both_orders_go_through_the_head_in_one_batch() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let head = MlpConfig::new(&[8, 6, 6, 4]).init(&device);
+        let normal = augup_distribution();
+        let y1 = Tensor::<2>::random([5, 4], normal, &device);
+        let y2 = Tensor::<2>::random([5, 4], normal, &device).mul_scalar(3.0).add_scalar(1.0);
+        let target = Tensor::<2>::random([5, 4], normal, &device).mul_scalar(0.3);
+        let both = Tensor::cat(vec![Tensor::cat(vec![y1.clone(), y2.clone()], 1), Tensor::cat(vec![y2.clone(), y1.clone()], 1)], 0);
+        let got: f32 = key_loss(&head, DescriptorKey::Crop, both.clone(), target.clone()).into_scalar();
+        let expected_target = Tensor::cat(vec![target.clone(), target.clone().neg()], 0);
+        let expected: f32 = (head.forward(both).tanh() - expected_target).square().mean().into_scalar();
+        assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
+        // The two-call form (Augur's before) differs where batch norm sees each order alone.
+        let mse = |pred: Tensor<2>, t: Tensor<2>| (pred.tanh() - t).square().mean();
+        let two_calls: f32 = ((mse(head.forward(Tensor::cat(vec![y1.clone(), y2.clone()], 1)), target.clone())
+            + mse(head.forward(Tensor::cat(vec![y2, y1], 1)), target.neg()))
+            / 2.0)
+            .into_scalar();
+        assert!((got - two_calls).abs() > 1e-4, "one batch {got} vs two calls {two_calls}: batch norm should tell them apart");
+    }
+
+    fn augup_distribution() -> augur_core::burn::tensor::Distribution {
+        augur_core::burn::tensor::Distribution::Normal(0.0, 1.0)
     }
 
     #[test]
