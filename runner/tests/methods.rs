@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use augur::sweep::SweepFile;
 use augur::plugins::Plugins;
@@ -14,8 +15,15 @@ use augur_core::burn::prelude::*;
 use augur_core::method::StepInfo;
 use common::*;
 
+/// Held while a test seeds the device and trains: burn's seed is the
+/// backend's one global generator, so two tests drawing from it at once
+/// would each get the other's numbers (a run-to-run flake, seen as VICReg +
+/// CASSLE's loss sometimes not falling).
+static SEEDED_DEVICE: Mutex<()> = Mutex::new(());
+
 /// Losses of `steps` steps of `method` (with `options` as its [method] table).
 fn losses(plugins: &Plugins, method: &str, options: &str, steps: usize) -> Vec<f32> {
+    let _exclusive = SEEDED_DEVICE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let text = tiny_sweep(SYNTHETIC, "").replace(
         "name = \"simclr\"\ntemperature = 0.5\nproj_out = 16",
         &format!("name = \"{method}\"\n{options}"),
@@ -182,6 +190,7 @@ fn amortised_invariance_trains_one_setting_per_step() {
         .replace("blocks = [1, 1]", "blocks = [1, 1]\ninvariance = 2");
     let sweep = SweepFile::parse(Path::new("a.toml"), &text).unwrap();
     let cfg = &sweep.runs[0].config;
+    let _exclusive = SEEDED_DEVICE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let device = Device::flex().autodiff();
     device.seed(1);
     let mut backbone = Trainable::new(cfg.model.init(&device), &cfg.optimizer);

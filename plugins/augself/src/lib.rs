@@ -188,7 +188,7 @@ mod tests {
         let device = Device::flex().autodiff();
         device.seed(3);
         let head = MlpConfig::new(&[8, 6, 6, 4]).init(&device);
-        let normal = augup_distribution();
+        let normal = standard_normal();
         let y1 = Tensor::<2>::random([5, 4], normal, &device);
         let y2 = Tensor::<2>::random([5, 4], normal, &device).mul_scalar(3.0).add_scalar(1.0);
         let target = Tensor::<2>::random([5, 4], normal, &device).mul_scalar(0.3);
@@ -206,7 +206,7 @@ mod tests {
         assert!((got - two_calls).abs() > 1e-4, "one batch {got} vs two calls {two_calls}: batch norm should tell them apart");
     }
 
-    fn augup_distribution() -> augur_core::burn::tensor::Distribution {
+    fn standard_normal() -> augur_core::burn::tensor::Distribution {
         augur_core::burn::tensor::Distribution::Normal(0.0, 1.0)
     }
 
