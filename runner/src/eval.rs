@@ -345,6 +345,7 @@ mod tests {
 
     #[test]
     fn sensitivity_of_the_identity_is_one_minus_the_cross_image_similarity() {
+        let _exclusive = crate::seeded_device_lock();
         let device = Device::flex();
         let (split, tasks) = crate::data::synthetic(16, 16, 0);
         let data = Dataset { name: "s".into(), train: split.clone(), test: split, tasks, mean: [0.4; 3], std: [0.25; 3] };
@@ -370,6 +371,7 @@ mod tests {
 
     #[test]
     fn knn_on_duplicated_points_is_perfect() {
+        let _exclusive = crate::seeded_device_lock();
         let f = features(&[[1.0, 0.1], [0.1, 1.0], [-1.0, 0.2], [0.9, 0.2]]);
         let y = [0u16, 1, 2, 0];
         let acc = knn_accuracy(&f, &y, &f, &y, 3, 1, 0.1, &Device::flex());
@@ -378,6 +380,7 @@ mod tests {
 
     #[test]
     fn linear_probe_separates_separable_features_and_not_noise() {
+        let _exclusive = crate::seeded_device_lock();
         let mut rows = Vec::new();
         let mut y = Vec::new();
         for i in 0..200 {

@@ -101,6 +101,7 @@ mod tests {
     /// learns, and the readout learns the task (better than chance).
     #[test]
     fn the_invariance_vector_changes_during_readout_training() {
+        let _exclusive = crate::seeded_device_lock();
         let (split, tasks) = crate::data::synthetic(192, 16, 4);
         let data = Dataset { name: "synthetic".into(), train: split.clone(), test: split, tasks, mean: [0.5; 3], std: [0.25; 3] };
         let ad = Device::flex().autodiff();

@@ -35,3 +35,12 @@ pub mod worker;
 
 /// The git commit of the project this runner was built from.
 pub const GIT_COMMIT: &str = env!("AUGUR_GIT_COMMIT");
+
+/// Held by the unit tests that seed the device and draw from it: burn's seed
+/// is one global generator, so concurrent tests would draw each other's
+/// numbers and a seeded result would vary from run to run.
+#[cfg(test)]
+pub(crate) fn seeded_device_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -254,6 +254,7 @@ mod tests {
 
     #[test]
     fn lbfgs_probe_separates_separable_classes() {
+        let _exclusive = crate::seeded_device_lock();
         let mut rows = Vec::new();
         let mut y = Vec::new();
         for i in 0..120 {
@@ -276,6 +277,7 @@ mod tests {
 
     #[test]
     fn a_descriptor_the_features_contain_is_predictable() {
+        let _exclusive = crate::seeded_device_lock();
         // Features hold the target verbatim (plus unrelated dimensions): R^2 ~ 1.
         let n = 200;
         let target: Vec<f32> = (0..n).flat_map(|i| [((i * 13) % 17) as f32 / 17.0, ((i * 7) % 11) as f32 / 11.0]).collect();
