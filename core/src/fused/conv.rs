@@ -395,6 +395,16 @@ fn side_by_side<'a>(images: &[f32], count: usize, channels: usize, p: usize, wid
     wide
 }
 
+/// [`side_by_side`]'s inverse: the `[channels, count * p]` matrix `wide`
+/// back to `count` NCHW images in `images`.
+fn apart(wide: &[f32], count: usize, channels: usize, p: usize, images: &mut [f32]) {
+    for (i, image) in images.chunks_mut(channels * p).enumerate() {
+        for (c, plane) in image.chunks_mut(p).enumerate() {
+            plane.copy_from_slice(&wide[(c * count + i) * p..][..p]);
+        }
+    }
+}
+
 /// Whether the gemm path handles `options` (everything but groups).
 fn supported(options: &ConvOptions<2>) -> bool {
     options.groups == 1
@@ -422,14 +432,9 @@ impl ConvOps for Flex {
                     gemm((g.cout, k, p), y, false, weight, (k, 1), patches, (p, 1));
                     continue;
                 }
-                // [cout, count * p] back to count NCHW images.
                 wide.resize(g.cout * count * p, 0.0);
                 gemm((g.cout, k, count * p), &mut wide, false, weight, (k, 1), patches, (count * p, 1));
-                for (i, y_i) in y.chunks_mut(out_image).enumerate() {
-                    for (c, line) in y_i.chunks_mut(p).enumerate() {
-                        line.copy_from_slice(&wide[(c * count + i) * p..][..p]);
-                    }
-                }
+                apart(&wide, count, g.cout, p, y);
             }
         });
         flex_tensor(out, vec![g.n, g.cout, g.ho, g.wo])
@@ -647,9 +652,10 @@ mod tests {
         }
     }
 
-    /// A convolution routed elsewhere when switched off (the reference path).
+    /// Flex devices, with and without autodiff, take the extension while it
+    /// is on (the switch itself is process-wide, so not flipped here).
     #[test]
-    fn the_switch_routes_flex_back_to_burns_convolution() {
+    fn flex_devices_take_the_extension_while_it_is_on() {
         assert!(routed(&Device::flex().autodiff()) || !fused::enabled(Fused::Conv));
         assert!(routed(&Device::flex()) || !fused::enabled(Fused::Conv));
     }
