@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use augur::sweep::SweepFile;
 use augur::plugins::Plugins;
@@ -15,15 +15,19 @@ use augur_core::burn::prelude::*;
 use augur_core::method::StepInfo;
 use common::*;
 
-/// Held while a test seeds the device and trains: burn's seed is the
-/// backend's one global generator, so two tests drawing from it at once
-/// would each get the other's numbers (a run-to-run flake, seen as VICReg +
-/// CASSLE's loss sometimes not falling).
-static SEEDED_DEVICE: Mutex<()> = Mutex::new(());
+/// Held by every test here that draws from the device (seeding and
+/// training, or only building a method's initial weights): burn's seed is
+/// the backend's one global generator, so two tests drawing from it at once
+/// would each get the other's numbers (a run-to-run flake, seen as a
+/// method's loss sometimes not falling).
+fn exclusive() -> MutexGuard<'static, ()> {
+    static SEEDED_DEVICE: Mutex<()> = Mutex::new(());
+    SEEDED_DEVICE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Losses of `steps` steps of `method` (with `options` as its [method] table).
 fn losses(plugins: &Plugins, method: &str, options: &str, steps: usize) -> Vec<f32> {
-    let _exclusive = SEEDED_DEVICE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _exclusive = exclusive();
     let text = tiny_sweep(SYNTHETIC, "").replace(
         "name = \"simclr\"\ntemperature = 0.5\nproj_out = 16",
         &format!("name = \"{method}\"\n{options}"),
@@ -116,6 +120,7 @@ fn hierarchical_trains_on_each_base() {
 
 #[test]
 fn expanded_views_and_methods_must_agree() {
+    let _exclusive = exclusive();
     let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
     let build = |method: &str, augment: &str| {
         let text = tiny_sweep(SYNTHETIC, augment).replace("name = \"simclr\"\ntemperature = 0.5\nproj_out = 16", &format!("name = \"{method}\""));
@@ -139,6 +144,7 @@ fn augself_and_cassle_combine() {
 
 #[test]
 fn method_options_are_validated() {
+    let _exclusive = exclusive();
     let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
     let text = tiny_sweep(SYNTHETIC, "").replace("name = \"simclr\"\ntemperature = 0.5\nproj_out = 16", "name = \"moco_v2\"\nqueue = 64");
     let sweep = SweepFile::parse(Path::new("m.toml"), &text).unwrap();
@@ -162,6 +168,7 @@ fn methods_train_with_lars() {
 
 #[test]
 fn every_experiment_file_parses_and_builds_its_methods() {
+    let _exclusive = exclusive();
     let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
     let mut checked = 0;
@@ -190,7 +197,7 @@ fn amortised_invariance_trains_one_setting_per_step() {
         .replace("blocks = [1, 1]", "blocks = [1, 1]\ninvariance = 2");
     let sweep = SweepFile::parse(Path::new("a.toml"), &text).unwrap();
     let cfg = &sweep.runs[0].config;
-    let _exclusive = SEEDED_DEVICE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _exclusive = exclusive();
     let device = Device::flex().autodiff();
     device.seed(1);
     let mut backbone = Trainable::new(cfg.model.init(&device), &cfg.optimizer);
