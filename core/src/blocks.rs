@@ -14,7 +14,8 @@ use burn::tensor::Gradients;
 use crate::optim::OptimizerSpec;
 
 /// A multi-layer perceptron: `Linear (BN) ReLU` for every hidden layer, then
-/// a final `Linear` (optionally followed by BN, as in CASSLE's encoder).
+/// a final `Linear` (optionally followed by BN, as in CASSLE's encoder, or
+/// by a BN without learned scale and shift, as in MoCo v3's heads).
 #[derive(Module, Debug)]
 pub struct Mlp {
     layers: Vec<Linear>,
@@ -32,6 +33,9 @@ pub struct MlpConfig {
     pub dims: Vec<usize>,
     pub hidden_bn: bool,
     pub last_bn: bool,
+    /// Whether the last BN learns its scale and shift (`affine=False` in
+    /// PyTorch when not: they stay 1 and 0, untouched by the optimizer).
+    pub last_affine: bool,
     pub bias: bool,
 }
 
@@ -42,12 +46,25 @@ impl MlpConfig {
             dims: dims.to_vec(),
             hidden_bn: true,
             last_bn: false,
+            last_affine: true,
             bias: true,
         }
     }
 
     pub fn with_last_bn(mut self, last_bn: bool) -> Self {
         self.last_bn = last_bn;
+        self
+    }
+
+    /// MoCo v3's final `BatchNorm1d(out, affine=False)`.
+    pub fn with_last_bn_not_affine(mut self) -> Self {
+        self.last_bn = true;
+        self.last_affine = false;
+        self
+    }
+
+    pub fn without_bias(mut self) -> Self {
+        self.bias = false;
         self
     }
 
@@ -65,7 +82,12 @@ impl MlpConfig {
         for i in 0..n {
             let last = i == n - 1;
             if (!last && self.hidden_bn) || (last && self.last_bn) {
-                norms.push(BatchNormConfig::new(self.dims[i + 1]).init(device));
+                let mut bn = BatchNormConfig::new(self.dims[i + 1]).init(device);
+                if last && !self.last_affine {
+                    bn.gamma = bn.gamma.set_require_grad(false);
+                    bn.beta = bn.beta.set_require_grad(false);
+                }
+                norms.push(bn);
             }
         }
         Mlp {
@@ -142,8 +164,7 @@ pub fn ema_update<M: Module>(target: M, online: &M, momentum: f64) -> M {
             let m = self.momentum;
             param.map(|t| {
                 let shape = t.shape();
-                let blended = t.detach().mul_scalar(m) + online.reshape(shape).mul_scalar(1.0 - m);
-                blended.detach()
+                crate::fused::step::ema(t, online.reshape(shape), m)
             })
         }
     }
@@ -416,6 +437,23 @@ mod tests {
         // 4 overwrote the oldest (1): the ring holds 4, 2, 3.
         let held: Vec<f32> = q.keys().unwrap().into_data().iter::<f32>().collect();
         assert_eq!(held, vec![4.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn a_last_batch_norm_without_affine_is_not_trained() {
+        let device = Device::flex().autodiff();
+        let config = MlpConfig::new(&[8, 16, 4]).with_last_bn_not_affine().without_bias();
+        let mut mlp = Trainable::new(config.init(&device), &OptimizerSpec::default());
+        let last_gamma = |m: &Mlp| m.norms[1].gamma.val().into_data().iter::<f32>().collect::<Vec<_>>();
+        let hidden_gamma = |m: &Mlp| m.norms[0].gamma.val().into_data().iter::<f32>().collect::<Vec<_>>();
+        let (before_last, before_hidden) = (last_gamma(mlp.module()), hidden_gamma(mlp.module()));
+        let x = Tensor::<2>::random([6, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<2>::random([6, 4], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let mut grads = (mlp.module().forward(x) * w).sum().backward();
+        mlp.step(&mut grads, 0.5);
+        assert_eq!(last_gamma(mlp.module()), before_last, "the last BN's scale stays 1");
+        assert_ne!(hidden_gamma(mlp.module()), before_hidden, "the hidden BN's scale is trained");
+        assert!(mlp.module().layers.iter().all(|l| l.bias.is_none()));
     }
 
     #[test]

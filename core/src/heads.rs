@@ -17,15 +17,28 @@ pub fn moco_v2_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
     config
 }
 
-/// MoCo v3 (Chen et al. 2021): three layers, batch norm after each
-/// including the last, `Linear-BN-ReLU, Linear-BN-ReLU, Linear-BN`.
+/// MoCo v3 (Chen et al. 2021) on a ResNet, as the official `MoCo_ResNet`
+/// builds it: two bias-free layers, the last batch norm without affine
+/// parameters, `Linear-BN-ReLU, Linear-BN(affine=False)`.
 pub fn moco_v3_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
-    MlpConfig::new(&[input, hidden, hidden, out]).with_last_bn(true)
+    MlpConfig::new(&[input, hidden, out]).with_last_bn_not_affine().without_bias()
 }
 
-/// MoCo v3's predictor: `Linear(out, hidden)-BN-ReLU, Linear(hidden, out)-BN`.
+/// MoCo v3's predictor on a ResNet: `Linear(out, hidden)-BN-ReLU,
+/// Linear(hidden, out)`, bias-free, no final batch norm.
 pub fn moco_v3_predictor(dim: usize, hidden: usize) -> MlpConfig {
-    MlpConfig::new(&[dim, hidden, dim]).with_last_bn(true)
+    MlpConfig::new(&[dim, hidden, dim]).without_bias()
+}
+
+/// MoCo v3's heads on a ViT (`MoCo_ViT`): a three-layer projector, and a
+/// predictor that ends in a batch norm too, both last norms without affine.
+pub fn moco_v3_vit_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
+    MlpConfig::new(&[input, hidden, hidden, out]).with_last_bn_not_affine().without_bias()
+}
+
+/// MoCo v3's ViT predictor: `Linear-BN-ReLU, Linear-BN(affine=False)`.
+pub fn moco_v3_vit_predictor(dim: usize, hidden: usize) -> MlpConfig {
+    MlpConfig::new(&[dim, hidden, dim]).with_last_bn_not_affine().without_bias()
 }
 
 /// BYOL (Grill et al. 2020): `Linear(in, hidden)-BN-ReLU, Linear(hidden, out)`.
@@ -75,6 +88,9 @@ mod tests {
         let barlow = barlow_twins_projector(8, 16, 4);
         assert!(barlow.hidden_bn && !barlow.last_bn && barlow.dims.len() == 4);
         assert_eq!(byol_predictor(4, 16).dims, [4, 16, 4]);
-        assert!(moco_v3_predictor(4, 16).last_bn && !byol_predictor(4, 16).last_bn);
+        assert!(!moco_v3_predictor(4, 16).last_bn && moco_v3_vit_predictor(4, 16).last_bn);
+        let v3 = moco_v3_projector(8, 16, 4);
+        assert!(v3.dims == [8, 16, 4] && v3.last_bn && !v3.last_affine && !v3.bias);
+        assert_eq!(moco_v3_vit_projector(8, 16, 4).dims, [8, 16, 16, 4]);
     }
 }

@@ -8,6 +8,9 @@ use burn::optim::{AdamWConfig, LearningRate, ModuleOptimizer, Optimizer, SgdConf
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::fused::step::FusedSgd;
+use crate::fused::{self, Fused};
+
 /// The optimizer section of a run config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case", tag = "name")]
@@ -111,8 +114,14 @@ impl OptimizerSpec {
         Ok(())
     }
 
+    /// The optimizer; SGD is [`FusedSgd`] unless [`Fused::Sgd`] is off
+    /// (the same updates, and the same checkpoint names, as burn's `Sgd`).
     pub fn build(&self) -> ModuleOptimizer {
         match *self {
+            OptimizerSpec::Sgd {
+                momentum,
+                weight_decay,
+            } if fused::enabled(Fused::Sgd) => ModuleOptimizer::from(FusedSgd { momentum, weight_decay }),
             OptimizerSpec::Sgd {
                 momentum,
                 weight_decay,

@@ -142,4 +142,13 @@ mod tests {
     fn fused_batch_norm_matches_unfused_on_libtorch() {
         augur_core::fused::batch_norm::assert_matches_unfused(&open("tch-cpu").unwrap().autodiff());
     }
+
+    /// The fused SGD step and EMA on libtorch against burn's `Sgd` and the
+    /// tensor-op blend.
+    #[cfg(feature = "tch")]
+    #[test]
+    fn fused_sgd_and_ema_match_unfused_on_libtorch() {
+        augur_core::fused::step::assert_matches_unfused(&open("tch-cpu").unwrap());
+        augur_core::fused::step::assert_matches_unfused(&open("tch-cpu").unwrap().autodiff());
+    }
 }

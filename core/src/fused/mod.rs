@@ -6,6 +6,8 @@
 //!   with a handwritten backward under autodiff.
 //! - [`conv`]: 2-D convolution on flex as im2col + one gemm per image, with
 //!   both gradients (libtorch keeps its own convolution).
+//! - [`step`]: the SGD step and the EMA of momentum networks, one kernel per
+//!   parameter tensor.
 //!
 //! Each one can be switched off for the whole process ([`set_enabled`]), so
 //! `augur bench` can time the unfused path in the same run and the tests can
@@ -14,6 +16,7 @@
 
 pub mod batch_norm;
 pub mod conv;
+pub mod step;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,23 +31,30 @@ pub enum Fused {
     BatchNorm,
     /// [`conv::conv2d`] instead of burn-flex's convolution (flex only).
     Conv,
+    /// [`step::FusedSgd`] instead of burn's `Sgd` (SGD runs only; LARS and
+    /// AdamW stay burn's).
+    Sgd,
+    /// [`step::ema`] for the EMA of momentum networks.
+    Ema,
 }
 
 impl Fused {
-    pub const ALL: [Fused; 2] = [Fused::BatchNorm, Fused::Conv];
+    pub const ALL: [Fused; 4] = [Fused::BatchNorm, Fused::Conv, Fused::Sgd, Fused::Ema];
 
     pub fn name(self) -> &'static str {
         match self {
             Fused::BatchNorm => "batch_norm",
             Fused::Conv => "conv",
+            Fused::Sgd => "sgd",
+            Fused::Ema => "ema",
         }
     }
 
     /// Whether `op` changes anything on `device`: the convolution is
-    /// routed only on flex (libtorch has its own); batch norm everywhere.
+    /// routed only on flex (libtorch has its own); the others everywhere.
     pub fn applies_to(self, device: &burn::prelude::Device) -> bool {
         match self {
-            Fused::BatchNorm => true,
+            Fused::BatchNorm | Fused::Sgd | Fused::Ema => true,
             Fused::Conv => device.clone().inner() == burn::prelude::Device::flex(),
         }
     }
@@ -56,9 +66,13 @@ impl Fused {
     fn flag(self) -> &'static AtomicBool {
         static BATCH_NORM: AtomicBool = AtomicBool::new(true);
         static CONV: AtomicBool = AtomicBool::new(true);
+        static SGD: AtomicBool = AtomicBool::new(true);
+        static EMA: AtomicBool = AtomicBool::new(true);
         match self {
             Fused::BatchNorm => &BATCH_NORM,
             Fused::Conv => &CONV,
+            Fused::Sgd => &SGD,
+            Fused::Ema => &EMA,
         }
     }
 }

@@ -278,6 +278,7 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
         dims,
         hidden_bn: true,
         last_bn: true,
+        last_affine: true,
         bias: false,
     };
     let encoder = (matches!(injection, Injection::Cat | Injection::Add | Injection::Mul) && schema.dims() > 0)

@@ -7,9 +7,12 @@
 //!   directions averaged, momentum 0.99 -> 0.999 on a cosine. Augur's
 //!   earlier form is `queues = "shared"`, `directions = "sum"`,
 //!   `final_momentum = 0.99`.
-//! - `moco_v3`: 3-layer projector and 2-layer predictor with BN; in-batch
-//!   negatives, no queue; momentum on a cosine to 1; loss scaled by 2T.
-//!   The paper trains it with AdamW (`[optimizer] name = "adamw"`).
+//! - `moco_v3`: in-batch negatives, no queue; momentum on a cosine to 1;
+//!   loss scaled by 2T. Its heads are the official `MoCo_ResNet`'s by
+//!   default (2-layer projector ending in a non-affine BN, 2-layer predictor
+//!   without a final BN, no biases); `layout = "vit"` gives `MoCo_ViT`'s.
+//!   The ViT recipe trains with AdamW (`[optimizer] name = "adamw"`); the
+//!   ResNet recipe with LARS.
 
 use augur_core::heads;
 use augur_core::burn::prelude::*;
@@ -82,11 +85,23 @@ struct V3Options {
     proj_hidden: usize,
     proj_out: usize,
     pred_hidden: usize,
+    layout: V3Layout,
+}
+
+/// Which of the official builder's head layouts (moco/builder.py).
+#[derive(Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum V3Layout {
+    /// `MoCo_ResNet`: the layout for the ResNet backbones Augur trains.
+    Resnet,
+    /// `MoCo_ViT`: 3-layer projector, predictor ending in BN (the shape
+    /// Augur used on ResNets before, then with affine norms and biases).
+    Vit,
 }
 
 impl Default for V3Options {
     fn default() -> Self {
-        Self { temperature: 0.2, base_momentum: 0.99, proj_hidden: 4096, proj_out: 256, pred_hidden: 4096 }
+        Self { temperature: 0.2, base_momentum: 0.99, proj_hidden: 4096, proj_out: 256, pred_hidden: 4096, layout: V3Layout::Resnet }
     }
 }
 
@@ -109,8 +124,16 @@ fn moco_v3(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     if !(o.temperature > 0.0) || !(0.0..=1.0).contains(&o.base_momentum) {
         return Err("[method] temperature must be positive, base_momentum in [0, 1]".into());
     }
-    let projector = heads::moco_v3_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
-    let predictor = heads::moco_v3_predictor(o.proj_out, o.pred_hidden);
+    let (projector, predictor) = match o.layout {
+        V3Layout::Resnet => (
+            heads::moco_v3_projector(ctx.projector_input, o.proj_hidden, o.proj_out),
+            heads::moco_v3_predictor(o.proj_out, o.pred_hidden),
+        ),
+        V3Layout::Vit => (
+            heads::moco_v3_vit_projector(ctx.projector_input, o.proj_hidden, o.proj_out),
+            heads::moco_v3_vit_predictor(o.proj_out, o.pred_hidden),
+        ),
+    };
     let target = Target::Momentum(MomentumSchedule { base: o.base_momentum, last: 1.0 });
     Ok(Box::new(TwoView::new(projector, Some(predictor), target, Box::new(InBatchInfoNce { temperature: o.temperature }), ctx)))
 }
@@ -135,9 +158,10 @@ fn register(registry: &mut Registry) {
         "moco_v3",
         "MoCo v3: momentum key encoder, predictor, in-batch negatives",
         &[
-            "temperature: InfoNCE temperature (0.2)",
+            "temperature: InfoNCE temperature (0.2, solo-learn's CIFAR recipe; the official ResNet default is 1.0)",
             "base_momentum: EMA coefficient at the start, cosine to 1 (0.99)",
-            "proj_hidden: projector hidden width, two hidden layers (4096)",
+            "layout: the official heads for a \"resnet\" (2-layer projector, predictor without final BN) or a \"vit\" (3-layer projector) (\"resnet\")",
+            "proj_hidden: projector hidden width (4096)",
             "proj_out: projection dimension (256)",
             "pred_hidden: predictor hidden width (4096)",
         ],
