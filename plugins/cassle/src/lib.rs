@@ -7,8 +7,14 @@
 //! - `add` / `mul`: the embedding (feature-sized) added to / multiplied with the features;
 //! - `raw`: the raw descriptor concatenated, no encoder;
 //! - `hypernet`: the encoder's output is every weight and bias of the
-//!   projector, generated per sample (the method's own projector goes unused;
-//!   its shape is kept, with BN between layers as the method has it).
+//!   projector, generated per sample (the method's own projector goes
+//!   unused; its depth is kept). As the official `AugProjector`
+//!   (gmum/CASSLE `cond_utils.py`): the generator ends in a bias-free Linear
+//!   and a BN, its output used unscaled; the generated layers are
+//!   feature-wide, with no BN (`hn_type = "mlp"`) or BN between them
+//!   (`"mlp-bn"`). `hn_generator = "scaled"` is Augur's earlier generator
+//!   (a biased last Linear, no BN, each generated matrix scaled by
+//!   1/sqrt(fan-in)).
 //!
 //! In momentum methods the key branch is conditioned on the key view's own
 //! descriptor through a momentum copy of the encoder.
@@ -34,6 +40,30 @@ struct Options {
     injection: String,
     depth: usize,
     width: usize,
+    hn_type: HnType,
+    hn_generator: HnGenerator,
+}
+
+/// The generated projector's norms (official `--aug-hn-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+enum HnType {
+    /// No batch norm in the generated projector (the official default).
+    #[serde(rename = "mlp")]
+    Mlp,
+    /// Batch norm after each hidden generated layer.
+    #[serde(rename = "mlp-bn")]
+    MlpBn,
+}
+
+/// How the generator emits the weights.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum HnGenerator {
+    /// Official: a bias-free last Linear followed by BN, used as is.
+    Bn,
+    /// Augur's earlier form: a last Linear with bias, no BN, each generated
+    /// matrix scaled by 1/sqrt(fan-in) (an ordinary layer's initial scale).
+    Scaled,
 }
 
 impl Default for Options {
@@ -43,6 +73,8 @@ impl Default for Options {
             injection: "cat".into(),
             depth: 6,
             width: 64,
+            hn_type: HnType::Mlp,
+            hn_generator: HnGenerator::Bn,
         }
     }
 }
@@ -69,8 +101,9 @@ struct HyperProjector {
     dims: Vec<usize>,
     #[module(skip)]
     hidden_bn: bool,
+    /// 1/sqrt(fan-in) on each generated matrix ([`HnGenerator::Scaled`]).
     #[module(skip)]
-    last_bn: bool,
+    scaled: bool,
 }
 
 impl HyperProjector {
@@ -79,24 +112,36 @@ impl HyperProjector {
         dims.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
     }
 
-    fn new(encoder: &MlpConfig, projector: &MlpConfig, device: &Device) -> Self {
-        let mut generator = encoder.clone();
-        *generator.dims.last_mut().expect("an encoder has an output") = Self::generated_len(&projector.dims);
-        // The last layer emits weights: no BN squashing them to unit variance, a bias.
-        generator.last_bn = false;
-        generator.bias = true;
+    /// The generated projector has the method projector's depth, its
+    /// input and output sizes, and feature-wide hidden layers (the official
+    /// code sizes every hidden layer `num_backbone_features`).
+    fn new(encoder: &MlpConfig, projector: &MlpConfig, hn_type: HnType, generator_kind: HnGenerator, device: &Device) -> Self {
+        let (input, output) = (projector.dims[0], *projector.dims.last().expect("a projector has an output"));
         let n = projector.dims.len() - 1;
-        let norms = (0..n)
-            .filter(|&i| if i + 1 < n { projector.hidden_bn } else { projector.last_bn })
-            .map(|i| BatchNormConfig::new(projector.dims[i + 1]).init(device))
-            .collect();
+        let mut dims = vec![input; n];
+        dims.push(output);
+        let mut generator = encoder.clone();
+        *generator.dims.last_mut().expect("an encoder has an output") = Self::generated_len(&dims);
+        match generator_kind {
+            HnGenerator::Bn => {
+                generator.last_bn = true;
+                generator.last_affine = true;
+                generator.bias = false;
+            }
+            HnGenerator::Scaled => {
+                generator.last_bn = false;
+                generator.bias = true;
+            }
+        }
+        let hidden_bn = hn_type == HnType::MlpBn;
+        let norms = if hidden_bn { (1..n).map(|i| BatchNormConfig::new(dims[i]).init(device)).collect() } else { Vec::new() };
         Self {
             generator: generator.init(device),
             norms,
             relu: Relu::new(),
-            dims: projector.dims.clone(),
-            hidden_bn: projector.hidden_bn,
-            last_bn: projector.last_bn,
+            dims,
+            hidden_bn,
+            scaled: generator_kind == HnGenerator::Scaled,
         }
     }
 
@@ -109,22 +154,17 @@ impl HyperProjector {
         let mut at = 0;
         for (i, w) in self.dims.windows(2).enumerate() {
             let (fan_in, fan_out) = (w[0], w[1]);
-            // Scaled by 1/sqrt(fan_in) so a generated layer starts with the
-            // output scale of an ordinary initialisation.
-            let matrix = weights
-                .clone()
-                .slice([0..n, at..at + fan_in * fan_out])
-                .reshape([n, fan_in, fan_out])
-                .mul_scalar(1.0 / (fan_in as f64).sqrt());
+            let matrix = weights.clone().slice([0..n, at..at + fan_in * fan_out]).reshape([n, fan_in, fan_out]);
+            let matrix = if self.scaled { matrix.mul_scalar(1.0 / (fan_in as f64).sqrt()) } else { matrix };
             at += fan_in * fan_out;
             let bias = weights.clone().slice([0..n, at..at + fan_out]);
             at += fan_out;
             x = x.reshape([n, 1, fan_in]).matmul(matrix).reshape([n, fan_out]) + bias;
             let last = i + 1 == layers;
-            if (!last && self.hidden_bn) || (last && self.last_bn) {
-                x = augur_core::norm::batch_norm_1d(norms.next().expect("one norm per normalised layer"), x);
-            }
             if !last {
+                if self.hidden_bn {
+                    x = augur_core::norm::batch_norm_1d(norms.next().expect("one norm per hidden layer"), x);
+                }
                 x = self.relu.forward(x);
             }
         }
@@ -136,6 +176,8 @@ struct Cassle {
     schema: DescriptorSchema,
     injection: Injection,
     encoder_config: MlpConfig,
+    hn_type: HnType,
+    hn_generator: HnGenerator,
     optimizer: OptimizerSpec,
     device: Device,
     /// `None` for `raw` and `hypernet`.
@@ -160,7 +202,7 @@ impl Awareness for Cassle {
 
     fn bind_projector(&mut self, projector: &MlpConfig, device: &Device) {
         if self.injection == Injection::Hypernet {
-            let hyper = HyperProjector::new(&self.encoder_config, projector, device);
+            let hyper = HyperProjector::new(&self.encoder_config, projector, self.hn_type, self.hn_generator, device);
             self.hyper = Some(Trainable::new(hyper, &self.optimizer));
             self.projector_config = Some(projector.clone());
         }
@@ -174,7 +216,8 @@ impl Awareness for Cassle {
             return Some(hyper.module().forward(input, d));
         }
         let (encoder, projector) = (&self.encoder_config, self.projector_config.as_ref()?);
-        let copy = self.momentum_hyper.get_or_copy(|| HyperProjector::new(encoder, projector, &device), hyper.module());
+        let (hn_type, generator) = (self.hn_type, self.hn_generator);
+        let copy = self.momentum_hyper.get_or_copy(|| HyperProjector::new(encoder, projector, hn_type, generator, &device), hyper.module());
         Some(copy.forward(input, d).detach())
     }
 
@@ -242,7 +285,8 @@ impl Awareness for Cassle {
         }
         if let (Some(h), Some(projector)) = (&mut self.hyper, &self.projector_config) {
             h.load(dir, "cassle_hypernet")?;
-            self.momentum_hyper.load(dir, || HyperProjector::new(encoder, projector, device))?;
+            let (hn_type, generator) = (self.hn_type, self.hn_generator);
+            self.momentum_hyper.load(dir, || HyperProjector::new(encoder, projector, hn_type, generator, device))?;
         }
         Ok(())
     }
@@ -287,6 +331,8 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
         schema,
         injection,
         encoder_config,
+        hn_type: o.hn_type,
+        hn_generator: o.hn_generator,
         encoder,
         momentum_encoder: MomentumCopy::lazy("cassle_momentum_encoder"),
         optimizer: ctx.optimizer.clone(),
@@ -306,6 +352,8 @@ fn register(registry: &mut Registry) {
             "injection: cat | add | mul | raw | hypernet (cat); hypernet generates the projector's weights per sample",
             "depth: layers of the augmentation encoder (6)",
             "width: width of the augmentation encoder (64)",
+            "hn_type: hypernet only: \"mlp\" (no BN in the generated projector, official default) or \"mlp-bn\" (BN between its layers) (\"mlp\")",
+            "hn_generator: hypernet only: \"bn\" (bias-free last Linear + BN, unscaled, official) or \"scaled\" (biased last Linear, weights x 1/sqrt(fan-in), Augur's earlier form) (\"bn\")",
         ],
         build,
     );
@@ -403,5 +451,27 @@ mod tests {
         assert!(a.iter().zip(f).any(|(p, q)| (p - q).abs() > 1e-4), "{a:?} vs {f:?}");
         // The input passes the conditioning step unchanged: the projector is where it acts.
         assert_eq!(c.condition(x.clone(), &records, false).into_data(), x.into_data());
+    }
+
+    #[test]
+    fn hypernet_is_the_official_augprojector_by_default() {
+        let device = Device::flex().autodiff();
+        let projector = MlpConfig::new(&[8, 6, 3]);
+        let encoder = MlpConfig { dims: vec![1, 4, 4], hidden_bn: true, last_bn: true, last_affine: true, bias: false };
+        let official = HyperProjector::new(&encoder, &projector, HnType::Mlp, HnGenerator::Bn, &device);
+        // Feature-wide hidden layer (8, not the method's 6), no norms in the
+        // generated projector, a generator ending in a bias-free Linear + BN.
+        assert_eq!(official.dims, [8, 8, 3]);
+        assert!(official.norms.is_empty() && !official.scaled);
+        assert_eq!(HyperProjector::generated_len(&official.dims), 8 * 8 + 8 + 8 * 3 + 3);
+        let generator = MlpConfig { dims: vec![1, 4, 99], ..encoder.clone() };
+        assert_eq!(official.generator.num_params(), generator.init(&device).num_params());
+        let with_bn = HyperProjector::new(&encoder, &projector, HnType::MlpBn, HnGenerator::Scaled, &device);
+        assert_eq!(with_bn.norms.len(), 1);
+        assert!(with_bn.scaled);
+        let scaled_generator = MlpConfig { dims: vec![1, 4, 99], last_bn: false, bias: true, ..encoder };
+        assert_eq!(with_bn.generator.num_params(), scaled_generator.init(&device).num_params());
+        let options: Options = augur_core::serde_json::from_value(augur_core::serde_json::json!({"hn_type": "mlp-bn", "hn_generator": "scaled"})).unwrap();
+        assert_eq!((options.hn_type, options.hn_generator), (HnType::MlpBn, HnGenerator::Scaled));
     }
 }
