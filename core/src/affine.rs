@@ -3,16 +3,22 @@
 //! seeded like the view pipeline so a resumed run draws the same ones; its
 //! target vector; and the warp, one batched grid sample on the run's device.
 //!
+//! As the official code (DavidTorpey/homography-estimation-v0,
+//! `he/data/dataset.py` with torchvision's `RandomAffine`): translations are
+//! whole pixels, the target holds only the enabled components, pixels from
+//! outside the source are black and the sampling is nearest-neighbour
+//! (`Warp::official`); bilinear sampling and a fill with the dataset mean
+//! are the options of Augur's earlier form.
+//!
 //! Convention (ours; the paper fixes the ranges and the target, not the
 //! matrix): in coordinates normalised to [-1, 1] with y pointing down, an
 //! output pixel at `u'` shows the input at `u = A^-1 (u' - t)`, where
 //! `A = scale * R(angle) * Sh(shear_x, shear_y)`,
 //! `R = [[cos, -sin], [sin, cos]]`, `Sh = [[1, tan shear_x], [tan shear_y, 1]]`
-//! and `t = 2 * (tx, ty) / side`. Pixels from outside the source are zero,
-//! the dataset mean after normalisation.
+//! and `t = 2 * (tx, ty) / side`.
 
 use burn::prelude::*;
-use burn::tensor::ops::GridSampleOptions;
+use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -32,14 +38,22 @@ impl AffineComponent {
     pub const ALL: [AffineComponent; 4] = [Self::Rotation, Self::Translation, Self::Scale, Self::Shear];
 }
 
-/// Length of the target vector, whichever components vary.
-pub const TARGET_DIMS: usize = 6;
+impl AffineComponent {
+    /// Entries of the target this component contributes.
+    pub fn target_dims(self) -> usize {
+        match self {
+            Self::Rotation | Self::Scale => 1,
+            Self::Translation | Self::Shear => 2,
+        }
+    }
+}
 
 /// Sampling ranges (defaults: the paper's) and which components vary.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AffineRanges {
-    /// Components that vary; the others stay at the identity (constant in the target).
+    /// Components that vary; the others stay at the identity and are not
+    /// part of the target.
     pub components: Vec<AffineComponent>,
     /// Rotation in [-rotation, rotation] degrees.
     pub rotation: f64,
@@ -81,9 +95,31 @@ impl AffineRanges {
         Ok(())
     }
 
-    /// The transforms of a batch at `step`, one per image, deterministic in
-    /// (seed, step, index).
-    pub fn sample(&self, seed: u64, step: u64, n: usize) -> Vec<AffineParams> {
+    /// Length of the target: the enabled components' entries.
+    pub fn target_dims(&self) -> usize {
+        AffineComponent::ALL.iter().filter(|c| self.components.contains(c)).map(|c| c.target_dims()).sum()
+    }
+
+    /// The target of one transform, the enabled components in the official
+    /// order: `[angle/360]`, `[tx, ty]` (fractions of the side), `[scale]`,
+    /// `[shear_x/25, shear_y/25]`.
+    pub fn target(&self, p: &AffineParams) -> Vec<f32> {
+        let mut t = Vec::with_capacity(6);
+        for c in AffineComponent::ALL.into_iter().filter(|c| self.components.contains(c)) {
+            match c {
+                AffineComponent::Rotation => t.push(p.angle / 360.0),
+                AffineComponent::Translation => t.extend([p.tx, p.ty]),
+                AffineComponent::Scale => t.push(p.scale),
+                AffineComponent::Shear => t.extend([p.shear_x / 25.0, p.shear_y / 25.0]),
+            }
+        }
+        t.into_iter().map(|v| v as f32).collect()
+    }
+
+    /// The transforms of a batch of `side`-pixel images at `step`, one per
+    /// image, deterministic in (seed, step, index). Translations are whole
+    /// pixels (torchvision rounds them).
+    pub fn sample(&self, seed: u64, step: u64, n: usize, side: usize) -> Vec<AffineParams> {
         let on = |c| self.components.contains(&c);
         // Its own stream: the view pipeline draws from image_rng(seed, ...).
         let seed = seed ^ 0xaff1_e000_0000_0000;
@@ -92,8 +128,9 @@ impl AffineRanges {
                 let mut rng = image_rng(seed, step, i as u64);
                 let mut symmetric = |on: bool, r: f64| if on && r > 0.0 { rng.random_range(-r..=r) } else { 0.0 };
                 let angle = symmetric(on(AffineComponent::Rotation), self.rotation);
-                let tx = symmetric(on(AffineComponent::Translation), self.translation);
-                let ty = symmetric(on(AffineComponent::Translation), self.translation);
+                let pixels = side as f64;
+                let tx = (symmetric(on(AffineComponent::Translation), self.translation) * pixels).round() / pixels;
+                let ty = (symmetric(on(AffineComponent::Translation), self.translation) * pixels).round() / pixels;
                 let shear_x = symmetric(on(AffineComponent::Shear), self.shear);
                 let shear_y = symmetric(on(AffineComponent::Shear), self.shear);
                 let scale = if on(AffineComponent::Scale) && self.scale[1] > self.scale[0] {
@@ -121,17 +158,6 @@ pub struct AffineParams {
 }
 
 impl AffineParams {
-    /// The target of one transform: `[angle/360, tx, ty, scale, shear_x/25,
-    /// shear_y/25]` (translations as fractions of the side). A component
-    /// that does not vary keeps its identity value there (0, or scale 1): a
-    /// constant the head learns at once, so every setting of the component
-    /// ablation has the same loss scale (dropping those entries instead
-    /// makes the mean over fewer entries steeper: rotation alone diverged
-    /// at an lr where all four train).
-    pub fn target(&self) -> [f32; TARGET_DIMS] {
-        [self.angle / 360.0, self.tx, self.ty, self.scale, self.shear_x / 25.0, self.shear_y / 25.0].map(|v| v as f32)
-    }
-
     /// `A` of the module doc, row-major.
     pub fn matrix(&self) -> [[f64; 2]; 2] {
         let (sin, cos) = self.angle.to_radians().sin_cos();
@@ -150,26 +176,63 @@ impl AffineParams {
     }
 }
 
-/// Warp each image of `images` `[n, c, h, w]` by its transform: the grid is
-/// built on the host, the sampling (bilinear) runs on the images' device.
-pub fn warp(images: Tensor<4>, transforms: &[AffineParams]) -> Tensor<4> {
-    let [n, _, h, w] = images.dims();
-    assert_eq!(n, transforms.len(), "one transform per image");
-    let mut grid = Vec::with_capacity(n * h * w * 2);
-    for p in transforms {
-        for row in 0..h {
-            // Pixel centres, as grid_sample reads them with align_corners = false.
-            let y = (2 * row + 1) as f64 / h as f64 - 1.0;
-            for col in 0..w {
-                let x = (2 * col + 1) as f64 / w as f64 - 1.0;
-                let (sx, sy) = p.source_of(x, y);
-                grid.extend([sx as f32, sy as f32]);
-            }
-        }
+/// How [`warp`] samples and what it shows outside the source.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Warp {
+    /// Nearest-neighbour (PIL's default in `RandomAffine`) or bilinear.
+    pub bilinear: bool,
+    /// Per channel, the value shown outside the source, in the images'
+    /// (normalised) units: black is `-mean/std`, the dataset mean `0`.
+    pub fill: [f32; 3],
+}
+
+impl Warp {
+    /// The official warp: nearest-neighbour, black outside.
+    pub fn official(black: [f32; 3]) -> Self {
+        Self { bilinear: false, fill: black }
     }
+}
+
+/// Warp each image of `images` `[n, 3, h, w]` by its transform: the source
+/// positions are computed on the host, the sampling runs on the images'
+/// device (nearest: a gather, which every backend has; bilinear: burn's
+/// grid sample).
+pub fn warp(images: Tensor<4>, transforms: &[AffineParams], how: Warp) -> Tensor<4> {
+    let [n, c, h, w] = images.dims();
+    assert_eq!(n, transforms.len(), "one transform per image");
+    // Output pixel centres in normalised coordinates (align_corners = false).
+    let centre = |i: usize, size: usize| (2 * i + 1) as f64 / size as f64 - 1.0;
+    let sources = transforms.iter().flat_map(|p| {
+        (0..h).flat_map(move |row| (0..w).map(move |col| p.source_of(centre(col, w), centre(row, h))))
+    });
     let device = images.device();
-    let grid = Tensor::<4>::from_data(TensorData::new(grid, [n, h, w, 2]), &device);
-    images.grid_sample_2d(grid, GridSampleOptions::default())
+    let fill = Tensor::<1>::from_floats(how.fill.as_slice(), &device).reshape([1, c, 1, 1]);
+    if how.bilinear {
+        let grid: Vec<f32> = sources.flat_map(|(x, y)| [x as f32, y as f32]).collect();
+        let grid = Tensor::<4>::from_data(TensorData::new(grid, [n, h, w, 2]), &device);
+        let options = GridSampleOptions {
+            mode: InterpolateMode::Bilinear,
+            padding_mode: GridSamplePaddingMode::Zeros,
+            align_corners: false,
+        };
+        // Zero padding around `images - fill`, then `fill` back: `fill` outside.
+        return (images - fill.clone()).grid_sample_2d(grid, options) + fill;
+    }
+    // Nearest: the source pixel's index in the flattened image, or the
+    // extra last column (the fill) when it falls outside.
+    let outside = (h * w) as i64;
+    let index: Vec<i64> = sources
+        .map(|(x, y)| {
+            // Pixel coordinates, rounded half to even as grid_sample does.
+            let px = ((x + 1.0) * w as f64 - 1.0) / 2.0;
+            let py = ((y + 1.0) * h as f64 - 1.0) / 2.0;
+            let (col, row) = (px.round_ties_even(), py.round_ties_even());
+            if col < 0.0 || row < 0.0 || col >= w as f64 || row >= h as f64 { outside } else { row as i64 * w as i64 + col as i64 }
+        })
+        .collect();
+    let index = Tensor::<3, Int>::from_data(TensorData::new(index, [n, 1, h * w]), &device).repeat_dim(1, c);
+    let flat = Tensor::cat(vec![images.reshape([n, c, h * w]), fill.reshape([1, c, 1]).repeat_dim(0, n)], 2);
+    flat.gather(2, index).reshape([n, c, h, w])
 }
 
 #[cfg(test)]
@@ -182,24 +245,57 @@ mod tests {
         let data: Vec<f32> = (0..2 * 3 * 8 * 8).map(|i| (i % 17) as f32).collect();
         let images = Tensor::<4>::from_data(TensorData::new(data.clone(), [2, 3, 8, 8]), &device);
         let id = AffineParams { angle: 0.0, tx: 0.0, ty: 0.0, scale: 1.0, shear_x: 0.0, shear_y: 0.0 };
-        let out: Vec<f32> = warp(images, &[id, id]).into_data().try_to_vec().unwrap();
-        for (a, b) in out.iter().zip(&data) {
-            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        for how in [Warp::official([-2.0, -1.0, 0.5]), Warp { bilinear: true, fill: [0.0; 3] }] {
+            let out: Vec<f32> = warp(images.clone(), &[id, id], how).into_data().try_to_vec().unwrap();
+            for (a, b) in out.iter().zip(&data) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
         }
     }
 
     #[test]
-    fn disabled_components_stay_at_identity_in_the_target() {
-        let ranges = AffineRanges { components: vec![AffineComponent::Rotation, AffineComponent::Shear], ..Default::default() };
-        for p in ranges.sample(3, 7, 16) {
+    fn outside_the_source_is_the_fill_and_pixels_are_not_blended() {
+        // Shrunk to half size: the border ring comes from outside the source.
+        let device = Device::flex();
+        let side = 8;
+        let data: Vec<f32> = (0..3 * side * side).map(|i| (i % 5) as f32 + 10.0).collect();
+        let images = Tensor::<4>::from_data(TensorData::new(data.clone(), [1, 3, side, side]), &device);
+        let half = AffineParams { angle: 0.0, tx: 0.0, ty: 0.0, scale: 0.5, shear_x: 0.0, shear_y: 0.0 };
+        let black = [-2.0, -1.0, 0.5];
+        let out: Vec<f32> = warp(images, &[half], Warp::official(black)).into_data().try_to_vec().unwrap();
+        for c in 0..3 {
+            assert_eq!(out[c * side * side], black[c], "the corner of channel {c} is black");
+        }
+        // Nearest-neighbour: every pixel is a source value or the fill.
+        assert!(out.iter().all(|v| data.contains(v) || black.contains(v)), "{out:?}");
+    }
+
+    #[test]
+    fn disabled_components_are_absent_from_the_target() {
+        let ranges = AffineRanges { components: vec![AffineComponent::Shear, AffineComponent::Rotation], ..Default::default() };
+        assert_eq!(ranges.target_dims(), 3);
+        for p in ranges.sample(3, 7, 16, 32) {
             assert_eq!((p.tx, p.ty, p.scale), (0.0, 0.0, 1.0));
             assert!(p.angle.abs() <= 90.0 && p.shear_x.abs() <= 25.0 && p.shear_y.abs() <= 25.0);
-            let t = p.target();
-            assert_eq!(t, [(p.angle / 360.0) as f32, 0.0, 0.0, 1.0, (p.shear_x / 25.0) as f32, (p.shear_y / 25.0) as f32]);
+            // The official order, whatever order the components are named in.
+            let want = [p.angle / 360.0, p.shear_x / 25.0, p.shear_y / 25.0].map(|v| v as f32);
+            assert_eq!(ranges.target(&p), want);
         }
+        assert_eq!(AffineRanges::default().target_dims(), 6);
         // Deterministic per (seed, step), different across steps.
-        assert_eq!(ranges.sample(3, 7, 4), ranges.sample(3, 7, 4));
-        assert_ne!(ranges.sample(3, 7, 4), ranges.sample(3, 8, 4));
+        assert_eq!(ranges.sample(3, 7, 4, 32), ranges.sample(3, 7, 4, 32));
+        assert_ne!(ranges.sample(3, 7, 4, 32), ranges.sample(3, 8, 4, 32));
+    }
+
+    #[test]
+    fn translations_are_whole_pixels() {
+        let ranges = AffineRanges { components: vec![AffineComponent::Translation], ..Default::default() };
+        for p in ranges.sample(5, 0, 32, 24) {
+            for t in [p.tx, p.ty] {
+                let pixels = t * 24.0;
+                assert!((pixels - pixels.round()).abs() < 1e-9 && pixels.abs() <= 6.0, "{pixels}");
+            }
+        }
     }
 
     /// The target says where each pixel came from: an image whose channels
@@ -218,12 +314,15 @@ mod tests {
             }
         }
         let ranges = AffineRanges::default();
-        let transforms = ranges.sample(11, 0, 6);
-        let images = Tensor::<4>::from_data(TensorData::new(coords.repeat(6), [6, 2, side, side]), &device);
-        let warped: Vec<f32> = warp(images, &transforms).into_data().try_to_vec().unwrap();
+        let transforms = ranges.sample(11, 0, 6, side);
+        // Two coordinate channels and a spare third (warp takes RGB images).
+        let planes: Vec<f32> = coords.iter().copied().chain(std::iter::repeat_n(0.0, side * side)).collect();
+        let images = Tensor::<4>::from_data(TensorData::new(planes.repeat(6), [6, 3, side, side]), &device);
+        let bilinear = Warp { bilinear: true, fill: [0.0; 3] };
+        let warped: Vec<f32> = warp(images, &transforms, bilinear).into_data().try_to_vec().unwrap();
         let mut checked = 0;
         for (i, p) in transforms.iter().enumerate() {
-            let t = p.target().map(|v| v as f64);
+            let t: Vec<f64> = ranges.target(p).into_iter().map(f64::from).collect();
             // Decode [angle/360, tx, ty, scale, shear_x/25, shear_y/25].
             let decoded = AffineParams { angle: t[0] * 360.0, tx: t[1], ty: t[2], scale: t[3], shear_x: t[4] * 25.0, shear_y: t[5] * 25.0 };
             for row in 0..side {
@@ -233,7 +332,7 @@ mod tests {
                     // Inside the source, away from its border pixels, bilinear sampling of a linear ramp is exact.
                     let inner = 1.0 - 2.0 / side as f64;
                     if sx.abs() < inner && sy.abs() < inner {
-                        let base = i * 2 * side * side + row * side + col;
+                        let base = i * 3 * side * side + row * side + col;
                         assert!((warped[base] as f64 - sx).abs() < 1e-3, "image {i} ({row}, {col}): x {} vs {sx}", warped[base]);
                         assert!((warped[base + side * side] as f64 - sy).abs() < 1e-3, "image {i}: y");
                         checked += 1;
@@ -251,9 +350,10 @@ mod tests {
         let side = 9;
         let mut img = vec![0f32; side * side];
         img[4 * side + 7] = 1.0;
-        let images = Tensor::<4>::from_data(TensorData::new(img, [1, 1, side, side]), &device);
+        let images = Tensor::<4>::from_data(TensorData::new(img, [1, 1, side, side]), &device).repeat_dim(1, 3);
         let p = AffineParams { angle: 90.0, tx: 0.0, ty: 0.0, scale: 1.0, shear_x: 0.0, shear_y: 0.0 };
-        let out: Vec<f32> = warp(images, &[p]).into_data().try_to_vec().unwrap();
+        let out: Vec<f32> = warp(images, &[p], Warp::official([0.0; 3])).into_data().try_to_vec().unwrap();
+        let out = &out[..side * side];
         let brightest = (0..out.len()).max_by(|&a, &b| out[a].total_cmp(&out[b])).unwrap();
         assert_eq!((brightest / side, brightest % side), (7, 4));
     }

@@ -79,6 +79,38 @@ pub struct AugmentConfig {
     /// the next of them, e.g. `["grayscale", "blur", "flip"]`. Empty: one view.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<String>,
+    /// With `stages`: how each stage's view is drawn (default
+    /// `independent`, the official code's). Unset fields are filled in
+    /// before a run is hashed ([`AugmentConfig::filled`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_draw: Option<StageDraw>,
+}
+
+impl AugmentConfig {
+    /// The config with the defaults that change what a run does written
+    /// out, so runs of different behaviour hash differently: the stage draw
+    /// of expanded views (before 2026-12-03 the only draw was `nested`).
+    pub fn filled(&self) -> Self {
+        let mut c = self.clone();
+        if !c.stages.is_empty() && c.stage_draw.is_none() {
+            c.stage_draw = Some(StageDraw::default());
+        }
+        c
+    }
+}
+
+/// How the views of expanded-view stages are drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageDraw {
+    /// Each stage its own view: its own crop, flip and jitter, then the
+    /// augmentations of the stages up to it (zhangjb416/Hierarchical-
+    /// Augmentation `augmentations/simsiam_aug.py`).
+    #[default]
+    Independent,
+    /// One crop and jitter; each stage is the previous stage's image with
+    /// the next augmentation added (Augur's earlier form).
+    Nested,
 }
 
 /// An augmentation a view stage can add (each applied with its probability).
@@ -122,6 +154,8 @@ pub struct Pipeline {
     pub solarize_threshold: f32,
     /// See [`AugmentConfig::stages`].
     pub stages: Vec<StageOp>,
+    /// See [`AugmentConfig::stage_draw`].
+    pub stage_draw: StageDraw,
 }
 
 impl Pipeline {
@@ -143,6 +177,7 @@ impl Pipeline {
             solarize_p: 0.0,
             solarize_threshold: 0.5,
             stages: Vec::new(),
+            stage_draw: StageDraw::Independent,
         };
         match name {
             "simclr-cifar" => Ok(simclr),
@@ -187,6 +222,7 @@ impl Pipeline {
             solarize_threshold
         );
         p.stages = cfg.stages.iter().map(|s| StageOp::parse(s)).collect::<Result<_, _>>()?;
+        p.stage_draw = cfg.stage_draw.unwrap_or_default();
         let mut seen = p.stages.clone();
         seen.sort_by_key(|op| *op as u8);
         seen.dedup();
@@ -247,14 +283,35 @@ impl Pipeline {
         self.view_stages(img, rng).pop().expect("at least one stage")
     }
 
-    /// The views of `img` at every stage (one without `stages`): the first
-    /// has every augmentation but those `stages` defers; each later one is
-    /// the one before with the next deferred augmentation (drawn with its
-    /// probability), so consecutive stages differ by that alone.
+    /// The views of `img` at every stage (one without `stages`). Stage 1
+    /// has every augmentation but those `stages` defers; stage k + 1 adds the
+    /// k-th deferred one (drawn with its probability). With
+    /// [`StageDraw::Independent`] each stage is a view of its own (own crop
+    /// and jitter); with [`StageDraw::Nested`] each is the previous stage's
+    /// image with the one augmentation added.
     pub fn view_stages(&self, img: ImageRef, rng: &mut impl Rng) -> Vec<(ImageF32, AugmentationRecord)> {
+        match self.stage_draw {
+            StageDraw::Independent => (0..=self.stages.len())
+                .map(|k| self.one_view(img, rng, |op| !self.stages[k..].contains(&op)))
+                .collect(),
+            StageDraw::Nested => {
+                let mut stages = vec![self.one_view(img, rng, |op| !self.stages.contains(&op))];
+                for &op in &self.stages {
+                    let (mut out, mut record) = stages.last().expect("stage 1").clone();
+                    self.apply(op, &mut out, &mut record, rng);
+                    stages.push((out, record));
+                }
+                stages
+            }
+        }
+    }
+
+    /// One view of `img` with the augmentations `enabled` says (crop and
+    /// jitter always), in the pipeline's order: crop, flip, jitter,
+    /// grayscale, blur, solarize.
+    fn one_view(&self, img: ImageRef, rng: &mut impl Rng, enabled: impl Fn(StageOp) -> bool) -> (ImageF32, AugmentationRecord) {
         let mut record = AugmentationRecord::identity(img.height, img.width);
         let src = ImageF32::from_u8(img);
-        let now = |op: StageOp| !self.stages.contains(&op);
 
         // 1. random resized crop (bilinear)
         let crop = sample_crop(img.height, img.width, self.crop_scale, self.crop_ratio, rng);
@@ -262,7 +319,7 @@ impl Pipeline {
         let mut out = resized_crop(&src, crop, self.output_size);
 
         // 2. horizontal flip
-        if now(StageOp::Flip) {
+        if enabled(StageOp::Flip) {
             self.apply(StageOp::Flip, &mut out, &mut record, rng);
         }
 
@@ -293,17 +350,11 @@ impl Pipeline {
 
         // 4. grayscale, 5. gaussian blur, 6. solarize
         for op in [StageOp::Grayscale, StageOp::Blur, StageOp::Solarize] {
-            if now(op) {
+            if enabled(op) {
                 self.apply(op, &mut out, &mut record, rng);
             }
         }
-        let mut stages = vec![(out, record)];
-        for &op in &self.stages {
-            let (mut out, mut record) = stages.last().expect("stage 1").clone();
-            self.apply(op, &mut out, &mut record, rng);
-            stages.push((out, record));
-        }
-        stages
+        (out, record)
     }
 
     /// One of the augmentations drawn with a probability, recorded if applied.
@@ -717,10 +768,6 @@ mod tests {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
     }
 
-    /// Expanded views: consecutive stages differ only by the augmentation the
-    /// later one adds: equal pixels and records where it was not drawn; where
-    /// it was, the record differs in that field alone and the pixels are the
-    /// earlier stage's with that augmentation applied.
     /// Amortised invariance: each setting's views keep only its groups'
     /// augmentations, the settings are the non-zero vectors, each is drawn,
     /// and the draw is a function of (seed, step).
@@ -755,10 +802,55 @@ mod tests {
         assert_eq!(seen.len(), 3, "every non-zero setting is drawn: {seen:?}");
     }
 
+    /// Expanded views, independent draw (the official one): each stage is a
+    /// view of its own (its own crop box in the records), and stage k holds
+    /// only the augmentations of the stages up to it.
     #[test]
-    fn each_stage_adds_only_its_augmentation() {
+    fn independent_stages_draw_their_own_views() {
         let cfg = AugmentConfig {
             stages: vec!["grayscale".into(), "blur".into(), "flip".into()],
+            grayscale_p: Some(0.5),
+            blur_p: Some(0.5),
+            ..Default::default()
+        };
+        let p = Pipeline::from_config(&cfg, 12).unwrap();
+        assert_eq!(p.stage_draw, StageDraw::Independent, "the default");
+        let bytes: Vec<Vec<u8>> = (0..32).map(|_| test_image(16, 16)).collect();
+        let imgs: Vec<ImageRef> = bytes.iter().map(|b| ImageRef { data: b, height: 16, width: 16 }).collect();
+        let data = p.two_views(&imgs, 5, 2);
+        let stage = |k: usize| if k < 3 { &data.stages[k].records } else { &data.records };
+        let mut other_crop = 0;
+        for view in 0..2 {
+            for i in 0..imgs.len() {
+                for k in 1..4 {
+                    if stage(k)[view][i].crop != stage(k - 1)[view][i].crop {
+                        other_crop += 1;
+                    }
+                }
+                let [s1, s2, s3] = [0, 1, 2].map(|k| &stage(k)[view][i]);
+                assert!(!s1.grayscale && s1.blur_sigma.is_none() && !s1.flipped, "stage 1: crop and jitter only");
+                assert!(s2.blur_sigma.is_none() && !s2.flipped, "stage 2: + grayscale only");
+                assert!(!s3.flipped, "stage 3: + blur, not yet flip");
+            }
+        }
+        assert_eq!(other_crop, 2 * 32 * 3, "every stage has its own crop");
+        let drawn = |k: usize, seen: fn(&AugmentationRecord) -> bool| stage(k).iter().flatten().any(seen);
+        assert!(drawn(1, |r| r.grayscale) && drawn(2, |r| r.blur_sigma.is_some()) && drawn(3, |r| r.flipped), "each stage draws its augmentation");
+        let nested = AugmentConfig { stage_draw: Some(StageDraw::Nested), ..cfg.clone() };
+        assert_eq!(Pipeline::from_config(&nested, 12).unwrap().stage_draw, StageDraw::Nested);
+        assert_eq!(cfg.filled().stage_draw, Some(StageDraw::Independent), "written out for the run's hash");
+        assert_eq!(AugmentConfig::default().filled().stage_draw, None, "no stages: nothing to fill");
+    }
+
+    /// Expanded views, nested draw: consecutive stages differ only by the
+    /// augmentation the later one adds: equal pixels and records where it
+    /// was not drawn; where it was, the record differs in that field alone
+    /// and the pixels are the earlier stage's with that augmentation applied.
+    #[test]
+    fn nested_stages_add_only_their_augmentation() {
+        let cfg = AugmentConfig {
+            stages: vec!["grayscale".into(), "blur".into(), "flip".into()],
+            stage_draw: Some(StageDraw::Nested),
             grayscale_p: Some(0.5),
             blur_p: Some(0.5),
             ..Default::default()

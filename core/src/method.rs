@@ -37,6 +37,9 @@ pub struct ViewBatch {
     /// Amortised invariance (`model.invariance`): the setting `[k]` these
     /// views were made for, which the backbone generates its weights from.
     pub invariance: Option<Tensor<1>>,
+    /// A black pixel in the views' normalised units, per channel
+    /// (`-mean/std`): what a warp shows outside its source.
+    pub black: [f32; 3],
 }
 
 /// The two views of one stage of expanded views.
@@ -481,7 +484,7 @@ mod tests {
         let mut backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
         let views = [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device));
         let records = [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
-        let batch = ViewBatch { views, records, stages: Vec::new(), invariance: None };
+        let batch = ViewBatch { views, records, stages: Vec::new(), invariance: None, black: [0.0; 3] };
         let info = StepInfo { step: 0, total_steps: 10, lr: 0.1 };
 
         let out = method.forward(backbone.module(), &batch, &info);

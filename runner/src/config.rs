@@ -183,7 +183,9 @@ impl RunConfig {
     /// The config as canonical JSON: keys sorted, defaults filled in,
     /// numbers normalised (`1.0` and `1` are the same value).
     pub fn canonical_json(&self) -> String {
-        let value = normalise_numbers(serde_json::to_value(self).expect("a config serialises"));
+        let mut filled = self.clone();
+        filled.augment = self.augment.filled();
+        let value = normalise_numbers(serde_json::to_value(&filled).expect("a config serialises"));
         serde_json::to_string(&value).expect("JSON serialises")
     }
 

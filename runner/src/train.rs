@@ -180,6 +180,8 @@ pub struct PreparedBatch {
     pub stages: Vec<ViewPair>,
     /// The amortised-invariance setting the views were made for.
     pub invariance: Option<Vec<f32>>,
+    /// A black pixel after normalisation, per channel.
+    pub black: [f32; 3],
 }
 
 impl PreparedBatch {
@@ -197,6 +199,7 @@ impl PreparedBatch {
             records: v.records,
             stages: v.stages,
             invariance: None,
+            black: std::array::from_fn(|c| -mean[c] / std[c]),
         }
     }
 
@@ -225,6 +228,7 @@ impl PreparedBatch {
             records: self.records,
             stages: self.stages.into_iter().map(|s| StageViews { views: tensors(s.views), records: s.records }).collect(),
             invariance: self.invariance.map(|v| Tensor::<1>::from_floats(v.as_slice(), device)),
+            black: self.black,
         }
     }
 }

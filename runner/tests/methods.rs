@@ -115,6 +115,10 @@ fn every_method_trains_with_affine_prediction() {
     for (method, options) in METHODS.iter().filter(|(m, _)| ["simclr", "byol", "barlow_twins"].contains(m)) {
         assert_trains(method, &format!("{options}\naware = [\"affine\"]\n[base.method.affine]\nhidden = 16\naggregation = \"concat\"\ncomponents = [\"rotation\", \"scale\"]"));
     }
+    // Each component alone: a one- or two-entry target (the official ablation).
+    for component in ["rotation", "translation", "scale", "shear"] {
+        assert_trains("simclr", &format!("{}\naware = [\"affine\"]\n[base.method.affine]\nhidden = 16\ncomponents = [\"{component}\"]", METHODS[0].1));
+    }
 }
 
 #[test]

@@ -4,12 +4,15 @@
 //! it), and a head on the backbone features of the pair predicts the
 //! transform's parameters. Features aggregate as `r(x1) - r(x1')` (`diff`,
 //! the paper's default) or `[r(x1), r(x1')]` (`concat`); the head is
-//! Linear(d, 512) BN ReLU Linear(512, 6); loss added to the method's:
-//! `lambda * MSE(head, target)`.
+//! Linear(d, 512) BN ReLU Linear(512, k), k the enabled components' target
+//! entries (6 with all four); loss added to the method's:
+//! `lambda * MSE(head, target)`. The warp is the official one (nearest,
+//! black outside); `interpolation = "bilinear"` and `fill = "mean"` give
+//! Augur's earlier warp.
 
 use std::path::Path;
 
-use augur_core::affine::{self, AffineRanges};
+use augur_core::affine::{self, AffineRanges, Warp};
 use augur_core::aware::{AwareContext, Awareness};
 use augur_core::backbone::ResNet;
 use augur_core::blocks::{Mlp, MlpConfig, Trainable};
@@ -27,6 +30,23 @@ enum Aggregation {
     Concat,
 }
 
+/// How the warp samples (official: nearest, as PIL's `RandomAffine`).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Interpolation {
+    Nearest,
+    Bilinear,
+}
+
+/// What the warp shows outside the source (official: black, torchvision's `fill=0`).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Fill {
+    Black,
+    /// The dataset mean (0 after normalisation).
+    Mean,
+}
+
 /// `[method.affine]` options.
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -36,6 +56,8 @@ struct Options {
     lambda: f64,
     /// Hidden width of the head.
     hidden: usize,
+    interpolation: Interpolation,
+    fill: Fill,
     /// Ranges and components of the transform (`components`, `rotation`,
     /// `translation`, `scale`, `shear`), the paper's by default.
     #[serde(flatten)]
@@ -44,7 +66,14 @@ struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { aggregation: Aggregation::Diff, lambda: 1.0, hidden: 512, ranges: AffineRanges::default() }
+        Self {
+            aggregation: Aggregation::Diff,
+            lambda: 1.0,
+            hidden: 512,
+            interpolation: Interpolation::Nearest,
+            fill: Fill::Black,
+            ranges: AffineRanges::default(),
+        }
     }
 }
 
@@ -58,11 +87,20 @@ impl AffinePrediction {
     /// The warped copy of view 1 and the targets of its transforms `[n, dims]`.
     fn extra_view(&self, batch: &ViewBatch, step: usize) -> (Tensor<4>, Tensor<2>) {
         let n = batch.batch_size();
-        let transforms = self.options.ranges.sample(self.seed, step as u64, n);
-        let targets: Vec<f32> = transforms.iter().flat_map(|p| p.target()).collect();
+        let side = batch.views[0].dims()[3];
+        let ranges = &self.options.ranges;
+        let transforms = ranges.sample(self.seed, step as u64, n, side);
+        let targets: Vec<f32> = transforms.iter().flat_map(|p| ranges.target(p)).collect();
         let device = batch.device();
-        let targets = Tensor::from_data(TensorData::new(targets, [n, affine::TARGET_DIMS]), &device);
-        (affine::warp(batch.views[0].clone(), &transforms), targets)
+        let targets = Tensor::from_data(TensorData::new(targets, [n, ranges.target_dims()]), &device);
+        let how = Warp {
+            bilinear: self.options.interpolation == Interpolation::Bilinear,
+            fill: match self.options.fill {
+                Fill::Black => batch.black,
+                Fill::Mean => [0.0; 3],
+            },
+        };
+        (affine::warp(batch.views[0].clone(), &transforms, how), targets)
     }
 }
 
@@ -102,7 +140,7 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
         Aggregation::Diff => ctx.feature_dim,
         Aggregation::Concat => 2 * ctx.feature_dim,
     };
-    let head = MlpConfig::new(&[input, o.hidden, affine::TARGET_DIMS]).init(&ctx.device);
+    let head = MlpConfig::new(&[input, o.hidden, o.ranges.target_dims()]).init(&ctx.device);
     Ok(Box::new(AffinePrediction { head: Trainable::new(head, &ctx.optimizer), seed: ctx.seed, options: o }))
 }
 
@@ -114,7 +152,9 @@ fn register(registry: &mut Registry) {
             "aggregation: \"diff\" (r(x1) - r(x1'), default) or \"concat\" ([r(x1), r(x1')])",
             "lambda: weight of the MSE term (1.0)",
             "hidden: hidden width of the head (512)",
-            "components: which parts vary ([\"rotation\", \"translation\", \"scale\", \"shear\"]); the others stay at identity (constant targets)",
+            "components: which parts vary ([\"rotation\", \"translation\", \"scale\", \"shear\"]); the others stay at identity and leave the target",
+            "interpolation: \"nearest\" (official) or \"bilinear\" (\"nearest\")",
+            "fill: outside the source, \"black\" (official) or the dataset \"mean\" (\"black\")",
             "rotation: max degrees (90); translation: max fraction of the side (0.25); scale: [low, high] ([0.7, 1.3]); shear: max degrees (25)",
         ],
         build,

@@ -172,6 +172,7 @@ mod tests {
             records: [vec![a.clone()], vec![b.clone()]],
             stages: Vec::new(),
             invariance: None,
+            black: [0.0; 3],
         };
         let crop: Vec<f32> = targets(&batch, DescriptorKey::Crop).into_data().iter::<f32>().collect();
         assert_eq!(crop, a.relative(&b, &[DescriptorKey::Crop]));
