@@ -84,6 +84,28 @@ pub struct AugmentConfig {
     /// before a run is hashed ([`AugmentConfig::filled`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage_draw: Option<StageDraw>,
+    /// With an amortised-invariance backbone (`model.invariance`): how a
+    /// setting's views are made (default `official`). Filled in before a
+    /// run with such a backbone is hashed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invariance_views: Option<InvarianceViews>,
+}
+
+/// How [`Pipeline::for_invariance`] makes the views of a setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvarianceViews {
+    /// As the official code (ruchikachavhan/amortized-invariance-learning-ssl
+    /// `main_moco.py`, `moco/loader.py`): with k = 2 the appearance-only
+    /// setting `[0, 1]` is the whole image with jitter, grayscale and blur
+    /// always applied (solarize at its probability); with k = 5 the
+    /// entries are crop, jitter, grayscale, blur, solarize, and no flip.
+    #[default]
+    Official,
+    /// Augur's earlier form: a setting only switches its groups off (k = 2:
+    /// [crop + flip, jitter + grayscale + blur + solarize]; k = 5: crop,
+    /// flip, jitter, grayscale, blur).
+    Groups,
 }
 
 impl AugmentConfig {
@@ -94,6 +116,16 @@ impl AugmentConfig {
         let mut c = self.clone();
         if !c.stages.is_empty() && c.stage_draw.is_none() {
             c.stage_draw = Some(StageDraw::default());
+        }
+        c
+    }
+
+    /// [`AugmentConfig::filled`] for a run whose backbone takes an
+    /// invariance vector of `invariance` entries (0: none).
+    pub fn filled_for(&self, invariance: usize) -> Self {
+        let mut c = self.filled();
+        if invariance > 0 && c.invariance_views.is_none() {
+            c.invariance_views = Some(InvarianceViews::default());
         }
         c
     }
@@ -156,6 +188,8 @@ pub struct Pipeline {
     pub stages: Vec<StageOp>,
     /// See [`AugmentConfig::stage_draw`].
     pub stage_draw: StageDraw,
+    /// See [`AugmentConfig::invariance_views`].
+    pub invariance_views: InvarianceViews,
 }
 
 impl Pipeline {
@@ -178,6 +212,7 @@ impl Pipeline {
             solarize_threshold: 0.5,
             stages: Vec::new(),
             stage_draw: StageDraw::Independent,
+            invariance_views: InvarianceViews::Official,
         };
         match name {
             "simclr-cifar" => Ok(simclr),
@@ -223,6 +258,7 @@ impl Pipeline {
         );
         p.stages = cfg.stages.iter().map(|s| StageOp::parse(s)).collect::<Result<_, _>>()?;
         p.stage_draw = cfg.stage_draw.unwrap_or_default();
+        p.invariance_views = cfg.invariance_views.unwrap_or_default();
         let mut seen = p.stages.clone();
         seen.sort_by_key(|op| *op as u8);
         seen.dedup();
@@ -451,8 +487,18 @@ pub fn invariance_groups(k: usize) -> &'static [&'static str] {
 /// [1, 0], [0, 1] and [1, 1].
 pub fn invariance_setting(k: usize, seed: u64, step: u64) -> Vec<f32> {
     let mut rng = image_rng(seed ^ 0x1A7E_5E77_1265_0001, step, u64::MAX);
-    let pattern: u32 = rng.random_range(1..(1u32 << k));
+    let settings = invariance_settings(k);
+    let pattern = settings[rng.random_range(0..settings.len())];
     (0..k).map(|i| ((pattern >> i) & 1) as f32).collect()
+}
+
+/// The settings a run draws from, as bit patterns (bit i: entry i): every
+/// non-zero vector for k = 2 (3), those with at least two ones for k = 5
+/// (26, as the official `get_invariances`, following SimCLR in never
+/// training on fewer than two augmentations).
+pub fn invariance_settings(k: usize) -> Vec<u32> {
+    let least = if k == 5 { 2 } else { 1 };
+    (1..(1u32 << k)).filter(|p| p.count_ones() >= least).collect()
 }
 
 impl Pipeline {
@@ -461,11 +507,20 @@ impl Pipeline {
     pub fn for_invariance(&self, setting: &[f32]) -> Pipeline {
         let mut p = self.clone();
         let off = |i: usize| setting[i] == 0.0;
-        let (crop, flip, jitter, grayscale, blur, solarize) = match setting.len() {
-            2 => (off(0), off(0), off(1), off(1), off(1), off(1)),
-            5 => (off(0), off(1), off(2), off(3), off(4), false),
-            k => panic!("an invariance setting has 2 or 5 entries, not {k}"),
+        let official = self.invariance_views == InvarianceViews::Official;
+        let (crop, flip, jitter, grayscale, blur, solarize) = match (setting.len(), official) {
+            (2, _) => (off(0), off(0), off(1), off(1), off(1), off(1)),
+            (5, true) => (off(0), true, off(1), off(2), off(3), off(4)),
+            (5, false) => (off(0), off(1), off(2), off(3), off(4), false),
+            (k, _) => panic!("an invariance setting has 2 or 5 entries, not {k}"),
         };
+        // The official appearance-only views (`dorsal_augmentations`): every
+        // appearance augmentation but solarize always applied.
+        if official && setting == [0.0, 1.0] {
+            p.jitter_p = 1.0;
+            p.grayscale_p = 1.0;
+            p.blur_p = 1.0;
+        }
         if crop {
             p.crop_scale = [1.0, 1.0];
             p.crop_ratio = [1.0, 1.0];
@@ -786,11 +841,35 @@ mod tests {
             assert_eq!(records.iter().any(|r| spatial(r)), want_spatial, "{setting:?}: spatial");
             assert_eq!(records.iter().any(|r| appearance(r)), want_appearance, "{setting:?}: appearance");
         }
+        // Official appearance-only views: the whole image, jitter, grayscale
+        // and blur on every view.
+        let appearance_only = p.for_invariance(&[0.0, 1.0]).two_views(&imgs, 3, 1);
+        for r in appearance_only.records.iter().flatten() {
+            assert!(full(r) && !r.flipped && r.jitter.is_some() && r.grayscale && r.blur_sigma.is_some(), "{r:?}");
+        }
+        // k = 5, official: [crop, jitter, grayscale, blur, solarize], never a flip.
         let five = p.for_invariance(&[0.0, 1.0, 0.0, 1.0, 0.0]).two_views(&imgs, 3, 1);
+        for r in five.records.iter().flatten() {
+            assert!(full(r) && !r.flipped && !r.grayscale && !r.solarized, "{r:?}");
+        }
+        assert!(five.records.iter().flatten().any(|r| r.jitter.is_some()) && five.records.iter().flatten().any(|r| r.blur_sigma.is_some()));
+        // Augur's earlier groups: k = 5 is [crop, flip, jitter, grayscale, blur];
+        // the appearance setting keeps the configured probabilities.
+        let groups = Pipeline::from_config(&AugmentConfig { invariance_views: Some(InvarianceViews::Groups), ..cfg.clone() }, 12).unwrap();
+        let five = groups.for_invariance(&[0.0, 1.0, 0.0, 1.0, 0.0]).two_views(&imgs, 3, 1);
         for r in five.records.iter().flatten() {
             assert!(full(r) && r.jitter.is_none() && r.blur_sigma.is_none(), "{r:?}");
         }
         assert!(five.records.iter().flatten().any(|r| r.flipped) && five.records.iter().flatten().any(|r| r.grayscale));
+        let appearance_only = groups.for_invariance(&[0.0, 1.0]).two_views(&imgs, 3, 1);
+        assert!(appearance_only.records.iter().flatten().any(|r| !r.grayscale), "grayscale at its probability");
+
+        // The settings drawn: 3 for k = 2, the 26 with two or more ones for k = 5.
+        assert_eq!(invariance_settings(2), [1, 2, 3]);
+        let five_settings = invariance_settings(5);
+        assert_eq!(five_settings.len(), 26);
+        assert!(five_settings.iter().all(|p| p.count_ones() >= 2));
+        assert!((0..200).all(|step| invariance_setting(5, 1, step).iter().sum::<f32>() >= 2.0));
 
         let mut seen = std::collections::BTreeSet::new();
         for step in 0..60 {

@@ -80,6 +80,10 @@ pub enum Directions {
     Mean,
     /// Their sum (Augur's form before, kept as an option).
     Sum,
+    /// View 1's queries against view 2's keys alone, and only view 2's keys
+    /// join the queue: the original MoCo (v1/v2) code and amortised
+    /// invariance's (`moco/builder.py`).
+    One,
 }
 
 /// Where MoCo v2's negatives come from.
@@ -116,6 +120,14 @@ impl MocoQueues {
         }
     }
 
+    /// `keys` of `view` join the queue that holds that view's keys.
+    fn push_view(&mut self, view: usize, keys: Tensor<2>) {
+        match self.layout {
+            QueueLayout::PerView => self.queues[view].push(keys),
+            QueueLayout::Shared => self.queues[0].push(keys),
+        }
+    }
+
     fn push(&mut self, [k1, k2]: [Tensor<2>; 2]) {
         match self.layout {
             QueueLayout::PerView => {
@@ -147,11 +159,16 @@ pub fn moco_queue_loss(
         Some(negatives) => info_nce_queue(q, k, negatives, temperature),
         None => info_nce(q, k, None, temperature),
     };
+    if directions == Directions::One {
+        let loss = direction(q1, k2.clone(), queues.negatives_for(0));
+        queues.push_view(1, k2);
+        return loss;
+    }
     let loss = direction(q1, k2.clone(), queues.negatives_for(0)) + direction(q2, k1.clone(), queues.negatives_for(1));
     queues.push([k1, k2]);
     match directions {
         Directions::Mean => loss.div_scalar(2.0),
-        Directions::Sum => loss,
+        Directions::Sum | Directions::One => loss,
     }
 }
 
@@ -315,6 +332,9 @@ mod tests {
             // Shared: both against {[0,1], [1,0]}: logits [1, 0, 1], ln((2e + 1) / e) each.
             (QueueLayout::Shared, Directions::Sum, 2.0 * ((2.0 * e + 1.0) / e).ln()),
             (QueueLayout::Shared, Directions::Mean, ((2.0 * e + 1.0) / e).ln()),
+            // One direction: q1 = [1,0] against the queue of view 2's keys alone {[1,0]}: ln 2.
+            (QueueLayout::PerView, Directions::One, 2f64.ln()),
+            (QueueLayout::Shared, Directions::One, 2f64.ln()),
         ];
         for (layout, directions, expected) in cases {
             let mut queues = MocoQueues::new(layout, 4);

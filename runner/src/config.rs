@@ -184,7 +184,7 @@ impl RunConfig {
     /// numbers normalised (`1.0` and `1` are the same value).
     pub fn canonical_json(&self) -> String {
         let mut filled = self.clone();
-        filled.augment = self.augment.filled();
+        filled.augment = self.augment.filled_for(self.model.invariance);
         let value = normalise_numbers(serde_json::to_value(&filled).expect("a config serialises"));
         serde_json::to_string(&value).expect("JSON serialises")
     }

@@ -201,7 +201,10 @@ fn every_experiment_file_parses_and_builds_its_methods() {
 
 /// Amortised invariance: MoCo v2 on a hypernetwork ResNet, one setting per
 /// step (its views keep only its augmentations), a queue per setting. Each
-/// setting's loss falls; the method refuses an ordinary backbone.
+/// setting's loss falls; the method refuses an ordinary backbone. 16 steps
+/// per setting: with the official one-directional loss (half the gradient
+/// of the symmetric one) the appearance setting's loss went 3.32 -> 3.81
+/// over 8.
 #[test]
 fn amortised_invariance_trains_one_setting_per_step() {
     let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
@@ -224,7 +227,7 @@ fn amortised_invariance_trains_one_setting_per_step() {
         b.invariance = Some(s.to_vec());
         b
     });
-    let steps = 24;
+    let steps = 48;
     let losses: Vec<f32> = (0..steps)
         .map(|step| {
             let info = StepInfo { step, total_steps: steps, lr: 0.05 };

@@ -7,8 +7,11 @@
 //! solarize, [1, 1] everything) and makes the views with only that
 //! setting's augmentations; and here, each setting keeps its own queue of
 //! negatives, so keys embedded under one setting are never negatives for
-//! another. Downstream, `augur eval --protocol invariance` learns the
-//! vector with a linear readout.
+//! another. The loss is the official code's (`moco/builder.py`): view 1's
+//! queries against view 2's keys, view 2's keys enqueued
+//! (`directions = "one"`; `"sum"` is Augur's earlier symmetric form, both
+//! views' keys enqueued). Downstream, `augur eval --protocol invariance`
+//! learns the vector with a linear readout.
 
 use std::collections::BTreeMap;
 
@@ -29,17 +32,19 @@ struct Options {
     momentum: f64,
     proj_hidden: usize,
     proj_out: usize,
+    directions: Directions,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { temperature: 0.2, queue_size: 4096, momentum: 0.99, proj_hidden: 2048, proj_out: 128 }
+        Self { temperature: 0.2, queue_size: 4096, momentum: 0.99, proj_hidden: 2048, proj_out: 128, directions: Directions::One }
     }
 }
 
-/// Symmetric InfoNCE against the queue of the batch's setting.
+/// InfoNCE against the queue of the batch's setting.
 struct QueuePerSetting {
     temperature: f64,
+    directions: Directions,
     capacity: usize,
     queues: BTreeMap<Vec<bool>, MocoQueues>,
     setting: Vec<bool>,
@@ -54,10 +59,9 @@ impl Objective for QueuePerSetting {
     }
 
     fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
-        // One shared queue per setting, the directions summed (unchanged
-        // here; the official form is issue 15's).
+        // One queue per setting (of view 2's keys with one direction).
         let queues = self.queues.entry(self.setting.clone()).or_insert_with(|| MocoQueues::new(QueueLayout::Shared, self.capacity));
-        moco_queue_loss(online, target, queues, self.temperature, Directions::Sum)
+        moco_queue_loss(online, target, queues, self.temperature, self.directions)
     }
 }
 
@@ -71,7 +75,16 @@ fn amortised(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     }
     let projector = heads::moco_v2_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
     let target = Target::Momentum(MomentumSchedule { base: o.momentum, last: o.momentum });
-    let objective = QueuePerSetting { temperature: o.temperature, capacity: o.queue_size, queues: BTreeMap::new(), setting: Vec::new() };
+    if o.directions == Directions::Mean {
+        return Err("[method] amortised: directions = \"one\" (the official loss) or \"sum\" (symmetric, Augur's earlier form)".into());
+    }
+    let objective = QueuePerSetting {
+        temperature: o.temperature,
+        directions: o.directions,
+        capacity: o.queue_size,
+        queues: BTreeMap::new(),
+        setting: Vec::new(),
+    };
     Ok(Box::new(TwoView::new(projector, None, target, Box::new(objective), ctx)))
 }
 
@@ -85,6 +98,7 @@ fn register(registry: &mut Registry) {
             "momentum: EMA coefficient of the key encoder (0.99)",
             "proj_hidden: projector hidden width (2048)",
             "proj_out: projection dimension (128)",
+            "directions: \"one\" (view 1's queries, view 2's keys enqueued; official) or \"sum\" (symmetric) (\"one\")",
         ],
         amortised,
     );

@@ -148,7 +148,7 @@ fn register(registry: &mut Registry) {
             "momentum: EMA coefficient of the key encoder at the start (0.99)",
             "final_momentum: the momentum rises on a cosine to this by the end; = momentum: constant (0.999)",
             "queues: \"per_view\" (one queue of each view's keys, the other view's negatives; solo-learn) or \"shared\" (\"per_view\")",
-            "directions: \"mean\" of the two directions' losses (solo-learn) or \"sum\" (\"mean\")",
+            "directions: \"mean\" of the two directions' losses (solo-learn), \"sum\", or \"one\" (view 1's queries only, as the original MoCo code) (\"mean\")",
             "proj_hidden: projector hidden width (2048)",
             "proj_out: projection dimension (128)",
         ],
