@@ -472,19 +472,20 @@ pub struct TwoViewData {
 }
 
 /// Amortised invariance: the augmentation groups the entries of a
-/// `k`-dimensional invariance vector stand for.
-pub fn invariance_groups(k: usize) -> &'static [&'static str] {
-    match k {
-        2 => &["spatial (crop, flip)", "appearance (jitter, grayscale, blur, solarize)"],
-        5 => &["crop", "flip", "jitter", "grayscale", "blur"],
+/// `k`-dimensional invariance vector stand for, with `views` making them.
+pub fn invariance_groups(k: usize, views: InvarianceViews) -> &'static [&'static str] {
+    match (k, views) {
+        (2, _) => &["spatial (crop, flip)", "appearance (jitter, grayscale, blur, solarize)"],
+        (5, InvarianceViews::Official) => &["crop", "jitter", "grayscale", "blur", "solarize"],
+        (5, InvarianceViews::Groups) => &["crop", "flip", "jitter", "grayscale", "blur"],
         _ => &[],
     }
 }
 
 /// The invariance setting of step `step` (amortised invariance): uniform
-/// over the non-zero vectors of {0, 1}^k, drawn from (seed, step) so that a
-/// resumed run draws what an uninterrupted one did. With k = 2 these are
-/// [1, 0], [0, 1] and [1, 1].
+/// over [`invariance_settings`], drawn from (seed, step) so that a resumed
+/// run draws what an uninterrupted one did. With k = 2 these are [1, 0],
+/// [0, 1] and [1, 1].
 pub fn invariance_setting(k: usize, seed: u64, step: u64) -> Vec<f32> {
     let mut rng = image_rng(seed ^ 0x1A7E_5E77_1265_0001, step, u64::MAX);
     let settings = invariance_settings(k);

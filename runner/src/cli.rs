@@ -145,6 +145,9 @@ pub enum Command {
         /// Device the evaluation computes on: flex, tch-cpu, cuda:N or auto.
         #[arg(long, default_value = "flex")]
         device: String,
+        /// The invariance protocol's vector: `raw` from 0.5 (the official code) or `sigmoid` of a logit from 0.
+        #[arg(long, value_enum, default_value = "raw")]
+        invariance_vector: crate::invariance::VectorParam,
     },
     /// Runs per state, progress and ETA of every sweep (or one).
     Status {
@@ -295,12 +298,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             outcome?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { target, protocol, checkpoint, dataset, features, store, k, temperature, images, device } => {
+        Command::Eval { target, protocol, checkpoint, dataset, features, store, k, temperature, images, device, invariance_vector } => {
             if k == 0 || !(temperature > 0.0) || images < 8 {
                 anyhow::bail!("--k and --temperature must be positive and --images at least 8");
             }
             let device = crate::devices::open(&device).map_err(|e| anyhow::anyhow!("--device {e}"))?;
-            let request = crate::evaluate::Request { protocol, checkpoint, dataset, features, k, temperature, images, device };
+            let request = crate::evaluate::Request { protocol, checkpoint, dataset, features, k, temperature, images, device, invariance_vector };
             crate::evaluate::run(&store, &target, &request, &Plugins::load_dir(&dir)?)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -87,6 +87,8 @@ pub struct Request {
     pub images: usize,
     /// Where the features and probes are computed.
     pub device: Device,
+    /// The invariance protocol's vector parametrisation.
+    pub invariance_vector: crate::invariance::VectorParam,
 }
 
 /// The finished runs a target names.
@@ -333,10 +335,11 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins
             let frozen = module.freeze();
             let epochs = cfg.eval.linear_epochs;
             for (t, task) in data.tasks.iter().enumerate() {
-                let fit = crate::invariance::fit(&frozen, &data, t, request.images, request.images, epochs, batch, cfg.seed, &ad);
+                let fit = crate::invariance::fit(&frozen, &data, t, request.images, request.images, epochs, batch, cfg.seed, request.invariance_vector, &ad);
+                let views = cfg.augment.invariance_views.unwrap_or_default();
                 let settings = serde_json::json!({
-                    "learned_invariance": fit.invariance, "groups": augur_core::augment::invariance_groups(k),
-                    "init": 0.5, "optimizer": "adam", "lr": 0.01, "epochs": epochs,
+                    "learned_invariance": fit.invariance, "groups": augur_core::augment::invariance_groups(k, views),
+                    "init": 0.5, "vector": request.invariance_vector, "optimizer": "adam", "lr": 0.01, "epochs": epochs,
                     "train_images": request.images.min(data.train.len()), "test_images": request.images.min(data.test.len())
                 });
                 rows.push(row(which, "invariance", &data, &task.name, "top1", 100.0 * fit.accuracy, settings));
