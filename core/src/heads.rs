@@ -53,9 +53,11 @@ pub fn byol_predictor(dim: usize, hidden: usize) -> MlpConfig {
 }
 
 /// SimSiam (Chen & He 2021): three layers with batch norm after each, the
-/// last without ReLU: `Linear-BN-ReLU, Linear-BN-ReLU, Linear-BN`.
+/// last without ReLU and its norm without affine parameters, as the
+/// official `builder.py` (and solo-learn): `Linear-BN-ReLU, Linear-BN-ReLU,
+/// Linear-BN(affine=False)`.
 pub fn simsiam_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
-    MlpConfig::new(&[input, hidden, hidden, out]).with_last_bn(true)
+    MlpConfig::new(&[input, hidden, hidden, out]).with_last_bn_not_affine()
 }
 
 /// SimSiam's bottleneck predictor: `Linear(out, hidden)-BN-ReLU, Linear(hidden, out)`.
@@ -84,7 +86,7 @@ mod tests {
         assert!(!moco.hidden_bn && !moco.last_bn);
         let simsiam = simsiam_projector(8, 16, 4);
         assert_eq!(simsiam.dims, [8, 16, 16, 4]);
-        assert!(simsiam.hidden_bn && simsiam.last_bn);
+        assert!(simsiam.hidden_bn && simsiam.last_bn && !simsiam.last_affine);
         let barlow = barlow_twins_projector(8, 16, 4);
         assert!(barlow.hidden_bn && !barlow.last_bn && barlow.dims.len() == 4);
         assert_eq!(byol_predictor(4, 16).dims, [4, 16, 4]);
