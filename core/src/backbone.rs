@@ -9,7 +9,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 
-use crate::hyper::HyperConv2d;
+use crate::hyper::{HyperConv2d, HypernetLayout, InvarianceEmbedding};
 use crate::norm::batch_norm_2d;
 use serde::{Deserialize, Serialize};
 
@@ -27,10 +27,16 @@ pub struct BackboneConfig {
     pub blocks: Vec<usize>,
     /// Amortised invariance (Chavhan et al. 2023): the length of the
     /// invariance vector every convolution's weights are generated from
-    /// (2: spatial, appearance; 5: crop, flip, colour jitter, grayscale,
-    /// blur). 0: an ordinary ResNet.
+    /// (2: spatial, appearance; 5: crop, colour jitter, grayscale, blur,
+    /// solarize with the official views, see `augment.invariance_views`).
+    /// 0: an ordinary ResNet.
     #[serde(skip_serializing_if = "is_zero")]
     pub invariance: usize,
+    /// With `invariance`: how the convolutions are generated (default
+    /// `official`, see [`HypernetLayout`]); filled in before such a run is
+    /// hashed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hypernet: Option<HypernetLayout>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -45,6 +51,7 @@ impl Default for BackboneConfig {
             width: 64,
             blocks: vec![2, 2, 2, 2],
             invariance: 0,
+            hypernet: None,
         }
     }
 }
@@ -68,7 +75,7 @@ impl BackboneConfig {
         }
         if ![0, 2, 5].contains(&self.invariance) {
             return Err(format!(
-                "model.invariance = {} is not a mode; use 2 (spatial, appearance), 5 (crop, flip, jitter, grayscale, blur) or 0 (off)",
+                "model.invariance = {} is not a mode; use 2 (spatial, appearance), 5 (crop, jitter, grayscale, blur, solarize) or 0 (off)",
                 self.invariance
             ));
         }
@@ -96,9 +103,9 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Co
 
 /// The ordinary convolution `plain`, or, in an amortised backbone (a
 /// generator and a vector), the one generated for `v`.
-fn conv_for(plain: &Conv2d, generated: Option<&HyperConv2d>, x: Tensor<4>, v: Option<&Tensor<1>>) -> Tensor<4> {
+fn conv_for(plain: &Conv2d, generated: Option<&HyperConv2d>, x: Tensor<4>, v: Option<&Tensor<1>>, embedding: Option<&InvarianceEmbedding>) -> Tensor<4> {
     match (generated, v) {
-        (Some(h), Some(v)) => h.forward(x, v.clone()),
+        (Some(h), Some(v)) => h.forward(x, v, embedding),
         _ => crate::fused::conv::forward(plain, x),
     }
 }
@@ -115,6 +122,8 @@ pub struct BasicBlock {
     /// Amortised invariance: generators of conv1, conv2 and the shortcut's
     /// conv (which then replace them); empty in an ordinary ResNet.
     hyper: Vec<HyperConv2d>,
+    /// The official layout's embedding of `v`, shared by the block's generators.
+    embedding: Option<InvarianceEmbedding>,
 }
 
 #[derive(Module, Debug)]
@@ -124,7 +133,7 @@ pub struct Shortcut {
 }
 
 impl BasicBlock {
-    fn new(cin: usize, cout: usize, stride: usize, invariance: usize, device: &Device) -> Self {
+    fn new(cin: usize, cout: usize, stride: usize, invariance: usize, layout: HypernetLayout, device: &Device) -> Self {
         let projected = stride != 1 || cin != cout;
         let shortcut = projected.then(|| Shortcut {
             conv: conv(cin, cout, 1, stride, device),
@@ -132,12 +141,13 @@ impl BasicBlock {
         });
         let mut hyper = Vec::new();
         if invariance > 0 {
-            hyper.push(HyperConv2d::new(invariance, cin, cout, 3, stride, device));
-            hyper.push(HyperConv2d::new(invariance, cout, cout, 3, 1, device));
+            hyper.push(HyperConv2d::new(invariance, cin, cout, 3, stride, layout, device));
+            hyper.push(HyperConv2d::new(invariance, cout, cout, 3, 1, layout, device));
             if projected {
-                hyper.push(HyperConv2d::new(invariance, cin, cout, 1, stride, device));
+                hyper.push(HyperConv2d::new(invariance, cin, cout, 1, stride, layout, device));
             }
         }
+        let embedding = (invariance > 0 && layout == HypernetLayout::Official).then(|| InvarianceEmbedding::new(invariance, device));
         Self {
             conv1: conv(cin, cout, 3, stride, device),
             bn1: BatchNormConfig::new(cout).init(device),
@@ -146,16 +156,18 @@ impl BasicBlock {
             shortcut,
             relu: Relu::new(),
             hyper,
+            embedding,
         }
     }
 
     fn forward(&self, x: Tensor<4>, v: Option<&Tensor<1>>) -> Tensor<4> {
+        let e = self.embedding.as_ref();
         let identity = match &self.shortcut {
-            Some(s) => batch_norm_2d(&s.bn, conv_for(&s.conv, self.hyper.get(2), x.clone(), v)),
+            Some(s) => batch_norm_2d(&s.bn, conv_for(&s.conv, self.hyper.get(2), x.clone(), v, e)),
             None => x.clone(),
         };
-        let out = self.relu.forward(batch_norm_2d(&self.bn1, conv_for(&self.conv1, self.hyper.get(0), x, v)));
-        let out = batch_norm_2d(&self.bn2, conv_for(&self.conv2, self.hyper.get(1), out, v));
+        let out = self.relu.forward(batch_norm_2d(&self.bn1, conv_for(&self.conv1, self.hyper.get(0), x, v, e)));
+        let out = batch_norm_2d(&self.bn2, conv_for(&self.conv2, self.hyper.get(1), out, v, e));
         self.relu.forward(out + identity)
     }
 }
@@ -175,7 +187,7 @@ pub struct ResNet {
     pool: AdaptiveAvgPool2d,
     relu: Relu,
     /// Amortised invariance: the stem convolution's generator (empty in an ordinary ResNet).
-    stem_hyper: Vec<HyperConv2d>,
+    pub(crate) stem_hyper: Vec<HyperConv2d>,
     #[module(skip)]
     feature_dim: usize,
     #[module(skip)]
@@ -185,6 +197,7 @@ pub struct ResNet {
 impl ResNet {
     pub fn new(cfg: &BackboneConfig, device: &Device) -> Self {
         let imagenet = cfg.stem == "imagenet";
+        let layout = cfg.hypernet.unwrap_or_default();
         let stem_conv = if imagenet {
             conv(3, cfg.width, 7, 2, device)
         } else {
@@ -206,7 +219,7 @@ impl ResNet {
                 let blocks = (0..n)
                     .map(|b| {
                         let stride = if i > 0 && b == 0 { 2 } else { 1 };
-                        let block = BasicBlock::new(cin, cout, stride, cfg.invariance, device);
+                        let block = BasicBlock::new(cin, cout, stride, cfg.invariance, layout, device);
                         cin = cout;
                         block
                     })
@@ -221,9 +234,10 @@ impl ResNet {
             stages,
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             relu: Relu::new(),
-            stem_hyper: if cfg.invariance > 0 {
+            // The official code keeps an ordinary stem.
+            stem_hyper: if cfg.invariance > 0 && layout == HypernetLayout::Scaled {
                 let (k, stride) = if imagenet { (7, 2) } else { (3, 1) };
-                vec![HyperConv2d::new(cfg.invariance, 3, cfg.width, k, stride, device)]
+                vec![HyperConv2d::new(cfg.invariance, 3, cfg.width, k, stride, layout, device)]
             } else {
                 Vec::new()
             },
@@ -264,7 +278,7 @@ impl ResNet {
 
     fn forward_stages_with(&self, x: Tensor<4>, n: usize, v: Option<Tensor<1>>) -> Vec<Tensor<2>> {
         let v = (self.invariance > 0).then(|| v.unwrap_or_else(|| Tensor::ones([self.invariance], &x.device())));
-        let stem = conv_for(&self.stem_conv, self.stem_hyper.first(), x, v.as_ref());
+        let stem = conv_for(&self.stem_conv, self.stem_hyper.first(), x, v.as_ref(), None);
         let mut x = self.relu.forward(batch_norm_2d(&self.stem_bn, stem));
         if let Some(pool) = &self.stem_pool {
             x = pool.forward(x);

@@ -185,6 +185,9 @@ impl RunConfig {
     pub fn canonical_json(&self) -> String {
         let mut filled = self.clone();
         filled.augment = self.augment.filled_for(self.model.invariance);
+        if self.model.invariance > 0 && filled.model.hypernet.is_none() {
+            filled.model.hypernet = Some(augur_core::hyper::HypernetLayout::default());
+        }
         let value = normalise_numbers(serde_json::to_value(&filled).expect("a config serialises"));
         serde_json::to_string(&value).expect("JSON serialises")
     }

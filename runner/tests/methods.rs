@@ -203,8 +203,7 @@ fn every_experiment_file_parses_and_builds_its_methods() {
 /// step (its views keep only its augmentations), a queue per setting. Each
 /// setting's loss falls; the method refuses an ordinary backbone. 16 steps
 /// per setting: with the official one-directional loss (half the gradient
-/// of the symmetric one) the appearance setting's loss went 3.32 -> 3.81
-/// over 8.
+/// of the symmetric one) 8 were too few to show the appearance setting's.
 #[test]
 fn amortised_invariance_trains_one_setting_per_step() {
     let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
@@ -237,8 +236,10 @@ fn amortised_invariance_trains_one_setting_per_step() {
         .collect();
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
     for s in 0..3 {
-        // From each setting's second step on its queue holds negatives.
-        let (early, late) = (losses[3 + s], losses[steps - 3 + s]);
+        // From each setting's third step on its queue is full (one
+        // direction enqueues 32 keys a step, the queue holds 64), so the
+        // loss compares like with like.
+        let (early, late) = (losses[6 + s], losses[steps - 3 + s]);
         assert!(late < early, "setting {:?}: loss {early} -> {late}; all {losses:?}", settings[s]);
     }
 
