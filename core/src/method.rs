@@ -249,8 +249,14 @@ pub enum Target {
 struct MomentumBranch {
     /// Taken from the runner's backbone at the first step.
     backbone: MomentumCopy<ResNet>,
-    projector: MomentumCopy<Mlp>,
+    /// One per online projector.
+    projectors: Vec<MomentumCopy<Mlp>>,
     schedule: MomentumSchedule,
+}
+
+/// The checkpoint name of projector `i` (the first keeps the plain name).
+fn indexed(name: &str, i: usize) -> String {
+    if i == 0 { name.to_string() } else { format!("{name}_{i}") }
 }
 
 /// The common shape of a two-view method: backbone -> projector (->
@@ -259,7 +265,11 @@ pub struct TwoView {
     backbone_config: BackboneConfig,
     projector_config: MlpConfig,
     device: Device,
-    projector: Trainable<Mlp>,
+    /// One projector, or one per amortised-invariance setting
+    /// ([`TwoView::with_projector_per_setting`]).
+    projectors: Vec<Trainable<Mlp>>,
+    /// Length of the invariance vector when there is one projector per setting.
+    setting_dims: usize,
     predictor: Option<Trainable<Mlp>>,
     target: Target,
     momentum: Option<MomentumBranch>,
@@ -287,7 +297,7 @@ impl TwoView {
         let momentum = match &target {
             Target::Momentum(schedule) => Some(MomentumBranch {
                 backbone: MomentumCopy::lazy("target_backbone"),
-                projector: MomentumCopy::of("target_projector", projector.init(&ctx.device), &online),
+                projectors: vec![MomentumCopy::of("target_projector", projector.init(&ctx.device), &online)],
                 schedule: *schedule,
             }),
             _ => None,
@@ -296,7 +306,8 @@ impl TwoView {
             backbone_config: ctx.backbone.clone(),
             projector_config: projector,
             device: ctx.device.clone(),
-            projector: Trainable::new(online, &ctx.optimizer),
+            projectors: vec![Trainable::new(online, &ctx.optimizer)],
+            setting_dims: 0,
             predictor: predictor.map(|p| Trainable::new(p.init(&ctx.device), &ctx.optimizer)),
             target,
             momentum,
@@ -322,27 +333,64 @@ impl TwoView {
         projector.forward(input)
     }
 
+    /// One projector (and momentum copy) per setting of a `k`-entry
+    /// invariance vector (amortised invariance's official heads: each
+    /// setting's views are projected by its own head), chosen by the
+    /// batch's setting; the momentum copies all move every step.
+    pub fn with_projector_per_setting(mut self, k: usize, ctx: &MethodContext) -> Self {
+        let count = crate::augment::invariance_settings(k).len();
+        for i in 1..count {
+            let online = self.projector_config.init(&ctx.device);
+            if let Some(m) = &mut self.momentum {
+                m.projectors.push(MomentumCopy::of(&indexed("target_projector", i), self.projector_config.init(&ctx.device), &online));
+            }
+            self.projectors.push(Trainable::new(online, &ctx.optimizer));
+        }
+        self.setting_dims = k;
+        self
+    }
+
+    /// Which projector a batch's views go through: its setting's, or the one.
+    fn projector_index(&self, invariance: Option<&Tensor<1>>) -> usize {
+        let Some(v) = invariance.filter(|_| self.projectors.len() > 1) else {
+            return self.default_projector();
+        };
+        let pattern = v.clone().into_data().iter::<f32>().enumerate().fold(0u32, |p, (i, x)| if x > 0.5 { p | 1 << i } else { p });
+        crate::augment::invariance_settings(self.setting_dims)
+            .iter()
+            .position(|&p| p == pattern)
+            .unwrap_or_else(|| self.default_projector())
+    }
+
+    /// The projector for every invariance (all ones), or the one.
+    fn default_projector(&self) -> usize {
+        self.projectors.len() - 1
+    }
+
+    /// The projector features are evaluated through (the all-ones setting's
+    /// when there is one per setting).
     pub fn projector(&self) -> &Mlp {
-        self.projector.module()
+        self.projectors[self.default_projector()].module()
     }
 
     /// The momentum network, if this method has one and it exists yet.
     pub fn momentum_network(&self) -> Option<(&ResNet, &Mlp)> {
         let m = self.momentum.as_ref()?;
-        Some((m.backbone.get()?, m.projector.get()?))
+        Some((m.backbone.get()?, m.projectors[self.default_projector()].get()?))
     }
 }
 
 impl Method for TwoView {
     fn embed(&mut self, features: Tensor<2>, records: &[AugmentationRecord]) -> Option<Tensor<2>> {
-        let projector = self.projector.module().clone();
+        let projector = self.projector().clone();
         Some(self.project(features, records, false, &projector))
     }
 
     fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, info: &StepInfo) -> StepOutput {
         let features = batch.views.clone().map(|v| backbone.forward_with(v, batch.invariance.clone()));
         let [f1, f2] = features.clone();
-        let online_projector = self.projector.module().clone();
+        let head = self.projector_index(batch.invariance.as_ref());
+        let online_projector = self.projectors[head].module().clone();
         let projections = [
             self.project(f1, &batch.records[0], false, &online_projector),
             self.project(f2, &batch.records[1], false, &online_projector),
@@ -356,7 +404,7 @@ impl Method for TwoView {
                 let config = &self.backbone_config;
                 let tb = m.backbone.get_or_copy(|| config.init(&batch.device()), backbone);
                 let keys = batch.views.clone().map(|v| tb.forward_with(v.detach(), batch.invariance.clone()));
-                let projector = m.projector.get().expect("taken at construction").clone();
+                let projector = m.projectors[head].get().expect("taken at construction").clone();
                 let [k1, k2] = keys;
                 [
                     self.project(k1, &batch.records[0], true, &projector).detach(),
@@ -383,7 +431,10 @@ impl Method for TwoView {
     }
 
     fn optimize(&mut self, grads: &mut Gradients, lr: f64) {
-        self.projector.step(grads, lr);
+        // Projectors the batch did not use have no gradients: unchanged.
+        for p in &mut self.projectors {
+            p.step(grads, lr);
+        }
         if let Some(p) = &mut self.predictor {
             p.step(grads, lr);
         }
@@ -406,7 +457,9 @@ impl Method for TwoView {
             Some(m) if m.backbone.get().is_some() => {
                 let value = m.schedule.at(info.step, info.total_steps);
                 m.backbone.update(backbone, value);
-                m.projector.update(self.projector.module(), value);
+                for (copy, online) in m.projectors.iter_mut().zip(&self.projectors) {
+                    copy.update(online.module(), value);
+                }
                 Some(value)
             }
             _ => None,
@@ -417,12 +470,16 @@ impl Method for TwoView {
     }
 
     fn save(&self, dir: &Path) -> Result<(), String> {
-        self.projector.save(dir, "projector")?;
+        for (i, p) in self.projectors.iter().enumerate() {
+            p.save(dir, &indexed("projector", i))?;
+        }
         if let Some(p) = &self.predictor {
             p.save(dir, "predictor")?;
         }
         if let Some(m) = &self.momentum {
-            m.projector.save(dir)?;
+            for copy in &m.projectors {
+                copy.save(dir)?;
+            }
             m.backbone.save(dir)?;
         }
         for a in &self.aware {
@@ -432,13 +489,17 @@ impl Method for TwoView {
     }
 
     fn load(&mut self, dir: &Path) -> Result<(), String> {
-        self.projector.load(dir, "projector")?;
+        for (i, p) in self.projectors.iter_mut().enumerate() {
+            p.load(dir, &indexed("projector", i))?;
+        }
         if let Some(p) = &mut self.predictor {
             p.load(dir, "predictor")?;
         }
         if let Some(m) = &mut self.momentum {
             let (projector, backbone) = (&self.projector_config, &self.backbone_config);
-            m.projector.load(dir, || projector.init(&self.device))?;
+            for copy in &mut m.projectors {
+                copy.load(dir, || projector.init(&self.device))?;
+            }
             m.backbone.load(dir, || backbone.init(&self.device))?;
         }
         for a in &mut self.aware {
@@ -462,6 +523,40 @@ mod tests {
             let [t1, t2] = target;
             byol_loss(p1, t2) + byol_loss(p2, t1)
         }
+    }
+
+    /// Amortised invariance's heads: a batch drawn for one setting goes
+    /// through that setting's projector alone, so only it is stepped; each
+    /// projector and momentum copy is saved under its own name.
+    #[test]
+    fn a_projector_per_setting_steps_only_the_batchs() {
+        let device = Device::flex().autodiff();
+        let backbone_cfg = BackboneConfig { width: 4, blocks: vec![1, 1], invariance: 2, ..Default::default() };
+        let ctx = MethodContext::new(backbone_cfg.clone(), device.clone(), OptimizerSpec::default(), serde_json::json!({}));
+        let schedule = MomentumSchedule { base: 0.9, last: 0.9 };
+        let mut method = TwoView::new(MlpConfig::new(&[8, 8, 4]), None, Target::Momentum(schedule), Box::new(Byol), &ctx)
+            .with_projector_per_setting(2, &ctx);
+        assert_eq!(method.projectors.len(), 3);
+        let backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
+        let views = [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device));
+        let records = [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
+        let spatial = Tensor::<1>::from_floats([1.0, 0.0], &device);
+        let batch = ViewBatch { views, records, stages: Vec::new(), invariance: Some(spatial), black: [0.0; 3] };
+        let before: Vec<Vec<f32>> = method.projectors.iter().map(|p| flat_params(p.module())).collect();
+        let out = method.forward(backbone.module(), &batch, &StepInfo { step: 0, total_steps: 10, lr: 0.1 });
+        method.optimize(&mut out.loss.backward(), 0.1);
+        let after: Vec<Vec<f32>> = method.projectors.iter().map(|p| flat_params(p.module())).collect();
+        // [1, 0] is pattern 1, the first of the settings [1, 2, 3].
+        assert_ne!(after[0], before[0], "the spatial setting's projector moved");
+        assert_eq!(after[1..], before[1..], "the others did not");
+
+        let dir = std::env::temp_dir().join(format!("augur-per-setting-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        method.save(&dir).unwrap();
+        for name in ["projector", "projector_1", "projector_2", "target_projector", "target_projector_1", "target_projector_2"] {
+            assert!(dir.join(format!("{name}.bpk")).exists(), "{name} saved");
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

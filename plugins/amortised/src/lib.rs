@@ -7,7 +7,8 @@
 //! solarize, [1, 1] everything) and makes the views with only that
 //! setting's augmentations; and here, each setting keeps its own queue of
 //! negatives, so keys embedded under one setting are never negatives for
-//! another. The loss is the official code's (`moco/builder.py`): view 1's
+//! another, and (`projectors = "per_setting"`, official) its own projector.
+//! The loss is the official code's (`moco/builder.py`): view 1's
 //! queries against view 2's keys, view 2's keys enqueued
 //! (`directions = "one"`; `"sum"` is Augur's earlier symmetric form, both
 //! views' keys enqueued). Downstream, `augur eval --protocol invariance`
@@ -33,11 +34,22 @@ struct Options {
     proj_hidden: usize,
     proj_out: usize,
     directions: Directions,
+    projectors: Projectors,
+}
+
+/// One projector per invariance setting (official) or one for all.
+#[derive(Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Projectors {
+    /// The official `predictor_b[inv_index]` / `predictor_m[inv_index]`.
+    PerSetting,
+    /// Augur's earlier form: one projector shared by the settings.
+    Shared,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { temperature: 0.2, queue_size: 4096, momentum: 0.99, proj_hidden: 2048, proj_out: 128, directions: Directions::One }
+        Self { temperature: 0.2, queue_size: 4096, momentum: 0.99, proj_hidden: 2048, proj_out: 128, directions: Directions::One, projectors: Projectors::PerSetting }
     }
 }
 
@@ -85,7 +97,11 @@ fn amortised(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
         queues: BTreeMap::new(),
         setting: Vec::new(),
     };
-    Ok(Box::new(TwoView::new(projector, None, target, Box::new(objective), ctx)))
+    let method = TwoView::new(projector, None, target, Box::new(objective), ctx);
+    Ok(Box::new(match o.projectors {
+        Projectors::PerSetting => method.with_projector_per_setting(ctx.backbone.invariance, ctx),
+        Projectors::Shared => method,
+    }))
 }
 
 fn register(registry: &mut Registry) {
@@ -99,6 +115,7 @@ fn register(registry: &mut Registry) {
             "proj_hidden: projector hidden width (2048)",
             "proj_out: projection dimension (128)",
             "directions: \"one\" (view 1's queries, view 2's keys enqueued; official) or \"sum\" (symmetric) (\"one\")",
+            "projectors: \"per_setting\" (one projector and momentum copy per invariance setting; official) or \"shared\" (\"per_setting\")",
         ],
         amortised,
     );
