@@ -276,21 +276,32 @@ impl ResNet {
         self.forward_stages_with(x, n, None)
     }
 
+    /// The feature maps `[batch, width << k, h_k, w_k]` after each of the
+    /// first `n` stages, unpooled (hierarchical's lifting blocks).
+    pub fn forward_stage_maps(&self, x: Tensor<4>, n: usize) -> Vec<Tensor<4>> {
+        self.stage_maps_with(x, n, None)
+    }
+
     fn forward_stages_with(&self, x: Tensor<4>, n: usize, v: Option<Tensor<1>>) -> Vec<Tensor<2>> {
+        let maps = self.stage_maps_with(x, n, v);
+        maps.into_iter().map(|m| self.pool.forward(m).flatten(1, 3)).collect()
+    }
+
+    fn stage_maps_with(&self, x: Tensor<4>, n: usize, v: Option<Tensor<1>>) -> Vec<Tensor<4>> {
         let v = (self.invariance > 0).then(|| v.unwrap_or_else(|| Tensor::ones([self.invariance], &x.device())));
         let stem = conv_for(&self.stem_conv, self.stem_hyper.first(), x, v.as_ref(), None);
         let mut x = self.relu.forward(batch_norm_2d(&self.stem_bn, stem));
         if let Some(pool) = &self.stem_pool {
             x = pool.forward(x);
         }
-        let mut pooled = Vec::with_capacity(n);
+        let mut maps = Vec::with_capacity(n);
         for stage in self.stages.iter().take(n) {
             for block in &stage.blocks {
                 x = block.forward(x, v.as_ref());
             }
-            pooled.push(self.pool.forward(x.clone()).flatten(1, 3));
+            maps.push(x.clone());
         }
-        pooled
+        maps
     }
 }
 

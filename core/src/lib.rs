@@ -29,6 +29,7 @@ pub mod blocks;
 pub mod fused;
 pub mod heads;
 pub mod hyper;
+pub mod lift;
 pub mod losses;
 pub mod method;
 pub mod norm;

@@ -1,11 +1,13 @@
 //! Hierarchical augmentation invariance with expanded views (Zhang & Ma,
-//! CVPR 2022). One view pair per backbone stage, each stage's pair adding
-//! one augmentation to the previous stage's (the pipeline's
+//! CVPR 2022). One view pair per backbone stage, each stage's pair drawn
+//! with one augmentation more than the previous stage's (the pipeline's
 //! `augment.stages`, e.g. stage 1 crop + colour jitter, then + grayscale,
-//! + blur, + flip), so early stages learn invariance to fewer
-//! augmentations. Each stage's pooled feature (lifted to the last stage's
-//! width by a small `Linear BN ReLU` for the early stages: our stand-in for
-//! the paper's lifting blocks) has its own projector, and predictor where
+//! + blur, + flip; each stage its own crop and jitter by default), so early
+//! stages learn invariance to fewer augmentations. Each early stage's feature map is lifted to the last
+//! stage's width by the official lifting block (attention, stride-2
+//! separable convolutions, pooling: augur-core's `lift`; `lift = "linear"`
+//! keeps Augur's earlier `Linear BN ReLU` on the pooled feature); every
+//! stage's feature has its own projector, and predictor where
 //! the base has one; the loss is the sum of the stage losses of the base
 //! objective (SimSiam, BYOL, Barlow Twins). Expanded views: from stage 2
 //! on, the view's raw jitter factors `[b, c, s, h]` (`[1, 1, 1, 0]` when
@@ -18,6 +20,8 @@ use std::path::Path;
 use augur_core::backbone::{BackboneConfig, ResNet};
 use augur_core::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
 use augur_core::heads;
+use augur_core::lift::AttentionLift;
+use augur_core::burn;
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
 use augur_core::burn::tensor::activation::relu;
@@ -53,6 +57,17 @@ struct Options {
     scale: f64,
     /// BYOL's momentum at the start (cosine to 1 at the end).
     base_momentum: f64,
+    lift: LiftKind,
+}
+
+/// How an early stage reaches the last stage's width.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum LiftKind {
+    /// The official attention + SepConv lifting block on the feature map.
+    Attention,
+    /// `Linear BN ReLU` on the pooled feature (Augur's earlier stand-in).
+    Linear,
 }
 
 impl Default for Options {
@@ -67,6 +82,28 @@ impl Default for Options {
             lambda: 0.0051,
             scale: 0.1,
             base_momentum: 0.99,
+            lift: LiftKind::Attention,
+        }
+    }
+}
+
+/// The lifts of the stages before the last: one kind or the other.
+#[derive(Module, Debug)]
+struct Lifts {
+    attention: Vec<AttentionLift>,
+    linear: Vec<Mlp>,
+}
+
+impl Lifts {
+    /// Stage `k`'s feature from its map: lifted, or pooled at the last stage.
+    fn feature(&self, k: usize, map: Tensor<4>) -> Tensor<2> {
+        if let Some(lift) = self.attention.get(k) {
+            return lift.forward(map);
+        }
+        let pooled = map.mean_dim(3).mean_dim(2).flatten(1, 3);
+        match self.linear.get(k) {
+            Some(lift) => relu(lift.forward(pooled)),
+            None => pooled,
         }
     }
 }
@@ -75,18 +112,20 @@ impl Default for Options {
 /// embeddings (stages after the first, if expanded), projectors.
 #[derive(Clone)]
 struct Heads {
-    lifts: Vec<Mlp>,
+    lifts: Lifts,
     expands: Vec<Mlp>,
     projectors: Vec<Mlp>,
 }
 
 impl Heads {
-    /// The projection of one view's stage-`k` pooled feature.
-    fn project(&self, k: usize, feature: Tensor<2>, records: &[AugmentationRecord]) -> Tensor<2> {
-        let mut h = match self.lifts.get(k) {
-            Some(lift) => relu(lift.forward(feature)),
-            None => feature,
-        };
+    /// The projection of one view's stage-`k` feature map.
+    fn project(&self, k: usize, map: Tensor<4>, records: &[AugmentationRecord]) -> Tensor<2> {
+        self.project_feature(k, self.lifts.feature(k, map), records)
+    }
+
+    /// The projection of one view's stage-`k` (lifted or last) feature.
+    fn project_feature(&self, k: usize, feature: Tensor<2>, records: &[AugmentationRecord]) -> Tensor<2> {
+        let mut h = feature;
         if k > 0 && !self.expands.is_empty() {
             let factors = jitter_factors(records, &h.device());
             h = Tensor::cat(vec![h, relu(self.expands[k - 1].forward(factors))], 1);
@@ -111,7 +150,7 @@ fn jitter_factors(records: &[AugmentationRecord], device: &Device) -> Tensor<2> 
 /// step) and of every stage's heads.
 struct MomentumBranch {
     backbone: MomentumCopy<ResNet>,
-    lifts: MomentumCopy<Vec<Mlp>>,
+    lifts: MomentumCopy<Lifts>,
     expands: MomentumCopy<Vec<Mlp>>,
     projectors: MomentumCopy<Vec<Mlp>>,
     schedule: MomentumSchedule,
@@ -120,7 +159,8 @@ struct MomentumBranch {
 impl MomentumBranch {
     fn heads(&self) -> Heads {
         let copy = |m: &MomentumCopy<Vec<Mlp>>| m.get().expect("taken at construction").clone();
-        Heads { lifts: copy(&self.lifts), expands: copy(&self.expands), projectors: copy(&self.projectors) }
+        let lifts = self.lifts.get().expect("taken at construction").clone();
+        Heads { lifts, expands: copy(&self.expands), projectors: copy(&self.projectors) }
     }
 }
 
@@ -129,7 +169,7 @@ struct Hierarchical {
     stages: usize,
     backbone_config: BackboneConfig,
     device: Device,
-    lifts: Trainable<Vec<Mlp>>,
+    lifts: Trainable<Lifts>,
     expands: Trainable<Vec<Mlp>>,
     projectors: Trainable<Vec<Mlp>>,
     predictors: Option<Trainable<Vec<Mlp>>>,
@@ -152,9 +192,9 @@ impl Hierarchical {
     }
 }
 
-/// Pooled features of both views after stage `k` (0-based).
-fn stage_features(backbone: &ResNet, views: &[Tensor<4>; 2], k: usize) -> [Tensor<2>; 2] {
-    views.clone().map(|v| backbone.forward_stages(v, k + 1).pop().expect("k + 1 stages"))
+/// Feature maps of both views after stage `k` (0-based).
+fn stage_maps(backbone: &ResNet, views: &[Tensor<4>; 2], k: usize) -> [Tensor<4>; 2] {
+    views.clone().map(|v| backbone.forward_stage_maps(v, k + 1).pop().expect("k + 1 stages"))
 }
 
 impl Method for Hierarchical {
@@ -170,11 +210,12 @@ impl Method for Hierarchical {
                 Some(stage) => (&stage.views, &stage.records),
                 None => (&batch.views, &batch.records),
             };
-            let [f1, f2] = stage_features(backbone, views, k);
+            let [m1, m2] = stage_maps(backbone, views, k);
+            let [f1, f2] = [heads.lifts.feature(k, m1), heads.lifts.feature(k, m2)];
             if k + 1 == self.stages {
                 last_features = Some(f1.clone().detach());
             }
-            let z = [heads.project(k, f1, &records[0]), heads.project(k, f2, &records[1])];
+            let z = [heads.project_feature(k, f1, &records[0]), heads.project_feature(k, f2, &records[1])];
             let online = match &self.predictors {
                 Some(p) => z.clone().map(|z| p.module()[k].forward(z)),
                 None => z.clone(),
@@ -183,7 +224,7 @@ impl Method for Hierarchical {
                 (Some(m), Some(target_heads), _) => {
                     let config = &self.backbone_config;
                     let tb = m.backbone.get_or_copy(|| config.init(&batch.device()), backbone);
-                    let [k1, k2] = stage_features(tb, &views.clone().map(|v| v.detach()), k);
+                    let [k1, k2] = stage_maps(tb, &views.clone().map(|v| v.detach()), k);
                     [target_heads.project(k, k1, &records[0]).detach(), target_heads.project(k, k2, &records[1]).detach()]
                 }
                 (_, _, Base::Simsiam) => z.map(|z| z.detach()),
@@ -222,7 +263,7 @@ impl Method for Hierarchical {
     }
 
     fn embed(&mut self, features: Tensor<2>, records: &[AugmentationRecord]) -> Option<Tensor<2>> {
-        Some(self.heads().project(self.stages - 1, features, records))
+        Some(self.heads().project_feature(self.stages - 1, features, records))
     }
 
     fn view_stages(&self) -> usize {
@@ -237,7 +278,8 @@ impl Method for Hierarchical {
             p.save(dir, "stage_predictors")?;
         }
         if let Some(m) = &self.momentum {
-            for part in [&m.lifts, &m.expands, &m.projectors] {
+            m.lifts.save(dir)?;
+            for part in [&m.expands, &m.projectors] {
                 part.save(dir)?;
             }
             m.backbone.save(dir)?;
@@ -253,7 +295,8 @@ impl Method for Hierarchical {
             p.load(dir, "stage_predictors")?;
         }
         if let Some(m) = &mut self.momentum {
-            for part in [&mut m.lifts, &mut m.expands, &mut m.projectors] {
+            m.lifts.load(dir, || unreachable!("the heads' copies are taken at construction"))?;
+            for part in [&mut m.expands, &mut m.projectors] {
                 part.load(dir, || unreachable!("the heads' copies are taken at construction"))?;
             }
             let (config, device) = (&self.backbone_config, &self.device);
@@ -286,7 +329,13 @@ fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
     let device = &ctx.device;
     let width = |k: usize| ctx.backbone.width << k;
     let make_heads = || {
-        let lifts = (0..stages - 1).map(|k| MlpConfig::new(&[width(k), d]).with_last_bn(true).init(device)).collect();
+        let lifts = match o.lift {
+            LiftKind::Attention => Lifts { attention: (0..stages - 1).map(|k| AttentionLift::new(width(k), stages - 1 - k, device)).collect(), linear: Vec::new() },
+            LiftKind::Linear => Lifts {
+                attention: Vec::new(),
+                linear: (0..stages - 1).map(|k| MlpConfig::new(&[width(k), d]).with_last_bn(true).init(device)).collect(),
+            },
+        };
         let expands = if o.expanded { (1..stages).map(|_| MlpConfig::new(&[4, o.expanded_dim]).with_last_bn(true).init(device)).collect() } else { Vec::new() };
         let projectors = (0..stages)
             .map(|k| {
@@ -324,7 +373,7 @@ fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
         stages,
         backbone_config: ctx.backbone.clone(),
         device: device.clone(),
-        lifts: trainable(online.lifts),
+        lifts: Trainable::new(online.lifts, &ctx.optimizer),
         expands: trainable(online.expands),
         projectors: trainable(online.projectors),
         predictors: predictors.map(trainable),
@@ -345,6 +394,7 @@ fn register(registry: &mut Registry) {
             "expanded_dim: width of that embedding (512)",
             "lambda, scale: Barlow Twins' off-diagonal weight and loss scale (0.0051, 0.1)",
             "base_momentum: BYOL's target momentum at the start, cosine to 1 (0.99)",
+            "lift: \"attention\" (the official lifting block on early stages' maps) or \"linear\" (Linear BN ReLU on the pooled feature) (\"attention\")",
         ],
         build,
     );
