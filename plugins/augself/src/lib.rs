@@ -33,6 +33,19 @@ struct Options {
     lambdas: BTreeMap<String, f64>,
     /// Hidden width of each head.
     hidden: usize,
+    crop_flip: CropFlip,
+}
+
+/// Which flip mirrors the crop centres of the `crop` target.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum CropFlip {
+    /// Both centres by view 1's flip, as the official `extract_diff`
+    /// (`transforms.py`: `center2[f1, 1] = 1 - center2[f1, 1]`).
+    View1,
+    /// Each centre by its own view's flip: where the crop sits in the image
+    /// the network sees (Augur's earlier target).
+    Own,
 }
 
 impl Default for Options {
@@ -42,12 +55,14 @@ impl Default for Options {
             lambda: 1.0,
             lambdas: BTreeMap::new(),
             hidden: 512,
+            crop_flip: CropFlip::View1,
         }
     }
 }
 
 struct AugSelf {
     keys: Vec<DescriptorKey>,
+    crop_flip: CropFlip,
     weights: Vec<f64>,
     /// One head per key (a `Vec` of modules is itself a module).
     heads: Trainable<Vec<Mlp>>,
@@ -55,8 +70,24 @@ struct AugSelf {
 
 /// The target of `key` for a batch: the relative descriptor of view 1
 /// against view 2.
-fn targets(batch: &ViewBatch, key: DescriptorKey) -> Tensor<2> {
-    batch.relative(&DescriptorSchema::new(&[key]))
+fn targets(batch: &ViewBatch, key: DescriptorKey, crop_flip: CropFlip) -> Tensor<2> {
+    if key != DescriptorKey::Crop || crop_flip == CropFlip::Own {
+        return batch.relative(&DescriptorSchema::new(&[key]));
+    }
+    // View 2's centre mirrored by view 1's flip: where the two flips differ,
+    // the other side of view 2's own-flip centre.
+    let rows: Vec<f32> = batch.records[0]
+        .iter()
+        .zip(&batch.records[1])
+        .flat_map(|(a, b)| {
+            let (ca, mut cb) = (a.key_values(key), b.key_values(key));
+            if a.flipped != b.flipped {
+                cb[1] = 1.0 - cb[1];
+            }
+            (0..4).map(move |i| ca[i] - cb[i])
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(rows, [batch.batch_size(), 4]), &batch.device())
 }
 
 /// One key's loss from the head's single call on `both` (`[y1, y2; y2, y1]`,
@@ -88,7 +119,7 @@ impl Awareness for AugSelf {
         let both = Tensor::cat(vec![Tensor::cat(vec![y1.clone(), y2.clone()], 1), Tensor::cat(vec![y2, y1], 1)], 0);
         let mut total: Option<Tensor<1>> = None;
         for ((key, weight), head) in self.keys.iter().zip(&self.weights).zip(self.heads.module()) {
-            let loss = key_loss(head, *key, both.clone(), targets(batch, *key)).mul_scalar(*weight);
+            let loss = key_loss(head, *key, both.clone(), targets(batch, *key, self.crop_flip)).mul_scalar(*weight);
             total = Some(match total {
                 Some(sum) => sum + loss,
                 None => loss,
@@ -134,6 +165,7 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
         .collect();
     Ok(Box::new(AugSelf {
         keys: schema.keys,
+        crop_flip: o.crop_flip,
         weights,
         heads: Trainable::new(heads, &ctx.optimizer),
     }))
@@ -148,6 +180,7 @@ fn register(registry: &mut Registry) {
             "lambda: weight of each key's loss (1.0; 0.5 on ImageNet-100)",
             "lambdas: per-key weights overriding lambda ({})",
             "hidden: hidden width of each head (512)",
+            "crop_flip: the crop target's centres mirrored by \"view1\"'s flip (official) or each by its \"own\" (\"view1\")",
         ],
         build,
     );
@@ -174,11 +207,32 @@ mod tests {
             invariance: None,
             black: [0.0; 3],
         };
-        let crop: Vec<f32> = targets(&batch, DescriptorKey::Crop).into_data().iter::<f32>().collect();
+        let crop: Vec<f32> = targets(&batch, DescriptorKey::Crop, CropFlip::Own).into_data().iter::<f32>().collect();
         assert_eq!(crop, a.relative(&b, &[DescriptorKey::Crop]));
         assert_eq!(crop, vec![0.5 - 0.5, 0.25 - 0.5, 0.5 - 1.0, 0.5 - 1.0]);
-        let flip: Vec<f32> = targets(&batch, DescriptorKey::Flip).into_data().iter::<f32>().collect();
+        let flip: Vec<f32> = targets(&batch, DescriptorKey::Flip, CropFlip::View1).into_data().iter::<f32>().collect();
         assert_eq!(flip, vec![0.0], "the views differ in flip state");
+    }
+
+    /// The official crop target mirrors both centres by view 1's flip.
+    #[test]
+    fn the_official_crop_target_mirrors_by_view_1s_flip() {
+        let device = Device::flex();
+        let mut a = AugmentationRecord::identity(32, 32);
+        a.crop = CropBox { top: 0.0, left: 0.0, height: 16.0, width: 16.0 }; // centre x 0.25
+        let mut b = AugmentationRecord::identity(32, 32);
+        b.crop = CropBox { top: 0.0, left: 16.0, height: 16.0, width: 16.0 }; // centre x 0.75
+        b.flipped = true; // view 2 flipped, view 1 not: official centre x stays 0.75
+        let batch = ViewBatch {
+            views: [Tensor::zeros([1, 3, 4, 4], &device), Tensor::zeros([1, 3, 4, 4], &device)],
+            records: [vec![a], vec![b]],
+            stages: Vec::new(),
+            invariance: None,
+            black: [0.0; 3],
+        };
+        let x = |flip| targets(&batch, DescriptorKey::Crop, flip).into_data().iter::<f32>().nth(1).unwrap();
+        assert_eq!(x(CropFlip::View1), 0.25 - 0.75);
+        assert_eq!(x(CropFlip::Own), 0.25 - 0.25, "its own flip puts view 2's centre at 0.25");
     }
 
     /// The loss is the official single call on the 2n batch: with the
