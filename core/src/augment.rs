@@ -377,6 +377,7 @@ impl Pipeline {
                     order.shuffle(rng);
                     order
                 },
+                strengths: [self.brightness, self.contrast, self.saturation, self.hue],
             };
             apply_jitter(&mut out, &jitter);
             let after = out.channel_means();
@@ -1014,6 +1015,7 @@ mod tests {
                     JitterOp::Contrast,
                     JitterOp::Brightness,
                 ],
+                strengths: [0.0; 4],
             },
         );
         assert!(close(&out.data, &img.data, 1e-5));

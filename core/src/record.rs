@@ -103,6 +103,26 @@ pub struct ColorJitter {
     pub saturation: f32,
     pub hue: f32,
     pub order: [JitterOp; 4],
+    /// The strengths the factors were drawn with (brightness, contrast,
+    /// saturation, hue): the `color` descriptor divides by their ranges'
+    /// widths, as AugSelf's and CASSLE's `_extract_w` read them from the
+    /// transform. The presets' `[0.4, 0.4, 0.4, 0.1]` by default.
+    #[serde(default = "preset_strengths")]
+    pub strengths: [f32; 4],
+}
+
+fn preset_strengths() -> [f32; 4] {
+    [0.4, 0.4, 0.4, 0.1]
+}
+
+impl ColorJitter {
+    /// Width of the range a factor of strength `s` is drawn from:
+    /// `[max(0, 1 - s), 1 + s]` (torchvision), or `[-s, s]` for the hue.
+    fn widths(&self) -> [f32; 4] {
+        let [b, c, s, h] = self.strengths;
+        let factor = |s: f32| (1.0 + s) - (1.0 - s).max(0.0);
+        [factor(b), factor(c), factor(s), 2.0 * h]
+    }
 }
 
 /// Everything that made one view from its source image.
@@ -148,12 +168,12 @@ impl AugmentationRecord {
         match key {
             DescriptorKey::Blur => vec![self.blur_sigma.unwrap_or(0.0)],
             DescriptorKey::Color => match self.jitter {
-                Some(j) => vec![
-                    (j.brightness - 1.0) / 0.8,
-                    (j.contrast - 1.0) / 0.8,
-                    (j.saturation - 1.0) / 0.8,
-                    j.hue / 0.2,
-                ],
+                Some(j) => {
+                    // A strength of 0 draws nothing: its entry stays 0.
+                    let scaled = |value: f32, width: f32| if width > 0.0 { value / width } else { 0.0 };
+                    let [wb, wc, ws, wh] = j.widths();
+                    vec![scaled(j.brightness - 1.0, wb), scaled(j.contrast - 1.0, wc), scaled(j.saturation - 1.0, ws), scaled(j.hue, wh)]
+                }
                 None => vec![0.0; 4],
             },
             DescriptorKey::ColorDiff => self.color_diff.to_vec(),
@@ -317,9 +337,19 @@ mod tests {
                 JitterOp::Contrast,
                 JitterOp::Saturation,
             ],
+            strengths: [0.4, 0.4, 0.4, 0.1],
         });
         let v = r.key_values(DescriptorKey::Color);
         let expected = [0.5, -0.5, 0.0, -0.5];
+        for (a, b) in v.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-6, "{v:?}");
+        }
+        // Other strengths: the widths of their own ranges (brightness 0.8:
+        // [0.2, 1.8], width 1.6; contrast 1.5: [0, 2.5]; saturation 0: none).
+        let j = r.jitter.as_mut().unwrap();
+        j.strengths = [0.8, 1.5, 0.0, 0.2];
+        let v = r.key_values(DescriptorKey::Color);
+        let expected = [0.4 / 1.6, -0.4 / 2.5, 0.0, -0.1 / 0.4];
         for (a, b) in v.iter().zip(expected) {
             assert!((a - b).abs() < 1e-6, "{v:?}");
         }
