@@ -129,7 +129,7 @@ fn hierarchical_trains_on_each_base() {
         assert_trains("hierarchical", &format!("base = \"{base}\"\nproj_hidden = 32\nproj_out = 16\npred_hidden = 8\nexpanded_dim = 8\n{stages}"));
     }
     assert_trains("hierarchical", &format!("proj_hidden = 32\nproj_out = 16\npred_hidden = 8\nexpanded = false\n{stages}"));
-    assert_trains("hierarchical", &format!("proj_hidden = 32\nproj_out = 16\npred_hidden = 8\nlift = \"linear\"\n{stages}"));
+    assert_trains("hierarchical", &format!("proj_hidden = 32\nproj_out = 16\npred_hidden = 8\nlift = \"linear\"\nstage_last_bn = \"fixed\"\n{stages}"));
 }
 
 #[test]

@@ -58,6 +58,20 @@ struct Options {
     /// BYOL's momentum at the start (cosine to 1 at the end).
     base_momentum: f64,
     lift: LiftKind,
+    /// SimSiam base: whether the stage projectors' last BN learns a scale
+    /// and shift.
+    stage_last_bn: StageLastBn,
+}
+
+/// The last BN of SimSiam-based stage projectors.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum StageLastBn {
+    /// With scale and shift, as the paper's `projection_MLP`
+    /// (`simsiam_base/builder.py`).
+    Affine,
+    /// Without, as the SimSiam base's own head (official SimSiam).
+    Fixed,
 }
 
 /// How an early stage reaches the last stage's width.
@@ -83,6 +97,7 @@ impl Default for Options {
             scale: 0.1,
             base_momentum: 0.99,
             lift: LiftKind::Attention,
+            stage_last_bn: StageLastBn::Affine,
         }
     }
 }
@@ -341,7 +356,11 @@ fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
             .map(|k| {
                 let input = d + if o.expanded && k > 0 { o.expanded_dim } else { 0 };
                 match o.base {
-                    Base::Simsiam => heads::simsiam_projector(input, o.proj_hidden, o.proj_out),
+                    Base::Simsiam => {
+                        let mut head = heads::simsiam_projector(input, o.proj_hidden, o.proj_out);
+                        head.last_affine = o.stage_last_bn == StageLastBn::Affine;
+                        head
+                    }
                     Base::Byol => heads::byol_projector(input, o.proj_hidden, o.proj_out),
                     Base::BarlowTwins => heads::barlow_twins_projector(input, o.proj_hidden, o.proj_out),
                 }
@@ -394,6 +413,7 @@ fn register(registry: &mut Registry) {
             "expanded_dim: width of that embedding (512)",
             "lambda, scale: Barlow Twins' off-diagonal weight and loss scale (0.0051, 0.1)",
             "base_momentum: BYOL's target momentum at the start, cosine to 1 (0.99)",
+            "stage_last_bn: SimSiam base: the stage projectors' last BN \"affine\" (the paper's builder.py) or \"fixed\" (as SimSiam's own head) (\"affine\")",
             "lift: \"attention\" (the official lifting block on early stages' maps) or \"linear\" (Linear BN ReLU on the pooled feature) (\"attention\")",
         ],
         build,
@@ -440,5 +460,33 @@ mod tests {
         method.after_step(backbone.module(), &info);
         let after = target(&method);
         assert!(after.0 != before.0 && after.1 != before.1 && after.2 != before.2, "the EMA moves backbone, lifts and projectors");
+    }
+
+    /// SimSiam-based stage projectors end in a BN with learned scale and
+    /// shift by default (the paper's `projection_MLP`), without on request.
+    #[test]
+    fn stage_projectors_last_bn_follows_the_option() {
+        // Autodiff: `require_grad` only means something there.
+        let device = Device::flex().autodiff();
+        let backbone_cfg = BackboneConfig { width: 4, blocks: vec![1, 1], ..Default::default() };
+        let trainable_params = |options| {
+            let ctx = MethodContext::new(backbone_cfg.clone(), device.clone(), OptimizerSpec::default(), options);
+            let method = hierarchical(&ctx).unwrap();
+            // Parameters that take gradients (a fixed BN's scale and shift do not).
+            struct Count(usize);
+            impl augur_core::burn::module::ModuleVisitor for Count {
+                fn visit_float<const D: usize>(&mut self, param: &augur_core::burn::module::Param<Tensor<D>>) {
+                    if param.is_require_grad() {
+                        self.0 += param.val().shape().num_elements();
+                    }
+                }
+            }
+            let mut count = Count(0);
+            method.projectors.module().visit(&mut count);
+            count.0
+        };
+        let options = |last: &str| augur_core::serde_json::json!({"proj_hidden": 8, "proj_out": 4, "pred_hidden": 8, "expanded_dim": 4, "stage_last_bn": last});
+        // Two stages, each with a 4-wide last BN: 2 x (4 + 4) parameters.
+        assert_eq!(trainable_params(options("affine")) - trainable_params(options("fixed")), 16);
     }
 }
