@@ -7,7 +7,9 @@
 //! cargo bench --workspace --bench conv
 //! ```
 
-use std::time::Instant;
+mod common;
+
+use common::millis;
 
 use augur_core::fused::conv::ConvOps;
 use burn::backend::Flex;
@@ -37,16 +39,6 @@ fn tensor(shape: Vec<usize>) -> FloatTensor<Flex> {
     FloatTensor::<Flex>::from_data(TensorData::new(values, shape))
 }
 
-/// Milliseconds per call, after one warm-up call.
-fn millis(mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    for _ in 0..REPEATS {
-        f();
-    }
-    start.elapsed().as_secs_f64() * 1e3 / REPEATS as f64
-}
-
 fn main() {
     println!("conv bench: batch {BATCH}, {} threads, ms per call (burn-flex / Augur)", rayon::current_num_threads());
     let mut total = [0.0f64; 6];
@@ -56,12 +48,12 @@ fn main() {
         let dy = Flex::conv2d(x.clone(), w.clone(), None, options.clone());
         let (x, w, dy, o) = (&x, &w, &dy, &options);
         let times = [
-            millis(|| drop(Flex::conv2d(x.clone(), w.clone(), None, o.clone()))),
-            millis(|| drop(Flex::conv2d_gemm(x.clone(), w.clone(), o.clone()))),
-            millis(|| drop(Flex::conv2d_x_backward(x.clone(), w.clone(), dy.clone(), o.clone()))),
-            millis(|| drop(Flex::conv2d_gemm_x_backward(x.clone(), w.clone(), dy.clone(), o.clone()))),
-            millis(|| drop(Flex::conv2d_weight_backward(x.clone(), w.clone(), dy.clone(), o.clone()))),
-            millis(|| drop(Flex::conv2d_gemm_weight_backward(x.clone(), w.clone(), dy.clone(), o.clone()))),
+            millis(REPEATS, || drop(Flex::conv2d(x.clone(), w.clone(), None, o.clone()))),
+            millis(REPEATS, || drop(Flex::conv2d_gemm(x.clone(), w.clone(), o.clone()))),
+            millis(REPEATS, || drop(Flex::conv2d_x_backward(x.clone(), w.clone(), dy.clone(), o.clone()))),
+            millis(REPEATS, || drop(Flex::conv2d_gemm_x_backward(x.clone(), w.clone(), dy.clone(), o.clone()))),
+            millis(REPEATS, || drop(Flex::conv2d_weight_backward(x.clone(), w.clone(), dy.clone(), o.clone()))),
+            millis(REPEATS, || drop(Flex::conv2d_gemm_weight_backward(x.clone(), w.clone(), dy.clone(), o.clone()))),
         ];
         total.iter_mut().zip(times).for_each(|(t, v)| *t += v);
         let [f0, f1, x0, x1, w0, w1] = times;

@@ -7,7 +7,9 @@
 //! cargo bench --workspace --bench step
 //! ```
 
-use std::time::Instant;
+mod common;
+
+use common::millis;
 
 use augur_core::backbone::BackboneConfig;
 use augur_core::blocks::{ema_update, independent_copy};
@@ -18,16 +20,6 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 const REPEATS: usize = 10;
-
-/// Milliseconds per call, after one warm-up call.
-fn millis(mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    for _ in 0..REPEATS {
-        f();
-    }
-    start.elapsed().as_secs_f64() * 1e3 / REPEATS as f64
-}
 
 fn main() {
     let device = Device::flex().autodiff();
@@ -51,7 +43,7 @@ fn main() {
         fused::set_enabled(Fused::Ema, on);
         let mut optim = spec.build();
         let mut module = Some(model.clone());
-        sgd[i] = millis(|| {
+        sgd[i] = millis(REPEATS, || {
             let m = module.take().unwrap();
             // The same gradients every call: the update's cost, not the backward's.
             let g = copy_of(&grads, &m);
@@ -59,7 +51,7 @@ fn main() {
         });
         let online = module.take().unwrap();
         let mut target = Some(independent_copy(config.init(&device), &online));
-        ema[i] = millis(|| target = Some(ema_update(target.take().unwrap(), &online, 0.99)));
+        ema[i] = millis(REPEATS, || target = Some(ema_update(target.take().unwrap(), &online, 0.99)));
     }
     println!("{:<34} {:>10} {:>10} {:>8}", "update", "burn", "fused", "ratio");
     println!("{:<34} {:>10.1} {:>10.1} {:>7.2}x", "SGD (momentum 0.9, weight decay)", sgd[0], sgd[1], sgd[0] / sgd[1]);

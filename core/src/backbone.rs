@@ -93,10 +93,17 @@ impl BackboneConfig {
 }
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
+    grouped_conv(cin, cout, k, stride, 1, device)
+}
+
+/// A bias-free square convolution with padding `k / 2`, in `groups` groups
+/// (the lifting blocks' depthwise convolutions use `groups = cin`).
+pub(crate) fn grouped_conv(cin: usize, cout: usize, k: usize, stride: usize, groups: usize, device: &Device) -> Conv2d {
     let pad = k / 2;
     Conv2dConfig::new([cin, cout], [k, k])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_groups(groups)
         .with_bias(false)
         .init(device)
 }
@@ -175,6 +182,12 @@ impl BasicBlock {
 #[derive(Module, Debug)]
 pub struct Stage {
     blocks: Vec<BasicBlock>,
+}
+
+/// `[batch, channels]`: the mean of each channel of a `[batch, channels,
+/// h, w]` map (global average pooling on a map outside the trunk).
+pub fn global_average_pool(map: Tensor<4>) -> Tensor<2> {
+    map.mean_dim(3).mean_dim(2).flatten(1, 3)
 }
 
 /// A ResNet trunk that outputs globally pooled features.

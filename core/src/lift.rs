@@ -12,24 +12,15 @@
 //! the channels), a 1x1 conv, BN, ReLU, and global average pooling.
 
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
+use crate::backbone::{global_average_pool, grouped_conv as conv};
 use crate::norm::batch_norm_2d;
-
-fn conv(cin: usize, cout: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Conv2d {
-    let pad = kernel / 2;
-    Conv2dConfig::new([cin, cout], [kernel, kernel])
-        .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-        .with_groups(groups)
-        .with_bias(false)
-        .init(device)
-}
 
 /// The official `SepConv`: depthwise 3x3 (stride `s`), pointwise, BN, ReLU,
 /// depthwise 3x3, pointwise to `cout`, BN, ReLU.
@@ -105,7 +96,7 @@ impl AttentionLift {
             x = block.forward(x);
         }
         let x = relu(batch_norm_2d(&self.out_bn, self.out.forward(x)));
-        x.mean_dim(3).mean_dim(2).flatten(1, 3)
+        global_average_pool(x)
     }
 }
 

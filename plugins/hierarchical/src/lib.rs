@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use augur_core::backbone::{BackboneConfig, ResNet};
+use augur_core::backbone::{BackboneConfig, ResNet, global_average_pool};
 use augur_core::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
 use augur_core::heads;
 use augur_core::lift::AttentionLift;
@@ -115,7 +115,7 @@ impl Lifts {
         if let Some(lift) = self.attention.get(k) {
             return lift.forward(map);
         }
-        let pooled = map.mean_dim(3).mean_dim(2).flatten(1, 3);
+        let pooled = global_average_pool(map);
         match self.linear.get(k) {
             Some(lift) => relu(lift.forward(pooled)),
             None => pooled,
