@@ -87,4 +87,4 @@ cargo test --release --workspace --locked
 # sweep that names device = "tch-cpu" through `augur run`.
 export CARGO_TARGET_DIR=$target_dir
 scripts/tch.sh cargo build --release --workspace --locked --features augur/tch
-scripts/tch.sh cargo test --release -p augur --locked --features augur/tch --test devices --lib
+scripts/tch.sh cargo test --release -p augur -p augur-train --locked --features augur/tch --test devices --lib

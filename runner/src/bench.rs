@@ -23,12 +23,12 @@ use augur_core::method::StepInfo;
 use augur_core::optim::OptimizerSpec;
 use clap::Args;
 
-use crate::config::RunConfig;
-use crate::sweep::SweepFile;
-use crate::data::{Dataset, synthetic};
-use crate::devices::DeviceName;
-use crate::plugins::Plugins;
-use crate::train::{self, PreparedBatch};
+use augur_train::data::{Dataset, synthetic};
+use augur_train::devices::DeviceName;
+use augur_train::planning::resolve_methods;
+use augur_train::plugins::Plugins;
+use augur_train::pretrain::{self as train, PreparedBatch};
+use augur_train::{RunConfig, SweepFile};
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
@@ -62,7 +62,7 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
     let plugins = Plugins::load_dir(plugin_dir)?;
     // Every method option resolved (defaults filled in by the plugin), so
     // the PyTorch reference is given exactly what the method runs with.
-    crate::cli::resolve_methods(&mut sweep, &plugins)?;
+    resolve_methods(&mut sweep, &plugins)?;
     let mut base = sweep.runs.first().ok_or_else(|| anyhow!("{} has no runs", args.config.display()))?.config.clone();
     if let Some(d) = &args.device {
         base.device = d.clone();

@@ -1,46 +1,29 @@
-//! The `augur` runner as a library: the binary in `main.rs` is a thin shell
-//! over [`cli`].
+//! The `augur` runner: the command line, the run store and the workers over
+//! the library crate [`augur_train`] (configs, sweeps, data, plugins,
+//! pretraining, evaluation). `main.rs` parses; [`cli`] wires each command
+//! to the module that does it:
 //!
-//! - [`config`]: the run config, its canonical form and hash;
-//! - [`sweep`]: sweep files and their algebra (grid, zip, seeds, include, exclude, sub-sweeps);
-//! - [`data`]: datasets (synthetic, CIFAR binaries, image folders);
-//! - [`plugins`]: loading method plugins;
-//! - [`train`]: pretraining one run;
-//! - [`recorder`]: where a run's results go (the store, or memory: training without a database);
-//! - [`eval`]: kNN and linear probes, sensitivity, on frozen features;
-//! - [`evaluate`]: `augur eval`, protocols on finished runs' checkpoints (feature cache);
-//! - [`online`]: the online linear probe trained during pretraining;
-//! - [`probes`]: the L-BFGS transfer probe and augmentation predictability;
-//! - [`store`]: the run store (SQLite): runs, the queue, metrics, evaluations;
-//! - [`worker`]: workers that take runs from the queue, with leases and resume;
-//! - [`cli`]: the commands.
+//! - [`sweeps`]: `plan`, `submit`, `run`, `status`: sweeps queued in the store;
+//! - [`worker`]: workers that take runs from the queue, with leases,
+//!   heartbeats and resume;
+//! - [`store_recorder`]: the store as the library's `Recorder`;
+//! - [`eval_command`]: `augur eval`, a protocol on finished runs' checkpoints;
+//! - [`listing`]: `augur runs` (table, JSON, CSV);
+//! - [`plugin_kit`]: `augur plugin new`, `augur plugins`, `augur views`;
+//! - [`bench`]: `augur bench`, throughput against PyTorch on this machine.
 
 pub mod bench;
 pub mod cli;
-pub mod config;
-pub mod data;
-pub mod devices;
-pub mod eval;
-pub mod evaluate;
-pub mod invariance;
-pub mod online;
-pub mod plugins;
-pub mod probes;
-pub mod recorder;
+pub mod eval_command;
+pub mod listing;
+pub mod plugin_kit;
 /// The run store (its own crate, shared with the dashboard).
 pub use augur_store as store;
-pub mod sweep;
-pub mod train;
+/// The library this runner is a shell over.
+pub use augur_train as library;
+pub mod store_recorder;
+pub mod sweeps;
 pub mod worker;
 
 /// The git commit of the project this runner was built from.
 pub const GIT_COMMIT: &str = env!("AUGUR_GIT_COMMIT");
-
-/// Held by the unit tests that seed the device and draw from it: burn's seed
-/// is one global generator, so concurrent tests would draw each other's
-/// numbers and a seeded result would vary from run to run.
-#[cfg(test)]
-pub(crate) fn seeded_device_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}

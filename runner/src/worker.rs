@@ -14,13 +14,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use indicatif::MultiProgress;
 
-use crate::config::{DataConfig, RunConfig};
-use crate::data::Dataset;
-use crate::plugins::Plugins;
-use crate::devices::DeviceName;
-use crate::store::{Claimed, Lease, Store};
-use crate::recorder::StoreRecorder;
-use crate::train::{self, RunEnv, Stopped};
+use augur_store::{Claimed, Lease, Store};
+use augur_train::config::{DataConfig, RunConfig};
+use augur_train::data::Dataset;
+use augur_train::devices::DeviceName;
+use augur_train::plugins::Plugins;
+use augur_train::pretrain::{self as train, RunEnv, Stopped};
+
+use crate::store_recorder::StoreRecorder;
 
 /// How a worker behaves.
 #[derive(Clone, Debug)]

@@ -7,9 +7,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use augur::config::RunConfig;
-use augur::plugins::{Plugins, load_plugin};
-use augur::train::{self, PreparedBatch};
+use augur_train::config::RunConfig;
+use augur_train::plugins::{Plugins, load_plugin};
+use augur_train::pretrain::{self as train, PreparedBatch};
 use augur_core::augment::{ImageRef, Pipeline};
 use augur_core::blocks::{Trainable, flat_params};
 use augur_core::burn::prelude::*;
@@ -19,7 +19,7 @@ use common::*;
 
 fn tiny_config() -> RunConfig {
     let text = tiny_sweep(SYNTHETIC, "");
-    let sweep = augur::sweep::SweepFile::parse(Path::new("tiny.toml"), &text).unwrap();
+    let sweep = augur_train::sweep::SweepFile::parse(Path::new("tiny.toml"), &text).unwrap();
     sweep.runs[0].config.clone()
 }
 
@@ -53,7 +53,7 @@ fn simclr_plugin_trains_backbone_and_projector_across_the_boundary() {
     method.save(&before).unwrap();
     let weights_before = flat_params(backbone.module());
 
-    let (split, _) = augur::data::synthetic(16, 16, 0);
+    let (split, _) = augur_train::data::synthetic(16, 16, 0);
     let images: Vec<ImageRef> = (0..16).map(|i| split.image(i)).collect();
     let pipeline = Pipeline::preset("simclr-cifar", 16).unwrap();
     for step in 0..2 {
@@ -162,7 +162,7 @@ fn a_panic_inside_a_plugin_is_an_error_for_the_step_not_an_abort() {
     };
     let mut method = factory(&ctx).unwrap();
     let mut backbone = Trainable::new(cfg.model.init(&device), &cfg.optimizer);
-    let (split, _) = augur::data::synthetic(4, 16, 0);
+    let (split, _) = augur_train::data::synthetic(4, 16, 0);
     let images: Vec<ImageRef> = (0..4).map(|i| split.image(i)).collect();
     let pipeline = Pipeline::preset("none", 16).unwrap();
     let batch = PreparedBatch::make(&pipeline, &images, 0, 0, [0.5; 3], [0.25; 3]).into_view_batch(&device);

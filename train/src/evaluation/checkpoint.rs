@@ -1,9 +1,8 @@
-//! `augur eval RUN|SWEEP --protocol P [--dataset DIR]`: an evaluation
-//! protocol on finished runs' final checkpoints, after the fact. Features
-//! are extracted once per (checkpoint, dataset) and cached beside the
-//! checkpoint, so a sweep's evaluations do not extract them again. Every
-//! row records its protocol and settings, and replaces an earlier row of
-//! the same protocol, dataset, task and metric.
+//! An evaluation protocol on one run's checkpoint after the fact (what
+//! `augur eval RUN|SWEEP --protocol P [--dataset DIR]` runs for each
+//! finished run). Features are extracted once per (checkpoint, dataset) and
+//! cached beside the checkpoint, so a sweep's evaluations do not extract
+//! them again. Every figure records its protocol and settings.
 
 use std::path::{Path, PathBuf};
 
@@ -18,13 +17,13 @@ use augur_core::record::DescriptorKey;
 use clap::ValueEnum;
 use sha2::{Digest, Sha256};
 
+use super::predictability::KeyKind;
+use super::{Features, extract, features_of_pixels, invariance, knn, lbfgs, linear, predictability, sensitivity};
 use crate::config::{DataConfig, RunConfig};
-use crate::data::Dataset;
-use crate::eval::{self, Features};
-use crate::probes::{self, KeyKind};
+use crate::data::{Dataset, Split};
 use crate::plugins::Plugins;
-use crate::store::{EvalRow, Store, RunSelection};
-use crate::train;
+use crate::pretrain::build_method;
+use crate::recorder::Evaluation;
 
 /// The protocols `augur eval` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -54,7 +53,7 @@ pub enum Checkpoint {
 }
 
 impl Checkpoint {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Checkpoint::Final => "final",
             Checkpoint::RandomInit => "random_init",
@@ -88,75 +87,22 @@ pub struct Request {
     /// Where the features and probes are computed.
     pub device: Device,
     /// The invariance protocol's vector parametrisation.
-    pub invariance_vector: crate::invariance::VectorParam,
+    pub invariance_vector: invariance::VectorParam,
 }
 
-/// The finished runs a target names.
-fn finished_runs(store: &Store, target: &RunSelection) -> Result<Vec<i64>> {
-    let runs = match target {
-        RunSelection::Run(id) => store.runs(None)?.into_iter().filter(|r| r.id == *id).collect::<Vec<_>>(),
-        RunSelection::Sweep(name) => {
-            let id = store.sweep_id(name)?.ok_or_else(|| anyhow!("no sweep named `{name}` in {}", store.location))?;
-            store.runs(Some(id))?
-        }
-    };
-    if runs.is_empty() {
-        bail!("nothing to evaluate: no run matches in {}", store.location);
-    }
-    let finished: Vec<i64> = runs.iter().filter(|r| r.status == "finished").map(|r| r.id).collect();
-    for r in runs.iter().filter(|r| r.status != "finished") {
-        eprintln!("skipping run {} ({}): it is {}, not finished", r.id, r.name, r.status);
-    }
-    Ok(finished)
-}
-
-/// `augur eval`: every finished run of the target, one after the other.
-pub fn run(store_location: &str, target: &RunSelection, request: &Request, plugins: &Plugins) -> Result<()> {
-    if request.features == FeatureSource::Projector && matches!(request.protocol, Protocol::Sensitivity | Protocol::Predictability) {
-        bail!("--features projector applies to knn, linear and lbfgs; {:?} reads backbone features", request.protocol);
-    }
-    let store = Store::open(store_location)?;
-    let runs = finished_runs(&store, target)?;
-    let bar = indicatif::ProgressBar::new(runs.len() as u64);
-    for id in runs {
-        bar.set_message(format!("run {id}"));
-        let rows = evaluate_run(&store, id, request, plugins).with_context(|| format!("run {id}"))?;
-        if rows.is_empty() {
-            bar.inc(1);
-            continue;
-        }
-        store.replace_evaluations(id, &rows)?;
-        bar.suspend(|| {
-            for r in &rows {
-                println!("run {id}: {} {} {} {} = {:.4}", r.protocol, r.dataset, r.task, r.metric, r.value);
-            }
-        });
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    Ok(())
-}
-
-/// The run's config and the requested backbone on the autodiff device `ad`
-/// (`.valid()` gives it in eval mode on the plain device; the invariance
-/// protocol differentiates through it), with the folder its feature cache
-/// lives in.
-fn backbone_of(store: &Store, id: i64, checkpoint: Checkpoint, ad: &Device) -> Result<(RunConfig, ResNet, PathBuf)> {
-    let detail = store.run(id)?.ok_or_else(|| anyhow!("no run {id}"))?;
-    let cfg: RunConfig = serde_json::from_value(detail.config).context("the stored config does not parse")?;
+/// The requested backbone on the autodiff device `ad` (`.valid()` gives it
+/// in eval mode on the plain device; the invariance protocol differentiates
+/// through it). `dir` is the checkpoint's folder, or for the random
+/// initialisation the folder its feature cache is written to.
+fn backbone_of(cfg: &RunConfig, checkpoint: Checkpoint, dir: &Path, ad: &Device) -> Result<ResNet> {
     match checkpoint {
-        Checkpoint::Final => {
-            let (_, dir) = store.latest_checkpoint(id)?.ok_or_else(|| anyhow!("run {id} has no checkpoint"))?;
-            let backbone = load_module(cfg.model.init(ad), &dir, "backbone").map_err(|e| anyhow!(e))?;
-            Ok((cfg, backbone, dir))
-        }
+        Checkpoint::Final => load_module(cfg.model.init(ad), dir, "backbone").map_err(|e| anyhow!(e)),
         Checkpoint::RandomInit => {
-            // The same calls as train::execute: seed the autodiff device, init.
+            // The same calls as pretrain::execute: seed the autodiff device, init.
             ad.seed(cfg.seed);
             let backbone = cfg.model.init(ad);
-            let dir = store.checkpoint_dir(id).join("random-init");
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            Ok((cfg, backbone, dir))
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            Ok(backbone)
         }
     }
 }
@@ -219,29 +165,25 @@ fn decode_features(bytes: &[u8]) -> Option<(Features, Features)> {
     Some((Features { data: train.to_vec(), dim }, Features { data: test.to_vec(), dim }))
 }
 
-fn row(checkpoint: &str, protocol: &str, data: &Dataset, task: &str, metric: &str, value: f64, settings: serde_json::Value) -> EvalRow {
-    EvalRow { checkpoint: checkpoint.into(), protocol: protocol.into(), dataset: data.name.clone(), task: task.into(), metric: metric.into(), value, settings }
-}
-
 /// The run's method with its projector as the checkpoint has it (or as
 /// training built it at step 0), on the plain device: batch norm in eval mode.
 fn method_of(cfg: &RunConfig, checkpoint: Checkpoint, dir: &Path, plugins: &Plugins, device: &Device) -> Result<Box<dyn Method>> {
     if checkpoint == Checkpoint::RandomInit {
-        // The same calls as train::execute, then through a checkpoint onto the plain device.
+        // The same calls as pretrain::execute, then through a checkpoint onto the plain device.
         let ad = device.clone().autodiff();
         ad.seed(cfg.seed);
         let _backbone = cfg.model.init(&ad);
-        train::build_method(cfg, plugins, &ad)?.save(dir).map_err(|e| anyhow!(e))?;
+        build_method(cfg, plugins, &ad)?.save(dir).map_err(|e| anyhow!(e))?;
     }
-    let mut method = train::build_method(cfg, plugins, device)?;
+    let mut method = build_method(cfg, plugins, device)?;
     method.load(dir).map_err(|e| anyhow!("loading the method from {}: {e}", dir.display()))?;
     Ok(method)
 }
 
 /// Projector features of every image of a split: backbone features, then
 /// the method's projector under the identity augmentation.
-fn projector_features(backbone: &ResNet, method: &mut dyn Method, data: &Dataset, split: &crate::data::Split, batch: usize, device: &Device) -> Result<Features> {
-    let f = eval::extract(backbone, data, split, batch, device);
+fn projector_features(backbone: &ResNet, method: &mut dyn Method, data: &Dataset, split: &Split, batch: usize, device: &Device) -> Result<Features> {
+    let f = extract(backbone, data, split, batch, device);
     let mut out = Vec::new();
     let mut dim = 0;
     for rows in f.data.chunks(batch * f.dim) {
@@ -255,25 +197,48 @@ fn projector_features(backbone: &ResNet, method: &mut dyn Method, data: &Dataset
     Ok(Features { data: out, dim })
 }
 
-/// One protocol on one run's backbone (final or at random init).
-pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins) -> Result<Vec<EvalRow>> {
+impl Request {
+    /// A request that cannot run on any checkpoint is refused before any is loaded.
+    pub fn check(&self) -> Result<()> {
+        if self.features == FeatureSource::Projector && matches!(self.protocol, Protocol::Sensitivity | Protocol::Predictability) {
+            bail!("--features projector applies to knn, linear and lbfgs; {:?} reads backbone features", self.protocol);
+        }
+        Ok(())
+    }
+}
+
+/// What one protocol found on one checkpoint.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub evaluations: Vec<Evaluation>,
+    /// Why a figure was not measured (a protocol that does not apply).
+    pub skipped: Vec<String>,
+}
+
+/// One protocol on one run's backbone (final or at random init): `dir` is
+/// the run's checkpoint folder (for `Checkpoint::RandomInit`, a folder for
+/// its feature cache).
+pub fn evaluate_checkpoint(cfg: &RunConfig, dir: &Path, request: &Request, plugins: &Plugins) -> Result<Outcome> {
+    request.check()?;
+    let mut outcome = Outcome::default();
+    if request.protocol == Protocol::Invariance && cfg.model.invariance == 0 {
+        outcome.skipped.push("--protocol invariance skipped: its backbone takes no invariance vector (model.invariance = 0)".into());
+        return Ok(outcome);
+    }
     let device = request.device.clone();
     let ad = device.clone().autodiff();
-    let (cfg, module, checkpoint) = backbone_of(store, id, request.checkpoint, &ad)?;
-    if request.protocol == Protocol::Invariance && cfg.model.invariance == 0 {
-        println!("run {id}: --protocol invariance skipped: its backbone takes no invariance vector (model.invariance = 0)");
-        return Ok(Vec::new());
-    }
+    let module = backbone_of(cfg, request.checkpoint, dir, &ad)?;
+    let checkpoint = dir;
     let backbone = module.clone().valid();
     let which = request.checkpoint.name();
-    let (dc, data) = dataset_for(&cfg, request)?;
+    let (dc, data) = dataset_for(cfg, request)?;
     let batch = cfg.eval.batch_size;
     let source = request.features;
     let features = || {
-        cached_features(&checkpoint, &dc, source, || match source {
-            FeatureSource::Backbone => Ok((eval::extract(&backbone, &data, &data.train, batch, &device), eval::extract(&backbone, &data, &data.test, batch, &device))),
+        cached_features(checkpoint, &dc, source, || match source {
+            FeatureSource::Backbone => Ok((extract(&backbone, &data, &data.train, batch, &device), extract(&backbone, &data, &data.test, batch, &device))),
             FeatureSource::Projector => {
-                let mut method = method_of(&cfg, request.checkpoint, &checkpoint, plugins, &device)?;
+                let mut method = method_of(cfg, request.checkpoint, checkpoint, plugins, &device)?;
                 Ok((
                     projector_features(&backbone, method.as_mut(), &data, &data.train, batch, &device)?,
                     projector_features(&backbone, method.as_mut(), &data, &data.test, batch, &device)?,
@@ -287,6 +252,7 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins
         FeatureSource::Projector => ("-projector", "projector (identity augmentation)"),
     };
     let mut rows = Vec::new();
+    let row = |protocol: &str, task: &str, metric: &str, value: f64, settings: serde_json::Value| Evaluation::new(which, protocol, &data.name, task, metric, value, settings);
     match request.protocol {
         Protocol::Knn => {
             let (train, test) = features()?;
@@ -296,37 +262,28 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins
             let own = request.k == cfg.eval.knn_k && request.temperature == cfg.eval.knn_temperature;
             let protocol = if own { format!("knn{suffix}") } else { format!("knn{suffix}-k{}-t{}", request.k, request.temperature) };
             for (t, task) in data.tasks.iter().enumerate() {
-                let acc = eval::knn_accuracy(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), request.k, request.temperature, &device);
-                let settings = serde_json::json!({"k": request.k, "temperature": request.temperature, "features": described});
-                rows.push(row(which, &protocol, &data, &task.name, "top1", 100.0 * acc, settings));
+                let acc = knn::knn_accuracy(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), request.k, request.temperature, &device);
+                let settings = knn::Settings { k: request.k, temperature: request.temperature, features: described.into() };
+                rows.push(row(&protocol, &task.name, "top1", 100.0 * acc, json(settings)));
             }
         }
         Protocol::Linear => {
             let (train, test) = features()?;
             for (t, task) in data.tasks.iter().enumerate() {
-                let acc = eval::linear_probe(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), &cfg.eval, cfg.seed, &device);
-                let settings = serde_json::json!({
-                    "optimizer": "sgd", "momentum": 0.9, "schedule": "cosine", "epochs": cfg.eval.linear_epochs,
-                    "lr": cfg.eval.linear_lr, "batch_size": cfg.eval.linear_batch_size, "features": format!("{described}, standardised")
-                });
-                rows.push(row(which, &format!("linear{suffix}"), &data, &task.name, "top1", 100.0 * acc, settings));
+                let acc = linear::linear_probe(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), &cfg.eval, cfg.seed, &device);
+                rows.push(row(&format!("linear{suffix}"), &task.name, "top1", 100.0 * acc, json(linear::Settings::new(&cfg.eval, described))));
             }
         }
         Protocol::Lbfgs => {
             let (train, test) = features()?;
             for (t, task) in data.tasks.iter().enumerate() {
-                let r = probes::lbfgs_probe(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), 0.2, cfg.seed, &device);
-                let settings = serde_json::json!({
-                    "solver": "lbfgs (strong Wolfe)", "l2_grid": "10^-6..10^1, 2 per decade", "validation": 0.2,
-                    "chosen_l2": r.l2, "validation_top1": 100.0 * r.validation, "refit": "train + validation", "features": format!("{described}, standardised")
-                });
-                rows.push(row(which, &format!("lbfgs{suffix}"), &data, &task.name, "top1", 100.0 * r.accuracy, settings));
+                let r = lbfgs::lbfgs_probe(&train, &data.train.labels[t], &test, &data.test.labels[t], task.classes.len(), 0.2, cfg.seed, &device);
+                rows.push(row(&format!("lbfgs{suffix}"), &task.name, "top1", 100.0 * r.accuracy, json(lbfgs::Settings::new(&r, 0.2, described))));
             }
         }
         Protocol::Sensitivity => {
-            for (augmentation, value) in eval::sensitivity(&backbone, &data, request.images, batch, cfg.seed, &device) {
-                let settings = serde_json::json!({"images": request.images.min(data.test.len()), "features": "backbone", "negative": "next image"});
-                rows.push(row(which, "sensitivity", &data, augmentation, "pos_minus_neg", value, settings));
+            for (augmentation, value) in sensitivity::sensitivity(&backbone, &data, request.images, batch, cfg.seed, &device) {
+                rows.push(row("sensitivity", augmentation, "pos_minus_neg", value, json(sensitivity::Settings::new(request.images, &data))));
             }
         }
         Protocol::Invariance => {
@@ -335,14 +292,20 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins
             let frozen = module.freeze();
             let epochs = cfg.eval.linear_epochs;
             for (t, task) in data.tasks.iter().enumerate() {
-                let fit = crate::invariance::fit(&frozen, &data, t, request.images, request.images, epochs, batch, cfg.seed, request.invariance_vector, &ad);
+                let fit = invariance::fit(&frozen, &data, t, request.images, request.images, epochs, batch, cfg.seed, request.invariance_vector, &ad);
                 let views = cfg.augment.invariance_views.unwrap_or_default();
-                let settings = serde_json::json!({
-                    "learned_invariance": fit.invariance, "groups": augur_core::augment::invariance_groups(k, views),
-                    "init": 0.5, "vector": request.invariance_vector, "optimizer": "adam", "lr": 0.01, "epochs": epochs,
-                    "train_images": request.images.min(data.train.len()), "test_images": request.images.min(data.test.len())
-                });
-                rows.push(row(which, "invariance", &data, &task.name, "top1", 100.0 * fit.accuracy, settings));
+                let settings = invariance::Settings {
+                    learned_invariance: fit.invariance,
+                    groups: augur_core::augment::invariance_groups(k, views),
+                    init: 0.5,
+                    vector: request.invariance_vector,
+                    optimizer: "adam",
+                    lr: 0.01,
+                    epochs,
+                    train_images: request.images.min(data.train.len()),
+                    test_images: request.images.min(data.test.len()),
+                };
+                rows.push(row("invariance", &task.name, "top1", 100.0 * fit.accuracy, json(settings)));
             }
         }
         Protocol::Predictability => {
@@ -355,7 +318,7 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins
                 crate::data::normalise_images(&mut px, data.test.side * data.test.side, data.mean, data.std);
                 px
             };
-            let f = [0, 1].map(|v| eval::features_of_pixels(&backbone, normalise(&views.views[v]), data.test.side, batch, &device));
+            let f = [0, 1].map(|v| features_of_pixels(&backbone, normalise(&views.views[v]), data.test.side, batch, &device));
             let dim = f[0].dim;
             let pairs = Features {
                 data: (0..n).flat_map(|i| f[0].data[i * dim..(i + 1) * dim].iter().chain(&f[1].data[i * dim..(i + 1) * dim]).copied()).collect(),
@@ -364,19 +327,21 @@ pub fn evaluate_run(store: &Store, id: i64, request: &Request, plugins: &Plugins
             for key in DescriptorKey::ALL {
                 let targets: Vec<f32> = (0..n).flat_map(|i| views.records[0][i].relative(&views.records[1][i], &[key])).collect();
                 let (kind, metric) = if key.is_binary() { (KeyKind::Binary, "accuracy") } else { (KeyKind::Regression, "r2") };
-                let Some(value) = probes::predictability(&pairs, &targets, key.dims(), kind, 0.25, cfg.seed, &device) else {
-                    println!("run {id}: predictability of `{}` skipped: the run's pipeline never changes it", key.name());
+                let Some(value) = predictability::predictability(&pairs, &targets, key.dims(), kind, 0.25, cfg.seed, &device) else {
+                    outcome.skipped.push(format!("predictability of `{}` skipped: the run's pipeline never changes it", key.name()));
                     continue;
                 };
-                let settings = serde_json::json!({
-                    "images": n, "views": "the run's augment pipeline", "input": "[f(x1), f(x2)] backbone features",
-                    "head": "linear, L-BFGS, L2 chosen on a fifth of the fitting rows", "held_out": 0.25
-                });
-                rows.push(row(which, "predictability", &data, key.name(), metric, if metric == "accuracy" { 100.0 * value } else { value }, settings));
+                let value = if metric == "accuracy" { 100.0 * value } else { value };
+                rows.push(row("predictability", key.name(), metric, value, json(predictability::Settings::new(n, 0.25))));
             }
         }
     }
-    Ok(rows)
+    outcome.evaluations = rows;
+    Ok(outcome)
+}
+
+fn json(settings: impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(settings).expect("evaluation settings serialise")
 }
 
 #[cfg(test)]

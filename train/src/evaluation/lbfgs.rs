@@ -1,11 +1,8 @@
-//! The probes of the AugSelf/CASSLE evaluation protocols, on frozen
-//! features, fitted with burn's L-BFGS (strong Wolfe line search):
-//! - [`lbfgs_probe`]: multinomial logistic regression whose L2 weight is
-//!   chosen on a validation split over a log-spaced grid, then refitted on
-//!   train + validation;
-//! - [`predictability`]: how well a linear head on the features of two views
-//!   predicts one key of their relative augmentation descriptor (R^2 for
-//!   regression keys, accuracy for binary ones).
+//! The L-BFGS transfer probe of the AugSelf/CASSLE papers: multinomial
+//! logistic regression on standardised frozen features, fitted with burn's
+//! L-BFGS (strong Wolfe line search), its L2 weight chosen on a validation
+//! split over a log-spaced grid, then refitted on train + validation. The
+//! fitting pieces are shared with [`super::predictability`].
 
 use augur_core::burn::nn::{Linear, LinearConfig};
 use augur_core::burn::optim::{GradientsParams, LBFGSConfig, LineSearchFn};
@@ -15,7 +12,9 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::eval::Features;
+use serde::Serialize;
+
+use super::Features;
 
 /// The L2 weights tried: 10^-6 .. 10^1, two per decade.
 pub fn l2_grid() -> Vec<f64> {
@@ -57,14 +56,14 @@ impl Standardizer {
 }
 
 /// What a linear head is fitted to.
-enum FitTarget<'a> {
+pub(crate) enum FitTarget<'a> {
     Classes(&'a [usize], usize),
     Values(&'a [f32], usize),
 }
 
 /// Fit `x -> target` with a linear layer: mean loss + `l2` x squared weights
 /// (not the bias), L-BFGS until the loss stops moving.
-fn fit_linear(x: &[f32], dim: usize, target: FitTarget, l2: f64, seed: u64, device: &Device) -> Linear {
+pub(crate) fn fit_linear(x: &[f32], dim: usize, target: FitTarget, l2: f64, seed: u64, device: &Device) -> Linear {
     let ad = device.clone().autodiff();
     ad.seed(seed);
     let n = x.len() / dim;
@@ -106,13 +105,13 @@ fn fit_linear(x: &[f32], dim: usize, target: FitTarget, l2: f64, seed: u64, devi
     layer.valid()
 }
 
-fn predict(layer: &Linear, x: &[f32], dim: usize, device: &Device) -> Vec<f32> {
+pub(crate) fn predict(layer: &Linear, x: &[f32], dim: usize, device: &Device) -> Vec<f32> {
     let n = x.len() / dim;
     let xs = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [n, dim]), device);
     layer.forward(xs).into_data().try_to_vec::<f32>().expect("f32 outputs")
 }
 
-fn accuracy(layer: &Linear, x: &[f32], dim: usize, labels: &[usize], classes: usize, device: &Device) -> f64 {
+pub(crate) fn accuracy(layer: &Linear, x: &[f32], dim: usize, labels: &[usize], classes: usize, device: &Device) -> f64 {
     let out = predict(layer, x, dim, device);
     let correct = out
         .chunks(classes)
@@ -175,72 +174,30 @@ pub fn lbfgs_probe(
     LbfgsResult { accuracy: accuracy(&layer, &test.data, d, &test_labels, classes, device), l2: best.1, validation: best.0 }
 }
 
-/// How a descriptor key is scored.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum KeyKind {
-    /// R^2 over all the key's dimensions: 1 - SSE / SST on held-out rows.
-    Regression,
-    /// Accuracy of predicting a 0/1 value.
-    Binary,
+/// How an L-BFGS figure was measured (stored with it).
+#[derive(Serialize)]
+pub struct Settings {
+    pub solver: &'static str,
+    pub l2_grid: &'static str,
+    pub validation: f64,
+    pub chosen_l2: f64,
+    pub validation_top1: f64,
+    pub refit: &'static str,
+    pub features: String,
 }
 
-/// Fit a linear head from `inputs` to `targets` (`[n, k]`) on the first
-/// rows, score it on the held-out `held_out` fraction (the last rows). The
-/// head's L2 weight is chosen on a fifth of the fitting rows (10^-4 .. 10^2):
-/// two views' features are twice as wide as the rows are many in a small
-/// evaluation, and an unregularised head would fit noise. `None` when the
-/// target is constant (an augmentation the pipeline never applies).
-pub fn predictability(inputs: &Features, targets: &[f32], k: usize, kind: KeyKind, held_out: f64, seed: u64, device: &Device) -> Option<f64> {
-    let n = inputs.len();
-    if targets.iter().all(|&t| t == targets[0]) {
-        return None;
-    }
-    let n_test = ((n as f64 * held_out).round() as usize).clamp(1, n - 1);
-    let n_fit = n - n_test;
-    let scaler = Standardizer::fit(&Features { data: inputs.data[..n_fit * inputs.dim].to_vec(), dim: inputs.dim });
-    let x = scaler.apply(inputs);
-    let d = x.dim;
-    let (x_fit, x_test) = x.data.split_at(n_fit * d);
-    let (t_fit, t_test) = targets.split_at(n_fit * k);
-    let n_val = (n_fit / 5).max(1);
-    let (x_inner, x_val) = x_fit.split_at((n_fit - n_val) * d);
-    let (t_inner, t_val) = t_fit.split_at((n_fit - n_val) * k);
-    let grid: Vec<f64> = (0..7).map(|i| 10f64.powi(i - 4)).collect();
-    let labels = |t: &[f32]| -> Vec<usize> { t.iter().map(|&v| usize::from(v > 0.5)).collect() };
-    let score = |x_a: &[f32], t_a: &[f32], x_b: &[f32], t_b: &[f32], l2: f64| -> f64 {
-        match kind {
-            KeyKind::Regression => {
-                let layer = fit_linear(x_a, d, FitTarget::Values(t_a, k), l2, seed, device);
-                r_squared(&predict(&layer, x_b, d, device), t_b, k)
-            }
-            KeyKind::Binary => {
-                let layer = fit_linear(x_a, d, FitTarget::Classes(&labels(t_a), 2), l2, seed, device);
-                accuracy(&layer, x_b, d, &labels(t_b), 2, device)
-            }
-        }
-    };
-    let best = grid
-        .iter()
-        .map(|&l2| (score(x_inner, t_inner, x_val, t_val, l2), l2))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, l2)| l2)
-        .unwrap_or(1.0);
-    Some(score(x_fit, t_fit, x_test, t_test, best))
-}
-
-/// 1 - SSE / SST over all `k` columns of the targets.
-fn r_squared(pred: &[f32], targets: &[f32], k: usize) -> f64 {
-    let mut sse = 0f64;
-    let mut sst = 0f64;
-    for j in 0..k {
-        let col: Vec<f64> = targets.iter().skip(j).step_by(k).map(|&v| v as f64).collect();
-        let mean = col.iter().sum::<f64>() / col.len() as f64;
-        for (i, y) in col.iter().enumerate() {
-            sse += (y - pred[i * k + j] as f64).powi(2);
-            sst += (y - mean).powi(2);
+impl Settings {
+    pub fn new(result: &LbfgsResult, validation: f64, features: &str) -> Self {
+        Settings {
+            solver: "lbfgs (strong Wolfe)",
+            l2_grid: "10^-6..10^1, 2 per decade",
+            validation,
+            chosen_l2: result.l2,
+            validation_top1: 100.0 * result.validation,
+            refit: "train + validation",
+            features: format!("{features}, standardised"),
         }
     }
-    if sst <= 1e-12 { 0.0 } else { 1.0 - sse / sst }
 }
 
 #[cfg(test)]
@@ -273,27 +230,5 @@ mod tests {
         let noise: Vec<u16> = (0..120).map(|i| ((i * 37 / 7) % 3) as u16).collect();
         let r = lbfgs_probe(&f, &noise, &f, &noise, 3, 0.2, 0, &Device::flex());
         assert!(r.validation < 0.8, "{r:?}");
-    }
-
-    #[test]
-    fn a_descriptor_the_features_contain_is_predictable() {
-        let _exclusive = crate::seeded_device_lock();
-        // Features hold the target verbatim (plus unrelated dimensions): R^2 ~ 1.
-        let n = 200;
-        let target: Vec<f32> = (0..n).flat_map(|i| [((i * 13) % 17) as f32 / 17.0, ((i * 7) % 11) as f32 / 11.0]).collect();
-        let rows: Vec<Vec<f32>> = (0..n).map(|i| vec![target[2 * i], ((i * 31) % 5) as f32, target[2 * i + 1], 1.0]).collect();
-        let r2 = predictability(&features(rows.clone()), &target, 2, KeyKind::Regression, 0.25, 0, &Device::flex()).unwrap();
-        assert!(r2 > 0.99, "R^2 {r2}");
-        // A target the features do not hold: R^2 near zero or below.
-        let unrelated: Vec<f32> = (0..n).map(|i| ((i * 7919) % 101) as f32 / 101.0).collect();
-        let r2 = predictability(&features(rows.clone()), &unrelated, 1, KeyKind::Regression, 0.25, 0, &Device::flex()).unwrap();
-        assert!(r2 < 0.3, "R^2 {r2}");
-        // A binary key held in the features: accuracy 1.
-        let bits: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
-        let rows: Vec<Vec<f32>> = (0..n).map(|i| vec![bits[i] * 2.0 - 1.0, ((i * 31) % 5) as f32]).collect();
-        let acc = predictability(&features(rows.clone()), &bits, 1, KeyKind::Binary, 0.25, 0, &Device::flex()).unwrap();
-        assert_eq!(acc, 1.0);
-        // A constant target (an augmentation never applied) has no score.
-        assert!(predictability(&features(rows), &vec![0.0; n], 1, KeyKind::Binary, 0.25, 0, &Device::flex()).is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! Pretraining one run: views made on a worker thread while the device
 //! computes, one backward pass per step, the backbone and the method each
-//! stepping their own parameters, metrics streamed to the store, checkpoints,
+//! stepping their own parameters, metrics streamed to the recorder, checkpoints,
 //! then the evaluations (and the random-initialisation reference), all
 //! reported to a [`Recorder`]: the store for `augur run`, memory for a
 //! library user or a test.
@@ -32,11 +32,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::RunConfig;
 use crate::data::{Dataset, normalise_images};
-use crate::eval;
+use crate::evaluation::{self, online::OnlineProbe};
 use crate::plugins::{Plugins, panic_message};
-use crate::online::OnlineProbe;
-use crate::recorder::Recorder;
-use crate::store::{EvalRow, MetricPoint, Store};
+use crate::recorder::{Evaluation, MetricPoint, Recorder};
 
 /// The execution device of a config (non-autodiff; training adds autodiff).
 pub fn device_of(cfg: &RunConfig) -> Result<Device> {
@@ -321,6 +319,14 @@ pub struct RunEnv<'a> {
     pub stop: &'a AtomicBool,
 }
 
+impl<'a> RunEnv<'a> {
+    /// No progress bar and no stop signal: a run from a user's program or a test.
+    pub fn quiet(recorder: &'a dyn Recorder, plugins: &'a Plugins) -> Self {
+        static NEVER: AtomicBool = AtomicBool::new(false);
+        RunEnv { recorder, plugins, progress: ProgressBar::hidden(), stop: &NEVER }
+    }
+}
+
 /// The error a run ends with when [`RunEnv::stop`] was raised.
 #[derive(Debug, thiserror::Error)]
 #[error("stopped at step {0}")]
@@ -344,7 +350,7 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
             Some(rows) => rows,
             None => {
                 env.progress.set_message("evaluating the random initialisation");
-                eval::evaluate(&backbone, data, &cfg.eval, "random_init", cfg.seed, &device)?
+                evaluation::evaluate(&backbone, data, &cfg.eval, "random_init", cfg.seed, &device)?
             }
         };
         env.recorder.replace_evaluations("random_init", &rows)?;
@@ -382,19 +388,10 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
     }
 
     env.progress.set_message("evaluating");
-    let mut rows = eval::evaluate(backbone.module(), data, &cfg.eval, "final", cfg.seed, &device)?;
+    let mut rows = evaluation::evaluate(backbone.module(), data, &cfg.eval, "final", cfg.seed, &device)?;
     if let Some(p) = &probe {
         for (task, value) in p.accuracy(backbone.module(), data, cfg.eval.batch_size, &device) {
-            rows.push(EvalRow {
-                checkpoint: "final".into(),
-                protocol: "online_linear".into(),
-                dataset: data.name.clone(),
-                task,
-                metric: "top1".into(),
-                value,
-                settings: serde_json::json!({"lr": cfg.eval.online_lr, "schedule": "the pretraining schedule", "optimizer": "sgd, momentum 0.9",
-                    "features": "first view's backbone features, detached", "reported": "each epoch as metric online_linear/<task>"}),
-            });
+            rows.push(Evaluation::new("final", "online_linear", &data.name, &task, "top1", value, evaluation::online::Settings::new(cfg.eval.online_lr)));
         }
     }
     env.recorder.replace_evaluations("final", &rows)?;
@@ -406,43 +403,6 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
 /// The method, augmentations and schedule play no part.
 pub fn random_init_identity(cfg: &RunConfig) -> serde_json::Value {
     serde_json::json!({"seed": cfg.seed, "device": cfg.device, "model": cfg.model, "data": cfg.data, "eval": cfg.eval})
-}
-
-/// The random-initialisation rows of another run in the store with the same
-/// [`random_init_identity`] (a sweep over methods evaluates one random
-/// backbone, not one per run). The rows are that run's values to the digit
-/// (the evaluation is deterministic in these inputs); their settings say
-/// which run computed them.
-pub fn random_init_of_twin(store: &Store, run_id: i64, cfg: &RunConfig) -> Result<Option<Vec<EvalRow>>> {
-    let identity = random_init_identity(cfg);
-    let mut twins: Vec<i64> = store
-        .configs(None)?
-        .into_iter()
-        .filter(|(id, config)| {
-            *id != run_id
-                && serde_json::from_value::<RunConfig>(config.clone()).is_ok_and(|c| random_init_identity(&c) == identity)
-        })
-        .map(|(id, _)| id)
-        .collect();
-    twins.sort_unstable();
-    for twin in twins {
-        let rows: Vec<EvalRow> = store.evaluations(twin)?.into_iter().filter(|r| r.checkpoint == "random_init").collect();
-        if rows.is_empty() {
-            continue;
-        }
-        return Ok(Some(
-            rows.into_iter()
-                .map(|mut r| {
-                    let source = r.settings.get("computed_by_run").cloned().unwrap_or(twin.into());
-                    if let Some(settings) = r.settings.as_object_mut() {
-                        settings.insert("computed_by_run".into(), source);
-                    }
-                    r
-                })
-                .collect(),
-        ));
-    }
-    Ok(None)
 }
 
 /// What a training step updates: the backbone, the method, the online probe.

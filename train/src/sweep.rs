@@ -41,19 +41,6 @@ pub struct PlannedRun {
 }
 
 impl PlannedRun {
-    /// The run as the store queues it.
-    pub fn to_new_run(&self) -> crate::store::NewRun {
-        crate::store::NewRun {
-            name: self.name.clone(),
-            method: self.config.method.name.clone(),
-            seed: self.config.seed,
-            config: self.config.canonical_json(),
-            config_hash: self.config.hash(),
-            group_hash: self.config.group_hash(),
-            overrides: self.overrides.clone(),
-        }
-    }
-
     /// The run's value at a dotted key (`method.temperature`, `seed`), as
     /// resolved: what the sweep set, else the base's, else the default.
     pub fn value_of(&self, key: &str) -> Option<serde_json::Value> {

@@ -15,7 +15,29 @@ use augur_core::losses::cross_entropy;
 use augur_core::optim::OptimizerSpec;
 
 use crate::data::Dataset;
-use crate::eval;
+use super::extract;
+
+/// How the online probe's figure was measured (stored with it).
+#[derive(serde::Serialize)]
+pub struct Settings {
+    pub lr: f64,
+    pub schedule: &'static str,
+    pub optimizer: &'static str,
+    pub features: &'static str,
+    pub reported: &'static str,
+}
+
+impl Settings {
+    pub fn new(lr: f64) -> Self {
+        Settings {
+            lr,
+            schedule: "the pretraining schedule",
+            optimizer: "sgd, momentum 0.9",
+            features: "first view's backbone features, detached",
+            reported: "each epoch as metric online_linear/<task>",
+        }
+    }
+}
 
 pub struct OnlineProbe {
     heads: Vec<(String, Trainable<Linear>)>,
@@ -45,7 +67,7 @@ impl OnlineProbe {
 
     /// Top-1 accuracy (%) of every head on the test split, features in eval mode.
     pub fn accuracy(&self, backbone: &ResNet, data: &Dataset, batch: usize, device: &Device) -> Vec<(String, f64)> {
-        let features = eval::extract(backbone, data, &data.test, batch, device);
+        let features = extract(backbone, data, &data.test, batch, device);
         let x = Tensor::<2>::from_data(TensorData::new(features.data.clone(), [features.len(), features.dim]), device);
         self.heads
             .iter()

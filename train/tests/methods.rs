@@ -6,9 +6,9 @@ mod common;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use augur::sweep::SweepFile;
-use augur::plugins::Plugins;
-use augur::train::{self, PreparedBatch};
+use augur_train::plugins::Plugins;
+use augur_train::pretrain::{self as train, PreparedBatch};
+use augur_train::sweep::SweepFile;
 use augur_core::augment::{ImageRef, Pipeline};
 use augur_core::blocks::Trainable;
 use augur_core::burn::prelude::*;
@@ -38,7 +38,7 @@ fn losses(plugins: &Plugins, method: &str, options: &str, steps: usize) -> Vec<f
     device.seed(1);
     let mut backbone = Trainable::new(cfg.model.init(&device), &cfg.optimizer);
     let mut m = train::build_method(cfg, plugins, &device).unwrap_or_else(|e| panic!("{method}: {e}"));
-    let (split, _) = augur::data::synthetic(32, 16, 3);
+    let (split, _) = augur_train::data::synthetic(32, 16, 3);
     let images: Vec<ImageRef> = (0..32).map(|i| split.image(i)).collect();
     let pipeline = Pipeline::from_config(&cfg.augment, 16).unwrap();
     let fixed = PreparedBatch::make(&pipeline, &images, 0, 0, [0.4; 3], [0.25; 3]);
@@ -218,7 +218,7 @@ fn amortised_invariance_trains_one_setting_per_step() {
     device.seed(1);
     let mut backbone = Trainable::new(cfg.model.init(&device), &cfg.optimizer);
     let mut m = train::build_method(cfg, &plugins, &device).unwrap();
-    let (split, _) = augur::data::synthetic(32, 16, 3);
+    let (split, _) = augur_train::data::synthetic(32, 16, 3);
     let images: Vec<ImageRef> = (0..32).map(|i| split.image(i)).collect();
     let pipeline = Pipeline::from_config(&cfg.augment, 16).unwrap();
     let settings = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];

@@ -1,15 +1,56 @@
-//! Where a run's results go. [`train::execute`](crate::train::execute) talks
-//! to a [`Recorder`], not to the store: `augur run` records into the store
-//! ([`StoreRecorder`]), a library user or a test into memory
-//! ([`MemoryRecorder`]), with no database and no CLI.
+//! Where a run's results go. [`execute`](crate::pretrain::execute) talks to
+//! a [`Recorder`], never to a database: `augur run` records into the store
+//! (the runner's `StoreRecorder`), a library user or a test into memory
+//! ([`MemoryRecorder`]). What is recorded: [`MetricPoint`]s while training,
+//! checkpoints, and [`Evaluation`]s.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::Result;
 
+use serde::Serialize;
+
 use crate::config::RunConfig;
-use crate::store::{EvalRow, MetricPoint, Store};
+
+/// One value of a metric series (`loss`, `lr`, `loss/<term>`, `online_linear/<task>`, ...).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricPoint {
+    pub key: String,
+    pub step: i64,
+    pub value: f64,
+}
+
+/// One figure of an evaluation protocol on one checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// `random_init` or `final`.
+    pub checkpoint: String,
+    /// The protocol's name (`knn`, `linear`, `lbfgs-projector`, ...).
+    pub protocol: String,
+    pub dataset: String,
+    /// The label set (or, for sensitivity and predictability, the augmentation).
+    pub task: String,
+    pub metric: String,
+    pub value: f64,
+    /// How it was measured: the protocol's `Settings`, as JSON.
+    pub settings: serde_json::Value,
+}
+
+impl Evaluation {
+    /// A figure measured with `settings` (each protocol's `Settings` type).
+    pub fn new(checkpoint: &str, protocol: &str, dataset: &str, task: &str, metric: &str, value: f64, settings: impl Serialize) -> Self {
+        Evaluation {
+            checkpoint: checkpoint.into(),
+            protocol: protocol.into(),
+            dataset: dataset.into(),
+            task: task.into(),
+            metric: metric.into(),
+            value,
+            settings: serde_json::to_value(settings).expect("evaluation settings serialise"),
+        }
+    }
+}
 
 /// What a run reports while it trains and evaluates, and the state it
 /// resumes from.
@@ -28,53 +69,16 @@ pub trait Recorder: Sync {
     /// A checkpoint was written to `dir`.
     fn add_checkpoint(&self, step: usize, dir: &Path) -> Result<()>;
     /// Replace the evaluations of one checkpoint (`random_init`, `final`).
-    fn replace_evaluations(&self, checkpoint: &str, rows: &[EvalRow]) -> Result<()>;
+    fn replace_evaluations(&self, checkpoint: &str, rows: &[Evaluation]) -> Result<()>;
     /// The random-initialisation rows an identical backbone already has
-    /// (see `train::random_init_identity`); `None` means evaluate it.
-    fn random_init_of_twin(&self, _cfg: &RunConfig) -> Result<Option<Vec<EvalRow>>> {
+    /// (see [`random_init_identity`](crate::pretrain::random_init_identity)); `None` means evaluate it.
+    fn random_init_of_twin(&self, _cfg: &RunConfig) -> Result<Option<Vec<Evaluation>>> {
         Ok(None)
     }
 }
 
-/// A run in the store.
-pub struct StoreRecorder<'a> {
-    pub store: &'a Store,
-    pub run_id: i64,
-}
-
-impl Recorder for StoreRecorder<'_> {
-    fn set_total_steps(&self, total: usize) -> Result<()> {
-        self.store.set_total_steps(self.run_id, total)
-    }
-    fn latest_checkpoint(&self) -> Result<Option<(usize, PathBuf)>> {
-        self.store.latest_checkpoint(self.run_id)
-    }
-    fn mark_resumed(&self, step: usize) -> Result<()> {
-        self.store.mark_resumed(self.run_id, step)
-    }
-    fn truncate_metrics(&self, from_step: usize) -> Result<()> {
-        self.store.truncate_metrics(self.run_id, from_step)
-    }
-    fn log_metrics(&self, points: &[MetricPoint]) -> Result<()> {
-        self.store.log_metrics(self.run_id, points)
-    }
-    fn checkpoint_dir(&self, step: usize) -> PathBuf {
-        self.store.checkpoint_dir(self.run_id).join(format!("step-{step}"))
-    }
-    fn add_checkpoint(&self, step: usize, dir: &Path) -> Result<()> {
-        self.store.add_checkpoint(self.run_id, step, dir)
-    }
-    fn replace_evaluations(&self, checkpoint: &str, rows: &[EvalRow]) -> Result<()> {
-        self.store.clear_evaluations(self.run_id, checkpoint)?;
-        self.store.add_evaluations(self.run_id, rows)
-    }
-    fn random_init_of_twin(&self, cfg: &RunConfig) -> Result<Option<Vec<EvalRow>>> {
-        crate::train::random_init_of_twin(self.store, self.run_id, cfg)
-    }
-}
-
 /// A run kept in memory: metrics, checkpoints (written under `dir`) and
-/// evaluations, readable after [`train::execute`](crate::train::execute)
+/// evaluations, readable after [`execute`](crate::pretrain::execute)
 /// returns. A later `execute` with the same recorder resumes from its last
 /// checkpoint, as a run in the store does.
 #[derive(Default)]
@@ -89,7 +93,7 @@ pub struct Recorded {
     pub total_steps: Option<usize>,
     pub metrics: Vec<MetricPoint>,
     pub checkpoints: Vec<(usize, PathBuf)>,
-    pub evaluations: Vec<EvalRow>,
+    pub evaluations: Vec<Evaluation>,
     /// Steps the run resumed from, in order.
     pub resumed_from: Vec<usize>,
 }
@@ -143,7 +147,7 @@ impl Recorder for MemoryRecorder {
         self.lock().checkpoints.push((step, dir.to_path_buf()));
         Ok(())
     }
-    fn replace_evaluations(&self, checkpoint: &str, rows: &[EvalRow]) -> Result<()> {
+    fn replace_evaluations(&self, checkpoint: &str, rows: &[Evaluation]) -> Result<()> {
         let mut state = self.lock();
         state.evaluations.retain(|r| r.checkpoint != checkpoint);
         state.evaluations.extend_from_slice(rows);

@@ -21,7 +21,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::{Dataset, Split};
-use crate::eval::normalized_pixels;
+use super::normalized_pixels;
 
 /// How the learned invariance vector is parametrised.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -60,6 +60,20 @@ impl InvarianceReadout {
     pub fn forward(&self, backbone: &ResNet, x: Tensor<4>) -> Tensor<2> {
         self.head.forward(backbone.forward_with(x, Some(self.invariance())))
     }
+}
+
+/// How an invariance figure was measured, and the vector it learned.
+#[derive(serde::Serialize)]
+pub struct Settings {
+    pub learned_invariance: Vec<f32>,
+    pub groups: &'static [&'static str],
+    pub init: f64,
+    pub vector: VectorParam,
+    pub optimizer: &'static str,
+    pub lr: f64,
+    pub epochs: usize,
+    pub train_images: usize,
+    pub test_images: usize,
 }
 
 /// What the protocol found for one task.

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 pub struct RunConfig {
     #[serde(default)]
     pub seed: u64,
-    /// `flex` (default, pure-Rust CPU), `tch-cpu`, `cuda:N` or `auto` (runner/src/devices.rs).
+    /// `flex` (default, pure-Rust CPU), `tch-cpu`, `cuda:N` or `auto` (train/src/devices.rs).
     #[serde(default = "default_device")]
     pub device: String,
     pub data: DataConfig,

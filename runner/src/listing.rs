@@ -1,0 +1,155 @@
+//! `augur runs`: the runs of a store with their status, the keys their
+//! sweep varied and their evaluations, as a table, JSON or CSV.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+use augur_store::{EvalRow, RunRow, Store};
+use augur_train::sweep::compact;
+
+use crate::cli::Format;
+
+/// Column name of an evaluation: `protocol/task` (`@init` for the reference row).
+fn eval_column(e: &EvalRow) -> String {
+    let suffix = if e.checkpoint == "final" { String::new() } else { format!("@{}", e.checkpoint.replace("random_init", "init")) };
+    format!("{}/{}{}", e.protocol, e.task, suffix)
+}
+
+struct Listing {
+    runs: Vec<(RunRow, Vec<EvalRow>)>,
+    varying: Vec<String>,
+    eval_columns: Vec<String>,
+}
+
+fn listing(store: &Store, sweep_id: Option<i64>) -> Result<Listing> {
+    let mut runs = Vec::new();
+    for r in store.runs(sweep_id)? {
+        let evals = store.evaluations(r.id)?;
+        runs.push((r, evals));
+    }
+    // Keys whose value differs between runs.
+    let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (r, _) in &runs {
+        if let Some(o) = r.overrides.as_object() {
+            for (k, v) in o {
+                values.entry(k.clone()).or_default().insert(v.to_string());
+            }
+        }
+    }
+    let varying = values.into_iter().filter(|(_, v)| v.len() > 1).map(|(k, _)| k).collect();
+    let mut eval_columns: Vec<String> = Vec::new();
+    for (_, evals) in &runs {
+        for e in evals {
+            let c = eval_column(e);
+            if !eval_columns.contains(&c) {
+                eval_columns.push(c);
+            }
+        }
+    }
+    eval_columns.sort_by_key(|c| (c.contains('@'), c.clone()));
+    Ok(Listing {
+        runs,
+        varying,
+        eval_columns,
+    })
+}
+
+fn cell(evals: &[EvalRow], column: &str) -> Option<f64> {
+    evals.iter().find(|e| eval_column(e) == column).map(|e| e.value)
+}
+
+pub fn list_runs(store_path: &str, format: Format) -> Result<()> {
+    let store = Store::open_read_only(store_path)?;
+    match format {
+        Format::Table => print_table(&store, None),
+        Format::Json => {
+            let l = listing(&store, None)?;
+            let rows: Vec<serde_json::Value> = l
+                .runs
+                .iter()
+                .map(|(r, evals)| {
+                    let mut v = serde_json::to_value(r).expect("serialisable");
+                    v["evaluations"] = serde_json::to_value(evals).expect("serialisable");
+                    v
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+            Ok(())
+        }
+        Format::Csv => {
+            let l = listing(&store, None)?;
+            let mut header = vec!["id".to_string(), "sweep".into(), "method".into(), "status".into()];
+            header.extend(l.varying.iter().cloned());
+            header.extend(l.eval_columns.iter().cloned());
+            println!("{}", header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(","));
+            for (r, evals) in &l.runs {
+                let mut row = vec![r.id.to_string(), r.sweep.clone(), r.method.clone(), r.status.clone()];
+                row.extend(l.varying.iter().map(|k| r.overrides.get(k).map(compact).unwrap_or_default()));
+                row.extend(l.eval_columns.iter().map(|c| cell(evals, c).map(|v| v.to_string()).unwrap_or_default()));
+                println!("{}", row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An evaluation as the table shows it: accuracies in % with one decimal,
+/// cosine differences with three.
+fn shown(column: &str, v: f64) -> String {
+    if column.starts_with("sensitivity") {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn print_table(store: &Store, sweep_id: Option<i64>) -> Result<()> {
+    let l = listing(store, sweep_id)?;
+    let mut header = vec!["id".to_string(), "sweep".into(), "method".into(), "status".into()];
+    header.extend(l.varying.iter().cloned());
+    header.extend(l.eval_columns.iter().cloned());
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (r, evals) in &l.runs {
+        let mut row = vec![r.id.to_string(), r.sweep.clone(), r.method.clone(), r.status.clone()];
+        row.extend(l.varying.iter().map(|k| r.overrides.get(k).map(compact).unwrap_or_default()));
+        row.extend(l.eval_columns.iter().map(|c| cell(evals, c).map(|v| shown(c, v)).unwrap_or_else(|| "-".into())));
+        rows.push(row);
+    }
+    print_columns(&header, &rows);
+    for (r, _) in &l.runs {
+        if let Some(e) = &r.error {
+            println!("run {} failed: {}", r.id, e.replace('\n', " "));
+        }
+    }
+    Ok(())
+}
+
+/// Print a left-aligned table.
+pub fn print_columns(header: &[String], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(header));
+    for r in rows {
+        println!("{}", line(r));
+    }
+}
+
