@@ -27,18 +27,14 @@ pub struct AwareContext {
     pub seed: u64,
     pub device: Device,
     pub optimizer: OptimizerSpec,
-    /// The component's own table (`[method.<name>]`), `{}` if absent.
+    /// The component's own table (`[method.<name>]`) as the host resolved it.
     pub options: serde_json::Value,
-    /// Filled by [`AwareContext::options`]: the options with every default.
-    pub resolved: crate::method::ResolvedOptions,
 }
 
 impl AwareContext {
-    /// Parse the component's options (see [`crate::method::MethodContext::options`]).
-    pub fn options<T: serde::de::DeserializeOwned + serde::Serialize>(&self, name: &str) -> Result<T, String> {
-        let parsed: T = serde_json::from_value(self.options.clone()).map_err(|e| format!("[method.{name}] {e}"))?;
-        self.resolved.set(&parsed);
-        Ok(parsed)
+    /// The component's options (see [`crate::method::MethodContext::options`]).
+    pub fn options<T: crate::options::Options>(&self) -> Result<T, String> {
+        T::parse(&self.options).map_err(|e| e.to_string())
     }
 }
 

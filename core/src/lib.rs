@@ -34,5 +34,6 @@ pub mod losses;
 pub mod method;
 pub mod norm;
 pub mod optim;
+pub mod options;
 pub mod plugin;
 pub mod record;

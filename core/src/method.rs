@@ -16,14 +16,13 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::Gradients;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::aware::Awareness;
 use crate::backbone::ResNet;
 use crate::backbone::BackboneConfig;
 use crate::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
 use crate::optim::OptimizerSpec;
+use crate::options::Options;
 use crate::record::{AugmentationRecord, DescriptorSchema};
 
 /// Two augmented views of the same images, with the record of every view.
@@ -149,10 +148,9 @@ pub struct MethodContext {
     pub optimizer: OptimizerSpec,
     /// The augmentation keys the run records and conditions on.
     pub schema: DescriptorSchema,
-    /// The run's `[method]` table without its `name`.
+    /// The run's `[method]` table without its `name`, `aware` and the
+    /// components' tables, as the host resolved it (every default filled in).
     pub options: serde_json::Value,
-    /// Filled by [`MethodContext::options`]: the options with every default.
-    pub resolved: ResolvedOptions,
 }
 
 impl MethodContext {
@@ -168,36 +166,14 @@ impl MethodContext {
             optimizer,
             schema: DescriptorSchema::full(),
             options,
-            resolved: Default::default(),
         }
     }
 
-    /// Parse the method's options into its config type. Use
-    /// `#[serde(deny_unknown_fields, default)]` on it so that typos are
-    /// errors and unset options take their defaults. The parsed options,
-    /// defaults included, become part of the run's canonical config (so a
-    /// run that spells out a default is the same run as one that does not).
-    pub fn options<T: DeserializeOwned + Serialize>(&self) -> Result<T, String> {
-        let parsed: T = serde_json::from_value(self.options.clone()).map_err(|e| format!("[method] {e}"))?;
-        self.resolved.set(&parsed);
-        Ok(parsed)
-    }
-}
-
-/// A component's options as parsed, defaults filled in; shared with the
-/// runner, which records them in the run's canonical config.
-#[derive(Clone, Debug, Default)]
-pub struct ResolvedOptions(std::sync::Arc<std::sync::Mutex<Option<serde_json::Value>>>);
-
-impl ResolvedOptions {
-    pub fn set<T: Serialize>(&self, options: &T) {
-        if let Ok(value) = serde_json::to_value(options) {
-            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
-        }
-    }
-
-    pub fn get(&self) -> Option<serde_json::Value> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The method's options (its [`options!`](crate::options!) type).
+    /// The host resolved and checked the table before building, so this
+    /// only fails for a factory asking for another type than it registered.
+    pub fn options<T: Options>(&self) -> Result<T, String> {
+        T::parse(&self.options).map_err(|e| e.to_string())
     }
 }
 

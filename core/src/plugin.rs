@@ -9,6 +9,7 @@
 
 use crate::aware::AwarenessFactory;
 use crate::method::MethodFactory;
+use crate::options::{Options, OptionsSpec};
 
 /// This build's fingerprint: augur-core version, rustc version, burn version
 /// and features, profile. A plugin embeds the value it was compiled against.
@@ -52,8 +53,8 @@ pub enum Factory {
 pub struct Component {
     pub name: String,
     pub summary: String,
-    /// The options it takes, one `name: meaning (default)` line each.
-    pub options: Vec<String>,
+    /// Its options table: resolving it, listing it.
+    pub options: OptionsSpec,
     pub factory: Factory,
 }
 
@@ -73,24 +74,21 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Register a method under `name` (what `method.name` selects in a sweep).
-    pub fn method(&mut self, name: &str, summary: &str, options: &[&str], factory: MethodFactory) {
-        self.push(name, summary, options, Factory::Method(factory));
+    /// Register a method under `name` (what `method.name` selects in a
+    /// sweep) whose `[method]` table is `O` (declared with
+    /// [`options!`](crate::options!)).
+    pub fn method<O: Options>(&mut self, name: &str, summary: &str, factory: MethodFactory) {
+        self.push(name, summary, OptionsSpec::of::<O>(), Factory::Method(factory));
     }
 
     /// Register an augmentation-aware component under `name` (what
-    /// `method.aware` lists in a sweep).
-    pub fn awareness(&mut self, name: &str, summary: &str, options: &[&str], factory: AwarenessFactory) {
-        self.push(name, summary, options, Factory::Awareness(factory));
+    /// `method.aware` lists in a sweep) whose `[method.<name>]` table is `O`.
+    pub fn awareness<O: Options>(&mut self, name: &str, summary: &str, factory: AwarenessFactory) {
+        self.push(name, summary, OptionsSpec::of::<O>(), Factory::Awareness(factory));
     }
 
-    fn push(&mut self, name: &str, summary: &str, options: &[&str], factory: Factory) {
-        self.components.push(Component {
-            name: name.to_string(),
-            summary: summary.to_string(),
-            options: options.iter().map(|s| s.to_string()).collect(),
-            factory,
-        });
+    fn push(&mut self, name: &str, summary: &str, options: OptionsSpec, factory: Factory) {
+        self.components.push(Component { name: name.to_string(), summary: summary.to_string(), options, factory });
     }
 
     pub fn find(&self, kind: ComponentKind, name: &str) -> Option<&Component> {

@@ -79,8 +79,8 @@ pub fn list_plugins(dir: &Path) -> Result<()> {
         println!("  fingerprint: {}", p.fingerprint);
         for c in &p.components {
             println!("  {} {}: {}", c.kind().name(), c.name, c.summary);
-            for o in &c.options {
-                println!("      {o}");
+            for o in (c.options.describe)() {
+                println!("      {} = {}: {}", o.key, o.default, o.doc);
             }
         }
     }

@@ -11,25 +11,23 @@ use augur_core::blocks::MlpConfig;
 use augur_core::burn::prelude::*;
 use augur_core::losses::l2_normalize;
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
+use augur_core::options::check;
 use augur_core::plugin::Registry;
-use serde::{Deserialize, Serialize};
 
-/// The `[method]` options of `{name}`; unknown keys are errors.
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct Options {
-    proj_hidden: usize,
-    proj_out: usize,
-    /// Exponent of the alignment distance.
-    alpha: f64,
-    /// Scale of the uniformity kernel.
-    t: f64,
-    uniformity_weight: f64,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { proj_hidden: 512, proj_out: 128, alpha: 2.0, t: 2.0, uniformity_weight: 1.0 }
+augur_core::options! {
+    /// The `[method]` options of `{name}`: each written once, with its doc
+    /// (what `augur plugins` prints), default and check; unknown keys are errors.
+    struct Options {
+        /// Projector hidden width.
+        proj_hidden: usize = 512 => check::nonzero,
+        /// Projection dimension.
+        proj_out: usize = 128 => check::nonzero,
+        /// Exponent of the alignment distance.
+        alpha: f64 = 2.0 => check::positive,
+        /// Scale of the uniformity kernel.
+        t: f64 = 2.0 => check::positive,
+        /// Weight of the uniformity term.
+        uniformity_weight: f64 = 1.0 => check::non_negative,
     }
 }
 
@@ -63,9 +61,6 @@ impl Objective for AlignUniform {
 
 fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let o: Options = ctx.options()?;
-    if o.proj_hidden == 0 || o.proj_out == 0 || !(o.alpha > 0.0) || !(o.t > 0.0) {
-        return Err("[method] proj_hidden, proj_out, alpha and t must be positive".into());
-    }
     // `ctx.projector_input` counts what augmentation-aware components add.
     let projector = MlpConfig::new(&[ctx.projector_input, o.proj_hidden, o.proj_out]);
     let objective = AlignUniform { alpha: o.alpha, t: o.t, uniformity_weight: o.uniformity_weight };
@@ -73,18 +68,7 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 }
 
 fn register(registry: &mut Registry) {
-    registry.method(
-        "{name}",
-        "alignment + uniformity on a two-layer projector (scaffold: edit me)",
-        &[
-            "proj_hidden: projector hidden width (512)",
-            "proj_out: projection dimension (128)",
-            "alpha: exponent of the alignment distance (2)",
-            "t: scale of the uniformity kernel (2)",
-            "uniformity_weight: weight of the uniformity term (1)",
-        ],
-        build,
-    );
+    registry.method::<Options>("{name}", "alignment + uniformity on a two-layer projector (scaffold: edit me)", build);
 }
 
 augur_core::export_plugin!(register);

@@ -7,11 +7,10 @@ use std::collections::BTreeSet;
 
 use anyhow::{Result, anyhow};
 use augur_core::burn::tensor::Device;
-use augur_core::plugin::ComponentKind;
 
 use crate::data::Dataset;
 use crate::plugins::Plugins;
-use crate::pretrain;
+use crate::pretrain::{self, MethodOptionError};
 use crate::sweep::SweepFile;
 
 /// Every method must exist and accept its options, and every dataset must
@@ -30,33 +29,12 @@ pub fn resolve_methods(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
     let source = sweep.source.clone();
     let at = |key: &str| format!("{}:{}", file.display(), crate::sweep::line_of_key_in(&source, key));
     for run in &mut sweep.runs {
-        plugins
-            .find(ComponentKind::Method, &run.config.method.name)
-            .map_err(|e| anyhow!("{}: [method] {e}", at("method.name")))?;
         // Options resolve the same on every device: check them on the CPU, so
         // a sweep for a GPU machine can be submitted from any machine.
         let device = Device::flex();
         let (_, resolved) = pretrain::build_method_resolved(&run.config, plugins, &device).map_err(|e| {
-            let text = e.to_string();
-            // `[method.cassle] ...` errors point into that table; `[method] ...` ones at the key.
-            let (table, rest) = match text.split_once("[method") {
-                Some((_, rest)) => match rest.split_once(']') {
-                    Some((sub, rest)) => (format!("method{sub}"), rest.to_string()),
-                    None => ("method".to_string(), text.clone()),
-                },
-                None => ("method".to_string(), text.clone()),
-            };
-            // "name = `value` ..." names its key first; serde names it in backquotes.
-            let mut words = rest.split_whitespace();
-            let assigned = match (words.next(), words.next()) {
-                (Some(k), Some("=")) => Some(k.to_string()),
-                _ => None,
-            };
-            let key = match assigned.or_else(|| first_backquoted(&rest)) {
-                Some(k) => format!("{table}.{k}"),
-                None => table,
-            };
-            anyhow!("{}: {e}", at(&key))
+            let key = e.downcast_ref::<MethodOptionError>().map_or("method.name", |o| o.key.as_str());
+            anyhow!("{}: {e:#}", at(key))
         })?;
         run.config.method.options = resolved;
     }
@@ -74,10 +52,4 @@ pub fn check_data(sweep: &SweepFile) -> Result<()> {
         Dataset::load(dc).map_err(|e| anyhow!("{}: [data] {e:#}", at(key)))?;
     }
     Ok(())
-}
-
-fn first_backquoted(s: &str) -> Option<String> {
-    let start = s.find('`')? + 1;
-    let end = s[start..].find('`')? + start;
-    Some(s[start..end].to_string()).filter(|w| !w.contains(' '))
 }

@@ -23,7 +23,8 @@ use augur_core::blocks::Trainable;
 use augur_core::burn::prelude::*;
 use augur_core::aware::{AwareContext, Awareness};
 use augur_core::method::{Method, MethodContext, StageViews, StepInfo, ViewBatch};
-use augur_core::plugin::{ComponentKind, Factory};
+use augur_core::options::OptionError;
+use augur_core::plugin::{Component, ComponentKind, Factory};
 use augur_core::record::AugmentationRecord;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
@@ -48,62 +49,91 @@ pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Resu
     Ok(build_method_resolved(cfg, plugins, device)?.0)
 }
 
+/// An error in a run's `[method]` tables, at the dotted key it concerns
+/// (`method.temperature`, `method.cassle.injection`, or a table, `method`):
+/// the sweep checker turns the key into the file's line.
+#[derive(Debug, thiserror::Error)]
+#[error("[{table}] {message}")]
+pub struct MethodOptionError {
+    pub key: String,
+    table: String,
+    message: String,
+}
+
+impl MethodOptionError {
+    fn at(table: &str, error: OptionError) -> Self {
+        let key = error.key.as_ref().map_or_else(|| table.to_string(), |k| format!("{table}.{k}"));
+        MethodOptionError { key, table: table.to_string(), message: error.to_string() }
+    }
+
+    fn of_table(table: &str, message: impl Into<String>) -> Self {
+        MethodOptionError { key: table.to_string(), table: table.to_string(), message: message.into() }
+    }
+}
+
+/// Resolve a component's table: parsed, checked, every default filled in.
+fn resolve(table: &str, component: &Component, value: serde_json::Value) -> Result<serde_json::Value, MethodOptionError> {
+    (component.options.resolve)(&value).map_err(|e| MethodOptionError::at(table, e))
+}
+
 /// [`build_method`], and the run's `[method]` options as the plugins
 /// resolved them: every default filled in, `aware` only if it lists
 /// something, and only the tables of the components it lists (the others
 /// have no effect on the run). This is what the canonical config records.
+/// An error in the options is a [`MethodOptionError`].
 pub fn build_method_resolved(
     cfg: &RunConfig,
     plugins: &Plugins,
     device: &Device,
 ) -> Result<(Box<dyn Method>, serde_json::Map<String, serde_json::Value>)> {
-    let component = plugins.find(ComponentKind::Method, &cfg.method.name)?;
+    let name = &cfg.method.name;
+    let component = plugins.find(ComponentKind::Method, name).map_err(|e| MethodOptionError {
+        key: "method.name".into(),
+        table: "method".into(),
+        message: format!("{e:#}"),
+    })?;
     let Factory::Method(factory) = component.factory else {
         unreachable!("find() filters by kind");
     };
     let mut options = cfg.method.options.clone();
+    let not_names = || MethodOptionError::of_table("method", "`aware` must be a name or a list of names, e.g. [\"augself\", \"cassle\"]");
     let aware_names: Vec<String> = match options.remove("aware") {
         None => Vec::new(),
         Some(serde_json::Value::String(s)) => vec![s],
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().map(String::from).ok_or_else(|| anyhow!("[method] `aware` must list component names")))
-            .collect::<Result<_>>()?,
-        Some(_) => bail!("[method] `aware` must be a name or a list of names, e.g. [\"augself\", \"cassle\"]"),
+        Some(serde_json::Value::Array(a)) => a.iter().map(|v| v.as_str().map(String::from).ok_or_else(not_names)).collect::<Result<_, _>>()?,
+        Some(_) => return Err(not_names().into()),
     };
-    let mut components = Vec::new();
-    let mut resolved_tables = Vec::new();
-    for name in &aware_names {
-        let table = options.remove(name).unwrap_or_else(|| serde_json::json!({}));
-        let (component, resolved) = build_awareness(name, table, cfg, plugins, device)?;
-        components.push(component);
-        resolved_tables.push((name.clone(), resolved));
+    let mut tables = Vec::new();
+    for aware in &aware_names {
+        let table = format!("method.{aware}");
+        let found = plugins.find(ComponentKind::Awareness, aware).map_err(|e| MethodOptionError::of_table(&table, format!("{e:#}")))?;
+        let value = options.remove(aware).unwrap_or(serde_json::Value::Null);
+        tables.push((aware.clone(), found, resolve(&table, found, value)?));
     }
     // A sweep may configure components that only some of its runs list in
     // `aware` (an ablation over `method.aware`): their tables are checked
     // here all the same, then left out of the base method's options.
-    let unlisted: Vec<String> = options
-        .keys()
-        .filter(|k| plugins.find(ComponentKind::Awareness, k).is_ok())
-        .cloned()
-        .collect();
-    for name in unlisted {
-        let table = options.remove(&name).expect("listed above");
-        build_awareness(&name, table, cfg, plugins, device)?;
+    let unlisted: Vec<String> = options.keys().filter(|k| plugins.find(ComponentKind::Awareness, k).is_ok()).cloned().collect();
+    for aware in unlisted {
+        let found = plugins.find(ComponentKind::Awareness, &aware)?;
+        resolve(&format!("method.{aware}"), found, options.remove(&aware).expect("listed above"))?;
     }
-    let mut ctx = MethodContext::new(cfg.model.clone(), device.clone(), cfg.optimizer.clone(), serde_json::Value::Object(options.clone()));
+    let method_options = resolve("method", component, serde_json::Value::Object(options))?;
+
+    let mut components = Vec::new();
+    for (aware, found, table) in &tables {
+        components.push(build_awareness(aware, found, table.clone(), cfg, device)?);
+    }
+    let mut ctx = MethodContext::new(cfg.model.clone(), device.clone(), cfg.optimizer.clone(), method_options.clone());
     ctx.projector_input += components.iter().map(|c| c.extra_projector_input()).sum::<usize>();
     let mut method = catch_unwind(|| factory(&ctx))
-        .map_err(|p| anyhow!("method `{}` panicked while building: {}", cfg.method.name, panic_message(&p)))?
-        .map_err(|e| anyhow!("method `{}`: {e}", cfg.method.name))?;
-    method
-        .add_awareness(components)
-        .map_err(|e| anyhow!("method `{}`: {e}", cfg.method.name))?;
+        .map_err(|p| anyhow!("method `{name}` panicked while building: {}", panic_message(&p)))?
+        .map_err(|e| MethodOptionError::of_table("method", format!("method `{name}`: {e}")))?;
+    method.add_awareness(components).map_err(|e| MethodOptionError::of_table("method", format!("method `{name}`: {e}")))?;
     let stages = 1 + cfg.augment.stages.len();
     if method.view_stages() != stages {
         bail!(
-            "method `{}` reads {} view stage(s) per batch but [augment] stages = {:?} makes {stages}; {}",
-            cfg.method.name,
+            "method `{name}` reads {} view stage(s) per batch but [augment] stages = {:?} makes {stages}; {}",
             method.view_stages(),
             cfg.augment.stages,
             if method.view_stages() == 1 {
@@ -113,44 +143,26 @@ pub fn build_method_resolved(
             }
         );
     }
-    // A plugin that reads no options leaves them as written.
-    let mut resolved = match ctx.resolved.get() {
-        Some(serde_json::Value::Object(map)) => map,
-        _ => options,
+    let serde_json::Value::Object(mut resolved) = method_options else {
+        unreachable!("options resolve to a table");
     };
     if !aware_names.is_empty() {
         resolved.insert("aware".into(), serde_json::json!(aware_names));
-        for (name, table) in resolved_tables {
-            resolved.insert(name, table);
+        for (aware, _, table) in tables {
+            resolved.insert(aware, table);
         }
     }
     Ok((method, resolved))
 }
 
-/// Build the awareness component `name` from its `method.<name>` table;
-/// with the table as the component resolved it (defaults filled in).
-fn build_awareness(
-    name: &str,
-    table: serde_json::Value,
-    cfg: &RunConfig,
-    plugins: &Plugins,
-    device: &Device,
-) -> Result<(Box<dyn Awareness>, serde_json::Value)> {
-    let Factory::Awareness(make) = plugins.find(ComponentKind::Awareness, name)?.factory else {
+/// Build the awareness component `name` from its resolved `method.<name>` table.
+fn build_awareness(name: &str, component: &Component, table: serde_json::Value, cfg: &RunConfig, device: &Device) -> Result<Box<dyn Awareness>> {
+    let Factory::Awareness(make) = component.factory else {
         unreachable!("find() filters by kind");
     };
-    let ctx = AwareContext {
-        feature_dim: cfg.model.feature_dim(),
-        seed: cfg.seed,
-        device: device.clone(),
-        optimizer: cfg.optimizer.clone(),
-        options: table.clone(),
-        resolved: Default::default(),
-    };
-    let component = catch_unwind(|| make(&ctx))
-        .map_err(|p| anyhow!("`{name}` panicked while building: {}", panic_message(&p)))?
-        .map_err(|e| anyhow!("`{name}`: {e}"))?;
-    Ok((component, ctx.resolved.get().unwrap_or(table)))
+    let ctx = AwareContext { feature_dim: cfg.model.feature_dim(), seed: cfg.seed, device: device.clone(), optimizer: cfg.optimizer.clone(), options: table };
+    let built = catch_unwind(|| make(&ctx)).map_err(|p| anyhow!("`{name}` panicked while building: {}", panic_message(&p)))?;
+    Ok(built.map_err(|e| MethodOptionError::of_table(&format!("method.{name}"), e))?)
 }
 
 /// Total optimizer steps of a run.

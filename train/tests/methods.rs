@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use augur_train::plugins::Plugins;
-use augur_train::pretrain::{self as train, PreparedBatch};
+use augur_train::pretrain::{self as train, MethodOptionError, PreparedBatch};
 use augur_train::sweep::SweepFile;
 use augur_core::augment::{ImageRef, Pipeline};
 use augur_core::blocks::Trainable;
@@ -162,13 +162,17 @@ fn method_options_are_validated() {
     let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
     let text = tiny_sweep(SYNTHETIC, "").replace("name = \"simclr\"\ntemperature = 0.5\nproj_out = 16", "name = \"moco_v2\"\nqueue = 64");
     let sweep = SweepFile::parse(Path::new("m.toml"), &text).unwrap();
-    let err = train::build_method(&sweep.runs[0].config, &plugins, &Device::flex()).err().unwrap().to_string();
-    assert!(err.contains("unknown field `queue`") && err.contains("queue_size"), "{err}");
+    let err = train::build_method(&sweep.runs[0].config, &plugins, &Device::flex()).err().unwrap();
+    // Typed: the key the sweep checker points the file's line at, no message parsing.
+    let located = err.downcast_ref::<MethodOptionError>().expect("an option error");
+    assert_eq!(located.key, "method.queue");
+    assert!(err.to_string().contains("unknown option") && err.to_string().contains("queue_size"), "{err}");
 
     let text = tiny_sweep(SYNTHETIC, "").replace("proj_out = 16", "proj_out = 16\naware = [\"cassle\"]\n[base.method.cassle]\ninjection = \"concat\"");
     let sweep = SweepFile::parse(Path::new("m.toml"), &text).unwrap();
-    let err = train::build_method(&sweep.runs[0].config, &plugins, &Device::flex()).err().unwrap().to_string();
-    assert!(err.contains("[method.cassle]") && err.contains("concat"), "{err}");
+    let err = train::build_method(&sweep.runs[0].config, &plugins, &Device::flex()).err().unwrap();
+    assert_eq!(err.downcast_ref::<MethodOptionError>().expect("an option error").key, "method.cassle.injection");
+    assert!(err.to_string().contains("[method.cassle]") && err.to_string().contains("concat"), "{err}");
 }
 
 #[test]

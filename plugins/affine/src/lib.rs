@@ -12,13 +12,14 @@
 
 use std::path::Path;
 
-use augur_core::affine::{self, AffineRanges, Warp};
+use augur_core::affine::{self, AffineComponent, AffineRanges, Warp};
 use augur_core::aware::{AwareContext, Awareness};
 use augur_core::backbone::ResNet;
 use augur_core::blocks::{Mlp, MlpConfig, Trainable};
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
 use augur_core::method::{StepInfo, ViewBatch};
+use augur_core::options::{OptionError, check};
 use augur_core::plugin::Registry;
 use serde::{Deserialize, Serialize};
 
@@ -47,38 +48,46 @@ enum Fill {
     Mean,
 }
 
-/// `[method.affine]` options.
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct Options {
-    aggregation: Aggregation,
-    /// Weight of the prediction loss.
-    lambda: f64,
-    /// Hidden width of the head.
-    hidden: usize,
-    interpolation: Interpolation,
-    fill: Fill,
-    /// Ranges and components of the transform (`components`, `rotation`,
-    /// `translation`, `scale`, `shear`), the paper's by default.
-    #[serde(flatten)]
-    ranges: AffineRanges,
+augur_core::options! {
+    /// `[method.affine]` options.
+    struct Options {
+        /// "diff" (r(x1) - r(x1')) or "concat" ([r(x1), r(x1')]).
+        aggregation: Aggregation = Aggregation::Diff,
+        /// Weight of the prediction (MSE) loss.
+        lambda: f64 = 1.0 => check::non_negative,
+        /// Hidden width of the head.
+        hidden: usize = 512 => check::nonzero,
+        /// "nearest" (official) or "bilinear".
+        interpolation: Interpolation = Interpolation::Nearest,
+        /// Outside the source: "black" (official) or the dataset "mean".
+        fill: Fill = Fill::Black,
+        /// Which parts vary; the others stay at identity and leave the target.
+        components: Vec<AffineComponent> = AffineRanges::default().components,
+        /// Rotation in [-rotation, rotation] degrees.
+        rotation: f64 = AffineRanges::default().rotation,
+        /// Translation in [-translation, translation] of the side, per axis.
+        translation: f64 = AffineRanges::default().translation,
+        /// Scale in [low, high].
+        scale: [f64; 2] = AffineRanges::default().scale,
+        /// Shear in [-shear, shear] degrees, per axis.
+        shear: f64 = AffineRanges::default().shear,
+    }
+    validate = sampleable;
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            aggregation: Aggregation::Diff,
-            lambda: 1.0,
-            hidden: 512,
-            interpolation: Interpolation::Nearest,
-            fill: Fill::Black,
-            ranges: AffineRanges::default(),
-        }
+impl Options {
+    fn ranges(&self) -> AffineRanges {
+        AffineRanges { components: self.components.clone(), rotation: self.rotation, translation: self.translation, scale: self.scale, shear: self.shear }
     }
+}
+
+fn sampleable(o: &Options) -> Result<(), OptionError> {
+    o.ranges().validate().map_err(OptionError::table)
 }
 
 struct AffinePrediction {
     options: Options,
+    ranges: AffineRanges,
     seed: u64,
     head: Trainable<Mlp>,
 }
@@ -88,7 +97,7 @@ impl AffinePrediction {
     fn extra_view(&self, batch: &ViewBatch, step: usize) -> (Tensor<4>, Tensor<2>) {
         let n = batch.batch_size();
         let side = batch.views[0].dims()[3];
-        let ranges = &self.options.ranges;
+        let ranges = &self.ranges;
         let transforms = ranges.sample(self.seed, step as u64, n, side);
         let targets: Vec<f32> = transforms.iter().flat_map(|p| ranges.target(p)).collect();
         let device = batch.device();
@@ -131,32 +140,20 @@ impl Awareness for AffinePrediction {
 }
 
 fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
-    let o: Options = ctx.options("affine")?;
-    o.ranges.validate().map_err(|e| format!("[method.affine] {e}"))?;
-    if o.hidden == 0 || !(o.lambda >= 0.0) {
-        return Err("[method.affine] hidden must be positive and lambda >= 0".into());
-    }
+    let o: Options = ctx.options()?;
+    let ranges = o.ranges();
     let input = match o.aggregation {
         Aggregation::Diff => ctx.feature_dim,
         Aggregation::Concat => 2 * ctx.feature_dim,
     };
-    let head = MlpConfig::new(&[input, o.hidden, o.ranges.target_dims()]).init(&ctx.device);
-    Ok(Box::new(AffinePrediction { head: Trainable::new(head, &ctx.optimizer), seed: ctx.seed, options: o }))
+    let head = MlpConfig::new(&[input, o.hidden, ranges.target_dims()]).init(&ctx.device);
+    Ok(Box::new(AffinePrediction { head: Trainable::new(head, &ctx.optimizer), seed: ctx.seed, options: o, ranges }))
 }
 
 fn register(registry: &mut Registry) {
-    registry.awareness(
+    registry.awareness::<Options>(
         "affine",
         "Affine prediction: a head on r(x1) and r(x1') predicts an extra affine transform of view 1",
-        &[
-            "aggregation: \"diff\" (r(x1) - r(x1'), default) or \"concat\" ([r(x1), r(x1')])",
-            "lambda: weight of the MSE term (1.0)",
-            "hidden: hidden width of the head (512)",
-            "components: which parts vary ([\"rotation\", \"translation\", \"scale\", \"shear\"]); the others stay at identity and leave the target",
-            "interpolation: \"nearest\" (official) or \"bilinear\" (\"nearest\")",
-            "fill: outside the source, \"black\" (official) or the dataset \"mean\" (\"black\")",
-            "rotation: max degrees (90); translation: max fraction of the side (0.25); scale: [low, high] ([0.7, 1.3]); shear: max degrees (25)",
-        ],
         build,
     );
 }
@@ -170,7 +167,7 @@ mod tests {
     use augur_core::serde_json::json;
 
     fn affine(options: augur_core::serde_json::Value) -> Result<Box<dyn Awareness>, String> {
-        build(&AwareContext { feature_dim: 8, seed: 0, device: Device::flex(), optimizer: OptimizerSpec::default(), options, resolved: Default::default() })
+        build(&AwareContext { feature_dim: 8, seed: 0, device: Device::flex(), optimizer: OptimizerSpec::default(), options })
     }
 
     #[test]

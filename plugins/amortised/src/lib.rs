@@ -20,37 +20,45 @@ use augur_core::heads;
 use augur_core::burn::prelude::*;
 use augur_core::losses::{Directions, MocoQueues, QueueLayout, moco_queue_loss};
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView, ViewBatch};
+use augur_core::options::check;
 use augur_core::plugin::Registry;
 use serde::{Deserialize, Serialize};
 
-/// `[method]` options of `amortised`: MoCo v2's.
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct Options {
-    temperature: f64,
-    /// Negatives kept per setting.
-    queue_size: usize,
-    momentum: f64,
-    proj_hidden: usize,
-    proj_out: usize,
-    directions: Directions,
-    projectors: Projectors,
+augur_core::options! {
+    /// `[method]` options of `amortised` (MoCo v2's, per setting).
+    struct Options {
+        /// InfoNCE temperature.
+        temperature: f64 = 0.2 => check::positive,
+        /// Negative keys kept per setting.
+        queue_size: usize = 4096 => check::nonzero,
+        /// EMA coefficient of the key encoder.
+        momentum: f64 = 0.99 => check::unit_interval,
+        /// Projector hidden width.
+        proj_hidden: usize = 2048 => check::nonzero,
+        /// Projection dimension.
+        proj_out: usize = 128 => check::nonzero,
+        /// "one" (view 1's queries, view 2's keys enqueued; official) or "sum" (symmetric, Augur's earlier form).
+        directions: Directions = Directions::One => one_or_sum,
+        /// "per_setting" (one projector and momentum copy per invariance setting; official) or "shared".
+        projectors: Projectors = Projectors::PerSetting,
+    }
+}
+
+fn one_or_sum(d: &Directions) -> Result<(), String> {
+    match d {
+        Directions::Mean => Err("\"one\" (the official loss) or \"sum\" (symmetric, Augur's earlier form)".into()),
+        _ => Ok(()),
+    }
 }
 
 /// One projector per invariance setting (official) or one for all.
-#[derive(Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Projectors {
     /// The official `predictor_b[inv_index]` / `predictor_m[inv_index]`.
     PerSetting,
     /// Augur's earlier form: one projector shared by the settings.
     Shared,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { temperature: 0.2, queue_size: 4096, momentum: 0.99, proj_hidden: 2048, proj_out: 128, directions: Directions::One, projectors: Projectors::PerSetting }
-    }
 }
 
 /// InfoNCE against the queue of the batch's setting.
@@ -80,16 +88,10 @@ impl Objective for QueuePerSetting {
 fn amortised(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let o: Options = ctx.options()?;
     if ctx.backbone.invariance == 0 {
-        return Err("[method] amortised needs a backbone that takes an invariance vector: set model.invariance = 2 (spatial, appearance) or 5".into());
-    }
-    if !(o.temperature > 0.0) || o.queue_size == 0 || !(0.0..=1.0).contains(&o.momentum) {
-        return Err("[method] temperature and queue_size must be positive, momentum in [0, 1]".into());
+        return Err("amortised needs a backbone that takes an invariance vector: set model.invariance = 2 (spatial, appearance) or 5".into());
     }
     let projector = heads::moco_v2_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
     let target = Target::Momentum(MomentumSchedule { base: o.momentum, last: o.momentum });
-    if o.directions == Directions::Mean {
-        return Err("[method] amortised: directions = \"one\" (the official loss) or \"sum\" (symmetric, Augur's earlier form)".into());
-    }
     let objective = QueuePerSetting {
         temperature: o.temperature,
         directions: o.directions,
@@ -105,18 +107,9 @@ fn amortised(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 }
 
 fn register(registry: &mut Registry) {
-    registry.method(
+    registry.method::<Options>(
         "amortised",
         "Amortised invariance (MoCo v2 on a hypernetwork ResNet, model.invariance): one queue of negatives per invariance setting",
-        &[
-            "temperature: InfoNCE temperature (0.2)",
-            "queue_size: negative keys kept per setting (4096)",
-            "momentum: EMA coefficient of the key encoder (0.99)",
-            "proj_hidden: projector hidden width (2048)",
-            "proj_out: projection dimension (128)",
-            "directions: \"one\" (view 1's queries, view 2's keys enqueued; official) or \"sum\" (symmetric) (\"one\")",
-            "projectors: \"per_setting\" (one projector and momentum copy per invariance setting; official) or \"shared\" (\"per_setting\")",
-        ],
         amortised,
     );
 }

@@ -17,23 +17,43 @@ use augur_core::burn::tensor::Gradients;
 use augur_core::burn::tensor::activation::log_sigmoid;
 use augur_core::backbone::ResNet;
 use augur_core::method::{StepInfo, ViewBatch};
+use augur_core::options::{OptionError, check};
 use augur_core::plugin::Registry;
 use augur_core::record::{DescriptorKey, DescriptorSchema};
 use serde::{Deserialize, Serialize};
 
-/// `[method.augself]` options.
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct Options {
-    /// Keys to predict (docs/descriptors.md).
-    keys: Vec<String>,
-    /// Weight of every key's loss...
-    lambda: f64,
-    /// ...unless given here per key, e.g. `lambdas = { color = 0.5 }`.
-    lambdas: BTreeMap<String, f64>,
-    /// Hidden width of each head.
-    hidden: usize,
-    crop_flip: CropFlip,
+augur_core::options! {
+    /// `[method.augself]` options.
+    struct Options {
+        /// Augmentation keys to predict (docs/descriptors.md).
+        keys: Vec<String> = vec!["crop".into(), "color".into()] => nonempty_keys,
+        /// Weight of each key's loss (0.5 on ImageNet-100)...
+        lambda: f64 = 1.0 => check::non_negative,
+        /// ...unless given here per key, e.g. `lambdas = { color = 0.5 }`.
+        lambdas: BTreeMap<String, f64> = BTreeMap::new(),
+        /// Hidden width of each head.
+        hidden: usize = 512 => check::nonzero,
+        /// The crop target's centres mirrored by "view1"'s flip (official) or each by its "own".
+        crop_flip: CropFlip = CropFlip::View1,
+    }
+    validate = lambdas_of_keys;
+}
+
+fn nonempty_keys(keys: &Vec<String>) -> Result<(), String> {
+    check::descriptor_keys(keys)?;
+    if keys.is_empty() { Err("give at least one key".into()) } else { Ok(()) }
+}
+
+/// Every per-key weight names one of `keys` and is >= 0.
+fn lambdas_of_keys(o: &Options) -> Result<(), OptionError> {
+    for (k, w) in &o.lambdas {
+        DescriptorKey::parse(k).map_err(|e| OptionError::at("lambdas", e))?;
+        if !o.keys.contains(k) {
+            return Err(OptionError::at("lambdas", format!("`{k}` is not in keys")));
+        }
+        check::non_negative(w).map_err(|e| OptionError::at("lambdas", format!("{k}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Which flip mirrors the crop centres of the `crop` target.
@@ -46,18 +66,6 @@ enum CropFlip {
     /// Each centre by its own view's flip: where the crop sits in the image
     /// the network sees (Augur's earlier target).
     Own,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            keys: vec!["crop".into(), "color".into()],
-            lambda: 1.0,
-            lambdas: BTreeMap::new(),
-            hidden: 512,
-            crop_flip: CropFlip::View1,
-        }
-    }
 }
 
 struct AugSelf {
@@ -143,21 +151,9 @@ impl Awareness for AugSelf {
 }
 
 fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
-    let o: Options = ctx.options("augself")?;
-    let schema = DescriptorSchema::parse(&o.keys).map_err(|e| format!("[method.augself] keys: {e}"))?;
-    if schema.keys.is_empty() || o.hidden == 0 {
-        return Err("[method.augself] needs at least one key and a positive hidden width".into());
-    }
-    for k in o.lambdas.keys() {
-        let key = DescriptorKey::parse(k).map_err(|e| format!("[method.augself] lambdas: {e}"))?;
-        if !schema.keys.contains(&key) {
-            return Err(format!("[method.augself] lambdas.{k}: `{k}` is not in keys"));
-        }
-    }
+    let o: Options = ctx.options()?;
+    let schema = DescriptorSchema::parse(&o.keys)?;
     let weights: Vec<f64> = schema.keys.iter().map(|k| *o.lambdas.get(k.name()).unwrap_or(&o.lambda)).collect();
-    if weights.iter().any(|w| !(*w >= 0.0)) {
-        return Err("[method.augself] lambda and lambdas must be >= 0".into());
-    }
     let heads: Vec<Mlp> = schema
         .keys
         .iter()
@@ -172,18 +168,7 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
 }
 
 fn register(registry: &mut Registry) {
-    registry.awareness(
-        "augself",
-        "AugSelf: heads on [y1, y2] predict the relative augmentation descriptor",
-        &[
-            "keys: augmentation keys to predict ([\"crop\", \"color\"])",
-            "lambda: weight of each key's loss (1.0; 0.5 on ImageNet-100)",
-            "lambdas: per-key weights overriding lambda ({})",
-            "hidden: hidden width of each head (512)",
-            "crop_flip: the crop target's centres mirrored by \"view1\"'s flip (official) or each by its \"own\" (\"view1\")",
-        ],
-        build,
-    );
+    registry.awareness::<Options>("augself", "AugSelf: heads on [y1, y2] predict the relative augmentation descriptor", build);
 }
 
 augur_core::export_plugin!(register);

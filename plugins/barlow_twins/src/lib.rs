@@ -6,24 +6,20 @@ use augur_core::heads;
 use augur_core::burn::prelude::*;
 use augur_core::losses::barlow_twins;
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
+use augur_core::options::check;
 use augur_core::plugin::Registry;
-use serde::{Deserialize, Serialize};
 
-/// `[method]` options of `barlow_twins`.
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct Options {
-    /// Weight of the off-diagonal (redundancy) term.
-    lambda: f64,
-    /// Multiplier of the whole loss (solo-learn uses 0.1 on CIFAR).
-    scale: f64,
-    proj_hidden: usize,
-    proj_out: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { lambda: 0.0051, scale: 0.1, proj_hidden: 2048, proj_out: 2048 }
+augur_core::options! {
+    /// `[method]` options of `barlow_twins`.
+    struct Options {
+        /// Weight of the off-diagonal (redundancy) term.
+        lambda: f64 = 0.0051 => check::non_negative,
+        /// Multiplier of the whole loss (solo-learn uses 0.1 on CIFAR).
+        scale: f64 = 0.1 => check::positive,
+        /// Projector hidden width (two hidden layers).
+        proj_hidden: usize = 2048 => check::nonzero,
+        /// Projection dimension.
+        proj_out: usize = 2048 => check::nonzero,
     }
 }
 
@@ -41,26 +37,13 @@ impl Objective for BarlowTwins {
 
 fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let o: Options = ctx.options()?;
-    if !(o.lambda >= 0.0 && o.scale > 0.0) || o.proj_hidden == 0 || o.proj_out == 0 {
-        return Err("[method] lambda must be >= 0, and scale, proj_hidden and proj_out positive".into());
-    }
     let projector = heads::barlow_twins_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
     let objective = Box::new(BarlowTwins { lambda: o.lambda, scale: o.scale });
     Ok(Box::new(TwoView::new(projector, None, Target::Online, objective, ctx)))
 }
 
 fn register(registry: &mut Registry) {
-    registry.method(
-        "barlow_twins",
-        "Barlow Twins: cross-correlation of the two views' projections towards the identity",
-        &[
-            "lambda: off-diagonal weight (0.0051)",
-            "scale: loss multiplier (0.1)",
-            "proj_hidden: projector hidden width, two hidden layers (2048)",
-            "proj_out: projection dimension (2048)",
-        ],
-        build,
-    );
+    registry.method::<Options>("barlow_twins", "Barlow Twins: cross-correlation of the two views' projections towards the identity", build);
 }
 
 augur_core::export_plugin!(register);

@@ -7,23 +7,20 @@ use augur_core::heads;
 use augur_core::burn::prelude::*;
 use augur_core::losses::byol_loss;
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView};
+use augur_core::options::check;
 use augur_core::plugin::Registry;
-use serde::{Deserialize, Serialize};
 
-/// `[method]` options of `byol`.
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct Options {
-    proj_hidden: usize,
-    proj_out: usize,
-    pred_hidden: usize,
-    /// EMA coefficient at the start (0.996 on ImageNet, 0.99 on CIFAR).
-    base_momentum: f64,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { proj_hidden: 4096, proj_out: 256, pred_hidden: 4096, base_momentum: 0.99 }
+augur_core::options! {
+    /// `[method]` options of `byol`.
+    struct Options {
+        /// Projector hidden width.
+        proj_hidden: usize = 4096 => check::nonzero,
+        /// Projection dimension.
+        proj_out: usize = 256 => check::nonzero,
+        /// Predictor hidden width.
+        pred_hidden: usize = 4096 => check::nonzero,
+        /// EMA coefficient at the start, cosine to 1 (0.996 on ImageNet, 0.99 on CIFAR).
+        base_momentum: f64 = 0.99 => check::unit_interval,
     }
 }
 
@@ -39,9 +36,6 @@ impl Objective for Byol {
 
 fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let o: Options = ctx.options()?;
-    if !(0.0..=1.0).contains(&o.base_momentum) || o.proj_hidden == 0 || o.proj_out == 0 || o.pred_hidden == 0 {
-        return Err("[method] base_momentum must lie in [0, 1], the widths must be positive".into());
-    }
     let projector = heads::byol_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
     let predictor = heads::byol_predictor(o.proj_out, o.pred_hidden);
     let target = Target::Momentum(MomentumSchedule { base: o.base_momentum, last: 1.0 });
@@ -49,17 +43,7 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 }
 
 fn register(registry: &mut Registry) {
-    registry.method(
-        "byol",
-        "BYOL: online predictor regresses an EMA target network, no negatives",
-        &[
-            "proj_hidden: projector hidden width (4096)",
-            "proj_out: projection dimension (256)",
-            "pred_hidden: predictor hidden width (4096)",
-            "base_momentum: EMA coefficient at the start, cosine to 1 (0.99)",
-        ],
-        build,
-    );
+    registry.method::<Options>("byol", "BYOL: online predictor regresses an EMA target network, no negatives", build);
 }
 
 augur_core::export_plugin!(register);

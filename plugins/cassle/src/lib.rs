@@ -28,20 +28,35 @@ use augur_core::burn;
 use augur_core::burn::nn::{BatchNorm, BatchNormConfig, Relu};
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
+use augur_core::options::{OptionError, check};
 use augur_core::plugin::Registry;
 use augur_core::record::{AugmentationRecord, DescriptorSchema};
 use serde::{Deserialize, Serialize};
 
-/// `[method.cassle]` options.
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct Options {
-    keys: Vec<String>,
-    injection: String,
-    depth: usize,
-    width: usize,
-    hn_type: HnType,
-    hn_generator: HnGenerator,
+augur_core::options! {
+    /// `[method.cassle]` options.
+    struct Options {
+        /// Descriptor keys to condition on (docs/descriptors.md; the default is 13 dims).
+        keys: Vec<String> = ["crop", "color", "color_diff", "blur", "grayscale"].map(String::from).to_vec() => check::descriptor_keys,
+        /// How the embedding reaches the projector: "cat" (the paper's), "add", "mul", "raw" or "hypernet".
+        injection: Injection = Injection::Cat,
+        /// Layers of the augmentation encoder.
+        depth: usize = 6 => check::nonzero,
+        /// Width of the augmentation encoder.
+        width: usize = 64 => check::nonzero,
+        /// Hypernet only: "mlp" (no BN in the generated projector, official default) or "mlp-bn" (BN between its layers).
+        hn_type: HnType = HnType::Mlp,
+        /// Hypernet only: "bn" (bias-free last Linear + BN, unscaled, official) or "scaled" (biased last Linear, weights x 1/sqrt(fan-in), Augur's earlier form).
+        hn_generator: HnGenerator = HnGenerator::Bn,
+    }
+    validate = hypernet_needs_keys;
+}
+
+fn hypernet_needs_keys(o: &Options) -> Result<(), OptionError> {
+    if o.injection == Injection::Hypernet && o.keys.is_empty() {
+        return Err(OptionError::at("keys", "injection = \"hypernet\" generates the projector from the keys: give at least one"));
+    }
+    Ok(())
 }
 
 /// The generated projector's norms (official `--aug-hn-type`).
@@ -66,20 +81,9 @@ enum HnGenerator {
     Scaled,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            keys: ["crop", "color", "color_diff", "blur", "grayscale"].map(String::from).to_vec(),
-            injection: "cat".into(),
-            depth: 6,
-            width: 64,
-            hn_type: HnType::Mlp,
-            hn_generator: HnGenerator::Bn,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// How the descriptor reaches the projector.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
 enum Injection {
     Cat,
     Add,
@@ -293,24 +297,9 @@ impl Awareness for Cassle {
 }
 
 fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
-    let o: Options = ctx.options("cassle")?;
-    let schema = DescriptorSchema::parse(&o.keys).map_err(|e| format!("[method.cassle] keys: {e}"))?;
-    let injection = match o.injection.as_str() {
-        "cat" => Injection::Cat,
-        "add" => Injection::Add,
-        "mul" => Injection::Mul,
-        "raw" => Injection::Raw,
-        "hypernet" => Injection::Hypernet,
-        other => {
-            return Err(format!("[method.cassle] injection = `{other}` is unknown; use cat, add, mul, raw or hypernet"));
-        }
-    };
-    if injection == Injection::Hypernet && schema.dims() == 0 {
-        return Err("[method.cassle] injection = `hypernet` generates the projector from the keys: give at least one key".into());
-    }
-    if o.depth == 0 || o.width == 0 {
-        return Err("[method.cassle] depth and width must be positive".into());
-    }
+    let o: Options = ctx.options()?;
+    let schema = DescriptorSchema::parse(&o.keys)?;
+    let injection = o.injection;
     let out = match injection {
         Injection::Add | Injection::Mul => ctx.feature_dim,
         _ => o.width,
@@ -344,19 +333,7 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
 }
 
 fn register(registry: &mut Registry) {
-    registry.awareness(
-        "cassle",
-        "CASSLE: the projector is conditioned on each view's augmentation descriptor",
-        &[
-            "keys: descriptor keys to condition on ([\"crop\", \"color\", \"color_diff\", \"blur\", \"grayscale\"], 13 dims)",
-            "injection: cat | add | mul | raw | hypernet (cat); hypernet generates the projector's weights per sample",
-            "depth: layers of the augmentation encoder (6)",
-            "width: width of the augmentation encoder (64)",
-            "hn_type: hypernet only: \"mlp\" (no BN in the generated projector, official default) or \"mlp-bn\" (BN between its layers) (\"mlp\")",
-            "hn_generator: hypernet only: \"bn\" (bias-free last Linear + BN, unscaled, official) or \"scaled\" (biased last Linear, weights x 1/sqrt(fan-in), Augur's earlier form) (\"bn\")",
-        ],
-        build,
-    );
+    registry.awareness::<Options>("cassle", "CASSLE: the projector is conditioned on each view's augmentation descriptor", build);
 }
 
 augur_core::export_plugin!(register);
@@ -372,7 +349,6 @@ mod tests {
             device: Device::flex(),
             optimizer: OptimizerSpec::default(),
             options,
-            resolved: Default::default(),
         };
         build(&ctx).unwrap()
     }
@@ -412,7 +388,6 @@ mod tests {
             device: Device::flex(),
             optimizer: OptimizerSpec::default(),
             options: augur_core::serde_json::json!({"injection": "concat"}),
-            resolved: Default::default(),
         })
         .is_err());
     }
@@ -430,7 +405,6 @@ mod tests {
             device: device.clone(),
             optimizer: OptimizerSpec::default(),
             options: augur_core::serde_json::json!({"injection": "hypernet", "keys": ["flip"], "depth": 2, "width": 8}),
-            resolved: Default::default(),
         })
         .unwrap();
         assert_eq!(c.extra_projector_input(), 0);
@@ -471,7 +445,7 @@ mod tests {
         assert!(with_bn.scaled);
         let scaled_generator = MlpConfig { dims: vec![1, 4, 99], last_bn: false, bias: true, ..encoder };
         assert_eq!(with_bn.generator.num_params(), scaled_generator.init(&device).num_params());
-        let options: Options = augur_core::serde_json::from_value(augur_core::serde_json::json!({"hn_type": "mlp-bn", "hn_generator": "scaled"})).unwrap();
+        let options = <Options as augur_core::options::Options>::parse(&augur_core::serde_json::json!({"hn_type": "mlp-bn", "hn_generator": "scaled"})).unwrap();
         assert_eq!((options.hn_type, options.hn_generator), (HnType::MlpBn, HnGenerator::Scaled));
     }
 }

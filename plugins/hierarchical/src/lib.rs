@@ -27,6 +27,7 @@ use augur_core::burn::tensor::Gradients;
 use augur_core::burn::tensor::activation::relu;
 use augur_core::losses::{barlow_twins, byol_loss, negative_cosine};
 use augur_core::method::{Method, MethodContext, MomentumSchedule, StepInfo, StepOutput, ViewBatch};
+use augur_core::options::check;
 use augur_core::plugin::Registry;
 use augur_core::record::AugmentationRecord;
 use serde::{Deserialize, Serialize};
@@ -40,27 +41,32 @@ enum Base {
     BarlowTwins,
 }
 
-/// `[method]` options of `hierarchical`.
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct Options {
-    base: Base,
-    proj_hidden: usize,
-    proj_out: usize,
-    /// Predictor hidden width (SimSiam, BYOL).
-    pred_hidden: usize,
-    /// Concatenate the jitter-factor embedding before stages 2.. projectors.
-    expanded: bool,
-    expanded_dim: usize,
-    /// Barlow Twins' off-diagonal weight and loss scale.
-    lambda: f64,
-    scale: f64,
-    /// BYOL's momentum at the start (cosine to 1 at the end).
-    base_momentum: f64,
-    lift: LiftKind,
-    /// SimSiam base: whether the stage projectors' last BN learns a scale
-    /// and shift.
-    stage_last_bn: StageLastBn,
+augur_core::options! {
+    /// `[method]` options of `hierarchical`.
+    struct Options {
+        /// The objective at every stage: "simsiam", "byol" or "barlow_twins".
+        base: Base = Base::Simsiam,
+        /// Projector hidden width per stage; shapes follow the base.
+        proj_hidden: usize = 2048 => check::nonzero,
+        /// Projection dimension per stage.
+        proj_out: usize = 2048 => check::nonzero,
+        /// Predictor hidden width (SimSiam, BYOL).
+        pred_hidden: usize = 512 => check::nonzero,
+        /// Concatenate the jitter-factor embedding before stages 2.. projectors.
+        expanded: bool = true,
+        /// Width of that embedding.
+        expanded_dim: usize = 512 => check::nonzero,
+        /// Barlow Twins' off-diagonal weight.
+        lambda: f64 = 0.0051 => check::non_negative,
+        /// Barlow Twins' loss scale.
+        scale: f64 = 0.1 => check::positive,
+        /// BYOL's target momentum at the start, cosine to 1.
+        base_momentum: f64 = 0.99 => check::unit_interval,
+        /// "attention" (the official lifting block on early stages' maps) or "linear" (Linear BN ReLU on the pooled feature).
+        lift: LiftKind = LiftKind::Attention,
+        /// SimSiam base: the stage projectors' last BN "affine" (the paper's builder.py) or "fixed" (as SimSiam's own head).
+        stage_last_bn: StageLastBn = StageLastBn::Affine,
+    }
 }
 
 /// The last BN of SimSiam-based stage projectors.
@@ -82,24 +88,6 @@ enum LiftKind {
     Attention,
     /// `Linear BN ReLU` on the pooled feature (Augur's earlier stand-in).
     Linear,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            base: Base::Simsiam,
-            proj_hidden: 2048,
-            proj_out: 2048,
-            pred_hidden: 512,
-            expanded: true,
-            expanded_dim: 512,
-            lambda: 0.0051,
-            scale: 0.1,
-            base_momentum: 0.99,
-            lift: LiftKind::Attention,
-            stage_last_bn: StageLastBn::Affine,
-        }
-    }
 }
 
 /// The lifts of the stages before the last: one kind or the other.
@@ -327,12 +315,6 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 
 fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
     let o: Options = ctx.options()?;
-    if o.proj_hidden == 0 || o.proj_out == 0 || o.pred_hidden == 0 || o.expanded_dim == 0 {
-        return Err("[method] proj_hidden, proj_out, pred_hidden and expanded_dim must be positive".into());
-    }
-    if !(0.0..=1.0).contains(&o.base_momentum) || !(o.lambda >= 0.0 && o.scale > 0.0) {
-        return Err("[method] base_momentum must lie in [0, 1], lambda >= 0 and scale > 0".into());
-    }
     let stages = ctx.backbone.blocks.len();
     if stages < 2 {
         return Err("hierarchical needs a backbone with at least two stages (model.blocks)".into());
@@ -402,20 +384,9 @@ fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
 }
 
 fn register(registry: &mut Registry) {
-    registry.method(
+    registry.method::<Options>(
         "hierarchical",
         "Hierarchical invariance with expanded views: a view pair and a loss per backbone stage (needs augment.stages)",
-        &[
-            "base: \"simsiam\" (default), \"byol\" or \"barlow_twins\": the objective at every stage",
-            "proj_hidden, proj_out: projector widths per stage (2048, 2048); shapes follow the base",
-            "pred_hidden: predictor bottleneck (512; SimSiam and BYOL)",
-            "expanded: concatenate the jitter-factor embedding before stages 2.. projectors (true)",
-            "expanded_dim: width of that embedding (512)",
-            "lambda, scale: Barlow Twins' off-diagonal weight and loss scale (0.0051, 0.1)",
-            "base_momentum: BYOL's target momentum at the start, cosine to 1 (0.99)",
-            "stage_last_bn: SimSiam base: the stage projectors' last BN \"affine\" (the paper's builder.py) or \"fixed\" (as SimSiam's own head) (\"affine\")",
-            "lift: \"attention\" (the official lifting block on early stages' maps) or \"linear\" (Linear BN ReLU on the pooled feature) (\"attention\")",
-        ],
         build,
     );
 }

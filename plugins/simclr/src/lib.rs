@@ -8,26 +8,18 @@ use augur_core::heads;
 use augur_core::losses::nt_xent;
 use augur_core::burn::prelude::*;
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
+use augur_core::options::check;
 use augur_core::plugin::Registry;
-use serde::{Deserialize, Serialize};
 
-/// `[method]` options of `simclr`.
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct SimclrOptions {
-    temperature: f64,
-    /// Hidden width of the projector; 0 means the backbone's feature dimension.
-    proj_hidden: usize,
-    proj_out: usize,
-}
-
-impl Default for SimclrOptions {
-    fn default() -> Self {
-        Self {
-            temperature: 0.5,
-            proj_hidden: 0,
-            proj_out: 128,
-        }
+augur_core::options! {
+    /// `[method]` options of `simclr`.
+    struct SimclrOptions {
+        /// Softmax temperature (0.2 in AugSelf/CASSLE).
+        temperature: f64 = 0.5 => check::positive,
+        /// Projector hidden width; 0 = the backbone's feature dimension.
+        proj_hidden: usize = 0,
+        /// Projection dimension.
+        proj_out: usize = 128 => check::nonzero,
     }
 }
 
@@ -43,20 +35,8 @@ impl Objective for NtXent {
     }
 }
 
-fn check_temperature(t: f64) -> Result<(), String> {
-    if t > 0.0 && t.is_finite() {
-        Ok(())
-    } else {
-        Err(format!("[method] temperature = {t} must be a positive number"))
-    }
-}
-
 fn simclr(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let o: SimclrOptions = ctx.options()?;
-    check_temperature(o.temperature)?;
-    if o.proj_out == 0 {
-        return Err("[method] proj_out must be positive".into());
-    }
     let hidden = if o.proj_hidden == 0 { ctx.feature_dim } else { o.proj_hidden };
     let projector = heads::simclr_projector(ctx.projector_input, hidden, o.proj_out);
     let objective = Box::new(NtXent {
@@ -66,16 +46,7 @@ fn simclr(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 }
 
 fn register(registry: &mut Registry) {
-    registry.method(
-        "simclr",
-        "SimCLR: MLP projector + NT-Xent over both views",
-        &[
-            "temperature: softmax temperature (0.5; 0.2 in AugSelf/CASSLE)",
-            "proj_hidden: projector hidden width (0 = backbone feature dim)",
-            "proj_out: projection dimension (128)",
-        ],
-        simclr,
-    );
+    registry.method::<SimclrOptions>("simclr", "SimCLR: MLP projector + NT-Xent over both views", simclr);
 }
 
 augur_core::export_plugin!(register);

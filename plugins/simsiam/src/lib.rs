@@ -6,21 +6,18 @@ use augur_core::heads;
 use augur_core::burn::prelude::*;
 use augur_core::losses::negative_cosine;
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
+use augur_core::options::check;
 use augur_core::plugin::Registry;
-use serde::{Deserialize, Serialize};
 
-/// `[method]` options of `simsiam`.
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct Options {
-    proj_hidden: usize,
-    proj_out: usize,
-    pred_hidden: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { proj_hidden: 2048, proj_out: 2048, pred_hidden: 512 }
+augur_core::options! {
+    /// `[method]` options of `simsiam`.
+    struct Options {
+        /// Projector hidden width (two hidden layers).
+        proj_hidden: usize = 2048 => check::nonzero,
+        /// Projection dimension.
+        proj_out: usize = 2048 => check::nonzero,
+        /// Predictor bottleneck width.
+        pred_hidden: usize = 512 => check::nonzero,
     }
 }
 
@@ -37,25 +34,13 @@ impl Objective for SimSiam {
 
 fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let o: Options = ctx.options()?;
-    if o.proj_hidden == 0 || o.proj_out == 0 || o.pred_hidden == 0 {
-        return Err("[method] proj_hidden, proj_out and pred_hidden must be positive".into());
-    }
     let projector = heads::simsiam_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
     let predictor = heads::simsiam_predictor(o.proj_out, o.pred_hidden);
     Ok(Box::new(TwoView::new(projector, Some(predictor), Target::StopGradient, Box::new(SimSiam), ctx)))
 }
 
 fn register(registry: &mut Registry) {
-    registry.method(
-        "simsiam",
-        "SimSiam: predictor + stop-gradient, negative cosine, no negatives",
-        &[
-            "proj_hidden: projector hidden width, two hidden layers (2048)",
-            "proj_out: projection dimension (2048)",
-            "pred_hidden: predictor bottleneck width (512)",
-        ],
-        build,
-    );
+    registry.method::<Options>("simsiam", "SimSiam: predictor + stop-gradient, negative cosine, no negatives", build);
 }
 
 augur_core::export_plugin!(register);
