@@ -190,19 +190,24 @@ pub fn ema_update<M: Module>(target: M, online: &M, momentum: f64) -> M {
 pub struct MomentumCopy<M> {
     name: String,
     copy: Option<M>,
-    /// Taken at construction: a checkpoint must then hold it.
-    eager: bool,
+    /// Builds the module a lazy copy is written into (`None`: taken at
+    /// construction, so a checkpoint must hold it).
+    fresh: Option<Box<dyn Fn() -> M + Send>>,
 }
 
 impl<M: Module> MomentumCopy<M> {
     /// A copy of `online` now, built into `fresh`.
     pub fn of(name: &str, fresh: M, online: &M) -> Self {
-        MomentumCopy { name: name.into(), copy: Some(independent_copy(fresh, online)), eager: true }
+        MomentumCopy { name: name.into(), copy: Some(independent_copy(fresh, online)), fresh: None }
     }
 
-    /// No copy until [`MomentumCopy::get_or_copy`] first asks for one.
-    pub fn lazy(name: &str) -> Self {
-        MomentumCopy { name: name.into(), copy: None, eager: false }
+    /// No copy until [`MomentumCopy::get_or_copy`] first asks for one; then
+    /// (and to load one a checkpoint holds) `fresh()` builds the module it
+    /// is written into. `fresh` is called when the copy is taken, as the
+    /// online module's constructor would be, so a seeded run draws the same
+    /// numbers whether or not it resumed.
+    pub fn lazy(name: &str, fresh: impl Fn() -> M + Send + 'static) -> Self {
+        MomentumCopy { name: name.into(), copy: None, fresh: Some(Box::new(fresh)) }
     }
 
     /// The copy, if taken.
@@ -210,9 +215,10 @@ impl<M: Module> MomentumCopy<M> {
         self.copy.as_ref()
     }
 
-    /// The copy, taken from `online` into `fresh()` if this is the first ask.
-    pub fn get_or_copy(&mut self, fresh: impl FnOnce() -> M, online: &M) -> &M {
-        self.copy.get_or_insert_with(|| independent_copy(fresh(), online))
+    /// The copy, taken from `online` if this is the first ask.
+    pub fn get_or_copy(&mut self, online: &M) -> &M {
+        let fresh = &self.fresh;
+        self.copy.get_or_insert_with(|| independent_copy(fresh.as_ref().expect("a copy not taken at construction is lazy")(), online))
     }
 
     /// `copy = momentum * copy + (1 - momentum) * online`; nothing before the copy is taken.
@@ -230,18 +236,63 @@ impl<M: Module> MomentumCopy<M> {
         }
     }
 
-    /// Load the copy a checkpoint holds, into the copy already taken or else
-    /// into `fresh()`. A lazy copy may be absent (the checkpoint was taken
-    /// before it was first needed); an eager one must be there.
-    pub fn load(&mut self, dir: &Path, fresh: impl FnOnce() -> M) -> Result<(), String> {
-        if self.eager || dir.join(format!("{}.bpk", self.name)).exists() {
-            let into = match self.copy.take() {
-                Some(copy) => copy,
-                None => fresh(),
-            };
-            self.copy = Some(load_module(into, dir, &self.name)?.no_grad());
-        }
+    /// Load the copy a checkpoint holds. A lazy copy may be absent (the
+    /// checkpoint was taken before it was first needed); an eager one must
+    /// be there.
+    pub fn load(&mut self, dir: &Path) -> Result<(), String> {
+        let present = dir.join(format!("{}.bpk", self.name)).exists();
+        let into = match (self.copy.take(), &self.fresh) {
+            (Some(copy), _) => copy,
+            (None, Some(fresh)) if present => fresh(),
+            (None, _) => return Ok(()),
+        };
+        self.copy = Some(load_module(into, dir, &self.name)?.no_grad());
         Ok(())
+    }
+}
+
+/// A trained module with a momentum copy for a key branch (CASSLE's
+/// descriptor encoder and generated projector): the online module steps by
+/// its optimizer, the copy follows it by EMA after each step; both are
+/// saved with the checkpoint.
+pub struct WithMomentum<M: Module> {
+    name: String,
+    online: Trainable<M>,
+    momentum: MomentumCopy<M>,
+}
+
+impl<M: Module> WithMomentum<M> {
+    /// `online` saved as `name`, its copy as `copy`'s name.
+    pub fn new(name: &str, online: M, optimizer: &OptimizerSpec, copy: MomentumCopy<M>) -> Self {
+        WithMomentum { name: name.into(), online: Trainable::new(online, optimizer), momentum: copy }
+    }
+
+    pub fn module(&self) -> &M {
+        self.online.module()
+    }
+
+    /// The momentum copy (taken now, if lazy and first asked for).
+    pub fn target(&mut self) -> &M {
+        self.momentum.get_or_copy(self.online.module())
+    }
+
+    pub fn step(&mut self, grads: &mut Gradients, lr: f64) {
+        self.online.step(grads, lr);
+    }
+
+    /// Move the copy towards the online module (after the optimizer step).
+    pub fn update(&mut self, momentum: f64) {
+        self.momentum.update(self.online.module(), momentum);
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), String> {
+        self.online.save(dir, &self.name)?;
+        self.momentum.save(dir)
+    }
+
+    pub fn load(&mut self, dir: &Path) -> Result<(), String> {
+        self.online.load(dir, &self.name)?;
+        self.momentum.load(dir)
     }
 }
 

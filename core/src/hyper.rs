@@ -1,3 +1,7 @@
+//! Layers whose weights a small network generates from a per-sample or
+//! per-run vector. [`HyperMlp`]: CASSLE's `hypernet` projector, an MLP
+//! generated per sample from the view's augmentation descriptor.
+//!
 //! Hypernetwork convolutions for amortised invariance (Chavhan et al., 2023):
 //! a convolution whose weights are generated from an invariance vector `v`
 //! (one entry per augmentation group, in [0, 1]) by a small MLP, so one
@@ -14,10 +18,12 @@
 //! 16)`, default initialisation, the kernel scaled by `1 / sqrt(fan_in)`.
 
 use burn::module::Module;
-use burn::nn::{Initializer, Linear, LinearConfig, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, Relu};
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
 use serde::{Deserialize, Serialize};
+
+use crate::blocks::{Mlp, MlpConfig};
 
 /// How an amortised backbone generates its convolutions (`model.hypernet`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +113,85 @@ impl HyperConv2d {
         let pad = self.shape[2] / 2;
         let options = ConvOptions::new([self.stride; 2], [pad; 2], [1, 1], 1);
         crate::fused::conv::conv2d(x, self.weight(v, embedding), options)
+    }
+}
+
+/// How a [`HyperMlp`] is generated (CASSLE's `hypernet`, gmum/CASSLE
+/// `cond_utils.py` `AugProjector`).
+#[derive(Clone, Debug)]
+pub struct HyperMlpConfig {
+    /// The generator from the descriptor; its last width is set to every
+    /// weight and bias of the generated MLP by [`HyperMlpConfig::init`].
+    pub generator: MlpConfig,
+    /// The generated MLP's `[input, hidden..., output]`.
+    pub dims: Vec<usize>,
+    /// Batch norm after each hidden generated layer.
+    pub hidden_bn: bool,
+    /// Each generated matrix scaled by 1/sqrt(fan-in) (an ordinary layer's
+    /// initial scale); unscaled in the official code.
+    pub scaled: bool,
+}
+
+impl HyperMlpConfig {
+    /// Weights plus biases of the generated MLP.
+    pub fn generated_len(&self) -> usize {
+        self.dims.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+    }
+
+    pub fn init(&self, device: &Device) -> HyperMlp {
+        let mut generator = self.generator.clone();
+        *generator.dims.last_mut().expect("a generator has an output") = self.generated_len();
+        let hidden = &self.dims[1..self.dims.len() - 1];
+        let norms = if self.hidden_bn { hidden.iter().map(|&d| BatchNormConfig::new(d).init(device)).collect() } else { Vec::new() };
+        HyperMlp { generator: generator.init(device), norms, relu: Relu::new(), dims: self.dims.clone(), hidden_bn: self.hidden_bn, scaled: self.scaled }
+    }
+}
+
+/// An MLP whose weights the generator outputs per sample: for each layer, a
+/// batched product of the sample's input with its own generated matrix.
+#[derive(Module, Debug)]
+pub struct HyperMlp {
+    generator: Mlp,
+    norms: Vec<BatchNorm>,
+    relu: Relu,
+    #[module(skip)]
+    dims: Vec<usize>,
+    #[module(skip)]
+    hidden_bn: bool,
+    #[module(skip)]
+    scaled: bool,
+}
+
+impl HyperMlp {
+    /// The generated MLP's `[input, hidden..., output]`.
+    pub fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+
+    /// `x` (`[n, input]`) through the MLP `descriptor` (`[n, k]`) generates, row by row.
+    pub fn forward(&self, x: Tensor<2>, descriptor: Tensor<2>) -> Tensor<2> {
+        let weights = self.generator.forward(descriptor);
+        let n = x.dims()[0];
+        let layers = self.dims.len() - 1;
+        let mut norms = self.norms.iter();
+        let mut x = x;
+        let mut at = 0;
+        for (i, w) in self.dims.windows(2).enumerate() {
+            let (fan_in, fan_out) = (w[0], w[1]);
+            let matrix = weights.clone().slice([0..n, at..at + fan_in * fan_out]).reshape([n, fan_in, fan_out]);
+            let matrix = if self.scaled { matrix.mul_scalar(1.0 / (fan_in as f64).sqrt()) } else { matrix };
+            at += fan_in * fan_out;
+            let bias = weights.clone().slice([0..n, at..at + fan_out]);
+            at += fan_out;
+            x = x.reshape([n, 1, fan_in]).matmul(matrix).reshape([n, fan_out]) + bias;
+            if i + 1 < layers {
+                if self.hidden_bn {
+                    x = crate::norm::batch_norm_1d(norms.next().expect("one norm per hidden layer"), x);
+                }
+                x = self.relu.forward(x);
+            }
+        }
+        x
     }
 }
 

@@ -177,6 +177,13 @@ impl MethodContext {
     }
 }
 
+/// The momentum copy of the runner's backbone a target branch runs: taken
+/// at the first step (the backbone is the runner's, not the method's).
+pub fn target_backbone(ctx: &MethodContext) -> MomentumCopy<ResNet> {
+    let (config, device) = (ctx.backbone.clone(), ctx.device.clone());
+    MomentumCopy::lazy("target_backbone", move || config.init(&device))
+}
+
 /// Builds a method for one run.
 pub type MethodFactory = fn(&MethodContext) -> Result<Box<dyn Method>, String>;
 
@@ -238,7 +245,6 @@ fn indexed(name: &str, i: usize) -> String {
 /// The common shape of a two-view method: backbone -> projector (->
 /// predictor) on both views, a target branch, and an objective.
 pub struct TwoView {
-    backbone_config: BackboneConfig,
     projector_config: MlpConfig,
     device: Device,
     /// One projector, or one per amortised-invariance setting
@@ -272,14 +278,13 @@ impl TwoView {
         let online = projector.init(&ctx.device);
         let momentum = match &target {
             Target::Momentum(schedule) => Some(MomentumBranch {
-                backbone: MomentumCopy::lazy("target_backbone"),
+                backbone: target_backbone(ctx),
                 projectors: vec![MomentumCopy::of("target_projector", projector.init(&ctx.device), &online)],
                 schedule: *schedule,
             }),
             _ => None,
         };
         Self {
-            backbone_config: ctx.backbone.clone(),
             projector_config: projector,
             device: ctx.device.clone(),
             projectors: vec![Trainable::new(online, &ctx.optimizer)],
@@ -377,8 +382,7 @@ impl Method for TwoView {
         };
         let target = match (&self.target, &mut self.momentum) {
             (Target::Momentum(_), Some(m)) => {
-                let config = &self.backbone_config;
-                let tb = m.backbone.get_or_copy(|| config.init(&batch.device()), backbone);
+                let tb = m.backbone.get_or_copy(backbone);
                 let keys = batch.views.clone().map(|v| tb.forward_with(v.detach(), batch.invariance.clone()));
                 let projector = m.projectors[head].get().expect("taken at construction").clone();
                 let [k1, k2] = keys;
@@ -472,11 +476,10 @@ impl Method for TwoView {
             p.load(dir, "predictor")?;
         }
         if let Some(m) = &mut self.momentum {
-            let (projector, backbone) = (&self.projector_config, &self.backbone_config);
             for copy in &mut m.projectors {
-                copy.load(dir, || projector.init(&self.device))?;
+                copy.load(dir)?;
             }
-            m.backbone.load(dir, || backbone.init(&self.device))?;
+            m.backbone.load(dir)?;
         }
         for a in &mut self.aware {
             a.load(dir)?;

@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use augur_core::backbone::{BackboneConfig, ResNet, global_average_pool};
+use augur_core::backbone::{ResNet, global_average_pool};
 use augur_core::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
 use augur_core::heads;
 use augur_core::lift::AttentionLift;
@@ -26,7 +26,7 @@ use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
 use augur_core::burn::tensor::activation::relu;
 use augur_core::losses::{barlow_twins, byol_loss, negative_cosine};
-use augur_core::method::{Method, MethodContext, MomentumSchedule, StepInfo, StepOutput, ViewBatch};
+use augur_core::method::{Method, MethodContext, MomentumSchedule, StepInfo, StepOutput, ViewBatch, target_backbone};
 use augur_core::options::check;
 use augur_core::plugin::Registry;
 use augur_core::record::AugmentationRecord;
@@ -113,14 +113,14 @@ impl Lifts {
 
 /// The per-stage modules: lifts (stages before the last), jitter
 /// embeddings (stages after the first, if expanded), projectors.
-#[derive(Clone)]
-struct Heads {
+#[derive(Module, Debug)]
+struct StageHeads {
     lifts: Lifts,
     expands: Vec<Mlp>,
     projectors: Vec<Mlp>,
 }
 
-impl Heads {
+impl StageHeads {
     /// The projection of one view's stage-`k` feature map.
     fn project(&self, k: usize, map: Tensor<4>, records: &[AugmentationRecord]) -> Tensor<2> {
         self.project_feature(k, self.lifts.feature(k, map), records)
@@ -153,37 +153,19 @@ fn jitter_factors(records: &[AugmentationRecord], device: &Device) -> Tensor<2> 
 /// step) and of every stage's heads.
 struct MomentumBranch {
     backbone: MomentumCopy<ResNet>,
-    lifts: MomentumCopy<Lifts>,
-    expands: MomentumCopy<Vec<Mlp>>,
-    projectors: MomentumCopy<Vec<Mlp>>,
+    heads: MomentumCopy<StageHeads>,
     schedule: MomentumSchedule,
-}
-
-impl MomentumBranch {
-    fn heads(&self) -> Heads {
-        let copy = |m: &MomentumCopy<Vec<Mlp>>| m.get().expect("taken at construction").clone();
-        let lifts = self.lifts.get().expect("taken at construction").clone();
-        Heads { lifts, expands: copy(&self.expands), projectors: copy(&self.projectors) }
-    }
 }
 
 struct Hierarchical {
     options: Options,
     stages: usize,
-    backbone_config: BackboneConfig,
-    device: Device,
-    lifts: Trainable<Lifts>,
-    expands: Trainable<Vec<Mlp>>,
-    projectors: Trainable<Vec<Mlp>>,
+    heads: Trainable<StageHeads>,
     predictors: Option<Trainable<Vec<Mlp>>>,
     momentum: Option<MomentumBranch>,
 }
 
 impl Hierarchical {
-    fn heads(&self) -> Heads {
-        Heads { lifts: self.lifts.module().clone(), expands: self.expands.module().clone(), projectors: self.projectors.module().clone() }
-    }
-
     fn stage_loss(&self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
         let [o1, o2] = online;
         let [t1, t2] = target;
@@ -203,8 +185,7 @@ fn stage_maps(backbone: &ResNet, views: &[Tensor<4>; 2], k: usize) -> [Tensor<4>
 impl Method for Hierarchical {
     fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, _info: &StepInfo) -> StepOutput {
         assert_eq!(batch.stages.len() + 1, self.stages, "one view pair per backbone stage (checked when the method was built)");
-        let heads = self.heads();
-        let target_heads = self.momentum.as_ref().map(MomentumBranch::heads);
+        let heads = self.heads.module();
         let mut total: Option<Tensor<1>> = None;
         let mut terms = Vec::new();
         let mut last_features = None;
@@ -223,14 +204,13 @@ impl Method for Hierarchical {
                 Some(p) => z.clone().map(|z| p.module()[k].forward(z)),
                 None => z.clone(),
             };
-            let target = match (&mut self.momentum, &target_heads, self.options.base) {
-                (Some(m), Some(target_heads), _) => {
-                    let config = &self.backbone_config;
-                    let tb = m.backbone.get_or_copy(|| config.init(&batch.device()), backbone);
-                    let [k1, k2] = stage_maps(tb, &views.clone().map(|v| v.detach()), k);
+            let target = match (&mut self.momentum, self.options.base) {
+                (Some(m), _) => {
+                    let [k1, k2] = stage_maps(m.backbone.get_or_copy(backbone), &views.clone().map(|v| v.detach()), k);
+                    let target_heads = m.heads.get().expect("taken at construction");
                     [target_heads.project(k, k1, &records[0]).detach(), target_heads.project(k, k2, &records[1]).detach()]
                 }
-                (_, _, Base::Simsiam) => z.map(|z| z.detach()),
+                (_, Base::Simsiam) => z.map(|z| z.detach()),
                 _ => z,
             };
             let loss = self.stage_loss(online, target);
@@ -244,29 +224,24 @@ impl Method for Hierarchical {
     }
 
     fn optimize(&mut self, grads: &mut Gradients, lr: f64) {
-        self.lifts.step(grads, lr);
-        self.expands.step(grads, lr);
-        self.projectors.step(grads, lr);
+        self.heads.step(grads, lr);
         if let Some(p) = &mut self.predictors {
             p.step(grads, lr);
         }
     }
 
     fn after_step(&mut self, backbone: &ResNet, info: &StepInfo) {
-        let online = self.heads();
         if let Some(m) = &mut self.momentum
             && m.backbone.get().is_some()
         {
             let tau = m.schedule.at(info.step, info.total_steps);
             m.backbone.update(backbone, tau);
-            m.lifts.update(&online.lifts, tau);
-            m.expands.update(&online.expands, tau);
-            m.projectors.update(&online.projectors, tau);
+            m.heads.update(self.heads.module(), tau);
         }
     }
 
     fn embed(&mut self, features: Tensor<2>, records: &[AugmentationRecord]) -> Option<Tensor<2>> {
-        Some(self.heads().project_feature(self.stages - 1, features, records))
+        Some(self.heads.module().project_feature(self.stages - 1, features, records))
     }
 
     fn view_stages(&self) -> usize {
@@ -274,36 +249,25 @@ impl Method for Hierarchical {
     }
 
     fn save(&self, dir: &Path) -> Result<(), String> {
-        self.lifts.save(dir, "stage_lifts")?;
-        self.expands.save(dir, "stage_expands")?;
-        self.projectors.save(dir, "stage_projectors")?;
+        self.heads.save(dir, "stage_heads")?;
         if let Some(p) = &self.predictors {
             p.save(dir, "stage_predictors")?;
         }
         if let Some(m) = &self.momentum {
-            m.lifts.save(dir)?;
-            for part in [&m.expands, &m.projectors] {
-                part.save(dir)?;
-            }
+            m.heads.save(dir)?;
             m.backbone.save(dir)?;
         }
         Ok(())
     }
 
     fn load(&mut self, dir: &Path) -> Result<(), String> {
-        self.lifts.load(dir, "stage_lifts")?;
-        self.expands.load(dir, "stage_expands")?;
-        self.projectors.load(dir, "stage_projectors")?;
+        self.heads.load(dir, "stage_heads")?;
         if let Some(p) = &mut self.predictors {
             p.load(dir, "stage_predictors")?;
         }
         if let Some(m) = &mut self.momentum {
-            m.lifts.load(dir, || unreachable!("the heads' copies are taken at construction"))?;
-            for part in [&mut m.expands, &mut m.projectors] {
-                part.load(dir, || unreachable!("the heads' copies are taken at construction"))?;
-            }
-            let (config, device) = (&self.backbone_config, &self.device);
-            m.backbone.load(dir, || config.init(device))?;
+            m.heads.load(dir)?;
+            m.backbone.load(dir)?;
         }
         Ok(())
     }
@@ -349,7 +313,7 @@ fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
                 .init(device)
             })
             .collect();
-        Heads { lifts, expands, projectors }
+        StageHeads { lifts, expands, projectors }
     };
     let online = make_heads();
     let predictor = match o.base {
@@ -359,25 +323,15 @@ fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
     let predictors = (o.base != Base::BarlowTwins)
         .then(|| (0..stages).map(|_| predictor(o.proj_out, o.pred_hidden).init(device)).collect::<Vec<_>>());
     // BYOL's target heads: independent copies (a clone would share batch-norm statistics).
-    let momentum = (o.base == Base::Byol).then(|| {
-        let fresh = make_heads();
-        MomentumBranch {
-            backbone: MomentumCopy::lazy("target_backbone"),
-            lifts: MomentumCopy::of("target_lifts", fresh.lifts, &online.lifts),
-            expands: MomentumCopy::of("target_expands", fresh.expands, &online.expands),
-            projectors: MomentumCopy::of("target_projectors", fresh.projectors, &online.projectors),
-            schedule: MomentumSchedule { base: o.base_momentum, last: 1.0 },
-        }
+    let momentum = (o.base == Base::Byol).then(|| MomentumBranch {
+        backbone: target_backbone(ctx),
+        heads: MomentumCopy::of("target_heads", make_heads(), &online),
+        schedule: MomentumSchedule { base: o.base_momentum, last: 1.0 },
     });
-    let trainable = |m: Vec<Mlp>| Trainable::new(m, &ctx.optimizer);
     Ok(Hierarchical {
         stages,
-        backbone_config: ctx.backbone.clone(),
-        device: device.clone(),
-        lifts: Trainable::new(online.lifts, &ctx.optimizer),
-        expands: trainable(online.expands),
-        projectors: trainable(online.projectors),
-        predictors: predictors.map(trainable),
+        heads: Trainable::new(online, &ctx.optimizer),
+        predictors: predictors.map(|p| Trainable::new(p, &ctx.optimizer)),
         momentum,
         options: o,
     })
@@ -396,6 +350,7 @@ augur_core::export_plugin!(register);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use augur_core::backbone::BackboneConfig;
     use augur_core::blocks::flat_params;
     use augur_core::method::StageViews;
     use augur_core::optim::OptimizerSpec;
@@ -419,15 +374,16 @@ mod tests {
         assert_eq!(out.terms.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["stage1", "stage2"]);
         let target = |m: &Hierarchical| {
             let b = m.momentum.as_ref().unwrap();
-            (flat_params(b.backbone.get().unwrap()), flat_params(b.lifts.get().unwrap()), flat_params(b.projectors.get().unwrap()))
+            let heads = b.heads.get().unwrap();
+            (flat_params(b.backbone.get().unwrap()), flat_params(&heads.lifts), flat_params(&heads.projectors))
         };
         let before = target(&method);
-        let online_before = flat_params(method.projectors.module());
+        let online_before = flat_params(&method.heads.module().projectors);
         let mut grads = out.loss.backward();
         backbone.step(&mut grads, 0.1);
         method.optimize(&mut grads, 0.1);
         assert!(target(&method) == before, "the optimizer leaves the target branch alone");
-        assert!(flat_params(method.projectors.module()) != online_before, "and steps the online projectors");
+        assert!(flat_params(&method.heads.module().projectors) != online_before, "and steps the online projectors");
         method.after_step(backbone.module(), &info);
         let after = target(&method);
         assert!(after.0 != before.0 && after.1 != before.1 && after.2 != before.2, "the EMA moves backbone, lifts and projectors");
@@ -453,7 +409,7 @@ mod tests {
                 }
             }
             let mut count = Count(0);
-            method.projectors.module().visit(&mut count);
+            method.heads.module().projectors.visit(&mut count);
             count.0
         };
         let options = |last: &str| augur_core::serde_json::json!({"proj_hidden": 8, "proj_out": 4, "pred_hidden": 8, "expanded_dim": 4, "stage_last_bn": last});
