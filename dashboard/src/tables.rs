@@ -129,6 +129,19 @@ fn varying_keys(rows: &[Row]) -> Vec<String> {
     varying
 }
 
+/// The keys the runs' sweeps set (their overrides) that differ between
+/// runs: the columns a terminal listing (`augur runs`) shows, narrower than
+/// [`Table::varying`], which compares whole configs.
+pub fn varying_overrides<'a>(runs: impl Iterator<Item = &'a RunRow>) -> Vec<String> {
+    let mut values: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for run in runs {
+        for (k, v) in run.overrides.as_object().into_iter().flatten() {
+            values.entry(k).or_default().insert(v.to_string());
+        }
+    }
+    values.into_iter().filter(|(_, v)| v.len() > 1).map(|(k, _)| k.to_string()).collect()
+}
+
 /// Evaluation rows re-read on PostgreSQL behind the newest id seen: far more
 /// than the rows of the evaluation transactions open at any one time.
 const POSTGRES_LOOK_BACK: i64 = 5_000;
@@ -450,6 +463,18 @@ mod tests {
             attempts: 1,
             worker: None,
         }
+    }
+
+    #[test]
+    fn varying_overrides_are_the_set_keys_that_differ() {
+        let with = |id, overrides| RunRow { overrides, ..run(id, "finished") };
+        let runs = [
+            with(1, serde_json::json!({"seed": 0, "method.name": "simclr", "lr": 0.1})),
+            with(2, serde_json::json!({"seed": 1, "method.name": "simclr", "lr": 0.1})),
+            with(3, serde_json::json!({"seed": 0, "method.name": "byol", "lr": 0.1})),
+        ];
+        assert_eq!(varying_overrides(runs.iter()), ["method.name", "seed"]);
+        assert!(varying_overrides(runs[..1].iter()).is_empty());
     }
 
     fn eval(value: f64) -> EvalRow {

@@ -1,19 +1,12 @@
 //! `augur runs`: the runs of a store with their status, the keys their
-//! sweep varied and their evaluations, as a table, JSON or CSV.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! sweep varied and their evaluations, as a table, JSON or CSV. Columns,
+//! cells and CSV quoting are the dashboard's (`augur_dashboard::tables`).
 
 use anyhow::Result;
+use augur_dashboard::tables::{compact, csv_field, eval_column, shown, varying_overrides};
 use augur_store::{EvalRow, RunRow, Store};
-use augur_train::sweep::compact;
 
 use crate::cli::Format;
-
-/// Column name of an evaluation: `protocol/task` (`@init` for the reference row).
-fn eval_column(e: &EvalRow) -> String {
-    let suffix = if e.checkpoint == "final" { String::new() } else { format!("@{}", e.checkpoint.replace("random_init", "init")) };
-    format!("{}/{}{}", e.protocol, e.task, suffix)
-}
 
 struct Listing {
     runs: Vec<(RunRow, Vec<EvalRow>)>,
@@ -27,16 +20,7 @@ fn listing(store: &Store, sweep_id: Option<i64>) -> Result<Listing> {
         let evals = store.evaluations(r.id)?;
         runs.push((r, evals));
     }
-    // Keys whose value differs between runs.
-    let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (r, _) in &runs {
-        if let Some(o) = r.overrides.as_object() {
-            for (k, v) in o {
-                values.entry(k.clone()).or_default().insert(v.to_string());
-            }
-        }
-    }
-    let varying = values.into_iter().filter(|(_, v)| v.len() > 1).map(|(k, _)| k).collect();
+    let varying = varying_overrides(runs.iter().map(|(r, _)| r));
     let mut eval_columns: Vec<String> = Vec::new();
     for (_, evals) in &runs {
         for e in evals {
@@ -90,24 +74,6 @@ pub fn list_runs(store_path: &str, format: Format) -> Result<()> {
             }
             Ok(())
         }
-    }
-}
-
-/// An evaluation as the table shows it: accuracies in % with one decimal,
-/// cosine differences with three.
-fn shown(column: &str, v: f64) -> String {
-    if column.starts_with("sensitivity") {
-        format!("{v:.3}")
-    } else {
-        format!("{v:.1}")
-    }
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
     }
 }
 
