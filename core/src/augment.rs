@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::record::{AugmentationRecord, ColorJitter, CropBox, JitterOp};
+use crate::views::{StageViews, ViewBatch};
 
 /// A borrowed RGB image, channel-major (`[3, height, width]`), bytes 0..=255.
 #[derive(Clone, Copy, Debug)]
@@ -428,7 +429,7 @@ impl Pipeline {
     /// Two views of every image, in parallel. Returns both batches as
     /// channel-major floats (`[n, 3, side, side]` flattened) and their
     /// records: the last stage's, with the earlier stages in `stages`.
-    pub fn two_views(&self, images: &[ImageRef], seed: u64, step: u64) -> TwoViewData {
+    pub fn two_views(&self, images: &[ImageRef], seed: u64, step: u64) -> ViewBatch<Vec<f32>> {
         let views: Vec<_> = images
             .par_iter()
             .enumerate()
@@ -440,7 +441,8 @@ impl Pipeline {
             })
             .collect();
         let side = self.output_size;
-        let mut pairs: Vec<ViewPair> = (0..=self.stages.len()).map(|_| ViewPair::default()).collect();
+        let mut pairs: Vec<StageViews<Vec<f32>>> =
+            (0..=self.stages.len()).map(|_| StageViews { views: Default::default(), records: Default::default() }).collect();
         for (a, b) in views {
             for (pair, ((va, ra), (vb, rb))) in pairs.iter_mut().zip(a.into_iter().zip(b)) {
                 pair.views[0].extend_from_slice(&va.data);
@@ -450,26 +452,21 @@ impl Pipeline {
             }
         }
         let last = pairs.pop().expect("at least one stage");
-        TwoViewData { side, views: last.views, records: last.records, stages: pairs }
+        ViewBatch { side, views: last.views, records: last.records, stages: pairs, invariance: None, black: [0.0; 3] }
     }
-}
 
-/// Pixels and records of both views at one stage.
-#[derive(Clone, Debug, Default)]
-pub struct ViewPair {
-    pub views: [Vec<f32>; 2],
-    pub records: [Vec<AugmentationRecord>; 2],
-}
-
-/// The output of [`Pipeline::two_views`]: pixels and records of both views.
-#[derive(Clone, Debug)]
-pub struct TwoViewData {
-    pub side: usize,
-    pub views: [Vec<f32>; 2],
-    pub records: [Vec<AugmentationRecord>; 2],
-    /// With `stages`, the views of the stages before the last (the last is
-    /// `views`): stage 1 first.
-    pub stages: Vec<ViewPair>,
+    /// [`Pipeline::two_views`] for a backbone whose invariance vector has
+    /// `k` entries (0: none): the step's setting, drawn from seed and step,
+    /// and views made with only the augmentation groups it keeps.
+    pub fn two_views_for(&self, k: usize, images: &[ImageRef], seed: u64, step: u64) -> ViewBatch<Vec<f32>> {
+        if k == 0 {
+            return self.two_views(images, seed, step);
+        }
+        let setting = invariance_setting(k, seed, step);
+        let mut batch = self.for_invariance(&setting).two_views(images, seed, step);
+        batch.invariance = Some(setting);
+        batch
+    }
 }
 
 /// Amortised invariance: the augmentation groups the entries of a

@@ -37,3 +37,4 @@ pub mod optim;
 pub mod options;
 pub mod plugin;
 pub mod record;
+pub mod views;

@@ -24,60 +24,8 @@ use crate::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
 use crate::optim::OptimizerSpec;
 use crate::options::Options;
 use crate::record::{AugmentationRecord, DescriptorSchema};
+pub use crate::views::{StageViews, ViewBatch};
 
-/// Two augmented views of the same images, with the record of every view.
-pub struct ViewBatch {
-    /// `[n, 3, side, side]` each, normalised.
-    pub views: [Tensor<4>; 2],
-    pub records: [Vec<AugmentationRecord>; 2],
-    /// With `augment.stages` (expanded views), the view pairs of the stages
-    /// before the last, stage 1 first; `views` is the last stage. Else empty.
-    pub stages: Vec<StageViews>,
-    /// Amortised invariance (`model.invariance`): the setting `[k]` these
-    /// views were made for, which the backbone generates its weights from.
-    pub invariance: Option<Tensor<1>>,
-    /// A black pixel in the views' normalised units, per channel
-    /// (`-mean/std`): what a warp shows outside its source.
-    pub black: [f32; 3],
-}
-
-/// The two views of one stage of expanded views.
-pub struct StageViews {
-    pub views: [Tensor<4>; 2],
-    pub records: [Vec<AugmentationRecord>; 2],
-}
-
-impl ViewBatch {
-    pub fn batch_size(&self) -> usize {
-        self.records[0].len()
-    }
-
-    pub fn device(&self) -> Device {
-        self.views[0].device()
-    }
-
-    /// Absolute descriptors `[n, schema.dims()]` of view 0 or 1 (CASSLE's input).
-    pub fn descriptors(&self, view: usize, schema: &DescriptorSchema) -> Tensor<2> {
-        crate::aware::descriptors(&self.records[view], schema, &self.device())
-    }
-
-    /// Relative descriptors `[n, schema.dims()]` of view 0 against view 1
-    /// (AugSelf's targets).
-    pub fn relative(&self, schema: &DescriptorSchema) -> Tensor<2> {
-        let rows: Vec<Vec<f32>> = self.records[0]
-            .iter()
-            .zip(&self.records[1])
-            .map(|(a, b)| a.relative(b, &schema.keys))
-            .collect();
-        rows_to_tensor(rows, schema.dims(), &self.device())
-    }
-}
-
-fn rows_to_tensor(rows: Vec<Vec<f32>>, dims: usize, device: &Device) -> Tensor<2> {
-    let n = rows.len();
-    let flat: Vec<f32> = rows.into_iter().flatten().collect();
-    Tensor::from_data(TensorData::new(flat, [n, dims]), device)
-}
 
 /// Where training stands when a method is called.
 #[derive(Clone, Copy, Debug)]
@@ -332,11 +280,11 @@ impl TwoView {
     }
 
     /// Which projector a batch's views go through: its setting's, or the one.
-    fn projector_index(&self, invariance: Option<&Tensor<1>>) -> usize {
+    fn projector_index(&self, invariance: Option<&[f32]>) -> usize {
         let Some(v) = invariance.filter(|_| self.projectors.len() > 1) else {
             return self.default_projector();
         };
-        let pattern = v.clone().into_data().iter::<f32>().enumerate().fold(0u32, |p, (i, x)| if x > 0.5 { p | 1 << i } else { p });
+        let pattern = v.iter().enumerate().fold(0u32, |p, (i, &x)| if x > 0.5 { p | 1 << i } else { p });
         crate::augment::invariance_settings(self.setting_dims)
             .iter()
             .position(|&p| p == pattern)
@@ -368,9 +316,9 @@ impl Method for TwoView {
     }
 
     fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, info: &StepInfo) -> StepOutput {
-        let features = batch.views.clone().map(|v| backbone.forward_with(v, batch.invariance.clone()));
+        let features = batch.views.clone().map(|v| backbone.forward_with(v, batch.invariance_vector()));
         let [f1, f2] = features.clone();
-        let head = self.projector_index(batch.invariance.as_ref());
+        let head = self.projector_index(batch.invariance.as_deref());
         let online_projector = self.projectors[head].module().clone();
         let projections = [
             self.project(f1, &batch.records[0], false, &online_projector),
@@ -383,7 +331,7 @@ impl Method for TwoView {
         let target = match (&self.target, &mut self.momentum) {
             (Target::Momentum(_), Some(m)) => {
                 let tb = m.backbone.get_or_copy(backbone);
-                let keys = batch.views.clone().map(|v| tb.forward_with(v.detach(), batch.invariance.clone()));
+                let keys = batch.views.clone().map(|v| tb.forward_with(v.detach(), batch.invariance_vector()));
                 let projector = m.projectors[head].get().expect("taken at construction").clone();
                 let [k1, k2] = keys;
                 [
@@ -519,8 +467,7 @@ mod tests {
         let backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
         let views = [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device));
         let records = [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
-        let spatial = Tensor::<1>::from_floats([1.0, 0.0], &device);
-        let batch = ViewBatch { views, records, stages: Vec::new(), invariance: Some(spatial), black: [0.0; 3] };
+        let batch = ViewBatch { side: 8, views, records, stages: Vec::new(), invariance: Some(vec![1.0, 0.0]), black: [0.0; 3] };
         let before: Vec<Vec<f32>> = method.projectors.iter().map(|p| flat_params(p.module())).collect();
         let out = method.forward(backbone.module(), &batch, &StepInfo { step: 0, total_steps: 10, lr: 0.1 });
         method.optimize(&mut out.loss.backward(), 0.1);
@@ -558,7 +505,7 @@ mod tests {
         let mut backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
         let views = [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device));
         let records = [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
-        let batch = ViewBatch { views, records, stages: Vec::new(), invariance: None, black: [0.0; 3] };
+        let batch = ViewBatch { side: 8, views, records, stages: Vec::new(), invariance: None, black: [0.0; 3] };
         let info = StepInfo { step: 0, total_steps: 10, lr: 0.1 };
 
         let out = method.forward(backbone.module(), &batch, &info);

@@ -27,7 +27,7 @@ use augur_train::data::{Dataset, synthetic};
 use augur_train::devices::DeviceName;
 use augur_train::planning::resolve_methods;
 use augur_train::plugins::Plugins;
-use augur_train::pretrain::{self as train, PreparedBatch};
+use augur_train::pretrain as train;
 use augur_train::{RunConfig, SweepFile};
 
 #[derive(Args, Clone)]
@@ -264,7 +264,7 @@ fn time_case(cfg: &RunConfig, plugins: &Plugins, steps: usize) -> Result<(usize,
     let mut method = train::build_method(cfg, plugins, &ad)?;
     let pipeline = Pipeline::from_config(&cfg.augment, side).map_err(|e| anyhow!(e))?;
     let images: Vec<ImageRef> = (0..batch).map(|i| data.train.image(i)).collect();
-    let make = |step: u64| PreparedBatch::make(&pipeline, &images, 0, step, data.mean, data.std);
+    let make = |step: u64| pipeline.two_views(&images, 0, step).normalised(data.mean, data.std);
     let info = |step| StepInfo {
         step,
         total_steps: steps + 1,
@@ -272,18 +272,18 @@ fn time_case(cfg: &RunConfig, plugins: &Plugins, steps: usize) -> Result<(usize,
     };
     // warm-up
     let fixed = make(0);
-    train::train_step(&mut backbone, method.as_mut(), &make(0).into_view_batch(&ad), &info(0), &cfg.method.name)?;
+    train::train_step(&mut backbone, method.as_mut(), &make(0).to_device(&ad), &info(0), &cfg.method.name)?;
 
     let t = Instant::now();
     for s in 0..steps {
-        train::train_step(&mut backbone, method.as_mut(), &fixed.clone().into_view_batch(&ad), &info(s + 1), &cfg.method.name)?;
+        train::train_step(&mut backbone, method.as_mut(), &fixed.clone().to_device(&ad), &info(s + 1), &cfg.method.name)?;
     }
     let step_ips = (2 * batch * steps) as f64 / t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     for s in 0..steps {
         let b = make(s as u64 + 1);
-        train::train_step(&mut backbone, method.as_mut(), &b.into_view_batch(&ad), &info(s + 1), &cfg.method.name)?;
+        train::train_step(&mut backbone, method.as_mut(), &b.to_device(&ad), &info(s + 1), &cfg.method.name)?;
     }
     let full_ips = (2 * batch * steps) as f64 / t.elapsed().as_secs_f64();
     Ok((params, step_ips, full_ips))

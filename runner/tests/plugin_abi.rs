@@ -9,7 +9,7 @@ use std::process::Command;
 
 use augur_train::config::RunConfig;
 use augur_train::plugins::{Plugins, load_plugin};
-use augur_train::pretrain::{self as train, PreparedBatch};
+use augur_train::pretrain as train;
 use augur_core::augment::{ImageRef, Pipeline};
 use augur_core::blocks::{Trainable, flat_params};
 use augur_core::burn::prelude::*;
@@ -57,7 +57,7 @@ fn simclr_plugin_trains_backbone_and_projector_across_the_boundary() {
     let images: Vec<ImageRef> = (0..16).map(|i| split.image(i)).collect();
     let pipeline = Pipeline::preset("simclr-cifar", 16).unwrap();
     for step in 0..2 {
-        let batch = PreparedBatch::make(&pipeline, &images, 0, step, [0.5; 3], [0.25; 3]).into_view_batch(&device);
+        let batch = pipeline.two_views(&images, 0, step).normalised([0.5; 3], [0.25; 3]).to_device(&device);
         let info = StepInfo { step: step as usize, total_steps: 2, lr: 0.1 };
         let (loss, _, _) = train::train_step(&mut backbone, method.as_mut(), &batch, &info, "simclr").unwrap();
         assert!(loss.is_finite() && loss > 0.0);
@@ -164,7 +164,7 @@ fn a_panic_inside_a_plugin_is_an_error_for_the_step_not_an_abort() {
     let (split, _) = augur_train::data::synthetic(4, 16, 0);
     let images: Vec<ImageRef> = (0..4).map(|i| split.image(i)).collect();
     let pipeline = Pipeline::preset("none", 16).unwrap();
-    let batch = PreparedBatch::make(&pipeline, &images, 0, 0, [0.5; 3], [0.25; 3]).into_view_batch(&device);
+    let batch = pipeline.two_views(&images, 0, 0).normalised([0.5; 3], [0.25; 3]).to_device(&device);
     let info = StepInfo { step: 0, total_steps: 1, lr: 0.1 };
     let err = train::train_step(&mut backbone, method.as_mut(), &batch, &info, "simclr").unwrap_err();
     assert!(err.to_string().contains("panicked at step 0"), "{err}");

@@ -124,17 +124,8 @@ impl Dataset {
     }
 }
 
-/// Normalise consecutive `[3, side, side]` float images (pixels in [0, 1])
-/// in place with a dataset's channel statistics, `(x - mean[c]) / std[c]`:
-/// the one place pixels are normalised, for training views and every
-/// evaluation alike. `plane` is `side * side`.
-pub fn normalise_images(pixels: &mut [f32], plane: usize, mean: [f32; 3], std: [f32; 3]) {
-    for img in pixels.chunks_mut(3 * plane) {
-        for (c, channel) in img.chunks_mut(plane).enumerate() {
-            channel.iter_mut().for_each(|p| *p = (*p - mean[c]) / std[c]);
-        }
-    }
-}
+pub use augur_core::views::normalise_images;
+
 
 fn channel_stats(split: &Split) -> ([f32; 3], [f32; 3]) {
     let plane = split.side * split.side;

@@ -17,22 +17,21 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use augur_core::augment::{ImageRef, Pipeline, ViewPair, invariance_setting};
+use augur_core::augment::{ImageRef, Pipeline};
 use augur_core::backbone::ResNet;
 use augur_core::blocks::Trainable;
 use augur_core::burn::prelude::*;
 use augur_core::aware::{AwareContext, Awareness};
-use augur_core::method::{Method, MethodContext, StageViews, StepInfo, ViewBatch};
+use augur_core::method::{Method, MethodContext, StepInfo, ViewBatch};
 use augur_core::options::OptionError;
 use augur_core::plugin::{Component, ComponentKind, Factory};
-use augur_core::record::AugmentationRecord;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::RunConfig;
-use crate::data::{Dataset, normalise_images};
+use crate::data::Dataset;
 use crate::evaluation::{self, online::OnlineProbe};
 use crate::plugins::{Plugins, panic_message};
 use crate::recorder::{Evaluation, MetricPoint, Recorder};
@@ -180,69 +179,6 @@ pub fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64
     peak * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-/// Pixels and records of one step's two views (and, with expanded views,
-/// of the earlier stages' pairs), made off the training thread.
-#[derive(Clone)]
-pub struct PreparedBatch {
-    pub side: usize,
-    pub views: [Vec<f32>; 2],
-    pub records: [Vec<AugmentationRecord>; 2],
-    pub stages: Vec<ViewPair>,
-    /// The amortised-invariance setting the views were made for.
-    pub invariance: Option<Vec<f32>>,
-    /// A black pixel after normalisation, per channel.
-    pub black: [f32; 3],
-}
-
-impl PreparedBatch {
-    /// Views of `images` for `step`, normalised with the dataset statistics.
-    pub fn make(pipeline: &Pipeline, images: &[ImageRef], seed: u64, step: u64, mean: [f32; 3], std: [f32; 3]) -> Self {
-        let mut v = pipeline.two_views(images, seed, step);
-        let plane = v.side * v.side;
-        let stage_views = v.stages.iter_mut().flat_map(|s| s.views.iter_mut());
-        for view in v.views.iter_mut().chain(stage_views) {
-            normalise_images(view, plane, mean, std);
-        }
-        PreparedBatch {
-            side: v.side,
-            views: v.views,
-            records: v.records,
-            stages: v.stages,
-            invariance: None,
-            black: std::array::from_fn(|c| -mean[c] / std[c]),
-        }
-    }
-
-    /// [`PreparedBatch::make`] for a backbone with `invariance` > 0 entries:
-    /// the step's setting (drawn from seed and step) and views made with
-    /// only the augmentation groups it keeps.
-    pub fn make_for(pipeline: &Pipeline, invariance: usize, images: &[ImageRef], seed: u64, step: u64, mean: [f32; 3], std: [f32; 3]) -> Self {
-        if invariance == 0 {
-            return Self::make(pipeline, images, seed, step, mean, std);
-        }
-        let setting = invariance_setting(invariance, seed, step);
-        let mut batch = Self::make(&pipeline.for_invariance(&setting), images, seed, step, mean, std);
-        batch.invariance = Some(setting);
-        batch
-    }
-
-    /// Move the pixels to `device` as tensors.
-    pub fn into_view_batch(self, device: &Device) -> ViewBatch {
-        let n = self.records[0].len();
-        let side = self.side;
-        let tensors = |[a, b]: [Vec<f32>; 2]| {
-            [a, b].map(|v| Tensor::<4>::from_data(TensorData::new(v, [n, 3, side, side]), device))
-        };
-        ViewBatch {
-            views: tensors(self.views),
-            records: self.records,
-            stages: self.stages.into_iter().map(|s| StageViews { views: tensors(s.views), records: s.records }).collect(),
-            invariance: self.invariance.map(|v| Tensor::<1>::from_floats(v.as_slice(), device)),
-            black: self.black,
-        }
-    }
-}
-
 /// One optimizer step: the method's loss, one backward pass, the backbone's
 /// and the method's own steps, the method's post-step work. A panic in the
 /// method (a plugin) becomes this run's error, not the runner's.
@@ -288,7 +224,7 @@ fn produce_batches(
     pipeline: &Pipeline,
     start: usize,
     total: usize,
-    tx: std::sync::mpsc::SyncSender<(PreparedBatch, Vec<Vec<u16>>)>,
+    tx: std::sync::mpsc::SyncSender<(ViewBatch<Vec<f32>>, Vec<Vec<u16>>)>,
 ) {
     let n = data.train.len();
     let batch = cfg.train.batch_size.min(n);
@@ -307,7 +243,7 @@ fn produce_batches(
             .iter()
             .map(|&i| data.train.image(i))
             .collect();
-        let prepared = PreparedBatch::make_for(pipeline, cfg.model.invariance, &images, cfg.seed, step as u64, data.mean, data.std);
+        let prepared = pipeline.two_views_for(cfg.model.invariance, &images, cfg.seed, step as u64).normalised(data.mean, data.std);
         let labels = data
             .train
             .labels
@@ -430,7 +366,7 @@ fn train_loop(
     cfg: &RunConfig,
     data: &Dataset,
     device: &Device,
-    rx: Receiver<(PreparedBatch, Vec<Vec<u16>>)>,
+    rx: Receiver<(ViewBatch<Vec<f32>>, Vec<Vec<u16>>)>,
     start: usize,
     total: usize,
     model: &mut Model,
@@ -444,7 +380,7 @@ fn train_loop(
             return Err(Stopped(step).into());
         }
         let (prepared, labels) = rx.recv().context("the augmentation thread stopped early")?;
-        let batch = prepared.into_view_batch(ad);
+        let batch = prepared.to_device(ad);
         let n = batch.batch_size();
         let lr = learning_rate(cfg.train.lr, step, cfg.train.warmup_steps, total);
         let info = StepInfo {

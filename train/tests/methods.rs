@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use augur_train::plugins::Plugins;
-use augur_train::pretrain::{self as train, MethodOptionError, PreparedBatch};
+use augur_train::pretrain::{self as train, MethodOptionError};
 use augur_train::sweep::SweepFile;
 use augur_core::augment::{ImageRef, Pipeline};
 use augur_core::blocks::Trainable;
@@ -41,12 +41,12 @@ fn losses(plugins: &Plugins, method: &str, options: &str, steps: usize) -> Vec<f
     let (split, _) = augur_train::data::synthetic(32, 16, 3);
     let images: Vec<ImageRef> = (0..32).map(|i| split.image(i)).collect();
     let pipeline = Pipeline::from_config(&cfg.augment, 16).unwrap();
-    let fixed = PreparedBatch::make(&pipeline, &images, 0, 0, [0.4; 3], [0.25; 3]);
+    let fixed = pipeline.two_views(&images, 0, 0).normalised([0.4; 3], [0.25; 3]);
     (0..steps)
         .map(|step| {
             let batch = fixed.clone();
             let info = StepInfo { step, total_steps: steps, lr: 0.05 };
-            let (loss, _, _) = train::train_step(&mut backbone, m.as_mut(), &batch.into_view_batch(&device), &info, method)
+            let (loss, _, _) = train::train_step(&mut backbone, m.as_mut(), &batch.to_device(&device), &info, method)
                 .unwrap_or_else(|e| panic!("{method}: {e}"));
             loss
         })
@@ -227,7 +227,7 @@ fn amortised_invariance_trains_one_setting_per_step() {
     let pipeline = Pipeline::from_config(&cfg.augment, 16).unwrap();
     let settings = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];
     let batches = settings.map(|s| {
-        let mut b = PreparedBatch::make(&pipeline.for_invariance(&s), &images, 0, 0, [0.4; 3], [0.25; 3]);
+        let mut b = pipeline.for_invariance(&s).two_views(&images, 0, 0).normalised([0.4; 3], [0.25; 3]);
         b.invariance = Some(s.to_vec());
         b
     });
@@ -235,7 +235,7 @@ fn amortised_invariance_trains_one_setting_per_step() {
     let losses: Vec<f32> = (0..steps)
         .map(|step| {
             let info = StepInfo { step, total_steps: steps, lr: 0.05 };
-            let batch = batches[step % 3].clone().into_view_batch(&device);
+            let batch = batches[step % 3].clone().to_device(&device);
             train::train_step(&mut backbone, m.as_mut(), &batch, &info, "amortised").unwrap().0
         })
         .collect();

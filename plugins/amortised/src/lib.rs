@@ -73,7 +73,7 @@ struct QueuePerSetting {
 impl Objective for QueuePerSetting {
     fn begin_batch(&mut self, batch: &ViewBatch) {
         self.setting = match &batch.invariance {
-            Some(v) => v.clone().into_data().iter::<f32>().map(|x| x > 0.5).collect(),
+            Some(v) => v.iter().map(|&x| x > 0.5).collect(),
             None => Vec::new(),
         };
     }

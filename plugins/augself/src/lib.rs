@@ -186,6 +186,7 @@ mod tests {
         let mut b = AugmentationRecord::identity(32, 32);
         b.flipped = true;
         let batch = ViewBatch {
+            side: 4,
             views: [Tensor::zeros([1, 3, 4, 4], &device), Tensor::zeros([1, 3, 4, 4], &device)],
             records: [vec![a.clone()], vec![b.clone()]],
             stages: Vec::new(),
@@ -209,6 +210,7 @@ mod tests {
         b.crop = CropBox { top: 0.0, left: 16.0, height: 16.0, width: 16.0 }; // centre x 0.75
         b.flipped = true; // view 2 flipped, view 1 not: official centre x stays 0.75
         let batch = ViewBatch {
+            side: 4,
             views: [Tensor::zeros([1, 3, 4, 4], &device), Tensor::zeros([1, 3, 4, 4], &device)],
             records: [vec![a], vec![b]],
             stages: Vec::new(),
