@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::MultiProgress;
 
 use crate::listing::list_runs;
-use crate::plugin_kit::{list_plugins, save_views, scaffold_plugin};
+use crate::plugin_kit::{colour_key, list_plugins, save_views, scaffold_plugin};
 use crate::sweeps::{ensure_target, plan, run_sweep, status, submit};
 use crate::worker::{DatasetCache, WorkerOptions, work};
 
@@ -197,6 +197,18 @@ pub enum Command {
         #[arg(long, default_value_t = 8)]
         count: usize,
     },
+    /// How well a view's mean colour alone (no network) identifies its image:
+    /// the instance-discrimination shortcut a sweep's dataset offers.
+    ColourKey {
+        /// The sweep file (TOML); its [base] data and augment (crop scale) are used.
+        file: PathBuf,
+        /// Images to tell apart (from the test split).
+        #[arg(long, default_value_t = 256)]
+        images: usize,
+        /// Crop views per image; a fifth are held out for scoring.
+        #[arg(long, default_value_t = 20)]
+        views: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -346,6 +358,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Views { file, out, count } => {
             save_views(&file, &out, count)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ColourKey { file, images, views } => {
+            colour_key(&file, images, views)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,7 +1,8 @@
 //! The plugin author's and the curious user's tools: `augur plugin new`
 //! (a working method crate from runner/templates), `augur plugins` (what
-//! is installed, with fingerprints) and `augur views` (a PNG of the views a
-//! sweep's pipeline makes).
+//! is installed, with fingerprints), `augur views` (a PNG of the views a
+//! sweep's pipeline makes) and `augur colour-key` (the dataset's
+//! mean-colour instance key).
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,28 @@ pub fn scaffold_plugin(name: &str, dir: &Path) -> Result<PathBuf> {
     std::fs::write(root.join("Cargo.toml"), fill(include_str!("../templates/plugin_Cargo.toml")))?;
     std::fs::write(root.join("src/lib.rs"), fill(include_str!("../templates/plugin_lib.rs")))?;
     Ok(root)
+}
+
+/// `augur colour-key`: instance identification from views' mean colour
+/// on a sweep's dataset ([`augur_train::evaluation::colour_key`]).
+pub fn colour_key(file: &Path, images: usize, views: usize) -> Result<()> {
+    if images < 2 || views < 2 {
+        anyhow::bail!("--images and --views must be at least 2");
+    }
+    let sweep = SweepFile::load(file)?;
+    let cfg = &sweep.runs.first().ok_or_else(|| anyhow!("{} has no runs", file.display()))?.config;
+    let data = Dataset::load(&cfg.data)?;
+    let pipeline = augur_core::augment::Pipeline::from_config(&cfg.augment, data.test.side).map_err(|e| anyhow!(e))?;
+    let key = augur_train::evaluation::colour_key::colour_key(&data.test, &pipeline, images, views, cfg.seed, &augur_core::burn::tensor::Device::flex());
+    println!(
+        "{}: a linear probe on a crop's mean colour names its image among {} in {:.1}% of held-out views ({} views per image, a fifth held out; chance {:.1}%)",
+        data.name,
+        key.images,
+        100.0 * key.top1,
+        key.views,
+        100.0 / key.images as f64
+    );
+    Ok(())
 }
 
 /// `augur views`: rows of (image, view 1, view 2), 4x upscaled, as a PNG.

@@ -40,7 +40,7 @@ fn default_device() -> String {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// `synthetic`, `cifar10`, `cifar100` or `folder`.
+    /// `synthetic`, `palette` (generated), `cifar10`, `cifar100` or `folder`.
     pub dataset: String,
     /// Directory of the data (not for `synthetic`).
     #[serde(default)]
@@ -135,9 +135,9 @@ impl RunConfig {
         self.optimizer.validate()?;
         let d = &self.data;
         match d.dataset.as_str() {
-            "synthetic" => {
+            "synthetic" | "palette" => {
                 if d.path.is_some() {
-                    return Err("data.path is not used by the synthetic dataset; remove it".into());
+                    return Err(format!("data.path is not used by the generated dataset `{}`; remove it", d.dataset));
                 }
             }
             "cifar10" | "cifar100" | "folder" => {
@@ -147,7 +147,7 @@ impl RunConfig {
             }
             other => {
                 return Err(format!(
-                    "data.dataset = `{other}` is unknown; use synthetic, cifar10, cifar100 or folder"
+                    "data.dataset = `{other}` is unknown; use synthetic, palette, cifar10, cifar100 or folder"
                 ));
             }
         }

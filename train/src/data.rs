@@ -86,13 +86,14 @@ pub struct Dataset {
 impl Dataset {
     pub fn load(cfg: &DataConfig) -> Result<Dataset> {
         let (name, train, test, tasks) = match cfg.dataset.as_str() {
-            "synthetic" => {
+            "synthetic" | "palette" => {
                 let side = cfg.image_size.unwrap_or(32);
                 let n_train = cfg.train_size.unwrap_or(4096);
                 let n_test = cfg.test_size.unwrap_or(1024);
-                let (train, tasks) = synthetic(n_train, side, cfg.data_seed);
-                let (test, _) = synthetic(n_test, side, cfg.data_seed.wrapping_add(1 << 32));
-                ("synthetic".to_string(), train, test, tasks)
+                let generate = if cfg.dataset == "palette" { palette } else { synthetic };
+                let (train, tasks) = generate(n_train, side, cfg.data_seed);
+                let (test, _) = generate(n_test, side, cfg.data_seed.wrapping_add(1 << 32));
+                (cfg.dataset.clone(), train, test, tasks)
             }
             "cifar10" | "cifar100" => {
                 let path = cfg.path.as_deref().expect("validated: cifar needs a path");
@@ -185,75 +186,180 @@ fn inside(shape: usize, u: f32, v: f32) -> bool {
 /// A seeded set where each image shows one of 10 shapes, painted in one of
 /// 8 hues, on a grey background with noise. Two tasks: `shape` and `colour`.
 /// Colour jitter (hue +-0.1 turn, against classes 1/16 turn apart) blinds a
-/// colour-invariant network to `colour` but not to `shape`.
+/// colour-invariant network to `colour` but not to `shape`. Hue (within its
+/// class), saturation, value and the background grey are drawn per image
+/// from continuous ranges, so an image's mean colour nearly identifies it:
+/// see [`palette`] for the set where it does not.
 pub fn synthetic(n: usize, side: usize, seed: u64) -> (Split, Vec<Task>) {
-    let plane = side * side;
     let rendered: Vec<(Vec<u8>, u16, u16)> = (0..n)
         .into_par_iter()
         .map(|i| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(i as u64 + 1);
+            let mut rng = image_stream(seed, i);
             let shape = rng.random_range(0..SHAPES.len());
             let colour = rng.random_range(0..COLOURS.len());
             let hue = (colour as f32 + rng.random_range(-0.25..0.25)) * COLOUR_SPACING;
             let sat = rng.random_range(0.6..1.0);
             let val = rng.random_range(0.65..1.0);
-            let (fr, fg, fb) = augur_core::augment::hsv_to_rgb(hue.rem_euclid(1.0), sat, val);
+            let fg = augur_core::augment::hsv_to_rgb(hue.rem_euclid(1.0), sat, val);
             let bg = rng.random_range(0.05..0.45f32);
-            // Large, roughly centred shapes, so that most random crops keep
-            // enough of the shape to tell it.
-            let radius = rng.random_range(0.32..0.44) * side as f32;
-            let jitter = 0.12 * side as f32;
-            let cy = side as f32 / 2.0 + rng.random_range(-jitter..jitter);
-            let cx = side as f32 / 2.0 + rng.random_range(-jitter..jitter);
-            let mut img = vec![0u8; 3 * plane];
-            for y in 0..side {
-                for x in 0..side {
-                    // 2x2 supersampling for smooth edges
-                    let mut cover = 0.0;
-                    for (dy, dx) in [(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)] {
-                        let u = (x as f32 + dx - cx) / radius;
-                        let v = (y as f32 + dy - cy) / radius;
-                        if inside(shape, u, v) {
-                            cover += 0.25;
-                        }
-                    }
-                    let noise = rng.random_range(-0.04..0.04f32);
-                    for (c, f) in [fr, fg, fb].into_iter().enumerate() {
-                        let value = cover * f + (1.0 - cover) * bg + noise;
-                        img[c * plane + y * side + x] = (value.clamp(0.0, 1.0) * 255.0).round() as u8;
-                    }
-                }
-            }
-            (img, shape as u16, colour as u16)
+            let placed = Placement::draw(&mut rng, side, false);
+            (paint(side, shape, &placed, fg, |_, _| bg, None, &mut rng), shape as u16, colour as u16)
         })
         .collect();
-    let mut images = Vec::with_capacity(n * 3 * plane);
-    let mut shapes = Vec::with_capacity(n);
-    let mut colours = Vec::with_capacity(n);
+    shapes_and_colours(rendered, side)
+}
+
+/// The palette set (`dataset = "palette"`): the synthetic set's shapes and
+/// colour classes and its two tasks, built so that an image's identity
+/// lives in its structure, not in its colour. Each colour class is one
+/// fixed hue, saturation and value with a little noise (hue +-0.004 turn,
+/// saturation and value +-0.015); the background is one of four patterns
+/// (two gradients, stripes, checks) of the same mean grey; what varies
+/// from image to image is the shape's position and rotation and a second
+/// object (a small textured disk of the background's mean grey, anywhere).
+/// Every shape is scaled to the same area, so how much of a view the
+/// shape covers says nothing of which image it is. Colour jitter still
+/// spans more than one colour class.
+pub fn palette(n: usize, side: usize, seed: u64) -> (Split, Vec<Task>) {
+    let rendered: Vec<(Vec<u8>, u16, u16)> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = image_stream(seed ^ 0x9A1E_77E5, i);
+            let shape = rng.random_range(0..SHAPES.len());
+            let colour = rng.random_range(0..COLOURS.len());
+            let hue = colour as f32 * COLOUR_SPACING + rng.random_range(-0.004..0.004);
+            let sat = 0.8 + rng.random_range(-0.015..0.015);
+            let val = 0.85 + rng.random_range(-0.015..0.015);
+            let fg = augur_core::augment::hsv_to_rgb(hue.rem_euclid(1.0), sat, val);
+            let pattern = rng.random_range(0..4);
+            let mut placed = Placement::draw(&mut rng, side, true);
+            // Every shape covers the same area, so coverage says nothing of the image.
+            placed.radius *= (SHAPE_AREA / shape_area(shape)).sqrt();
+            let dot = Dot { radius: 0.12 * side as f32, cy: rng.random_range(0.0..side as f32), cx: rng.random_range(0.0..side as f32) };
+            let period = side as f32 / 4.0;
+            let background = move |y: f32, x: f32| match pattern {
+                0 => 0.15 + 0.3 * x / side as f32,
+                1 => 0.15 + 0.3 * y / side as f32,
+                2 => if (y / period).floor() as i32 % 2 == 0 { 0.2 } else { 0.4 },
+                _ => if ((y / period).floor() + (x / period).floor()) as i32 % 2 == 0 { 0.2 } else { 0.4 },
+            };
+            (paint(side, shape, &placed, fg, background, Some(&dot), &mut rng), shape as u16, colour as u16)
+        })
+        .collect();
+    shapes_and_colours(rendered, side)
+}
+
+/// The area every palette shape is scaled to, in units of its radius squared
+/// (the diamond's: 2).
+const SHAPE_AREA: f32 = 2.0;
+
+/// The area of a shape at radius 1, counted on a fine grid.
+fn shape_area(shape: usize) -> f32 {
+    static AREAS: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    AREAS.get_or_init(|| {
+        let steps = 400;
+        let cell = 3.0 / steps as f32;
+        (0..SHAPES.len())
+            .map(|s| {
+                let inside_cells = (0..steps * steps)
+                    .filter(|i| inside(s, -1.5 + (i % steps) as f32 * cell + cell / 2.0, -1.5 + (i / steps) as f32 * cell + cell / 2.0))
+                    .count();
+                inside_cells as f32 * cell * cell
+            })
+            .collect()
+    })[shape]
+}
+
+/// Image `i`'s own random stream of a seeded set.
+fn image_stream(seed: u64, i: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(i as u64 + 1);
+    rng
+}
+
+/// Where a shape sits: large and roughly centred, so that most random
+/// crops keep enough of it to tell it.
+struct Placement {
+    radius: f32,
+    cy: f32,
+    cx: f32,
+    /// Rotation in radians (the palette set); 0 leaves the shape upright.
+    angle: f32,
+}
+
+impl Placement {
+    fn draw(rng: &mut ChaCha8Rng, side: usize, rotated: bool) -> Self {
+        let radius = if rotated { rng.random_range(0.37..0.39) } else { rng.random_range(0.32..0.44) } * side as f32;
+        let jitter = 0.12 * side as f32;
+        let cy = side as f32 / 2.0 + rng.random_range(-jitter..jitter);
+        let cx = side as f32 / 2.0 + rng.random_range(-jitter..jitter);
+        let angle = if rotated { rng.random_range(0.0..std::f32::consts::TAU) } else { 0.0 };
+        Placement { radius, cy, cx, angle }
+    }
+}
+
+/// A small disk drawn over the shape (the palette set's second object):
+/// black inside half its radius, grey 0.4 outside, so its mean is the
+/// backgrounds' (0.3).
+struct Dot {
+    radius: f32,
+    cy: f32,
+    cx: f32,
+}
+
+impl Dot {
+    /// The grey at distance `r` from the centre, if inside.
+    fn grey_at(&self, r: f32) -> Option<f32> {
+        (r <= self.radius).then_some(if r <= 0.5 * self.radius { 0.0 } else { 0.4 })
+    }
+}
+
+/// Render one image: the shape in `fg` over `background(y, x)`, then the
+/// dot, 2x2 supersampled, with per-pixel noise.
+fn paint(side: usize, shape: usize, at: &Placement, fg: (f32, f32, f32), background: impl Fn(f32, f32) -> f32, dot: Option<&Dot>, rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let plane = side * side;
+    let (sin, cos) = at.angle.sin_cos();
+    let mut img = vec![0u8; 3 * plane];
+    for y in 0..side {
+        for x in 0..side {
+            let (mut cover, mut dotted, mut dot_grey) = (0.0, 0.0, 0.0);
+            for (dy, dx) in [(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)] {
+                let (py, px) = (y as f32 + dy, x as f32 + dx);
+                let (u, v) = ((px - at.cx) / at.radius, (py - at.cy) / at.radius);
+                let (u, v) = if at.angle == 0.0 { (u, v) } else { (u * cos - v * sin, u * sin + v * cos) };
+                if inside(shape, u, v) {
+                    cover += 0.25;
+                }
+                if let Some(grey) = dot.and_then(|d| d.grey_at((py - d.cy).hypot(px - d.cx))) {
+                    dotted += 0.25;
+                    dot_grey += 0.25 * grey;
+                }
+            }
+            let bg = background(y as f32 + 0.5, x as f32 + 0.5);
+            let noise = rng.random_range(-0.04..0.04f32);
+            for (c, f) in [fg.0, fg.1, fg.2].into_iter().enumerate() {
+                let mut value = cover * f + (1.0 - cover) * bg;
+                if dot.is_some() {
+                    value = dot_grey + (1.0 - dotted) * value;
+                }
+                img[c * plane + y * side + x] = ((value + noise).clamp(0.0, 1.0) * 255.0).round() as u8;
+            }
+        }
+    }
+    img
+}
+
+/// A split of rendered (image, shape, colour) and the two tasks.
+fn shapes_and_colours(rendered: Vec<(Vec<u8>, u16, u16)>, side: usize) -> (Split, Vec<Task>) {
+    let mut images = Vec::with_capacity(rendered.len() * 3 * side * side);
+    let (mut shapes, mut colours) = (Vec::new(), Vec::new());
     for (img, s, c) in rendered {
         images.extend_from_slice(&img);
         shapes.push(s);
         colours.push(c);
     }
-    let tasks = vec![
-        Task {
-            name: "shape".into(),
-            classes: SHAPES.iter().map(|s| s.to_string()).collect(),
-        },
-        Task {
-            name: "colour".into(),
-            classes: COLOURS.iter().map(|s| s.to_string()).collect(),
-        },
-    ];
-    (
-        Split {
-            images,
-            side,
-            labels: vec![shapes, colours],
-        },
-        tasks,
-    )
+    let task = |name: &str, classes: &[&str]| Task { name: name.into(), classes: classes.iter().map(|s| s.to_string()).collect() };
+    (Split { images, side, labels: vec![shapes, colours] }, vec![task("shape", &SHAPES), task("colour", &COLOURS)])
 }
 
 // ---------------------------------------------------------------- CIFAR
@@ -467,6 +573,34 @@ mod tests {
         assert_eq!(tasks[1].classes.len(), 8);
         assert!(a.labels[0].iter().all(|&l| l < 10) && a.labels[1].iter().all(|&l| l < 8));
         // Several shapes and colours appear.
+        let shapes: std::collections::BTreeSet<_> = a.labels[0].iter().collect();
+        assert!(shapes.len() >= 8);
+    }
+
+    /// The palette set is seeded, and each image's colour label is the hue
+    /// its saturated (foreground) pixels are painted in: the nearest class
+    /// hue to them is the label, for every image.
+    #[test]
+    fn palette_is_seeded_and_its_colour_labels_are_the_painted_hues() {
+        let (a, tasks) = palette(64, 24, 5);
+        assert_eq!(a.images, palette(64, 24, 5).0.images);
+        assert_ne!(a.images, palette(64, 24, 6).0.images);
+        assert_ne!(a.images, synthetic(64, 24, 5).0.images);
+        assert_eq!((tasks[0].classes.len(), tasks[1].classes.len()), (10, 8));
+        let turn = |a: f32, b: f32| ((a - b).rem_euclid(1.0)).min((b - a).rem_euclid(1.0));
+        for i in 0..a.len() {
+            let img = a.image(i).data;
+            let plane = 24 * 24;
+            let hues: Vec<f32> = (0..plane)
+                .map(|p| augur_core::augment::rgb_to_hsv(img[p] as f32 / 255.0, img[plane + p] as f32 / 255.0, img[2 * plane + p] as f32 / 255.0))
+                .filter(|&(_, s, _)| s > 0.6)
+                .map(|(h, _, _)| h)
+                .collect();
+            assert!(hues.len() > 20, "image {i}: {} foreground pixels", hues.len());
+            let distance = |c: usize| hues.iter().map(|&h| turn(h, c as f32 * COLOUR_SPACING)).sum::<f32>();
+            let nearest = (0..COLOURS.len()).min_by(|&x, &y| distance(x).total_cmp(&distance(y))).unwrap();
+            assert_eq!(nearest as u16, a.labels[1][i], "image {i}");
+        }
         let shapes: std::collections::BTreeSet<_> = a.labels[0].iter().collect();
         assert!(shapes.len() >= 8);
     }

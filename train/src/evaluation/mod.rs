@@ -13,7 +13,9 @@
 //! - [`invariance`]: amortised invariance's readout and learned vector;
 //! - [`online`]: the online linear probe;
 //! - [`checkpoint`]: `augur eval`'s request, run on one checkpoint, with a
-//!   feature cache beside it.
+//!   feature cache beside it;
+//! - [`colour_key`]: no network: how much of an image's identity its views'
+//!   mean colour carries (a dataset's instance-discrimination shortcut).
 
 use anyhow::{Result, bail};
 use augur_core::backbone::ResNet;
@@ -24,6 +26,7 @@ use crate::data::{Dataset, Split, normalise_images};
 use crate::recorder::Evaluation;
 
 pub mod checkpoint;
+pub mod colour_key;
 pub mod invariance;
 pub mod knn;
 pub mod lbfgs;
