@@ -40,6 +40,10 @@ impl AwareContext {
 
 /// An augmentation-aware component of a two-view method.
 pub trait Awareness: Send {
+    /// The descriptor keys this component reads from the records.
+    fn descriptor_keys(&self) -> Vec<crate::record::DescriptorKey> {
+        Vec::new()
+    }
     /// Dimensions this component appends to the projector's input.
     fn extra_projector_input(&self) -> usize {
         0

@@ -23,7 +23,7 @@ use crate::backbone::BackboneConfig;
 use crate::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
 use crate::optim::OptimizerSpec;
 use crate::options::Options;
-use crate::record::{AugmentationRecord, DescriptorSchema};
+use crate::record::{AugmentationRecord, DescriptorKey, DescriptorSchema};
 pub use crate::views::{StageViews, ViewBatch};
 
 
@@ -70,6 +70,12 @@ pub trait Method: Send {
     /// the run's `augment.stages` gives this many.
     fn view_stages(&self) -> usize {
         1
+    }
+    /// The descriptor keys (docs/descriptors.md) the method reads from the
+    /// records, its components' included: what the run's row records as
+    /// its schema. None for a method blind to its augmentations.
+    fn descriptor_keys(&self) -> Vec<DescriptorKey> {
+        Vec::new()
     }
     /// Add augmentation-aware components (AugSelf, CASSLE). The method was
     /// built with `MethodContext::projector_input` already counting them.
@@ -310,6 +316,10 @@ impl TwoView {
 }
 
 impl Method for TwoView {
+    fn descriptor_keys(&self) -> Vec<DescriptorKey> {
+        self.aware.iter().flat_map(|a| a.descriptor_keys()).collect()
+    }
+
     fn embed(&mut self, features: Tensor<2>, records: &[AugmentationRecord]) -> Option<Tensor<2>> {
         let projector = self.projector().clone();
         Some(self.project(features, records, false, &projector))

@@ -342,7 +342,7 @@ pub fn run(app: &App, id: i64, p: &Params) -> Result<Markup, PageError> {
                 tr { th { "config hash" } td { code { (r.config_hash) } } }
                 tr { th { "group (seeds)" } td { code { (detail.group_hash) } } }
                 tr { th { "git commit" } td { code { (r.git_commit) } } }
-                tr { th { "augmentation schema" } td { code { (detail.schema.get("version").map(compact).unwrap_or_default()) } " " (detail.schema.get("keys").map(compact).unwrap_or_default()) } }
+                tr { th { "descriptor keys read" } td { code { (detail.schema.get("version").map(compact).unwrap_or_default()) } " " (detail.schema.get("keys").map(compact).unwrap_or_default()) } }
                 tr { th { "host / device" } td { (detail.host.clone().unwrap_or_default()) " / " (detail.device.clone().unwrap_or_default()) } }
                 tr { th { "created / started / finished" } td { (detail.created_at) " / " (r.started_at.clone().unwrap_or_default()) " / " (r.finished_at.clone().unwrap_or_default()) } }
             }

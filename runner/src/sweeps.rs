@@ -31,9 +31,9 @@ pub fn new_run(run: &PlannedRun) -> NewRun {
 /// existing identical run, or requeued. Prints what happened.
 pub fn submit(store: &Store, sweep: &SweepFile) -> Result<i64> {
     let sweep_id = store.create_sweep(&sweep.name, &sweep.path.display().to_string(), &sweep.source)?;
-    let schema = serde_json::to_string(&augur_core::record::DescriptorSchema::full())?;
     let (mut new, mut linked, mut requeued) = (0, 0, 0);
     for run in &sweep.runs {
+        let schema = serde_json::to_string(&augur_core::record::DescriptorSchema::new(&run.reads))?;
         match store.enqueue(sweep_id, &new_run(run), &schema, crate::GIT_COMMIT)? {
             Enqueued::New(_) => new += 1,
             Enqueued::Linked(id, status) => {

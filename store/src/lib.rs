@@ -212,7 +212,8 @@ pub struct RunDetail {
     pub row: RunRow,
     /// The canonical config.
     pub config: serde_json::Value,
-    /// The augmentation descriptor schema (version and keys) the run recorded.
+    /// The augmentation descriptor schema (version, and the keys the run's
+    /// method reads).
     pub schema: serde_json::Value,
     pub group_hash: String,
     pub host: Option<String>,

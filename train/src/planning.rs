@@ -23,7 +23,8 @@ pub fn check_sweep(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
 }
 
 /// Build every run's method (checking the plugin and its options) and
-/// record the resolved options in the run's config.
+/// record the resolved options in the run's config, and the descriptor keys
+/// the method reads.
 pub fn resolve_methods(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
     let file = sweep.path.clone();
     let source = sweep.source.clone();
@@ -32,11 +33,12 @@ pub fn resolve_methods(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
         // Options resolve the same on every device: check them on the CPU, so
         // a sweep for a GPU machine can be submitted from any machine.
         let device = Device::flex();
-        let (_, resolved) = pretrain::build_method_resolved(&run.config, plugins, &device).map_err(|e| {
+        let (method, resolved) = pretrain::build_method_resolved(&run.config, plugins, &device).map_err(|e| {
             let key = e.downcast_ref::<MethodOptionError>().map_or("method.name", |o| o.key.as_str());
             anyhow!("{}: {e:#}", at(key))
         })?;
         run.config.method.options = resolved;
+        run.reads = method.descriptor_keys();
     }
     Ok(())
 }

@@ -38,6 +38,9 @@ pub struct PlannedRun {
     pub config: RunConfig,
     /// Dotted key -> value, for the keys the sweep set (seed included).
     pub overrides: BTreeMap<String, serde_json::Value>,
+    /// The descriptor keys its method reads (filled when the sweep is
+    /// checked, [`crate::planning::resolve_methods`]).
+    pub reads: Vec<augur_core::record::DescriptorKey>,
 }
 
 impl PlannedRun {
@@ -183,7 +186,7 @@ impl Expander<'_> {
             Some(p) => format!("{}/{p}/{label}", self.name),
             None => format!("{}/{label}", self.name),
         };
-        self.runs.push(PlannedRun { name, config, overrides });
+        self.runs.push(PlannedRun { name, config, overrides, reads: Vec::new() });
         Ok(())
     }
 

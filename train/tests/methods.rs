@@ -254,3 +254,18 @@ fn amortised_invariance_trains_one_setting_per_step() {
     assert!(e.contains("model.invariance"), "{e}");
 }
 
+
+/// Checking a sweep records the descriptor keys each run's method reads
+/// (what its store row keeps as its schema): none for a plain method, a
+/// component's keys, the jitter factors of hierarchical's expanded views.
+#[test]
+fn checked_runs_know_the_descriptor_keys_their_method_reads() {
+    use augur_core::record::DescriptorKey;
+    let _exclusive = exclusive();
+    let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
+    let text = tiny_sweep(SYNTHETIC, "").replace("proj_out = 16", "proj_out = 16\n[base.method.augself]\nkeys = [\"flip\", \"crop\"]\n[sweep.grid]\n\"method.aware\" = [[], [\"augself\"]]");
+    let mut sweep = SweepFile::parse(Path::new("m.toml"), &text).unwrap();
+    augur_train::planning::resolve_methods(&mut sweep, &plugins).unwrap();
+    let reads: Vec<Vec<DescriptorKey>> = sweep.runs.iter().map(|r| r.reads.clone()).collect();
+    assert_eq!(reads, [vec![], vec![DescriptorKey::Crop, DescriptorKey::Flip]]);
+}

@@ -119,6 +119,10 @@ fn bce_with_logits(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
 }
 
 impl Awareness for AugSelf {
+    fn descriptor_keys(&self) -> Vec<DescriptorKey> {
+        self.keys.clone()
+    }
+
     fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch, _backbone: &ResNet, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
         let [y1, y2] = features;
         // Both orders in one batch, as the official `SSObjective` does

@@ -29,7 +29,7 @@ use augur_core::hyper::{HyperMlp, HyperMlpConfig};
 use augur_core::optim::OptimizerSpec;
 use augur_core::options::{OptionError, check};
 use augur_core::plugin::Registry;
-use augur_core::record::{AugmentationRecord, DescriptorSchema};
+use augur_core::record::{AugmentationRecord, DescriptorKey, DescriptorSchema};
 use serde::{Deserialize, Serialize};
 
 augur_core::options! {
@@ -120,6 +120,10 @@ struct Cassle {
 }
 
 impl Awareness for Cassle {
+    fn descriptor_keys(&self) -> Vec<DescriptorKey> {
+        self.schema.keys.clone()
+    }
+
     fn extra_projector_input(&self) -> usize {
         match self.injection {
             Injection::Cat => *self.encoder_config.dims.last().expect("an encoder has an output"),

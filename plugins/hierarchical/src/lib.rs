@@ -29,7 +29,7 @@ use augur_core::losses::{barlow_twins, byol_loss, negative_cosine};
 use augur_core::method::{Method, MethodContext, MomentumSchedule, StepInfo, StepOutput, ViewBatch, target_backbone};
 use augur_core::options::check;
 use augur_core::plugin::Registry;
-use augur_core::record::AugmentationRecord;
+use augur_core::record::{AugmentationRecord, DescriptorKey};
 use serde::{Deserialize, Serialize};
 
 /// The base objective applied at every stage.
@@ -246,6 +246,11 @@ impl Method for Hierarchical {
 
     fn view_stages(&self) -> usize {
         self.stages
+    }
+
+    /// The expanded stages' projectors read each view's jitter factors.
+    fn descriptor_keys(&self) -> Vec<DescriptorKey> {
+        if self.options.expanded { vec![DescriptorKey::Color] } else { Vec::new() }
     }
 
     fn save(&self, dir: &Path) -> Result<(), String> {
