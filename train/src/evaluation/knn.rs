@@ -60,17 +60,10 @@ pub fn knn_accuracy(
 mod tests {
     use super::*;
 
-    fn features(rows: &[[f32; 2]]) -> Features {
-        Features {
-            data: rows.iter().flatten().copied().collect(),
-            dim: 2,
-        }
-    }
-
     #[test]
     fn knn_on_duplicated_points_is_perfect() {
         let _exclusive = crate::seeded_device_lock();
-        let f = features(&[[1.0, 0.1], [0.1, 1.0], [-1.0, 0.2], [0.9, 0.2]]);
+        let f = Features::from_rows(&[[1.0, 0.1], [0.1, 1.0], [-1.0, 0.2], [0.9, 0.2]]);
         let y = [0u16, 1, 2, 0];
         let acc = knn_accuracy(&f, &y, &f, &y, 3, 1, 0.1, &Device::flex());
         assert_eq!(acc, 1.0);

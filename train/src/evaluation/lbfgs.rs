@@ -204,11 +204,6 @@ impl Settings {
 mod tests {
     use super::*;
 
-    fn features(rows: Vec<Vec<f32>>) -> Features {
-        let dim = rows[0].len();
-        Features { data: rows.into_iter().flatten().collect(), dim }
-    }
-
     #[test]
     fn lbfgs_probe_separates_separable_classes() {
         let _exclusive = crate::seeded_device_lock();
@@ -222,7 +217,7 @@ mod tests {
             rows.push(row);
             y.push(c as u16);
         }
-        let f = features(rows);
+        let f = Features::from_rows(&rows);
         let r = lbfgs_probe(&f, &y, &f, &y, 3, 0.2, 0, &Device::flex());
         assert_eq!(r.accuracy, 1.0, "{r:?}");
         assert!(l2_grid().contains(&r.l2));

@@ -124,13 +124,6 @@ pub fn linear_probe(
 mod tests {
     use super::*;
 
-    fn features(rows: &[[f32; 2]]) -> Features {
-        Features {
-            data: rows.iter().flatten().copied().collect(),
-            dim: 2,
-        }
-    }
-
     #[test]
     fn linear_probe_separates_separable_features_and_not_noise() {
         let _exclusive = crate::seeded_device_lock();
@@ -142,7 +135,7 @@ mod tests {
             rows.push(if c == 0 { [1.0 + jitter, jitter] } else { [-1.0 - jitter, jitter] });
             y.push(c as u16);
         }
-        let f = features(&rows);
+        let f = Features::from_rows(&rows);
         let cfg = EvalConfig {
             linear_epochs: 10,
             ..Default::default()

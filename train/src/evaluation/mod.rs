@@ -42,6 +42,12 @@ pub struct Features {
 }
 
 impl Features {
+    /// Features from equally long rows.
+    pub fn from_rows<R: AsRef<[f32]>>(rows: &[R]) -> Self {
+        let dim = rows.first().map_or(0, |r| r.as_ref().len());
+        Features { data: rows.iter().flat_map(|r| r.as_ref().iter().copied()).collect(), dim }
+    }
+
     pub fn len(&self) -> usize {
         self.data.len() / self.dim
     }

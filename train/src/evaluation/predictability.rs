@@ -102,11 +102,6 @@ fn r_squared(pred: &[f32], targets: &[f32], k: usize) -> f64 {
 mod tests {
     use super::*;
 
-    fn features(rows: Vec<Vec<f32>>) -> Features {
-        let dim = rows[0].len();
-        Features { data: rows.into_iter().flatten().collect(), dim }
-    }
-
     #[test]
     fn a_descriptor_the_features_contain_is_predictable() {
         let _exclusive = crate::seeded_device_lock();
@@ -114,18 +109,18 @@ mod tests {
         let n = 200;
         let target: Vec<f32> = (0..n).flat_map(|i| [((i * 13) % 17) as f32 / 17.0, ((i * 7) % 11) as f32 / 11.0]).collect();
         let rows: Vec<Vec<f32>> = (0..n).map(|i| vec![target[2 * i], ((i * 31) % 5) as f32, target[2 * i + 1], 1.0]).collect();
-        let r2 = predictability(&features(rows.clone()), &target, 2, KeyKind::Regression, 0.25, 0, &Device::flex()).unwrap();
+        let r2 = predictability(&Features::from_rows(&rows), &target, 2, KeyKind::Regression, 0.25, 0, &Device::flex()).unwrap();
         assert!(r2 > 0.99, "R^2 {r2}");
         // A target the features do not hold: R^2 near zero or below.
         let unrelated: Vec<f32> = (0..n).map(|i| ((i * 7919) % 101) as f32 / 101.0).collect();
-        let r2 = predictability(&features(rows.clone()), &unrelated, 1, KeyKind::Regression, 0.25, 0, &Device::flex()).unwrap();
+        let r2 = predictability(&Features::from_rows(&rows), &unrelated, 1, KeyKind::Regression, 0.25, 0, &Device::flex()).unwrap();
         assert!(r2 < 0.3, "R^2 {r2}");
         // A binary key held in the features: accuracy 1.
         let bits: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
         let rows: Vec<Vec<f32>> = (0..n).map(|i| vec![bits[i] * 2.0 - 1.0, ((i * 31) % 5) as f32]).collect();
-        let acc = predictability(&features(rows.clone()), &bits, 1, KeyKind::Binary, 0.25, 0, &Device::flex()).unwrap();
+        let acc = predictability(&Features::from_rows(&rows), &bits, 1, KeyKind::Binary, 0.25, 0, &Device::flex()).unwrap();
         assert_eq!(acc, 1.0);
         // A constant target (an augmentation never applied) has no score.
-        assert!(predictability(&features(rows), &vec![0.0; n], 1, KeyKind::Binary, 0.25, 0, &Device::flex()).is_none());
+        assert!(predictability(&Features::from_rows(&rows), &vec![0.0; n], 1, KeyKind::Binary, 0.25, 0, &Device::flex()).is_none());
     }
 }
