@@ -202,7 +202,7 @@ pub fn synthetic(n: usize, side: usize, seed: u64) -> (Split, Vec<Task>) {
             let val = rng.random_range(0.65..1.0);
             let fg = augur_core::augment::hsv_to_rgb(hue.rem_euclid(1.0), sat, val);
             let bg = rng.random_range(0.05..0.45f32);
-            let placed = Placement::draw(&mut rng, side, false);
+            let placed = Placement::draw(&mut rng, side);
             (paint(side, shape, &placed, fg, |_, _| bg, None, &mut rng), shape as u16, colour as u16)
         })
         .collect();
@@ -211,15 +211,17 @@ pub fn synthetic(n: usize, side: usize, seed: u64) -> (Split, Vec<Task>) {
 
 /// The palette set (`dataset = "palette"`): the synthetic set's shapes and
 /// colour classes and its two tasks, built so that an image's identity
-/// lives in its structure, not in its colour. Each colour class is one
-/// fixed hue, saturation and value with a little noise (hue +-0.004 turn,
-/// saturation and value +-0.015); the background is one of four patterns
-/// (two gradients, stripes, checks) of the same mean grey; what varies
-/// from image to image is the shape's position and rotation and a second
-/// object (a small textured disk of the background's mean grey, anywhere).
-/// Every shape is scaled to the same area, so how much of a view the
-/// shape covers says nothing of which image it is. Colour jitter still
-/// spans more than one colour class.
+/// lives in its structure, not in its colour. Each colour class has three
+/// shades (its hue, and 0.3 of the class spacing either side), one
+/// saturation and one value, with a little noise (hue +-0.004 turn,
+/// saturation and value +-0.015): a colour is shared by a 24th of the
+/// images. The background is one of four patterns (two gradients, stripes,
+/// checks) of the same mean grey; what varies from image to image is the
+/// shape's position and a second object (a small textured disk of the
+/// background's mean grey, anywhere). Every shape is drawn at one size and
+/// scaled to one area, so how much of a view the shape covers says little
+/// of which image it is. Colour jitter (hue +-0.1 turn) still spans more
+/// than one colour class.
 pub fn palette(n: usize, side: usize, seed: u64) -> (Split, Vec<Task>) {
     let rendered: Vec<(Vec<u8>, u16, u16)> = (0..n)
         .into_par_iter()
@@ -227,14 +229,17 @@ pub fn palette(n: usize, side: usize, seed: u64) -> (Split, Vec<Task>) {
             let mut rng = image_stream(seed ^ 0x9A1E_77E5, i);
             let shape = rng.random_range(0..SHAPES.len());
             let colour = rng.random_range(0..COLOURS.len());
-            let hue = colour as f32 * COLOUR_SPACING + rng.random_range(-0.004..0.004);
+            // One of three shades of the class's hue, shared by a third of its images.
+            let shade = [-0.3, 0.0, 0.3][rng.random_range(0..3)];
+            let hue = (colour as f32 + shade) * COLOUR_SPACING + rng.random_range(-0.004..0.004);
             let sat = 0.8 + rng.random_range(-0.015..0.015);
             let val = 0.85 + rng.random_range(-0.015..0.015);
             let fg = augur_core::augment::hsv_to_rgb(hue.rem_euclid(1.0), sat, val);
             let pattern = rng.random_range(0..4);
-            let mut placed = Placement::draw(&mut rng, side, true);
-            // Every shape covers the same area, so coverage says nothing of the image.
-            placed.radius *= (SHAPE_AREA / shape_area(shape)).sqrt();
+            let mut placed = Placement::draw(&mut rng, side);
+            // Every shape covers the same area at a given size, and sizes vary
+            // little, so how much of a crop the shape covers says little of the image.
+            placed.radius = 0.38 * side as f32 * (SHAPE_AREA / shape_area(shape)).sqrt();
             let dot = Dot { radius: 0.12 * side as f32, cy: rng.random_range(0.0..side as f32), cx: rng.random_range(0.0..side as f32) };
             let period = side as f32 / 4.0;
             let background = move |y: f32, x: f32| match pattern {
@@ -278,23 +283,21 @@ fn image_stream(seed: u64, i: usize) -> ChaCha8Rng {
 }
 
 /// Where a shape sits: large and roughly centred, so that most random
-/// crops keep enough of it to tell it.
+/// crops keep enough of it to tell it. Upright: a rotation would make a
+/// square a diamond and a plus a cross.
 struct Placement {
     radius: f32,
     cy: f32,
     cx: f32,
-    /// Rotation in radians (the palette set); 0 leaves the shape upright.
-    angle: f32,
 }
 
 impl Placement {
-    fn draw(rng: &mut ChaCha8Rng, side: usize, rotated: bool) -> Self {
-        let radius = if rotated { rng.random_range(0.37..0.39) } else { rng.random_range(0.32..0.44) } * side as f32;
+    fn draw(rng: &mut ChaCha8Rng, side: usize) -> Self {
+        let radius = rng.random_range(0.32..0.44) * side as f32;
         let jitter = 0.12 * side as f32;
         let cy = side as f32 / 2.0 + rng.random_range(-jitter..jitter);
         let cx = side as f32 / 2.0 + rng.random_range(-jitter..jitter);
-        let angle = if rotated { rng.random_range(0.0..std::f32::consts::TAU) } else { 0.0 };
-        Placement { radius, cy, cx, angle }
+        Placement { radius, cy, cx }
     }
 }
 
@@ -318,7 +321,6 @@ impl Dot {
 /// dot, 2x2 supersampled, with per-pixel noise.
 fn paint(side: usize, shape: usize, at: &Placement, fg: (f32, f32, f32), background: impl Fn(f32, f32) -> f32, dot: Option<&Dot>, rng: &mut ChaCha8Rng) -> Vec<u8> {
     let plane = side * side;
-    let (sin, cos) = at.angle.sin_cos();
     let mut img = vec![0u8; 3 * plane];
     for y in 0..side {
         for x in 0..side {
@@ -326,7 +328,6 @@ fn paint(side: usize, shape: usize, at: &Placement, fg: (f32, f32, f32), backgro
             for (dy, dx) in [(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)] {
                 let (py, px) = (y as f32 + dy, x as f32 + dx);
                 let (u, v) = ((px - at.cx) / at.radius, (py - at.cy) / at.radius);
-                let (u, v) = if at.angle == 0.0 { (u, v) } else { (u * cos - v * sin, u * sin + v * cos) };
                 if inside(shape, u, v) {
                     cover += 0.25;
                 }

@@ -66,6 +66,6 @@ mod tests {
         let pipeline = Pipeline::preset("simclr-cifar", 24).unwrap();
         let key = |split: &Split| colour_key(split, &pipeline, 64, 10, 0, &Device::flex()).top1;
         let (continuous, discrete) = (key(&synthetic(64, 24, 0).0), key(&palette(64, 24, 0).0));
-        assert!(continuous > 2.0 * discrete && continuous > 0.3, "synthetic {continuous}, palette {discrete}");
+        assert!(continuous > discrete + 0.3, "synthetic {continuous}, palette {discrete}");
     }
 }
