@@ -106,7 +106,7 @@ impl Mlp {
         let mut norms = self.norms.iter();
         let mut x = x;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
+            x = crate::precision::linear(layer, x);
             let last = i == n - 1;
             if (!last && self.hidden_bn) || (last && self.last_bn) {
                 x = crate::norm::batch_norm_1d(norms.next().expect("one norm per normalised layer"), x);

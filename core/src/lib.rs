@@ -9,6 +9,7 @@
 //! - [`blocks`]: MLPs, trainable modules, momentum copies (EMA), the feature queue;
 //! - [`heads`]: the named projectors and predictors of the base methods, each in its paper's shape;
 //! - [`optim`]: the optimizers a run names (SGD, AdamW, LARS);
+//! - [`precision`]: bf16 autocast (`train.precision`);
 //! - [`losses`]: the objectives' losses (NT-Xent, InfoNCE, BYOL, Barlow Twins, VICReg);
 //! - [`method`]: the traits a method plugin implements;
 //! - [`aware`]: augmentation-aware components (CASSLE, AugSelf) added to any method;
@@ -36,5 +37,6 @@ pub mod norm;
 pub mod optim;
 pub mod options;
 pub mod plugin;
+pub mod precision;
 pub mod record;
 pub mod views;

@@ -21,6 +21,7 @@ use augur_core::blocks::Trainable;
 use augur_core::fused::{self, Fused};
 use augur_core::method::StepInfo;
 use augur_core::optim::OptimizerSpec;
+use augur_core::precision::{self, Precision};
 use clap::Args;
 
 use augur_train::data::{Dataset, synthetic};
@@ -51,6 +52,10 @@ pub struct BenchArgs {
     /// Device of the training cases (flex, tch-cpu, cuda:N, auto); default: the sweep's.
     #[arg(long)]
     pub device: Option<String>,
+    /// Also time each case's default path with `train.precision = "bf16"`
+    /// (against the PyTorch reference under `torch.autocast` bf16).
+    #[arg(long)]
+    pub bf16: bool,
     /// Also time the PyTorch references (scripts/reference/) with this Python
     /// (e.g. the venv scripts/tch.sh makes) and print the ratios.
     #[arg(long)]
@@ -151,15 +156,32 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
     if args.default_only {
         paths.drain(..paths.len() - 1);
     }
+    // The bf16 line: the default path (every allowed operation) in bf16.
+    if args.bf16 {
+        let default = paths.last().map(|(_, on)| on.clone()).unwrap_or_default();
+        paths.push(("default, bf16".into(), default));
+    }
     for (label, cfg) in cases {
-        let torch_ips = match &args.pytorch {
-            Some(python) => Some(number(&pytorch(python, "bench_step.py", &reference_step_args(&cfg, args.steps, threads)?)?, "images_per_s")?),
-            None => None,
+        let torch_ips = |precision: Precision| -> Result<Option<f64>> {
+            let Some(python) = &args.pytorch else { return Ok(None) };
+            let mut a = reference_step_args(&cfg, args.steps, threads)?;
+            if precision == Precision::Bf16 {
+                a.push("--amp".into());
+            }
+            Ok(Some(number(&pytorch(python, "bench_step.py", &a)?, "images_per_s")?))
         };
+        let torch_fp32 = torch_ips(Precision::Fp32)?;
         for (path, on) in &paths {
             for op in Fused::ALL {
                 fused::set_enabled(op, on.contains(&op));
             }
+            let mut cfg = cfg.clone();
+            let torch_ips = if path.ends_with("bf16") {
+                cfg.train.precision = Precision::Bf16;
+                torch_ips(Precision::Bf16)?
+            } else {
+                torch_fp32
+            };
             let (params, step_ips, full_ips) = time_case(&cfg, &plugins, args.steps)?;
             print!("{label:<28} {path:<22} {params:>10} {:>6} {step_ips:>14.1} {full_ips:>16.1}", cfg.train.batch_size);
             if let Some(torch_ips) = torch_ips {
@@ -172,7 +194,7 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
         fused::set_enabled(op, allowed.contains(&op));
     }
     if let Some(python) = &args.pytorch {
-        println!("PyTorch: eager fp32 on {threads} intra-op threads, scripts/reference/ run by {}", python.display());
+        println!("PyTorch: eager (fp32; bf16 lines under torch.autocast) on {threads} intra-op threads, scripts/reference/ run by {}", python.display());
     }
     Ok(())
 }
@@ -270,20 +292,26 @@ fn time_case(cfg: &RunConfig, plugins: &Plugins, steps: usize) -> Result<(usize,
         total_steps: steps + 1,
         lr: 0.01,
     };
+    // Each step in the case's precision, as `augur run` steps.
+    let mut step = |batch: &augur_core::views::ViewBatch, s: usize| {
+        precision::autocast(cfg.train.precision, || {
+            train::train_step(&mut backbone, method.as_mut(), batch, &info(s), &cfg.method.name)
+        })
+    };
     // warm-up
     let fixed = make(0);
-    train::train_step(&mut backbone, method.as_mut(), &make(0).to_device(&ad), &info(0), &cfg.method.name)?;
+    step(&make(0).to_device(&ad), 0)?;
 
     let t = Instant::now();
     for s in 0..steps {
-        train::train_step(&mut backbone, method.as_mut(), &fixed.clone().to_device(&ad), &info(s + 1), &cfg.method.name)?;
+        step(&fixed.clone().to_device(&ad), s + 1)?;
     }
     let step_ips = (2 * batch * steps) as f64 / t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     for s in 0..steps {
         let b = make(s as u64 + 1);
-        train::train_step(&mut backbone, method.as_mut(), &b.to_device(&ad), &info(s + 1), &cfg.method.name)?;
+        step(&b.to_device(&ad), s + 1)?;
     }
     let full_ips = (2 * batch * steps) as f64 / t.elapsed().as_secs_f64();
     Ok((params, step_ips, full_ips))

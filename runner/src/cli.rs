@@ -209,6 +209,24 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         views: usize,
     },
+    /// Make a colour-labelled image folder from another: each image's class
+    /// is its dominant hue bin (a transfer task for what a backbone kept of
+    /// colour; train/src/hue_folder.rs says how the label is made).
+    HueFolder {
+        /// Source image folder (train/<class>/ and test/<class>/), e.g. data/cifar10.
+        src: PathBuf,
+        /// New folder to write (hard links to the source images).
+        out: PathBuf,
+        /// Hue bins (classes), the first centred on red.
+        #[arg(long, default_value_t = 6)]
+        bins: usize,
+        /// Least HSV saturation of a pixel with a hue.
+        #[arg(long, default_value_t = 0.3)]
+        min_saturation: f32,
+        /// Least share of an image's pixels with a hue; images below it are left out.
+        #[arg(long, default_value_t = 0.1)]
+        min_coloured: f32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -362,6 +380,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::ColourKey { file, images, views } => {
             colour_key(&file, images, views)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HueFolder { src, out, bins, min_saturation, min_coloured } => {
+            use augur_train::hue_folder::{HueRule, build};
+            let rule = HueRule { bins, min_saturation, min_coloured, ..HueRule::default() };
+            let s = build(&src, &out, rule)?;
+            for (split, counts, left) in [("train", &s.train, s.left_out[0]), ("test", &s.test, s.left_out[1])] {
+                let kept: usize = counts.iter().sum();
+                let majority = counts.iter().max().copied().unwrap_or(0) as f64 / kept.max(1) as f64;
+                println!("{split}: {kept} images kept, {left} left out (too few coloured pixels); majority class {:.1}%", 100.0 * majority);
+                for (k, n) in counts.iter().enumerate() {
+                    println!("  {:<18} {n}", rule.bin_name(k));
+                }
+            }
+            println!("wrote {} (use it with `augur eval ... --protocol lbfgs --dataset {}`)", out.display(), out.display());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use augur_core::augment::AugmentConfig;
 use augur_core::backbone::BackboneConfig;
 use augur_core::optim::OptimizerSpec;
+use augur_core::precision::Precision;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -85,6 +86,12 @@ pub struct TrainConfig {
     /// Save a checkpoint every this many steps (0: only at the end).
     #[serde(default)]
     pub checkpoint_every: usize,
+    /// `fp32` (default) or `bf16`: the training step's convolutions and
+    /// matmuls in bf16, batch norm, losses and the optimizer in fp32, as
+    /// PyTorch's autocast (augur_core::precision). Left out of the run's
+    /// hash when fp32, so runs recorded before it keep their identity.
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
 }
 
 /// `[eval]`: protocols run on frozen backbone features after training.

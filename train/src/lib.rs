@@ -1,7 +1,8 @@
 //! Augur as a library. This crate is everything a run is, without the
 //! command line or the database: it parses run configs and sweep files and
 //! expands them into planned runs ([`config`], [`sweep`], [`planning`]),
-//! loads datasets ([`data`]) and method plugins ([`plugins`]), opens devices
+//! loads datasets ([`data`]; [`hue_folder`] makes a colour-labelled folder
+//! from an image folder) and method plugins ([`plugins`]), opens devices
 //! ([`devices`]), pretrains a run ([`pretrain`]) and runs every evaluation
 //! protocol ([`evaluation`]). What a run produces goes to a [`Recorder`]:
 //! the `augur` runner's records into the store, [`MemoryRecorder`] keeps it
@@ -27,6 +28,7 @@ pub mod config;
 pub mod data;
 pub mod devices;
 pub mod evaluation;
+pub mod hue_folder;
 pub mod planning;
 pub mod plugins;
 pub mod pretrain;

@@ -388,7 +388,9 @@ fn train_loop(
             total_steps: total,
             lr,
         };
-        let (loss, terms, features) = train_step(model.backbone, model.method, &batch, &info, &cfg.method.name)?;
+        let (loss, terms, features) = augur_core::precision::autocast(cfg.train.precision, || {
+            train_step(model.backbone, model.method, &batch, &info, &cfg.method.name)
+        })?;
         let mut online = Vec::new();
         if let (Some(probe), Some(f)) = (model.probe.as_deref_mut(), features) {
             // The probe follows the pretraining schedule's shape at its own peak rate.

@@ -70,20 +70,23 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         PaddingConfig2d::Valid => [(0, 0), (0, 0)],
         PaddingConfig2d::Same => return conv.forward(x),
     };
-    if conv.bias.is_some() || !routed(&x.device()) {
+    if conv.bias.is_some() {
         return conv.forward(x);
     }
     let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
     conv2d(x, conv.weight.val(), options)
 }
 
-/// `x` convolved with `weight` (no bias): the extension on flex (unless
-/// switched off), burn's convolution elsewhere.
+/// `x` convolved with `weight` (no bias) in the active precision
+/// ([`crate::precision`]): the extension on flex (unless switched off, and
+/// not in bf16: the kernel is fp32), burn's convolution elsewhere.
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tensor<4> {
-    if !routed(&x.device()) {
-        return burn::tensor::module::conv2d(x, weight, None, options);
-    }
-    Tensor::<4>::from_dispatch(<Dispatch as ConvOps>::conv2d_gemm(x.into_dispatch(), weight.into_dispatch(), options))
+    crate::precision::conv2d(x, weight, options, |x, weight, options| {
+        if !routed(&x.device()) || x.dtype() != burn::tensor::DType::F32 {
+            return burn::tensor::module::conv2d(x, weight, None, options);
+        }
+        Tensor::<4>::from_dispatch(<Dispatch as ConvOps>::conv2d_gemm(x.into_dispatch(), weight.into_dispatch(), options))
+    })
 }
 
 /// Whether convolutions on `device` take the extension: flex (with or
