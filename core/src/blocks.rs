@@ -36,7 +36,13 @@ pub struct MlpConfig {
     /// Whether the last BN learns its scale and shift (`affine=False` in
     /// PyTorch when not: they stay 1 and 0, untouched by the optimizer).
     pub last_affine: bool,
+    /// Whether the last BN learns its shift (`center=False` in TensorFlow
+    /// when not: the scale is learnt, the shift stays 0; SimCLR's last layer).
+    pub last_shift: bool,
     pub bias: bool,
+    /// Weights drawn from `N(0, std²)` instead of burn's Kaiming uniform
+    /// (SimCLR's heads: 0.01).
+    pub init_std: Option<f64>,
 }
 
 impl MlpConfig {
@@ -47,7 +53,9 @@ impl MlpConfig {
             hidden_bn: true,
             last_bn: false,
             last_affine: true,
+            last_shift: true,
             bias: true,
+            init_std: None,
         }
     }
 
@@ -63,6 +71,20 @@ impl MlpConfig {
         self
     }
 
+    /// A last BN that learns its scale but not its shift (TensorFlow's
+    /// `center=False`).
+    pub fn with_last_bn_scale_only(mut self) -> Self {
+        self.last_bn = true;
+        self.last_affine = true;
+        self.last_shift = false;
+        self
+    }
+
+    pub fn with_init_std(mut self, std: f64) -> Self {
+        self.init_std = Some(std);
+        self
+    }
+
     pub fn without_bias(mut self) -> Self {
         self.bias = false;
         self
@@ -73,9 +95,12 @@ impl MlpConfig {
         let n = self.dims.len() - 1;
         let layers = (0..n)
             .map(|i| {
-                LinearConfig::new(self.dims[i], self.dims[i + 1])
-                    .with_bias(self.bias)
-                    .init(device)
+                let config = LinearConfig::new(self.dims[i], self.dims[i + 1]).with_bias(self.bias);
+                match self.init_std {
+                    Some(std) => config.with_initializer(burn::nn::Initializer::Normal { mean: 0.0, std }),
+                    None => config,
+                }
+                .init(device)
             })
             .collect();
         let mut norms = Vec::new();
@@ -85,6 +110,8 @@ impl MlpConfig {
                 let mut bn = BatchNormConfig::new(self.dims[i + 1]).init(device);
                 if last && !self.last_affine {
                     bn.gamma = bn.gamma.set_require_grad(false);
+                    bn.beta = bn.beta.set_require_grad(false);
+                } else if last && !self.last_shift {
                     bn.beta = bn.beta.set_require_grad(false);
                 }
                 norms.push(bn);
@@ -505,6 +532,26 @@ mod tests {
         assert_eq!(last_gamma(mlp.module()), before_last, "the last BN's scale stays 1");
         assert_ne!(hidden_gamma(mlp.module()), before_hidden, "the hidden BN's scale is trained");
         assert!(mlp.module().layers.iter().all(|l| l.bias.is_none()));
+    }
+
+    /// TensorFlow's `center=False` (SimCLR's last layer): the scale learns,
+    /// the shift stays 0; N(0, 0.01²) weights have that spread.
+    #[test]
+    fn a_scale_only_last_batch_norm_trains_its_scale_not_its_shift() {
+        let device = Device::flex().autodiff();
+        let config = MlpConfig::new(&[64, 64, 32]).with_last_bn_scale_only().without_bias().with_init_std(0.01);
+        let mut mlp = Trainable::new(config.init(&device), &OptimizerSpec::default());
+        let read = |t: Tensor<1>| t.into_data().iter::<f32>().collect::<Vec<_>>();
+        let weights: Vec<f32> = mlp.module().layers[0].weight.val().into_data().iter::<f32>().collect();
+        let std = (weights.iter().map(|w| w * w).sum::<f32>() / weights.len() as f32).sqrt();
+        assert!((0.008..0.012).contains(&std), "initial weight std {std}, not 0.01");
+        let (gamma, beta) = (read(mlp.module().norms[1].gamma.val()), read(mlp.module().norms[1].beta.val()));
+        let x = Tensor::<2>::random([6, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<2>::random([6, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let mut grads = (mlp.module().forward(x) * w).sum().backward();
+        mlp.step(&mut grads, 0.5);
+        assert_ne!(read(mlp.module().norms[1].gamma.val()), gamma, "the last BN's scale is trained");
+        assert_eq!(read(mlp.module().norms[1].beta.val()), beta, "the last BN's shift stays 0");
     }
 
     #[test]

@@ -4,8 +4,22 @@
 
 use crate::blocks::MlpConfig;
 
-/// SimCLR (Chen et al. 2020): `Linear(in, hidden)-BN-ReLU, Linear(hidden, out)`.
-pub fn simclr_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
+/// SimCLR (Chen et al. 2020) as its authors' code builds the head
+/// (google-research/simclr `model_util.py`, `projection_head` and
+/// `linear_layer`): every layer a bias-free dense layer drawn from
+/// N(0, 0.01²) and a batch norm, ReLU between; the middle norms centre and
+/// scale, the last one scales only: `Linear-BN-ReLU, ..., Linear-BN(center=False)`.
+/// `layers = 2` is the paper's one hidden layer, 3 the code's SimCLRv2 default.
+pub fn simclr_projector(input: usize, hidden: usize, out: usize, layers: usize) -> MlpConfig {
+    let mut dims = vec![input];
+    dims.extend(std::iter::repeat_n(hidden, layers.saturating_sub(1)));
+    dims.push(out);
+    MlpConfig::new(&dims).without_bias().with_last_bn_scale_only().with_init_std(0.01)
+}
+
+/// Augur's SimCLR head until 2026-12-04 (every SimCLR figure recorded before
+/// then): `Linear(in, hidden)-BN-ReLU, Linear(hidden, out)`, biases, no final norm.
+pub fn simclr_projector_augur(input: usize, hidden: usize, out: usize) -> MlpConfig {
     MlpConfig::new(&[input, hidden, out])
 }
 
@@ -82,6 +96,13 @@ mod tests {
 
     #[test]
     fn heads_have_their_papers_batch_norm_placement() {
+        let simclr = simclr_projector(8, 16, 4, 3);
+        assert_eq!(simclr.dims, [8, 16, 16, 4]);
+        assert!(simclr.hidden_bn && simclr.last_bn && simclr.last_affine && !simclr.last_shift && !simclr.bias);
+        assert_eq!(simclr.init_std, Some(0.01));
+        assert_eq!(simclr_projector(8, 16, 4, 2).dims, [8, 16, 4]);
+        let augur = simclr_projector_augur(8, 16, 4);
+        assert!(augur.hidden_bn && !augur.last_bn && augur.bias);
         let moco = moco_v2_projector(8, 16, 4);
         assert!(!moco.hidden_bn && !moco.last_bn);
         let simsiam = simsiam_projector(8, 16, 4);

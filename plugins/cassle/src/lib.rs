@@ -198,7 +198,7 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
     let mut dims = vec![schema.dims()];
     dims.extend(std::iter::repeat_n(o.width, o.depth - 1));
     dims.push(out);
-    let encoder_config = MlpConfig { dims, hidden_bn: true, last_bn: true, last_affine: true, bias: false };
+    let encoder_config = MlpConfig { dims, hidden_bn: true, last_bn: true, bias: false, ..MlpConfig::new(&[]) };
     let encoder = (matches!(o.injection, Injection::Cat | Injection::Add | Injection::Mul) && schema.dims() > 0).then(|| {
         let (config, device) = (encoder_config.clone(), ctx.device.clone());
         let copy = MomentumCopy::lazy("cassle_momentum_encoder", move || config.init(&device));
@@ -315,7 +315,7 @@ mod tests {
     fn hypernet_is_the_official_augprojector_by_default() {
         let device = Device::flex().autodiff();
         let projector = MlpConfig::new(&[8, 6, 3]);
-        let encoder = MlpConfig { dims: vec![1, 4, 4], hidden_bn: true, last_bn: true, last_affine: true, bias: false };
+        let encoder = MlpConfig { last_bn: true, bias: false, ..MlpConfig::new(&[1, 4, 4]) };
         let official = hyper_config(&encoder, &projector, HnType::Mlp, HnGenerator::Bn);
         // Feature-wide hidden layer (8, not the method's 6), no norms in the
         // generated projector, a generator ending in a bias-free Linear + BN.

@@ -65,7 +65,9 @@ pub const SYNTHETIC: &str = "dataset = \"synthetic\"\nimage_size = 16\ntrain_siz
 /// must not change what a run computes. The values were recorded on the
 /// flex backend; a change to the model, the views or the optimizer that
 /// alters results fails both and must say so (update the values in the same
-/// commit, with why).
+/// commit, with why). The curve was recorded with SimCLR's earlier head,
+/// kept as `projector = "augur"`: the pin holds that option to the exact
+/// values the default computed before the authors' head became the default.
 pub const LOSS_CURVE_SWEEP: &str = r#"name = "curve"
 [base]
 seed = 3
@@ -81,6 +83,7 @@ blocks = [1, 1]
 name = "simclr"
 temperature = 0.5
 proj_out = 16
+projector = "augur"
 [base.train]
 steps = 8
 batch_size = 32
