@@ -17,7 +17,7 @@ pub fn simclr_projector(input: usize, hidden: usize, out: usize, layers: usize) 
     MlpConfig::new(&dims).without_bias().with_last_bn_scale_only().with_init_std(0.01)
 }
 
-/// Augur's SimCLR head until 2026-12-04 (every SimCLR figure recorded before
+/// Augur's SimCLR head until commit aa7790f (every SimCLR figure recorded before
 /// then): `Linear(in, hidden)-BN-ReLU, Linear(hidden, out)`, biases, no final norm.
 pub fn simclr_projector_augur(input: usize, hidden: usize, out: usize) -> MlpConfig {
     MlpConfig::new(&[input, hidden, out])

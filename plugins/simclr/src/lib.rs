@@ -23,7 +23,7 @@ augur_core::options! {
         /// Projection dimension.
         proj_out: usize = 128 => check::nonzero,
         /// "authors" (google-research/simclr's head: bias-free layers, BN after each, the last scale-only)
-        /// or "augur" (Linear-BN-ReLU-Linear, no final BN: every SimCLR figure recorded before 2026-12-04).
+        /// or "augur" (Linear-BN-ReLU-Linear, no final BN: every SimCLR figure recorded before commit aa7790f).
         projector: Head = Head::Authors,
         /// Layers of the authors' head: 2 (the paper's one hidden layer) or more (3: the SimCLRv2 code's default).
         proj_layers: usize = 2 => at_least_two,
