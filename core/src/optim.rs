@@ -1,10 +1,10 @@
-//! Optimizers a run can name in its `[optimizer]` table: burn's SGD and
-//! AdamW, and LARS, which burn does not ship and solo-learn uses for BYOL,
+//! Optimizers a run can name in its `[optimizer]` table: burn's SGD, Adam
+//! and AdamW, and LARS, which burn does not ship and solo-learn uses for BYOL,
 //! Barlow Twins and VICReg (layer-wise trust ratio on top of momentum SGD).
 
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::{Momentum, MomentumConfig};
-use burn::optim::{AdamWConfig, LearningRate, ModuleOptimizer, Optimizer, SgdConfig, SgdState};
+use burn::optim::{AdamConfig, AdamWConfig, LearningRate, ModuleOptimizer, Optimizer, SgdConfig, SgdState};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +22,15 @@ pub enum OptimizerSpec {
         #[serde(default = "default_weight_decay")]
         weight_decay: f64,
     },
-    /// AdamW with decoupled weight decay.
+    /// Adam with L2 weight decay (added to the gradient, as PyTorch's
+    /// `Adam(weight_decay=..)`; the affine method's official optimiser),
+    /// betas 0.9, 0.999, eps 1e-8.
+    Adam {
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// AdamW with decoupled weight decay, PyTorch's defaults otherwise
+    /// (betas 0.9, 0.999; eps 1e-8).
     Adamw {
         #[serde(default = "default_adamw_decay")]
         weight_decay: f64,
@@ -89,7 +97,7 @@ impl OptimizerSpec {
                     return Err(format!("optimizer.weight_decay = {weight_decay} must be >= 0"));
                 }
             }
-            OptimizerSpec::Adamw { weight_decay } => {
+            OptimizerSpec::Adam { weight_decay } | OptimizerSpec::Adamw { weight_decay } => {
                 if weight_decay < 0.0 {
                     return Err(format!("optimizer.weight_decay = {weight_decay} must be >= 0"));
                 }
@@ -135,7 +143,17 @@ impl OptimizerSpec {
                     (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
                 )
                 .init(),
+            // PyTorch's Adam/AdamW defaults (burn's epsilon is 1e-5).
+            OptimizerSpec::Adam { weight_decay } => AdamConfig::new()
+                .with_beta_1(0.9)
+                .with_beta_2(0.999)
+                .with_epsilon(1e-8)
+                .with_weight_decay((weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)))
+                .init(),
             OptimizerSpec::Adamw { weight_decay } => AdamWConfig::new()
+                .with_beta_1(0.9)
+                .with_beta_2(0.999)
+                .with_epsilon(1e-8)
                 .with_weight_decay(weight_decay as f32)
                 .init(),
             OptimizerSpec::Lars {
@@ -256,6 +274,74 @@ mod tests {
         let g = Tensor::<1>::from_data([0.6f32, 0.8], &device);
         let (next, _) = lars(0.1).step(0.5, b, g, None);
         assert_close(&values(next), &[3.0 - 0.3, 4.0 - 0.4]);
+    }
+
+    /// A bias-free `Linear(2, 1)` with weights `w` and the loss `w · x`:
+    /// its gradient is `x`, so each step can be computed by hand. Steps go
+    /// through the path a run takes (`build()`, [`crate::blocks::Trainable`]).
+    fn two_steps(spec: &OptimizerSpec, w: [f32; 2], x: [f32; 2], lr: f64) -> [Vec<f32>; 2] {
+        use burn::module::Param;
+        let device = Device::flex().autodiff();
+        let mut layer = burn::nn::LinearConfig::new(2, 1).with_bias(false).init(&device);
+        layer.weight = Param::from_tensor(Tensor::<2>::from_data([[w[0]], [w[1]]], &device));
+        let mut trainable = crate::blocks::Trainable::new(layer, spec);
+        let input = Tensor::<2>::from_data([x], &device);
+        let mut step = || {
+            let mut grads = trainable.module().forward(input.clone()).sum().backward();
+            trainable.step(&mut grads, lr);
+            values(trainable.module().weight.val())
+        };
+        [step(), step()]
+    }
+
+    #[test]
+    fn sgd_steps_match_a_hand_computation() {
+        // PyTorch's SGD: g' = x + wd w; v = g' (first), v = m v + g'; w -= lr v.
+        // Step 1: g' = [0.5 + 0.1, 0.25 - 0.2] = [0.6, 0.05], w = [0.7, -2.025].
+        // Step 2: g' = [0.57, 0.0475], v = [1.11, 0.0925], w = [0.145, -2.07125].
+        let spec = OptimizerSpec::Sgd { momentum: 0.9, weight_decay: 0.1 };
+        let [one, two] = two_steps(&spec, [1.0, -2.0], [0.5, 0.25], 0.5);
+        assert_close(&one, &[0.7, -2.025]);
+        assert_close(&two, &[0.145, -2.07125]);
+    }
+
+    #[test]
+    fn adamw_steps_match_a_hand_computation() {
+        // AdamW, PyTorch's defaults (betas 0.9, 0.999, eps 1e-8): with a
+        // constant gradient the bias-corrected moments are g and g², so each
+        // step is w (1 - lr wd) - lr g / (|g| + eps).
+        let (lr, wd) = (0.5f64, 0.1f64);
+        let spec = OptimizerSpec::Adamw { weight_decay: wd };
+        let (w, x) = ([1.0f32, -2.0], [0.5f32, 0.25]);
+        let [one, two] = two_steps(&spec, w, x, lr);
+        let step = |w: f64, g: f64| w * (1.0 - lr * wd) - lr * g / (g.abs() + 1e-8);
+        let want_one: Vec<f64> = (0..2).map(|i| step(w[i] as f64, x[i] as f64)).collect();
+        let want_two: Vec<f64> = (0..2).map(|i| step(want_one[i], x[i] as f64)).collect();
+        assert_close(&one, &want_one.iter().map(|v| *v as f32).collect::<Vec<_>>());
+        assert_close(&two, &want_two.iter().map(|v| *v as f32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn adam_adds_its_decay_to_the_gradient() {
+        // Adam's L2 decay: g' = x + wd w enters the moments, so with one
+        // step the update is lr g' / (|g'| + eps) and the weights are not
+        // shrunk separately. Step 2's g' differs (w moved), so compute it.
+        let (lr, wd) = (0.1f64, 0.5f64);
+        let spec = OptimizerSpec::Adam { weight_decay: wd };
+        let (w, x) = ([1.0f32, -2.0], [0.5f32, 0.25]);
+        let [one, two] = two_steps(&spec, w, x, lr);
+        let g1: Vec<f64> = (0..2).map(|i| x[i] as f64 + wd * w[i] as f64).collect();
+        let w1: Vec<f64> = (0..2).map(|i| w[i] as f64 - lr * g1[i] / (g1[i].abs() + 1e-8)).collect();
+        assert_close(&one, &w1.iter().map(|v| *v as f32).collect::<Vec<_>>());
+        let w2: Vec<f64> = (0..2)
+            .map(|i| {
+                let g2 = x[i] as f64 + wd * w1[i];
+                let m = (0.9 * 0.1 * g1[i] + 0.1 * g2) / (1.0 - 0.81);
+                let v = (0.999 * 0.001 * g1[i] * g1[i] + 0.001 * g2 * g2) / (1.0 - 0.999f64.powi(2));
+                w1[i] - lr * m / (v.sqrt() + 1e-8)
+            })
+            .collect();
+        assert_close(&two, &w2.iter().map(|v| *v as f32).collect::<Vec<_>>());
     }
 
     #[test]

@@ -470,5 +470,10 @@ mod tests {
         assert!((learning_rate(1.0, 10, 10, 100) - 1.0).abs() < 1e-12);
         assert!(learning_rate(1.0, 99, 10, 100) < 0.01);
         assert!((learning_rate(0.5, 0, 0, 1) - 0.5).abs() < 1e-12);
+        // Mid-decay, known values: warm-up 10 of 110 steps, so step 10 + 25
+        // is a quarter of the cosine (0.5 (1 + cos(pi/4))) and step 10 + 50 half of it.
+        assert!((learning_rate(2.0, 35, 10, 110) - (1.0 + std::f64::consts::FRAC_1_SQRT_2)).abs() < 1e-12);
+        assert!((learning_rate(2.0, 60, 10, 110) - 1.0).abs() < 1e-12);
+        assert!((learning_rate(2.0, 85, 10, 110) - (1.0 - std::f64::consts::FRAC_1_SQRT_2)).abs() < 1e-12);
     }
 }
