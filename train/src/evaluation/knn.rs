@@ -68,4 +68,25 @@ mod tests {
         let acc = knn_accuracy(&f, &y, &f, &y, 3, 1, 0.1, &Device::flex());
         assert_eq!(acc, 1.0);
     }
+
+    /// Train and test differ, and the temperature decides the vote: the
+    /// query `[1, 0]` has one class-0 neighbour at cos 0.990 (8°) and two
+    /// class-1 neighbours at cos 0.799 (±37°); a fourth point (class 0,
+    /// opposite) is outside k = 3. At T = 0.1 the close one outweighs the two,
+    /// e^9.90 = 19,930 > 2 e^7.99 = 5,900 (class 0); at T = 10 the two win,
+    /// e^0.099 = 1.10 < 2 e^0.080 = 2.17 (class 1); with k = 4 at T = 10 the
+    /// opposite point's e^-0.1 = 0.90 makes class 0's 2.01, still below.
+    #[test]
+    fn the_temperature_weighting_decides_a_known_vote() {
+        let _exclusive = crate::seeded_device_lock();
+        let at = |deg: f32| [deg.to_radians().cos(), deg.to_radians().sin()];
+        let train = Features::from_rows(&[at(8.0), at(37.0), at(-37.0), at(180.0)]);
+        let train_y = [0u16, 1, 1, 0];
+        let query = Features::from_rows(&[[1.0, 0.0]]);
+        let knn = |class: u16, k: usize, t: f64| knn_accuracy(&train, &train_y, &query, &[class], 2, k, t, &Device::flex());
+        assert_eq!(knn(0, 3, 0.1), 1.0, "T = 0.1: the close neighbour's class");
+        assert_eq!(knn(1, 3, 10.0), 1.0, "T = 10: the two neighbours' class");
+        assert_eq!(knn(1, 4, 10.0), 1.0, "k = 4 adds the opposite point, not enough");
+        assert_eq!(knn(0, 1, 10.0), 1.0, "k = 1: the nearest alone");
+    }
 }
