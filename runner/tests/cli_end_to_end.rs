@@ -187,3 +187,40 @@ fn cifar_binary_dataset_trains() {
     assert!(evals.iter().all(|e| e["dataset"] == "cifar10"));
     assert!(evals.iter().filter(|e| e["protocol"] != "sensitivity").all(|e| e["task"] == "class"));
 }
+
+/// A non-finite loss fails its run with the step in the error, the process
+/// goes on to the sweep's next run, and `augur retry` queues the failed run
+/// again as a second attempt (which fails the same way: the config is the
+/// same) while the finished run stays as it was.
+#[test]
+fn a_non_finite_loss_fails_its_run_and_the_sweep_goes_on() {
+    let dir = tempdir();
+    let text = tiny_sweep(SYNTHETIC, "[sweep.grid]\n\"train.lr\" = [1e30, 0.1]\n");
+    let sweep = write(dir.path(), "nan.toml", &text);
+    let store = dir.path().join("runs.db");
+    let store_arg = store.to_str().unwrap();
+    let o = augur(&["run", sweep.to_str().unwrap(), "--store", store_arg]);
+    assert!(!o.status.success(), "a sweep with a failed run exits non-zero: {}", stdout(&o));
+    let runs = runs_json(&store);
+    let by_lr = |lr: f64| {
+        runs.iter()
+            .find(|r| r["overrides"]["train.lr"].as_f64() == Some(lr))
+            .unwrap_or_else(|| panic!("no run with lr {lr}: {runs:?}"))
+            .clone()
+    };
+    let (bad, good) = (by_lr(1e30), by_lr(0.1));
+    assert_eq!(bad["status"], "failed", "{bad}");
+    let error = bad["error"].as_str().unwrap_or_default();
+    assert!(error.contains("loss became") && error.contains("at step"), "{error}");
+    assert_eq!(good["status"], "finished", "the next run still ran: {good}");
+    let bad_id = bad["id"].as_i64().unwrap();
+    let o = augur(&["retry", &bad_id.to_string(), "--store", store_arg]);
+    assert!(o.status.success() && stdout(&o).contains("1 run(s) back on the queue"), "{}", stdout(&o));
+    let o = augur(&["worker", "--store", store_arg, "--exit-when-empty"]);
+    assert!(!o.status.success() && stderr(&o).contains("loss became NaN at step"), "the worker reports the failure: {}", stderr(&o));
+    let reader = augur::store::Store::open_read_only(&store).unwrap();
+    let attempts = reader.attempts(bad_id).unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(attempts.iter().all(|a| a.outcome.as_deref() == Some("failed")), "{attempts:?}");
+    assert_eq!(runs_json(&store).iter().filter(|r| r["status"] == "finished").count(), 1);
+}
