@@ -18,6 +18,7 @@
 pub mod bench;
 pub mod charts;
 pub mod pages;
+pub mod stats;
 pub mod tables;
 
 use std::convert::Infallible;

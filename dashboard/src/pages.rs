@@ -486,6 +486,7 @@ pub fn ablation(app: &App, p: &Params) -> Result<Markup, PageError> {
     let columns: Vec<String> = table.eval_columns.iter().filter(|c| !c.contains('@')).cloned().collect();
     let baseline = p.baseline.as_ref().and_then(|b| groups.iter().find(|g| &g.label() == b)).or(groups.first());
     let best = tables::best_groups(&groups);
+    let tests = baseline.map(|b| tables::comparisons(&groups, b)).unwrap_or_default();
     let sweep_name = table.rows[0].run.sweep.clone();
     let export = |ext: &str| format!("/ablation.{ext}?{}", p.with(&[("baseline", baseline.map(|b| b.label()))]));
     Ok(layout(
@@ -502,7 +503,7 @@ pub fn ablation(app: &App, p: &Params) -> Result<Markup, PageError> {
                 button type="submit" { "show" }
             }
             p.note {
-                "Mean ± sample std (n finished runs) per group; Δ is the mean's difference from the baseline group; the best mean of each accuracy column is marked. Export: "
+                "Mean ± sample std (n finished runs) per group (hover: the 95% confidence interval); Δ is the mean's difference from the baseline group with its p-value, a paired t-test over matching seeds or Welch's otherwise, Holm-corrected over the column's groups (* below 0.05); the best mean of each accuracy column is marked. Export: "
                 a href=(export("csv")) { "CSV" } ", " a href=(export("md")) { "Markdown" } ", " a href=(export("tex")) { "LaTeX" }
             }
             table.ablation {
@@ -518,10 +519,17 @@ pub fn ablation(app: &App, p: &Params) -> Result<Markup, PageError> {
                                     Some(s) => {
                                         @let is_best = best.get(c) == Some(&g.label());
                                         @let delta = baseline.filter(|_| !is_baseline).and_then(|b| b.cells.get(c)).map(|b| s.mean - b.mean);
-                                        td.num.best[is_best] data-mean=(s.mean) data-std=(s.std) data-n=(s.n) {
+                                        @let ci = g.samples.get(c).and_then(|v| crate::stats::ci95(&v.iter().map(|(_, x)| *x).collect::<Vec<_>>()));
+                                        @let ci_text = ci.map(|(lo, hi)| format!("95% CI [{}, {}]", shown(c, lo), shown(c, hi))).unwrap_or_else(|| "95% CI: n too small".into());
+                                        @let test = tests.get(&(g.label(), c.clone()));
+                                        td.num.best[is_best] data-mean=(s.mean) data-std=(s.std) data-n=(s.n) title=(ci_text) {
                                             span.mean { (shown(c, s.mean)) } " ± " (shown(c, s.std)) " " span.n { "(n=" (s.n) ")" }
                                             @if let Some(d) = delta {
                                                 " " span.delta.up[d > 0.0].down[d < 0.0] { @if d >= 0.0 { "+" } (shown(c, d)) }
+                                                @match test {
+                                                    Some(t) => { " " span.p.significant[t.p_holm < 0.05] title=(format!("{}, t = {:.2}, df = {:.1}, p = {:.4} before Holm", t.test.name(), t.t, t.df, t.p)) { "p=" (format!("{:.3}", t.p_holm)) @if t.p_holm < 0.05 { "*" } } }
+                                                    None => { " " span.p { "n too small" } }
+                                                }
                                             }
                                         }
                                     }

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use augur_store::{EvalRow, RunRow, Store};
+
+use crate::stats::Comparison;
 use serde_json::Value;
 
 /// An evaluation's column: `protocol/task`, `@init` for the random-init reference.
@@ -273,6 +275,8 @@ pub struct Group {
     pub run_ids: Vec<i64>,
     /// Column -> statistics over the group's finished runs that have it.
     pub cells: BTreeMap<String, Stats>,
+    /// Column -> `(seed, value)` of those runs (for the tests against the baseline).
+    pub samples: BTreeMap<String, Vec<(i64, f64)>>,
 }
 
 impl Group {
@@ -312,16 +316,18 @@ pub fn ablation(table: &Table, keys: &[String]) -> Vec<Group> {
     groups
         .into_iter()
         .map(|(values, rows)| {
-            let cells = table
+            let samples: BTreeMap<String, Vec<(i64, f64)>> = table
                 .eval_columns
                 .iter()
                 .filter(|c| !c.contains('@'))
-                .filter_map(|c| {
-                    let vs: Vec<f64> = rows.iter().filter_map(|r| r.evals.get(c).copied()).collect();
-                    Stats::of(&vs).map(|s| (c.clone(), s))
-                })
+                .map(|c| (c.clone(), rows.iter().filter_map(|r| r.evals.get(c).map(|v| (r.run.seed, *v))).collect::<Vec<_>>()))
+                .filter(|(_, vs)| !vs.is_empty())
                 .collect();
-            Group { values, run_ids: rows.iter().map(|r| r.run.id).collect(), cells }
+            let cells = samples
+                .iter()
+                .filter_map(|(c, vs)| Stats::of(&vs.iter().map(|(_, v)| *v).collect::<Vec<_>>()).map(|s| (c.clone(), s)))
+                .collect();
+            Group { values, run_ids: rows.iter().map(|r| r.run.id).collect(), cells, samples }
         })
         .collect()
 }
@@ -342,6 +348,44 @@ pub fn best_groups(groups: &[Group]) -> BTreeMap<String, String> {
         }
     }
     best.into_iter().map(|(c, (_, label))| (c, label)).collect()
+}
+
+/// Every group against `baseline` in every column both have: the test
+/// [`crate::stats::compare`] chose, p-values Holm-corrected over the
+/// column's groups. Keyed by (group label, column).
+pub fn comparisons(groups: &[Group], baseline: &Group) -> BTreeMap<(String, String), Comparison> {
+    let mut by_column: BTreeMap<String, Vec<(String, Comparison)>> = BTreeMap::new();
+    for g in groups.iter().filter(|g| g.values != baseline.values) {
+        for (c, vs) in &g.samples {
+            if let Some(cmp) = baseline.samples.get(c).and_then(|b| crate::stats::compare(vs, b)) {
+                by_column.entry(c.clone()).or_default().push((g.label(), cmp));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (c, list) in by_column {
+        let adjusted = crate::stats::holm(&list.iter().map(|(_, cmp)| cmp.p).collect::<Vec<_>>());
+        for ((label, cmp), p_holm) in list.into_iter().zip(adjusted) {
+            out.insert((label, c.clone()), Comparison { p_holm, ..cmp });
+        }
+    }
+    out
+}
+
+/// The delta cell of `g` in column `c` against the baseline: the difference
+/// of means, the Holm-corrected p-value and its test, `*` where it is below
+/// 0.05, "n too small" where a side has fewer than two runs.
+pub fn delta_cell(g: &Group, c: &str, baseline: &Group, tests: &BTreeMap<(String, String), Comparison>) -> String {
+    let (Some(s), Some(b)) = (g.cells.get(c), baseline.cells.get(c)) else { return String::new() };
+    if g.values == baseline.values {
+        return String::new();
+    }
+    let delta = format!("{:+.*}", if c.starts_with("sensitivity") { 3 } else { 1 }, s.mean - b.mean);
+    match tests.get(&(g.label(), c.to_string())) {
+        Some(t) => format!("{delta} (p={:.3}{}, {})", t.p_holm, if t.p_holm < 0.05 { "*" } else { "" }, t.test.name()),
+        None if s.n < 2 || b.n < 2 => format!("{delta} (n too small)"),
+        None => format!("{delta} (no spread)"),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -375,17 +419,14 @@ fn latex_escape(s: &str) -> String {
 }
 
 /// The ablation table as a file: per group, mean +- std (n) per column, and
-/// the delta of the mean against the baseline group.
+/// against the baseline group the delta of the mean with its test ([`delta_cell`]).
 pub fn export_ablation(groups: &[Group], keys: &[String], columns: &[String], baseline: Option<&Group>, format: ExportFormat) -> String {
+    let tests = baseline.map(|b| comparisons(groups, b)).unwrap_or_default();
     let cell = |g: &Group, c: &str| -> (String, String) {
         match g.cells.get(c) {
             Some(s) => {
                 let value = format!("{} ± {} (n={})", shown(c, s.mean), shown(c, s.std), s.n);
-                let delta = baseline
-                    .and_then(|b| b.cells.get(c))
-                    .filter(|_| baseline.is_some_and(|b| b.values != g.values))
-                    .map(|b| format!("{:+.*}", if c.starts_with("sensitivity") { 3 } else { 1 }, s.mean - b.mean))
-                    .unwrap_or_default();
+                let delta = baseline.map(|b| delta_cell(g, c, b, &tests)).unwrap_or_default();
                 (value, delta)
             }
             None => ("-".into(), String::new()),
@@ -510,7 +551,7 @@ mod tests {
         assert_eq!(groups[1].cells["linear/shape"].n, 1, "the failed run is left out");
         assert_eq!(best_groups(&groups)["linear/shape"], "0.1");
         let md = export_ablation(&groups, &["method.temperature".into()], &["linear/shape".into()], Some(&groups[0]), ExportFormat::Markdown);
-        assert!(md.contains("| 0.5 | 70.0 ± 0.0 (n=1) | -12.0 |"), "{md}");
+        assert!(md.contains("| 0.5 | 70.0 ± 0.0 (n=1) | -12.0 (n too small) |"), "{md}");
         let tex = export_ablation(&groups, &["method.temperature".into()], &["linear/shape".into()], None, ExportFormat::Latex);
         assert!(tex.contains("82.0 $\\pm$ 2.8 (n=2)") && tex.contains("method.temperature & linear/shape"), "{tex}");
     }

@@ -177,6 +177,21 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// A sweep's ablation table: groups, mean ± std, the delta against a baseline group with its p-value.
+    Report {
+        /// A sweep name.
+        sweep: String,
+        #[arg(long, default_value = "augur.db")]
+        store: String,
+        /// Config keys to group by, comma-separated (default: the keys the sweep varied, but the seed).
+        #[arg(long)]
+        group_by: Option<String>,
+        /// The baseline group's label (its values joined by ", "; default: the first group).
+        #[arg(long)]
+        baseline: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::listing::ReportFormat,
+    },
     /// List the plugins found, their fingerprints and the components they register.
     Plugins,
     /// Plugin author's tools.
@@ -355,6 +370,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Runs { store, format } => {
             list_runs(&store, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { sweep, store, group_by, baseline, format } => {
+            crate::listing::report(&store, &sweep, group_by.as_deref(), baseline.as_deref(), format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugins => {

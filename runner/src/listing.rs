@@ -119,3 +119,52 @@ pub fn print_columns(header: &[String], rows: &[Vec<String>]) {
     }
 }
 
+
+/// `augur report`: a sweep's ablation table, the dashboard's (groups, mean
+/// ± std, the delta against the baseline with its test), for a paper.
+pub fn report(store_path: &str, sweep: &str, group_by: Option<&str>, baseline: Option<&str>, format: ReportFormat) -> Result<()> {
+    use augur_dashboard::tables::{ExportFormat, TableSource, ablation, export_ablation};
+    let store = Store::open_read_only(store_path)?;
+    let sweep_id = store
+        .sweep_id(sweep)?
+        .ok_or_else(|| anyhow::anyhow!("{store_path} has no sweep named `{sweep}`; `augur status --store {store_path}` lists them"))?;
+    let table = TableSource::default().refresh(&store, Some(sweep_id))?;
+    let keys: Vec<String> = match group_by {
+        Some(by) => by.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
+        None => table.varying.iter().filter(|k| *k != "seed").cloned().collect(),
+    };
+    let groups = ablation(&table, &keys);
+    if groups.is_empty() {
+        anyhow::bail!("sweep `{sweep}` has no finished runs yet");
+    }
+    let base = match baseline {
+        Some(label) => Some(groups.iter().find(|g| g.label() == label).ok_or_else(|| {
+            let labels: Vec<String> = groups.iter().map(|g| format!("`{}`", g.label())).collect();
+            anyhow::anyhow!("--baseline `{label}` is no group of {}; the groups are {}", keys.join(","), labels.join(", "))
+        })?),
+        None => groups.first(),
+    };
+    let columns: Vec<String> = table.eval_columns.iter().filter(|c| !c.contains('@')).cloned().collect();
+    let format = match format {
+        ReportFormat::Table | ReportFormat::Markdown => ExportFormat::Markdown,
+        ReportFormat::Latex => ExportFormat::Latex,
+        ReportFormat::Csv => ExportFormat::Csv,
+    };
+    print!("{}", export_ablation(&groups, &keys, &columns, base, format));
+    if let Some(b) = base {
+        eprintln!(
+            "baseline: {} = {}; Δ: difference of means, p: paired t-test over matching seeds (Welch's otherwise), Holm-corrected per column, * below 0.05",
+            keys.join(","),
+            b.label()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Markdown,
+    Latex,
+    Csv,
+}

@@ -162,8 +162,31 @@ fn every_page_and_export_shows_the_stores_numbers() {
         assert!(abl.contains(&format!("data-mean=\"{mean}\"")), "mean {mean} of lr {lr} not shown: {abl}");
         assert!(abl.contains("data-n=\"2\""));
     }
+    // Against the baseline lr 0.1: a paired t-test over the seeds both ran,
+    // its Holm-corrected p-value on the page, in the export and in `augur report`.
+    let linear_by_seed = |lr: &str| -> Vec<(i64, f64)> {
+        runs.iter()
+            .filter(|r| configs[&r.id]["train"]["lr"].to_string() == lr)
+            .map(|r| (r.seed, store.evaluations(r.id).unwrap().into_iter().find(|e| e.checkpoint == "final" && e.task == "shape" && e.protocol == "linear").unwrap().value))
+            .collect()
+    };
+    let test = augur_dashboard::stats::compare(&linear_by_seed("0.2"), &linear_by_seed("0.1"));
     let md = server.ok("/ablation.md?sweep=1&baseline=0.1");
     assert!(md.starts_with("| train.lr |") && md.contains("Δ"), "{md}");
+    let report = augur(&["report", "tiny", "--store", store_path.to_str().unwrap(), "--baseline", "0.1", "--format", "markdown"]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    assert_eq!(stdout(&report), md, "augur report prints the dashboard's export");
+    match test {
+        Some(t) => {
+            assert_eq!(t.test, augur_dashboard::stats::Test::Paired);
+            let p = format!("p={:.3}", t.p_holm);
+            assert!(abl.contains(&p) && md.contains(&format!("{p}{}, paired t)", if t.p_holm < 0.05 { "*" } else { "" })), "{p}: {md}");
+        }
+        // Two seeds whose differences are equal have no spread to test.
+        None => assert!(md.contains("(no spread)"), "{md}"),
+    }
+    let bad = augur(&["report", "tiny", "--store", store_path.to_str().unwrap(), "--baseline", "0.7"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("`0.1`"), "the groups are named: {}", stderr(&bad));
     let tex = server.ok("/ablation.tex?sweep=1");
     assert!(tex.contains("\\begin{tabular}") && tex.contains("$\\pm$"), "{tex}");
     assert!(server.ok("/ablation.csv?sweep=1").starts_with("train.lr,"));
