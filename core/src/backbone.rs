@@ -87,8 +87,12 @@ impl BackboneConfig {
         self.width << (self.blocks.len() - 1)
     }
 
+    /// The backbone with its weights drawn now (not at first use), so they
+    /// depend on the device's seed alone ([`crate::blocks::materialize`]).
     pub fn init(&self, device: &Device) -> ResNet {
-        ResNet::new(self, device)
+        let resnet = ResNet::new(self, device);
+        crate::blocks::materialize(&resnet);
+        resnet
     }
 }
 

@@ -117,13 +117,17 @@ impl MlpConfig {
                 norms.push(bn);
             }
         }
-        Mlp {
+        let mlp = Mlp {
             layers,
             norms,
             relu: Relu::new(),
             hidden_bn: self.hidden_bn,
             last_bn: self.last_bn,
-        }
+        };
+        // Drawn now, as the backbone: the weights depend on the seed and the
+        // order modules are built in, not on what ran before the first step.
+        materialize(&mlp);
+        mlp
     }
 }
 
@@ -144,6 +148,21 @@ impl Mlp {
         }
         x
     }
+}
+
+/// Draw every lazily initialised parameter of `module` now, in visiting
+/// order. burn initialises a parameter on its first use; a model whose
+/// parameters are drawn at once, right after it is built, has weights that
+/// depend on the seed alone, not on what ran before its first forward pass
+/// (an evaluation of the random initialisation, say).
+pub fn materialize<M: Module>(module: &M) {
+    struct Touch;
+    impl burn::module::ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
 }
 
 /// All float parameters of a module, flattened in visiting order (running

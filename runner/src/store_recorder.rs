@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use augur_store::{EvalRow, MetricPoint as StoredPoint, Store};
-use augur_train::pretrain::random_init_identity;
+use augur_train::pretrain::{INIT_ORDER, random_init_identity};
 use augur_train::{Evaluation, MetricPoint, Recorder, RunConfig};
 
 /// A run in the store.
@@ -80,7 +80,8 @@ pub fn random_init_of_twin(store: &Store, run_id: i64, cfg: &RunConfig) -> Resul
     twins.sort_unstable();
     for twin in twins {
         let rows: Vec<EvalRow> = store.evaluations(twin)?.into_iter().filter(|r| r.checkpoint == "random_init").collect();
-        if rows.is_empty() {
+        // Rows measured before the weights were drawn at build time are of other weights.
+        if rows.is_empty() || !rows.iter().all(|r| r.settings.get("init").and_then(|v| v.as_str()) == Some(INIT_ORDER)) {
             continue;
         }
         let evaluations = rows

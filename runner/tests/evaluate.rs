@@ -210,3 +210,26 @@ fn random_init_is_evaluated_once_per_backbone() {
     }
     assert_ne!(values[0], values[1], "another seed is another backbone, evaluated on its own");
 }
+
+/// A run trains the same whether it evaluated its random initialisation
+/// itself or copied a twin's: two runs that differ only in a key that
+/// changes nothing of training (`train.checkpoint_every`) have one loss
+/// curve, though the first computes the evaluation and the second copies it.
+/// (Before the linear probe stopped re-seeding the device's generator, the
+/// first run's projector was drawn after the probe's seed: another curve.)
+#[test]
+fn a_copied_random_init_evaluation_changes_nothing_of_training() {
+    let dir = tempdir();
+    let store = dir.path().join("r.db");
+    let sweep = tiny_sweep(SYNTHETIC, "\n[sweep.grid]\n\"train.checkpoint_every\" = [0, 2]\n");
+    let file = write(dir.path(), "twins.toml", &sweep);
+    let out = augur(&["run", file.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reader = Store::open_read_only(&store).unwrap();
+    let copied_from = |id: i64| -> Option<i64> {
+        reader.evaluations(id).unwrap().into_iter().find(|r| r.checkpoint == "random_init").and_then(|r| r.settings.get("computed_by_run").and_then(|v| v.as_i64()))
+    };
+    assert_eq!((copied_from(1), copied_from(2)), (None, Some(1)), "run 1 computes, run 2 copies");
+    let loss = |id: i64| -> Vec<f64> { reader.metrics(id, "loss").unwrap().iter().map(|p| p.value).collect() };
+    assert_eq!(loss(1), loss(2));
+}

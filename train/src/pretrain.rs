@@ -287,6 +287,9 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
     let device = device_of(cfg)?;
     let ad = device.clone().autodiff();
     ad.seed(cfg.seed);
+    // `init` draws the weights now (burn would draw them at first use), so
+    // the random-init evaluation below, computed here or copied from a twin
+    // run, changes nothing of what this run trains.
     let backbone = cfg.model.init(&ad);
     let mut method = build_method(cfg, env.plugins, &ad)?;
     let total = total_steps(cfg, data.train.len());
@@ -298,7 +301,13 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
             Some(rows) => rows,
             None => {
                 env.progress.set_message("evaluating the random initialisation");
-                evaluation::evaluate(&backbone, data, &cfg.eval, "random_init", cfg.seed, &device)?
+                let mut rows = evaluation::evaluate(&backbone, data, &cfg.eval, "random_init", cfg.seed, &device)?;
+                for r in &mut rows {
+                    if let Some(settings) = r.settings.as_object_mut() {
+                        settings.insert("init".into(), INIT_ORDER.into());
+                    }
+                }
+                rows
             }
         };
         env.recorder.replace_evaluations("random_init", &rows)?;
@@ -352,6 +361,13 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
 pub fn random_init_identity(cfg: &RunConfig) -> serde_json::Value {
     serde_json::json!({"seed": cfg.seed, "device": cfg.device, "model": cfg.model, "data": cfg.data, "eval": cfg.eval})
 }
+
+/// The `init` setting of random-init evaluations: how a seed became the
+/// weights they measured. Since the backbone's parameters are drawn at once
+/// when it is built ([`augur_core::blocks::materialize`]), not at first
+/// use, a seed gives other weights than before; rows without this setting
+/// were measured on those and are no twin's.
+pub const INIT_ORDER: &str = "materialized";
 
 /// What a training step updates: the backbone, the method, the online probe.
 struct Model<'a> {

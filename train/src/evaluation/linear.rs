@@ -2,7 +2,7 @@
 //! schedule) on standardised frozen features, as solo-learn's offline probe.
 
 use augur_core::blocks::Trainable;
-use augur_core::burn::nn::{Linear, LinearConfig};
+use augur_core::burn::nn::Linear;
 use augur_core::burn::prelude::*;
 use augur_core::losses::cross_entropy;
 use augur_core::optim::OptimizerSpec;
@@ -78,8 +78,7 @@ pub fn linear_probe(
     let xtr = standardize(train);
     let xte = standardize(test);
     let ad = device.clone().autodiff();
-    ad.seed(seed);
-    let layer: Linear = LinearConfig::new(d, classes).init(&ad);
+    let layer = seeded_linear(d, classes, seed, &ad);
     let mut probe = Trainable::new(
         layer,
         &OptimizerSpec::Sgd {
@@ -147,4 +146,22 @@ mod tests {
         let acc = linear_probe(&f, &shuffled, &f, &shuffled, 2, &cfg, 0, &Device::flex());
         assert!(acc < 0.9, "{acc}");
     }
+}
+
+/// The probe's initial weights as PyTorch's `nn.Linear` draws them (weight
+/// and bias uniform in +-1/sqrt(d)), from a host generator seeded by
+/// `seed`. The device's one global generator is left alone: `augur run`
+/// evaluates a run's random initialisation between building its model and
+/// training it, and a probe drawing from (or re-seeding) that generator
+/// there made the run's training depend on whether that evaluation was
+/// computed or copied from a twin run.
+fn seeded_linear(d: usize, classes: usize, seed: u64, device: &Device) -> Linear {
+    use augur_core::burn::module::Param;
+    use rand::Rng;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x11AE_A12F_0BE0_0001);
+    let bound = 1.0 / (d as f32).sqrt();
+    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
+    let weight = Tensor::<2>::from_data(TensorData::new(draw(d * classes), [d, classes]), device);
+    let bias = Tensor::<1>::from_data(TensorData::new(draw(classes), [classes]), device);
+    Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) }
 }
