@@ -244,9 +244,11 @@ mod tests {
         t.into_data().iter::<f32>().collect()
     }
 
-    fn assert_close(got: &[f32], want: &[f32]) {
+    /// Element-wise within 1e-5; `want` may be hand-written f32 or computed in f64.
+    fn assert_close<W: Copy + Into<f64> + std::fmt::Debug>(got: &[f32], want: &[W]) {
+        assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
         for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
+            assert!((*g as f64 - (*w).into()).abs() < 1e-5, "{got:?} vs {want:?}");
         }
     }
 
@@ -317,8 +319,8 @@ mod tests {
         let step = |w: f64, g: f64| w * (1.0 - lr * wd) - lr * g / (g.abs() + 1e-8);
         let want_one: Vec<f64> = (0..2).map(|i| step(w[i] as f64, x[i] as f64)).collect();
         let want_two: Vec<f64> = (0..2).map(|i| step(want_one[i], x[i] as f64)).collect();
-        assert_close(&one, &want_one.iter().map(|v| *v as f32).collect::<Vec<_>>());
-        assert_close(&two, &want_two.iter().map(|v| *v as f32).collect::<Vec<_>>());
+        assert_close(&one, &want_one);
+        assert_close(&two, &want_two);
     }
 
     #[test]
@@ -332,7 +334,7 @@ mod tests {
         let [one, two] = two_steps(&spec, w, x, lr);
         let g1: Vec<f64> = (0..2).map(|i| x[i] as f64 + wd * w[i] as f64).collect();
         let w1: Vec<f64> = (0..2).map(|i| w[i] as f64 - lr * g1[i] / (g1[i].abs() + 1e-8)).collect();
-        assert_close(&one, &w1.iter().map(|v| *v as f32).collect::<Vec<_>>());
+        assert_close(&one, &w1);
         let w2: Vec<f64> = (0..2)
             .map(|i| {
                 let g2 = x[i] as f64 + wd * w1[i];
@@ -341,7 +343,7 @@ mod tests {
                 w1[i] - lr * m / (v.sqrt() + 1e-8)
             })
             .collect();
-        assert_close(&two, &w2.iter().map(|v| *v as f32).collect::<Vec<_>>());
+        assert_close(&two, &w2);
     }
 
     #[test]

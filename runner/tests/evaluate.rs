@@ -11,8 +11,14 @@ use common::*;
 
 /// A finished tiny run in a fresh store.
 fn finished_run(dir: &Path) -> std::path::PathBuf {
+    run_tiny_sweep(dir, "")
+}
+
+/// The tiny sweep with `extra` appended (a `[sweep]` table), run to the end
+/// in a fresh store whose path is returned.
+fn run_tiny_sweep(dir: &Path, extra: &str) -> std::path::PathBuf {
     let store = dir.join("e.db");
-    let file = write(dir, "tiny.toml", &tiny_sweep(SYNTHETIC, ""));
+    let file = write(dir, "tiny.toml", &tiny_sweep(SYNTHETIC, extra));
     let out = augur(&["run", file.to_str().unwrap(), "--store", store.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     store
@@ -175,11 +181,7 @@ fn knn_on_projector_features_for_plain_and_conditioned_projectors() {
 #[test]
 fn random_init_is_evaluated_once_per_backbone() {
     let dir = tempdir();
-    let store = dir.path().join("r.db");
-    let sweep = tiny_sweep(SYNTHETIC, "\n[sweep]\nseeds = [0, 1]\n[sweep.grid]\n\"method.temperature\" = [0.5, 0.2]\n");
-    let file = write(dir.path(), "twins.toml", &sweep);
-    let out = augur(&["run", file.to_str().unwrap(), "--store", store.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let store = run_tiny_sweep(dir.path(), "\n[sweep]\nseeds = [0, 1]\n[sweep.grid]\n\"method.temperature\" = [0.5, 0.2]\n");
     let reader = Store::open_read_only(&store).unwrap();
     let configs = reader.configs(None).unwrap();
     assert_eq!(configs.len(), 4);
@@ -220,11 +222,7 @@ fn random_init_is_evaluated_once_per_backbone() {
 #[test]
 fn a_copied_random_init_evaluation_changes_nothing_of_training() {
     let dir = tempdir();
-    let store = dir.path().join("r.db");
-    let sweep = tiny_sweep(SYNTHETIC, "\n[sweep.grid]\n\"train.checkpoint_every\" = [0, 2]\n");
-    let file = write(dir.path(), "twins.toml", &sweep);
-    let out = augur(&["run", file.to_str().unwrap(), "--store", store.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let store = run_tiny_sweep(dir.path(), "\n[sweep.grid]\n\"train.checkpoint_every\" = [0, 2]\n");
     let reader = Store::open_read_only(&store).unwrap();
     let copied_from = |id: i64| -> Option<i64> {
         reader.evaluations(id).unwrap().into_iter().find(|r| r.checkpoint == "random_init").and_then(|r| r.settings.get("computed_by_run").and_then(|v| v.as_i64()))
