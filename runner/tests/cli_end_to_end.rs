@@ -224,3 +224,56 @@ fn a_non_finite_loss_fails_its_run_and_the_sweep_goes_on() {
     assert!(attempts.iter().all(|a| a.outcome.as_deref() == Some("failed")), "{attempts:?}");
     assert_eq!(runs_json(&store).iter().filter(|r| r["status"] == "finished").count(), 1);
 }
+
+/// Failure paths a plugin causes, through a worker: a plugin that panics
+/// fails its run (the step and the plugin's message in the error) and the
+/// worker takes the next run; a transient NaN loss fails its run, `augur
+/// retry` queues it again, and the second attempt finishes. The faults are
+/// the faults plugin's (plugins/faults, registered by AUGUR_TEST_FAULTS).
+#[test]
+fn a_plugin_panic_or_a_transient_nan_fails_only_its_run() {
+    let dir = tempdir();
+    let store = dir.path().join("runs.db");
+    let store_arg = store.to_str().unwrap();
+    let faults = [("AUGUR_TEST_FAULTS", "1")];
+    let with_component = |name: &str, component: &str, table: &str| {
+        tiny_sweep(SYNTHETIC, "")
+            .replace("name = \"tiny\"", &format!("name = \"{name}\""))
+            .replace("proj_out = 16", &format!("proj_out = 16\naware = [\"{component}\"]\n[base.method.{component}]\n{table}"))
+    };
+    let marker = dir.path().join("nan-fired");
+    let sweeps = [
+        ("panics", with_component("panics", "panic_at_step", "step = 1")),
+        ("plain", tiny_sweep(SYNTHETIC, "").replace("name = \"tiny\"", "name = \"plain\"")),
+        ("transient", with_component("transient", "nan_at_step", &format!("step = 1\nmarker = \"{}\"", marker.display()))),
+    ];
+    for (name, text) in &sweeps {
+        let file = write(dir.path(), &format!("{name}.toml"), text);
+        let o = augur_with_env(&faults, &["submit", file.to_str().unwrap(), "--store", store_arg]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+    }
+    let o = augur_with_env(&faults, &["worker", "--store", store_arg, "--exit-when-empty"]);
+    assert!(!o.status.success(), "a worker whose runs failed exits non-zero: {}", stderr(&o));
+    let status = |sweep: &str| -> (i64, String, String) {
+        let run = runs_json(&store).into_iter().find(|r| r["sweep"] == sweep).unwrap_or_else(|| panic!("no run of {sweep}"));
+        (run["id"].as_i64().unwrap(), run["status"].as_str().unwrap().to_string(), run["error"].as_str().unwrap_or_default().to_string())
+    };
+    let (_, panicked, error) = status("panics");
+    assert_eq!(panicked, "failed");
+    assert!(error.contains("panicked at step 1") && error.contains("the fault this test asked for"), "{error}");
+    assert_eq!(status("plain").1, "finished", "the worker took the run after the panicking one");
+    let (transient, failed, error) = status("transient");
+    assert_eq!(failed, "failed");
+    assert!(error.contains("loss became NaN at step 1"), "{error}");
+    assert!(marker.exists(), "the fault fired once");
+
+    let o = augur(&["retry", &transient.to_string(), "--store", store_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = augur_with_env(&faults, &["worker", "--store", store_arg, "--exit-when-empty"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(status("transient").1, "finished", "the second attempt got past the transient fault");
+    let attempts = augur::store::Store::open_read_only(&store).unwrap().attempts(transient).unwrap();
+    let outcomes: Vec<_> = attempts.iter().map(|a| a.outcome.as_deref()).collect();
+    assert_eq!(outcomes, [Some("failed"), Some("finished")]);
+}
+

@@ -11,7 +11,13 @@ pub fn augur_bin() -> PathBuf {
 }
 
 pub fn augur(args: &[&str]) -> Output {
+    augur_with_env(&[], args)
+}
+
+/// `augur` with extra environment variables (e.g. `AUGUR_TEST_FAULTS`).
+pub fn augur_with_env(env: &[(&str, &str)], args: &[&str]) -> Output {
     Command::new(augur_bin())
+        .envs(env.iter().copied())
         .args(args)
         .arg("--plugins")
         .arg(plugin_dir())
