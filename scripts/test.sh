@@ -58,14 +58,35 @@ echo "scaffold check: augur plugin new -> build -> listed -> trained"
 cleanup
 trap - EXIT
 
+# Tests that need a service skip where it cannot be had, saying so, and list
+# themselves in this file, printed at the end; under CI (CI=true) a missing
+# service fails the suite instead (store/src/services.rs).
+export AUGUR_SKIP_LOG=$(mktemp)
+under_ci() { [ "${CI:-}" = true ]; }
+skipped_summary() {
+    if [ -s "$AUGUR_SKIP_LOG" ]; then
+        echo "skipped tests (a service they need was missing):"
+        sed 's/^/  /' "$AUGUR_SKIP_LOG"
+    else
+        echo "skipped tests: none"
+    fi
+}
+# Chromium is found on PATH by the names the browser test looks for
+# (chromium, chromium-browser).
+has_chromium() { command -v chromium > /dev/null || command -v chromium-browser > /dev/null; }
+
 # The dashboard's browser test uses Debian's Chromium; install it where we can
 # (root with apt), else that test skips, saying so.
-if ! command -v chromium > /dev/null && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+if ! has_chromium && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
     echo "installing Debian's chromium for the dashboard's browser test"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium > /tmp/augur-apt-chromium.log 2>&1 \
         || { apt-get update -q >> /tmp/augur-apt-chromium.log 2>&1 \
              && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >> /tmp/augur-apt-chromium.log 2>&1; } \
         || echo "chromium could not be installed (see /tmp/augur-apt-chromium.log): the browser test will skip" >&2
+fi
+if under_ci && ! has_chromium; then
+    echo "error: CI=true and no chromium on PATH (apt-get install chromium failed: /tmp/augur-apt-chromium.log); the browser test cannot run" >&2
+    exit 1
 fi
 
 # The store's PostgreSQL tests run against a throwaway server on loopback;
@@ -75,11 +96,15 @@ trap 'scripts/postgres.sh stop "$pg"' EXIT
 if url=$(scripts/postgres.sh start "$pg"); then
     export AUGUR_TEST_POSTGRES=$url
     echo "PostgreSQL for the store tests: $url"
+elif under_ci; then
+    echo "error: CI=true and PostgreSQL could not be started (the reason is above); the PostgreSQL store tests cannot run" >&2
+    exit 1
 else
     echo "PostgreSQL could not be started: the PostgreSQL store tests will skip" >&2
 fi
 
-cargo test --release --workspace --locked
+cargo test --release --workspace --locked || { skipped_summary; exit 1; }
+skipped_summary
 
 # The libtorch (tch) build, last: it replaces the flex binaries in the target
 # folder. scripts/tch.sh makes the PyTorch 2.9.0 venv on first use (outside the

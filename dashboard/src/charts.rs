@@ -33,6 +33,12 @@ pub fn smooth(values: &[(f64, f64)], alpha: f64) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// The paragraph shown instead of an empty chart, its title escaped (it
+/// may be a metric key a plugin chose). plotters escapes the SVG's own text.
+fn empty(title: &str, what: &str) -> String {
+    maud::html! { p.empty { (title) ": " (what) } }.into_string()
+}
+
 /// A line chart of named series of (step, value) points, as an SVG string.
 pub fn lines(title: &str, series: &[(String, Vec<(f64, f64)>)], width: u32, height: u32) -> String {
     let mut svg = String::new();
@@ -45,7 +51,7 @@ pub fn lines(title: &str, series: &[(String, Vec<(f64, f64)>)], width: u32, heig
         y1 = y1.max(y);
     }
     if x0 > x1 {
-        return format!("<p class=\"empty\">{title}: no points yet</p>");
+        return empty(title, "no points yet");
     }
     if x1 - x0 < 1e-9 {
         x1 = x0 + 1.0;
@@ -89,7 +95,7 @@ pub fn bars(title: &str, categories: &[String], series: &[(String, Vec<Option<f6
     let mut svg = String::new();
     let values: Vec<f64> = series.iter().flat_map(|(_, v)| v.iter().flatten().copied()).collect();
     if values.is_empty() || categories.is_empty() {
-        return format!("<p class=\"empty\">{title}: no values</p>");
+        return empty(title, "no values");
     }
     let lo = values.iter().copied().fold(0.0f64, f64::min);
     let hi = values.iter().copied().fold(0.0f64, f64::max).max(lo + 1e-6);

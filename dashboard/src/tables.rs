@@ -396,15 +396,18 @@ pub enum ExportFormat {
     Latex,
 }
 
-/// One CSV field, quoted when it must be.
+/// One CSV field, quoted when it must be (RFC 4180).
 pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
+/// Text as LaTeX prints it: the ten specials escaped, line breaks as spaces
+/// (a blank line would end the table's paragraph).
 fn latex_escape(s: &str) -> String {
     let mut out = String::new();
     for ch in s.chars() {
         match ch {
+            '\n' | '\r' => out.push(' '),
             '\\' => out.push_str("\\textbackslash{}"),
             '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
                 out.push('\\');
@@ -412,6 +415,10 @@ fn latex_escape(s: &str) -> String {
             }
             '~' => out.push_str("\\textasciitilde{}"),
             '^' => out.push_str("\\textasciicircum{}"),
+            // Text mode's default encoding prints these as other glyphs.
+            '|' => out.push_str("\\textbar{}"),
+            '<' => out.push_str("\\textless{}"),
+            '>' => out.push_str("\\textgreater{}"),
             other => out.push(other),
         }
     }
@@ -462,7 +469,8 @@ pub fn export_ablation(groups: &[Group], keys: &[String], columns: &[String], ba
             out
         }
         ExportFormat::Markdown => {
-            let esc = |s: &str| s.replace('|', "\\|");
+            // A pipe would split the cell, a line break the row.
+            let esc = |s: &str| s.replace('|', "\\|").replace(['\n', '\r'], " ");
             let mut out = format!("| {} |\n", header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | "));
             out += &format!("|{}\n", "---|".repeat(header.len()));
             for r in &rows {
@@ -554,6 +562,34 @@ mod tests {
         assert!(md.contains("| 0.5 | 70.0 ± 0.0 (n=1) | -12.0 (n too small) |"), "{md}");
         let tex = export_ablation(&groups, &["method.temperature".into()], &["linear/shape".into()], None, ExportFormat::Latex);
         assert!(tex.contains("82.0 $\\pm$ 2.8 (n=2)") && tex.contains("method.temperature & linear/shape"), "{tex}");
+    }
+
+    /// A config value with every character some format treats specially
+    /// comes out of each export as text, not as structure.
+    #[test]
+    fn exports_escape_hostile_strings_for_their_format() {
+        let hostile = "a,\"b\" | c\nd & 5% $x$ #1 _y {z} \\ ~ ^";
+        let group = Group {
+            values: vec![hostile.to_string()],
+            run_ids: vec![1],
+            cells: [("linear/shape".to_string(), Stats::of(&[80.0]).unwrap())].into_iter().collect(),
+            samples: BTreeMap::new(),
+        };
+        let keys = ["method.note".to_string()];
+        let columns = ["linear/shape".to_string()];
+        let export = |format| export_ablation(std::slice::from_ref(&group), &keys, &columns, None, format);
+
+        let csv = export(ExportFormat::Csv);
+        let row = csv.lines().skip(1).collect::<Vec<_>>().join("\n");
+        assert_eq!(row, "\"a,\"\"b\"\" | c\nd & 5% $x$ #1 _y {z} \\ ~ ^\",80.0 ± 0.0 (n=1)", "{csv}");
+
+        let md = export(ExportFormat::Markdown);
+        assert_eq!(md.lines().count(), 3, "header, rule, one row: {md}");
+        assert_eq!(md.lines().nth(2).unwrap(), "| a,\"b\" \\| c d & 5% $x$ #1 _y {z} \\ ~ ^ | 80.0 ± 0.0 (n=1) |");
+
+        let tex = export(ExportFormat::Latex);
+        let row = tex.lines().find(|l| l.starts_with("a,")).unwrap_or_else(|| panic!("{tex}"));
+        assert_eq!(row, "a,\"b\" \\textbar{} c d \\& 5\\% \\$x\\$ \\#1 \\_y \\{z\\} \\textbackslash{} \\textasciitilde{} \\textasciicircum{} & 80.0 $\\pm$ 0.0 (n=1) \\\\");
     }
 
     #[test]

@@ -149,6 +149,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "raw")]
         invariance_vector: augur_train::evaluation::invariance::VectorParam,
     },
+    /// Bring a store written by an older augur to this one's schema (readers such as the dashboard refuse an older store; stop its workers first).
+    Migrate {
+        #[arg(long, default_value = "augur.db")]
+        store: String,
+    },
     /// Runs per state, progress and ETA of every sweep (or one).
     Status {
         /// A sweep name.
@@ -350,6 +355,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let device = devices::open(&device).map_err(|e| anyhow::anyhow!("--device {e}"))?;
             let request = Request { protocol, checkpoint, dataset, features, k, temperature, images, device, invariance_vector };
             crate::eval_command::run(&store, &target, &request, &Plugins::load_dir(&dir)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { store } => {
+            if !crate::store::is_postgres(&store) && !std::path::Path::new(&store).exists() {
+                anyhow::bail!("no store at {store}; give the store file to migrate (--store PATH)");
+            }
+            let store = Store::open(&store)?;
+            println!("store {} is at schema version {}", store.location, store.schema_version()?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { sweep, store } => {

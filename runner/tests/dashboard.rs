@@ -194,6 +194,47 @@ fn every_page_and_export_shows_the_stores_numbers() {
     assert_eq!(server.get("/assets/secret").0, 404);
 }
 
+/// The dashboard only reads: serving every page and export of a finished
+/// sweep leaves the store file byte for byte as it was (and adds nothing
+/// to its write-ahead log), and a file that is no current store is refused
+/// before anything is served, with what to do.
+#[test]
+fn the_dashboard_never_writes_its_store() {
+    let tmp = tempdir();
+    let store_path = filled_store(tmp.path());
+    let wal = store_path.with_extension("db-wal");
+    let read = |p: &Path| std::fs::read(p).ok();
+    let (db_before, wal_before) = (read(&store_path).unwrap(), read(&wal).filter(|w| !w.is_empty()));
+    let server = Server::start(&store_path);
+    let ids: Vec<String> = Store::open_read_only(&store_path).unwrap().runs(None).unwrap().iter().map(|r| r.id.to_string()).collect();
+    let mut pages = vec!["/".to_string(), "/runs".into(), "/runs?sweep=1".into(), "/runs.csv?sweep=1".into(), "/runs.json".into()];
+    for id in &ids {
+        pages.extend([format!("/run/{id}"), format!("/run/{id}/metrics.csv"), format!("/run/{id}/metrics.json")]);
+    }
+    pages.push(format!("/compare?runs={}", ids.join(",")));
+    for export in ["", ".csv", ".md", ".tex"] {
+        pages.push(format!("/ablation{export}?sweep=1"));
+    }
+    for page in &pages {
+        server.ok(page);
+    }
+    drop(server);
+    assert!(read(&store_path).unwrap() == db_before, "serving {} pages changed the store file", pages.len());
+    assert!(read(&wal).filter(|w| !w.is_empty()) == wal_before, "serving pages wrote to the write-ahead log");
+
+    // No store: refused, saying so; the file is left as it was.
+    let empty = tmp.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let out = augur(&["dashboard", "--addr", "127.0.0.1:0", "--store", empty.to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("not an augur store"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&empty).unwrap(), b"");
+    // `augur migrate` is the writer that brings an older store up; on a current one it says where it stands.
+    let out = augur(&["migrate", "--store", store_path.to_str().unwrap()]);
+    assert!(out.status.success() && stdout(&out).contains("schema version"), "{}", stderr(&out));
+    let out = augur(&["migrate", "--store", tmp.path().join("missing.db").to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("no store at"), "{}", stderr(&out));
+}
+
 #[test]
 fn user_strings_are_shown_as_text() {
     let tmp = tempdir();
@@ -212,8 +253,14 @@ fn user_strings_are_shown_as_text() {
         overrides: [("method.note".to_string(), serde_json::json!(evil))].into_iter().collect(),
     };
     let id = store.enqueue(sweep, &run, "{}", "c").unwrap().id();
+    // Metric keys are a plugin's to choose: one charted, one with no finite
+    // point (its chart says so instead, with the key in the text).
+    let point = |key: String, value: f64| augur::store::MetricPoint { key, step: 0, value };
+    store.log_metrics(id, &[point(format!("{evil}/drawn"), 1.5), point(format!("{evil}/empty"), f64::INFINITY)]).unwrap();
     drop(store);
     let server = Server::start(&store_path);
+    let run_page = server.ok(&format!("/run/{id}"));
+    assert!(run_page.contains("&lt;script&gt;alert(1)&lt;/script&gt;/empty: no points yet"), "{run_page}");
     for page in ["/".to_string(), format!("/runs?sweep={sweep}&cols=method.note,data.dataset"), format!("/run/{id}"), format!("/ablation?sweep={sweep}&by=method.note")] {
         let (status, body) = server.get(&page);
         assert!(status == 200 || status == 404, "{page}: {status}");
@@ -296,14 +343,9 @@ fn open_pages_hear_of_changes() {
     }
 }
 
-/// Debian's Chromium, if installed (scripts/test.sh installs it).
-fn chromium() -> Option<std::path::PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"].iter().map(std::path::PathBuf::from).find(|p| p.exists())
-}
-
 /// Headless Chromium with the flags a closed machine needs.
 fn chromium_run(dir: &Path, args: &[String]) -> std::process::Output {
-    Command::new(chromium().unwrap())
+    Command::new(augur::store::services::chromium().unwrap())
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
         .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
         .arg(format!("--user-data-dir={}", dir.join("chromium-profile").display()))
@@ -314,10 +356,10 @@ fn chromium_run(dir: &Path, args: &[String]) -> std::process::Output {
 
 #[test]
 fn the_pages_in_a_real_browser() {
-    let Some(_) = chromium() else {
-        eprintln!("skipping the browser test: Debian's chromium is not installed (scripts/test.sh installs it)");
+    if augur::store::services::chromium().is_none() {
+        augur::store::services::unavailable("the browser test", "no chromium or chromium-browser on PATH (scripts/test.sh installs Debian's chromium as root)");
         return;
-    };
+    }
     let tmp = tempdir();
     let store_path = filled_store(tmp.path());
     let store = Store::open_read_only(&store_path).unwrap();

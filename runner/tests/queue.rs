@@ -12,24 +12,10 @@ use std::time::{Duration, Instant};
 use augur::store::Store;
 use common::*;
 
-/// A fresh database on the PostgreSQL server named by `AUGUR_TEST_POSTGRES`
-/// (scripts/test.sh starts one on loopback), or `None`, saying why.
+/// A fresh database on the PostgreSQL server scripts/test.sh starts, or
+/// `None` where there is none (a failure under CI=true).
 fn postgres_store(test: &str) -> Option<String> {
-    let Ok(admin) = std::env::var("AUGUR_TEST_POSTGRES") else {
-        eprintln!("skipping {test} on PostgreSQL: AUGUR_TEST_POSTGRES is not set (scripts/test.sh starts a server and sets it)");
-        return None;
-    };
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let name = format!("augur_test_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("AUGUR_TEST_POSTGRES accepts connections");
-        sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-    });
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    Some(format!("{base}/{name}"))
+    augur::store::services::postgres_database(test)
 }
 
 fn worker(store: &str, extra: &[&str]) -> Child {

@@ -29,6 +29,7 @@ pub mod bench;
 mod queue;
 mod reads;
 mod results;
+pub mod services;
 #[cfg(test)]
 mod tests;
 
@@ -261,6 +262,32 @@ pub struct MetricPoint {
     pub value: f64,
 }
 
+/// The last migration applied to the store behind `pool`; `None` where it
+/// has no migration table (not an augur store, or an empty file).
+async fn applied_version(pool: &AnyPool) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT MAX(version) FROM _sqlx_migrations WHERE success").fetch_one(pool).await;
+    match row {
+        Ok(row) => Ok(row.try_get::<Option<i64>, _>(0)?),
+        Err(sqlx::Error::Database(e)) if e.message().contains("_sqlx_migrations") => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A reader's check: the store's schema is this augur's, else an error that
+/// says what to run (a reader never migrates).
+async fn check_current(pool: &AnyPool, shown: &str, migrator: &sqlx::migrate::Migrator) -> Result<()> {
+    let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    match applied_version(pool).await? {
+        None => anyhow::bail!("{shown} is not an augur store (it has no schema version); give the store a sweep ran with (augur run FILE --store PATH)"),
+        Some(v) if v < latest => anyhow::bail!(
+            "store {shown} was written by an older augur (schema version {v}; this augur reads version {latest}), and reading never changes it: \
+             stop its workers, then migrate it with `augur migrate --store {shown}`"
+        ),
+        Some(v) if v > latest => anyhow::bail!("store {shown} was written by a newer augur (schema version {v}; this augur knows up to {latest}); read it with that augur"),
+        Some(_) => Ok(()),
+    }
+}
+
 impl Store {
     /// Open (creating it if needed) the store at `location`, a SQLite file
     /// or a `postgres://` URL, and migrate it.
@@ -268,10 +295,17 @@ impl Store {
         Self::connect(&location.as_ref().to_string_lossy(), false)
     }
 
-    /// Open an existing store for reading only (migrating it first if it
-    /// was written by an older augur: a no-op otherwise).
+    /// Open an existing store for reading only. It is never migrated: a
+    /// store written by an older augur is refused with the command that
+    /// migrates it ([`Store::open`] does), so a reader (the dashboard,
+    /// `augur runs`) never changes a store under its workers.
     pub fn open_read_only(location: impl AsRef<std::ffi::OsStr>) -> Result<Store> {
         Self::connect(&location.as_ref().to_string_lossy(), true)
+    }
+
+    /// The schema version this store is at (its last applied migration).
+    pub fn schema_version(&self) -> Result<i64> {
+        self.rt.block_on(applied_version(&self.pool)).map(|v| v.unwrap_or(0))
     }
 
     fn connect(location: &str, read_only: bool) -> Result<Store> {
@@ -284,9 +318,11 @@ impl Store {
         let (pool, backend, checkpoints) = if is_postgres(location) {
             let pool = rt
                 .block_on(async {
-                    let migrating = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(location).await?;
-                    sqlx::migrate!("./migrations/postgres").run(&migrating).await?;
-                    migrating.close().await;
+                    if !read_only {
+                        let migrating = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(location).await?;
+                        sqlx::migrate!("./migrations/postgres").run(&migrating).await?;
+                        migrating.close().await;
+                    }
                     let mut options = AnyPoolOptions::new().max_connections(4);
                     if read_only {
                         options = options.after_connect(|conn, _| {
@@ -299,6 +335,9 @@ impl Store {
                     Ok::<_, anyhow::Error>(options.connect(location).await?)
                 })
                 .with_context(|| format!("cannot open store {shown} (is the PostgreSQL server running, and the URL right?)"))?;
+            if read_only {
+                rt.block_on(check_current(&pool, &shown, &sqlx::migrate!("./migrations/postgres")))?;
+            }
             // One folder per database, so stores sharing AUGUR_CHECKPOINTS never mix runs.
             let database = location.rsplit('/').next().and_then(|d| d.split('?').next()).unwrap_or("postgres");
             let checkpoints = env_checkpoints.unwrap_or_else(|| PathBuf::from("augur.checkpoints")).join(database);
@@ -318,15 +357,17 @@ impl Store {
                     // (SQLite's documented procedure), and sqlx runs each
                     // migration in a transaction, where the pragma cannot change.
                     // WAL is a property of the file: set once here, it stays.
-                    let mut migrating = SqliteConnectOptions::from_str(&format!("sqlite://{location}"))?
-                        .create_if_missing(true)
-                        .journal_mode(SqliteJournalMode::Wal)
-                        .busy_timeout(Duration::from_secs(30))
-                        .foreign_keys(false)
-                        .connect()
-                        .await?;
-                    sqlx::migrate!("./migrations/sqlite").run(&mut migrating).await?;
-                    migrating.close().await?;
+                    if !read_only {
+                        let mut migrating = SqliteConnectOptions::from_str(&format!("sqlite://{location}"))?
+                            .create_if_missing(true)
+                            .journal_mode(SqliteJournalMode::Wal)
+                            .busy_timeout(Duration::from_secs(30))
+                            .foreign_keys(false)
+                            .connect()
+                            .await?;
+                        sqlx::migrate!("./migrations/sqlite").run(&mut migrating).await?;
+                        migrating.close().await?;
+                    }
                     let mode = if read_only { "ro" } else { "rw" };
                     let pool = AnyPoolOptions::new()
                         .max_connections(4)
@@ -341,6 +382,9 @@ impl Store {
                     Ok::<_, anyhow::Error>(pool)
                 })
                 .with_context(|| format!("cannot open store {location}"))?;
+            if read_only {
+                rt.block_on(check_current(&pool, location, &sqlx::migrate!("./migrations/sqlite")))?;
+            }
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let checkpoints = env_checkpoints.unwrap_or_else(|| path.with_file_name(format!("{stem}.checkpoints")));
             (pool, Backend::Sqlite, checkpoints)

@@ -1,20 +1,29 @@
-//! The store's own tests, on SQLite (a file per test in the temp folder):
+//! The store's own tests, on SQLite (a file per test in the temp folder) and
+//! on PostgreSQL (a database per test on the server scripts/test.sh starts;
+//! skipped, saying so, where there is none, a failure under CI=true):
 //! claims under concurrent workers, lease renewal, takeover after a lapsed
-//! lease, cancelling a running run. runner/tests/queue.rs runs the queue
-//! end to end on both backends.
+//! lease, cancelling a running run; a store of the first schema refused by
+//! readers and migrated by writers. runner/tests/queue.rs runs the queue end
+//! to end on both backends.
 
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use super::*;
 
-/// A fresh store file with `runs` queued runs in one sweep.
-fn store_with_runs(test: &str, runs: usize) -> (String, Store) {
+/// Fresh, empty stores for `test`: a SQLite file, and a PostgreSQL database
+/// where a server is there.
+fn locations(test: &str) -> Vec<String> {
     let dir = std::env::temp_dir().join(format!("augur-store-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("runs.db").to_string_lossy().into_owned();
-    let store = Store::open(&path).unwrap();
+    let sqlite = dir.join("runs.db").to_string_lossy().into_owned();
+    std::iter::once(sqlite).chain(services::postgres_database(&format!("store test {test}"))).collect()
+}
+
+/// The store at `location` with `runs` queued runs in one sweep.
+fn store_with_runs(location: &str, runs: usize) -> Store {
+    let store = Store::open(location).unwrap();
     let sweep = store.create_sweep("s", "s.toml", "").unwrap();
     for i in 0..runs {
         let run = NewRun {
@@ -28,12 +37,19 @@ fn store_with_runs(test: &str, runs: usize) -> (String, Store) {
         };
         assert!(matches!(store.enqueue(sweep, &run, "{}", "test").unwrap(), Enqueued::New(_)));
     }
-    (path, store)
+    store
 }
 
 #[test]
 fn concurrent_workers_claim_every_run_exactly_once() {
-    let (path, _store) = store_with_runs("claims", 12);
+    for location in locations("claims") {
+        claims_on(&location);
+    }
+}
+
+fn claims_on(path: &str) {
+    store_with_runs(path, 12);
+    let path = path.to_string();
     let workers = 4;
     let start = Arc::new(Barrier::new(workers));
     let handles: Vec<_> = (0..workers)
@@ -57,13 +73,18 @@ fn concurrent_workers_claim_every_run_exactly_once() {
     let mut all: Vec<i64> = per_worker.iter().flatten().copied().collect();
     all.sort_unstable();
     let ids: Vec<i64> = Store::open(&path).unwrap().runs(None).unwrap().iter().map(|r| r.id).collect();
-    assert_eq!(all, ids, "every run claimed exactly once: {per_worker:?}");
-    assert!(per_worker.iter().all(|c| !c.is_empty()));
+    assert_eq!(all, ids, "{path}: every run claimed exactly once: {per_worker:?}");
+    assert!(per_worker.iter().all(|c| !c.is_empty()), "{path}: every worker claimed: {per_worker:?}");
 }
 
 #[test]
 fn a_heartbeat_renews_the_lease_and_a_lapsed_one_is_taken_over() {
-    let (_path, store) = store_with_runs("lease", 1);
+    for location in locations("lease") {
+        lease_on(&store_with_runs(&location, 1));
+    }
+}
+
+fn lease_on(store: &Store) {
     // Margins of 0.8 s either side, for a loaded 2-core CI machine.
     let lease = Duration::from_millis(2000);
     let first = store.claim("a", "host", "flex", lease, None).unwrap().unwrap();
@@ -85,7 +106,12 @@ fn a_heartbeat_renews_the_lease_and_a_lapsed_one_is_taken_over() {
 
 #[test]
 fn cancelling_a_running_run_tells_its_worker() {
-    let (_path, store) = store_with_runs("cancel", 2);
+    for location in locations("cancel") {
+        cancel_on(&store_with_runs(&location, 2));
+    }
+}
+
+fn cancel_on(store: &Store) {
     let lease = Duration::from_secs(60);
     let running = store.claim("a", "host", "flex", lease, None).unwrap().unwrap();
     assert_eq!(store.cancel(&RunSelection::Run(running.id)).unwrap(), 1);
@@ -93,4 +119,70 @@ fn cancelling_a_running_run_tells_its_worker() {
     let next = store.claim("a", "host", "flex", lease, None).unwrap().unwrap();
     assert_ne!(next.id, running.id, "a cancelled run is not claimed again");
     assert!(store.claim("a", "host", "flex", lease, None).unwrap().is_none());
+}
+
+/// A SQLite store as the first augur left it: the first migration only, one
+/// sweep with a finished run, its loss series and an evaluation.
+fn first_schema_store(path: &Path) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut conn = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .connect()
+            .await
+            .unwrap();
+        let mut first = sqlx::migrate!("./migrations/sqlite");
+        first.migrations = std::borrow::Cow::Owned(first.migrations[..1].to_vec());
+        first.run(&mut conn).await.unwrap();
+        conn.execute(
+            "INSERT INTO sweeps (id, name, file, source) VALUES (1, 'old', 'old.toml', '');
+             INSERT INTO runs (id, sweep_id, name, method, seed, config, config_hash, group_hash, overrides, schema, status, git_commit)
+                 VALUES (1, 1, 'simclr-s0', 'simclr', 0, '{\"seed\":0}', 'h', 'g', '{}', '{}', 'finished', 'abc');
+             INSERT INTO metrics (run_id, key, step, value) VALUES (1, 'loss', 0, 2.5);
+             INSERT INTO evaluations (run_id, checkpoint, protocol, dataset, task, metric, value, settings)
+                 VALUES (1, 'final', 'knn', 'synthetic', 'shape', 'top1', 61.5, '{}');",
+        )
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_store_of_the_first_schema_is_refused_by_readers_and_migrated_by_writers() {
+    let dir = std::env::temp_dir().join(format!("augur-store-upgrade-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("v1.db");
+    first_schema_store(&path);
+    let before = std::fs::read(&path).unwrap();
+
+    let refused = Store::open_read_only(&path).err().expect("a reader refuses an older store").to_string();
+    assert!(refused.contains("schema version 1") && refused.contains("augur migrate --store"), "{refused}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "reading left the file as it was");
+
+    let store = Store::open(&path).unwrap();
+    let latest = sqlx::migrate!("./migrations/sqlite").iter().map(|m| m.version).max().unwrap();
+    assert_eq!(store.schema_version().unwrap(), latest);
+    let runs = store.runs(None).unwrap();
+    assert_eq!((runs.len(), runs[0].name.as_str(), runs[0].status.as_str()), (1, "simclr-s0", "finished"));
+    assert_eq!(store.metrics(1, "loss").unwrap().iter().map(|p| p.value).collect::<Vec<_>>(), vec![2.5]);
+    assert_eq!(store.evaluations(1).unwrap().iter().map(|e| e.value).collect::<Vec<_>>(), vec![61.5]);
+    drop(store);
+    let reader = Store::open_read_only(&path).expect("a migrated store opens for reading");
+    assert_eq!(reader.runs(None).unwrap().len(), 1);
+}
+
+#[test]
+fn a_file_that_is_no_store_is_refused_by_readers() {
+    let dir = std::env::temp_dir().join(format!("augur-store-none-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("empty.db");
+    std::fs::write(&path, b"").unwrap();
+    let refused = Store::open_read_only(&path).err().expect("refused").to_string();
+    assert!(refused.contains("not an augur store"), "{refused}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"", "left empty");
 }

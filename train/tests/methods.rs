@@ -25,8 +25,16 @@ fn exclusive() -> MutexGuard<'static, ()> {
     SEEDED_DEVICE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Losses of `steps` steps of `method` (with `options` as its [method] table).
-fn losses(plugins: &Plugins, method: &str, options: &str, steps: usize, lr: f64) -> Vec<f32> {
+/// What `steps` steps of `method` (with `options` as its [method] table) did
+/// on one fixed batch from one seeded start: each step's loss and named
+/// terms, and the backbone's features on the batch's first views after.
+struct Trained {
+    losses: Vec<f32>,
+    terms: Vec<Vec<(String, f32)>>,
+    features_after: Vec<f32>,
+}
+
+fn train_fixed(plugins: &Plugins, method: &str, options: &str, steps: usize, lr: f64) -> Trained {
     let _exclusive = exclusive();
     let text = tiny_sweep(SYNTHETIC, "").replace(
         "name = \"simclr\"\ntemperature = 0.5\nproj_out = 16",
@@ -41,16 +49,22 @@ fn losses(plugins: &Plugins, method: &str, options: &str, steps: usize, lr: f64)
     let (split, _) = augur_train::data::synthetic(32, 16, 3);
     let images: Vec<ImageRef> = (0..32).map(|i| split.image(i)).collect();
     let pipeline = Pipeline::from_config(&cfg.augment, 16).unwrap();
-    let fixed = pipeline.two_views(&images, 0, 0).normalised([0.4; 3], [0.25; 3]);
-    (0..steps)
-        .map(|step| {
-            let batch = fixed.clone();
-            let info = StepInfo { step, total_steps: steps, lr };
-            let (loss, _, _) = train::train_step(&mut backbone, m.as_mut(), &batch.to_device(&device), &info, method)
-                .unwrap_or_else(|e| panic!("{method} with {options}: {e}"));
-            loss
-        })
-        .collect()
+    let fixed = pipeline.two_views(&images, 0, 0).normalised([0.4; 3], [0.25; 3]).to_device(&device);
+    let mut trained = Trained { losses: Vec::new(), terms: Vec::new(), features_after: Vec::new() };
+    for step in 0..steps {
+        let info = StepInfo { step, total_steps: steps, lr };
+        let (loss, terms, _) = train::train_step(&mut backbone, m.as_mut(), &fixed, &info, method)
+            .unwrap_or_else(|e| panic!("{method} with {options}: {e}"));
+        trained.losses.push(loss);
+        trained.terms.push(terms);
+    }
+    trained.features_after = backbone.module().forward(fixed.views[0].clone()).into_data().iter::<f32>().collect();
+    trained
+}
+
+/// Losses of `steps` steps of `method` on a fixed batch.
+fn losses(plugins: &Plugins, method: &str, options: &str, steps: usize, lr: f64) -> Vec<f32> {
+    train_fixed(plugins, method, options, steps, lr).losses
 }
 
 fn assert_trains(method: &str, options: &str) {
@@ -277,3 +291,29 @@ fn checked_runs_know_the_descriptor_keys_their_method_reads() {
     let reads: Vec<Vec<DescriptorKey>> = sweep.runs.iter().map(|r| r.reads.clone()).collect();
     assert_eq!(reads, [vec![], vec![DescriptorKey::Crop, DescriptorKey::Flip]]);
 }
+
+/// Each awareness component with a loss of its own logs it as a term (the
+/// `loss/<name>` metric of a run), the term is not zero, and its gradient
+/// reaches the backbone: one step with the component's weight at 1 moves
+/// the backbone elsewhere than the same step with the weight at 0 (same
+/// start, same batch, same heads; only the term's gradient differs).
+/// CASSLE has no loss of its own (it changes the projector's input).
+#[test]
+fn each_awareness_loss_is_logged_and_reaches_the_backbone() {
+    let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
+    let base = METHODS[0].1;
+    for (component, table) in [("augself", "keys = [\"crop\", \"color\", \"flip\"]\nhidden = 16"), ("affine", "hidden = 16")] {
+        let with = |lambda: f64| {
+            let options = format!("{base}\naware = [\"{component}\"]\n[base.method.{component}]\n{table}\nlambda = {lambda}");
+            train_fixed(&plugins, "simclr", &options, 1, 0.05)
+        };
+        let (on, off) = (with(1.0), with(0.0));
+        let term = on.terms[0].iter().find(|(name, _)| name == component).unwrap_or_else(|| panic!("{component}: no term in {:?}", on.terms[0]));
+        assert!(term.1.is_finite() && term.1 != 0.0, "{component}: {term:?}");
+        let base_terms = |t: &Trained| t.terms[0].iter().find(|(n, _)| n == "base").unwrap().1;
+        assert_eq!(base_terms(&on), base_terms(&off), "{component}: the same start, the same base loss");
+        let moved = on.features_after.iter().zip(&off.features_after).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(moved > 1e-6, "{component}: the backbone's step is the same without the term's gradient ({moved})");
+    }
+}
+
