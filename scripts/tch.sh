@@ -35,6 +35,8 @@ fi
 
 torch_version=2.9.0
 torchvision_version=0.24.0
+# safetensors: the round-trip test and the README's snippet load `augur export`'s files with it.
+safetensors_version=0.8.0
 venv=${AUGUR_TORCH_VENV:-$HOME/.cache/augur/torch-$torch_version}
 
 if [ $# -eq 0 ]; then
@@ -43,13 +45,13 @@ if [ $# -eq 0 ]; then
 fi
 
 installed() {
-    "$venv/bin/python" -c "import torch, torchvision, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2> /dev/null
+    "$venv/bin/python" -c "import torch, torchvision, safetensors, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2> /dev/null
 }
 if ! installed; then
-    echo "scripts/tch.sh: installing PyTorch $torch_version and torchvision $torchvision_version from PyPI into $venv" >&2
+    echo "scripts/tch.sh: installing PyTorch $torch_version, torchvision $torchvision_version and safetensors $safetensors_version from PyPI into $venv" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        "torch==$torch_version" "torchvision==$torchvision_version"
+        "torch==$torch_version" "torchvision==$torchvision_version" "safetensors==$safetensors_version"
     installed || { echo "error: PyTorch $torch_version did not install into $venv" >&2; exit 1; }
 fi
 

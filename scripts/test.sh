@@ -103,6 +103,15 @@ else
     echo "PostgreSQL could not be started: the PostgreSQL store tests will skip" >&2
 fi
 
+# The PyTorch venv (scripts/tch.sh makes it once, in ~/.cache/augur): the
+# export round-trip test loads `augur export` files into PyTorch with it.
+if python=$(scripts/tch.sh python -c "import sys; print(sys.executable)"); then
+    export AUGUR_TEST_PYTHON=$python
+elif under_ci; then
+    echo "error: CI=true and the PyTorch venv could not be made (scripts/tch.sh, above); the export round-trip test cannot run" >&2
+    exit 1
+fi
+
 cargo test --release --workspace --locked || { skipped_summary; exit 1; }
 skipped_summary
 

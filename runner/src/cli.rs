@@ -149,6 +149,38 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "raw")]
         invariance_vector: augur_train::evaluation::invariance::VectorParam,
     },
+    /// Write a run's backbone as safetensors with torchvision's names (PyTorch's `load_state_dict(strict=True)` takes it).
+    Export {
+        /// The run's id.
+        run: i64,
+        /// `final` (the latest checkpoint) or the step of another checkpoint.
+        #[arg(long, default_value = "final", value_parser = crate::interop_command::parse_which)]
+        checkpoint: crate::interop_command::Which,
+        /// The file to write (`.safetensors`).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "augur.db")]
+        store: String,
+    },
+    /// Make a PyTorch or safetensors checkpoint (torchvision ResNet names) a finished run that `augur eval` and the dashboard read.
+    Import {
+        /// A `.safetensors`, `.pth`, `.pt` or Lightning `.ckpt` (its `state_dict`) file.
+        file: PathBuf,
+        /// torchvision's architecture: resnet18 or resnet34.
+        #[arg(long)]
+        arch: String,
+        /// `cifar` (3x3 conv, no max-pool) or `imagenet` (7x7 stride 2 + max-pool).
+        #[arg(long)]
+        stem: String,
+        /// What comes before torchvision's names in the file, e.g. solo-learn's `backbone.`.
+        #[arg(long, default_value = "")]
+        key_prefix: String,
+        /// The sweep the run is listed under (default: the file's name without extension).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "augur.db")]
+        store: String,
+    },
     /// Bring a store written by an older augur to this one's schema (readers such as the dashboard refuse an older store; stop its workers first).
     Migrate {
         #[arg(long, default_value = "augur.db")]
@@ -355,6 +387,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let device = devices::open(&device).map_err(|e| anyhow::anyhow!("--device {e}"))?;
             let request = Request { protocol, checkpoint, dataset, features, k, temperature, images, device, invariance_vector };
             crate::eval_command::run(&store, &target, &request, &Plugins::load_dir(&dir)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { run, checkpoint, out, store } => {
+            crate::interop_command::export(&store, run, checkpoint, &out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { file, arch, stem, key_prefix, name, store } => {
+            crate::interop_command::import(&store, &file, &arch, &stem, &key_prefix, name)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { store } => {

@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod cli;
 pub mod eval_command;
+pub mod interop_command;
 pub mod listing;
 pub mod plugin_kit;
 /// The run store (its own crate, shared with the dashboard).

@@ -75,6 +75,10 @@ fn tiny_sweep_runs_and_is_listed_with_evaluations() {
         assert_eq!(series.iter().map(|p| p.step).collect::<Vec<_>>(), vec![0, 1, 2], "{key}");
         assert!(series.iter().all(|p| p.value.is_finite()), "{key}");
     }
+    // The lr series is the schedule: lr 0.1, one warm-up step, then half a
+    // cosine over the 2 steps left (0.1 at its start, 0.1 * (1 + cos(pi/2)) / 2 next).
+    let lr: Vec<f64> = reader.metrics(1, "lr").unwrap().iter().map(|p| p.value).collect();
+    assert!(lr.iter().zip([0.1, 0.1, 0.05]).all(|(got, want)| (got - want).abs() < 1e-9), "{lr:?}");
     let ckpt = dir.path().join("runs.checkpoints/run-1/step-2/backbone.bpk");
     assert!(ckpt.exists(), "{}", ckpt.display());
     assert!(dir.path().join("runs.checkpoints/run-1/step-3/projector.bpk").exists());

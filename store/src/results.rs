@@ -24,6 +24,14 @@ impl Store {
         })
     }
 
+    /// Every checkpoint of a run: (step, folder), oldest first.
+    pub fn checkpoints(&self, run_id: i64) -> Result<Vec<(usize, PathBuf)>> {
+        self.rt.block_on(async {
+            let rows = sqlx::query("SELECT step, path FROM checkpoints WHERE run_id = $1 ORDER BY step").bind(run_id).fetch_all(&self.pool).await?;
+            Ok(rows.iter().map(|r| (r.get::<i64, _>(0) as usize, PathBuf::from(r.get::<String, _>(1)))).collect())
+        })
+    }
+
     /// Drop a run's metric points from `step` on (a resumed run logs them again).
     pub fn truncate_metrics(&self, run_id: i64, from_step: usize) -> Result<()> {
         self.exec(sqlx::query("DELETE FROM metrics WHERE run_id = $1 AND step >= $2").bind(run_id).bind(from_step as i64))

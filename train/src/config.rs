@@ -31,6 +31,24 @@ pub struct RunConfig {
     pub train: TrainConfig,
     #[serde(default)]
     pub eval: EvalConfig,
+    /// Where an imported run's weights came from (`augur import`): such a
+    /// run trained nothing here and has no dataset of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<ImportedFrom>,
+}
+
+/// The checkpoint an imported run was made from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportedFrom {
+    /// The file as given.
+    pub file: String,
+    /// Its sha256 (hex): two imports of the same bytes are one run.
+    pub sha256: String,
+    /// torchvision's name of the architecture (`resnet18`, `resnet34`).
+    pub arch: String,
+    /// The prefix its backbone keys had (e.g. solo-learn's `backbone.`).
+    pub key_prefix: String,
 }
 
 fn default_device() -> String {

@@ -29,6 +29,7 @@ pub mod data;
 pub mod devices;
 pub mod evaluation;
 pub mod hue_folder;
+pub mod interop;
 pub mod planning;
 pub mod plugins;
 pub mod pretrain;

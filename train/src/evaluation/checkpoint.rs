@@ -220,6 +220,9 @@ pub struct Outcome {
 /// its feature cache).
 pub fn evaluate_checkpoint(cfg: &RunConfig, dir: &Path, request: &Request, plugins: &Plugins) -> Result<Outcome> {
     request.check()?;
+    if let (Some(from), None) = (&cfg.imported, &request.dataset) {
+        bail!("this run was imported from {} and has no dataset of its own; give one with --dataset DIR (train/ and test/ folders of class folders)", from.file);
+    }
     let mut outcome = Outcome::default();
     if request.protocol == Protocol::Invariance && cfg.model.invariance == 0 {
         outcome.skipped.push("--protocol invariance skipped: its backbone takes no invariance vector (model.invariance = 0)".into());

@@ -1,0 +1,140 @@
+//! Backbones in and out: a trained ResNet-18's `augur export` file loaded
+//! by real PyTorch (`load_state_dict(strict=True)`, the same eval-mode
+//! features), PyTorch's own checkpoints of it (a state dict, solo-learn's
+//! Lightning form) imported back as runs with the same weights, and bad
+//! checkpoints refused with the keys at fault before anything is stored.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use augur::store::Store;
+use augur_core::blocks::load_module;
+use augur_core::burn::prelude::*;
+use augur_train::RunConfig;
+use common::*;
+
+/// The PyTorch venv's python (scripts/test.sh sets AUGUR_TEST_PYTHON after
+/// making the venv with scripts/tch.sh), or `None` after saying why.
+fn torch_python(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("AUGUR_TEST_PYTHON") {
+        Some(p) => Some(p.into()),
+        None => {
+            augur::store::services::unavailable(test, "AUGUR_TEST_PYTHON is not set (scripts/test.sh makes the PyTorch venv with scripts/tch.sh and sets it)");
+            None
+        }
+    }
+}
+
+const SIDE: usize = 16;
+const IMAGES: usize = 6;
+
+/// A fixed, non-constant batch of normalised images.
+fn batch() -> Vec<f32> {
+    (0..IMAGES * 3 * SIDE * SIDE).map(|i| ((i * 7919 + i / 13) % 251) as f32 / 125.0 - 1.0).collect()
+}
+
+/// Eval-mode features of run `id`'s latest checkpoint on [`batch`].
+fn features_of(store: &Path, id: i64) -> Vec<f32> {
+    let reader = Store::open_read_only(store).unwrap();
+    let cfg: RunConfig = serde_json::from_value(reader.run(id).unwrap().unwrap().config).unwrap();
+    let (_, dir) = reader.latest_checkpoint(id).unwrap().unwrap();
+    let device = Device::flex();
+    let backbone = load_module(cfg.model.init(&device), &dir, "backbone").unwrap();
+    let x = Tensor::<4>::from_data(TensorData::new(batch(), [IMAGES, 3, SIDE, SIDE]), &device);
+    backbone.forward(x).into_data().iter::<f32>().collect()
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// A ResNet-18 (CIFAR stem) trained for three steps at 16 px.
+fn resnet18_run(dir: &Path) -> PathBuf {
+    let store = dir.join("r.db");
+    let text = tiny_sweep(SYNTHETIC, "").replace("width = 4\nblocks = [1, 1]", "width = 64\nblocks = [2, 2, 2, 2]");
+    assert!(text.contains("blocks = [2, 2, 2, 2]"));
+    let file = write(dir, "r18.toml", &text);
+    let o = augur(&["run", file.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    store
+}
+
+#[test]
+fn an_exported_resnet18_is_pytorchs_and_its_checkpoints_come_back() {
+    let dir = tempdir();
+    let store = resnet18_run(dir.path());
+    let store_arg = store.to_str().unwrap();
+    let exported = dir.path().join("out/backbone.safetensors");
+    let o = augur(&["export", "1", "--out", exported.to_str().unwrap(), "--store", store_arg]);
+    assert!(o.status.success() && stdout(&o).contains("run 1, step 3: 120 tensors"), "{}{}", stdout(&o), stderr(&o));
+    let o = augur(&["export", "1", "--checkpoint", "1", "--out", "x.safetensors", "--store", store_arg]);
+    assert!(!o.status.success() && stderr(&o).contains("no checkpoint at step 1; it has steps: 2, 3"), "{}", stderr(&o));
+
+    let ours = features_of(&store, 1);
+    let Some(python) = torch_python("the PyTorch round trip of augur export") else { return };
+    let batch_dir = dir.path().join("batch");
+    std::fs::create_dir_all(&batch_dir).unwrap();
+    std::fs::write(batch_dir.join("images.f32"), batch().iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(batch_dir.join("images.json"), format!("{{\"shape\": [{IMAGES}, 3, {SIDE}, {SIDE}]}}")).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/reference/torchvision_features.py");
+    let o = std::process::Command::new(&python).arg(&script).arg(&exported).arg(&batch_dir).output().expect("python runs");
+    assert!(o.status.success(), "PyTorch could not load the export: {}", stderr(&o));
+    assert!(stdout(&o).contains("resnet18 (cifar stem), 120 tensors loaded strictly"), "{}", stdout(&o));
+    let theirs: Vec<f32> = std::fs::read(batch_dir.join("torch_features.f32")).unwrap().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let scale = ours.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 1e-3, "the features are not all zero: {ours:?}");
+    let gap = max_difference(&ours, &theirs);
+    assert!(gap <= 1e-4 * scale, "PyTorch's eval-mode features differ from Augur's by {gap} (largest feature {scale})");
+
+    // PyTorch's checkpoints of those weights, imported: the same features.
+    let pth = batch_dir.join("torch.pth");
+    let o = augur(&["import", pth.to_str().unwrap(), "--arch", "resnet18", "--stem", "cifar", "--store", store_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let solo = batch_dir.join("solo.ckpt");
+    let o = augur(&["import", solo.to_str().unwrap(), "--arch", "resnet18", "--stem", "cifar", "--key-prefix", "backbone.", "--name", "solo", "--store", store_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let runs = Store::open_read_only(&store).unwrap().runs(None).unwrap();
+    let id_of = |sweep: &str| runs.iter().find(|r| r.sweep == sweep).unwrap_or_else(|| panic!("no run in sweep {sweep}: {runs:?}")).id;
+    for (sweep, id) in [("torch", id_of("torch")), ("solo", id_of("solo"))] {
+        let run = runs.iter().find(|r| r.id == id).unwrap();
+        assert_eq!((run.status.as_str(), run.method.as_str()), ("finished", "imported"), "{sweep}");
+        let gap = max_difference(&ours, &features_of(&store, id));
+        assert!(gap <= 1e-6 * scale, "{sweep}: the imported weights give other features ({gap})");
+    }
+    // The same bytes again: the same run.
+    let o = augur(&["import", pth.to_str().unwrap(), "--arch", "resnet18", "--stem", "cifar", "--name", "again", "--store", store_arg]);
+    assert!(o.status.success() && stdout(&o).contains(&format!("is run {} already", id_of("torch"))), "{}", stdout(&o));
+    // An imported run has no dataset of its own: eval says what to give.
+    let o = augur(&["eval", "solo", "--protocol", "knn", "--store", store_arg]);
+    assert!(!o.status.success() && stderr(&o).contains("--dataset DIR"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_checkpoints_are_refused_with_the_keys_at_fault() {
+    let dir = tempdir();
+    let store = resnet18_run(dir.path());
+    let store_arg = store.to_str().unwrap();
+    let exported = dir.path().join("r18.safetensors");
+    let o = augur(&["export", "1", "--out", exported.to_str().unwrap(), "--store", store_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let import = |args: &[&str]| {
+        let mut all = vec!["import", exported.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--store", store_arg]);
+        augur(&all)
+    };
+    let o = import(&["--arch", "resnet34", "--stem", "cifar"]);
+    assert!(!o.status.success() && stderr(&o).contains("missing keys") && stderr(&o).contains("layer1.2.conv1.weight"), "{}", stderr(&o));
+    let o = import(&["--arch", "resnet18", "--stem", "imagenet"]);
+    assert!(!o.status.success() && stderr(&o).contains("conv1.weight has shape [64, 3, 3, 3] where [64, 3, 7, 7] is needed"), "{}", stderr(&o));
+    let o = import(&["--arch", "resnet18", "--stem", "cifar", "--key-prefix", "encoder."]);
+    assert!(!o.status.success() && stderr(&o).contains("missing keys (100)"), "{}", stderr(&o));
+    let o = import(&["--arch", "resnet50", "--stem", "cifar"]);
+    assert!(!o.status.success() && stderr(&o).contains("bottleneck"), "{}", stderr(&o));
+    let o = augur(&["import", "/nonexistent.pth", "--arch", "resnet18", "--stem", "cifar", "--store", store_arg]);
+    assert!(!o.status.success() && stderr(&o).contains("/nonexistent.pth"), "{}", stderr(&o));
+    // Nothing was added by the refused imports.
+    assert_eq!(Store::open_read_only(&store).unwrap().runs(None).unwrap().len(), 1);
+}

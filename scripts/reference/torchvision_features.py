@@ -1,0 +1,94 @@
+"""Loads an `augur export` file into a ResNet with torchvision's layout, by
+PyTorch's `load_state_dict(strict=True)`, and writes its eval-mode features
+on a batch, for runner/tests/interop.rs to compare with Augur's own:
+
+    python scripts/reference/torchvision_features.py WEIGHTS.safetensors BATCH_DIR
+
+BATCH_DIR holds `images.f32` (float32, little-endian, row-major) and
+`images.json` (`{"shape": [n, 3, h, w]}`); the features go to
+`torch_features.f32` there, and the loaded weights back out as PyTorch
+checkpoints for `augur import` to read: `torch.pth` (the state dict) and
+`solo.ckpt` (solo-learn's form: `state_dict` with `backbone.` keys beside a
+projector's). The network is built from the file's metadata
+(`width`, `blocks`, `stem`) out of torchvision's own `BasicBlock`; for
+`arch = resnet18` or `resnet34` the script also checks that its names and
+shapes are exactly those of `torchvision.models.resnet18`/`resnet34` without
+`fc`, so the file loads into torchvision's model as well.
+"""
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torchvision.models.resnet import BasicBlock, conv1x1
+
+
+class TorchvisionLayoutResNet(nn.Module):
+    """torchvision's ResNet (BasicBlock) with any width and blocks per stage."""
+
+    def __init__(self, width, blocks, cifar_stem):
+        super().__init__()
+        if cifar_stem:
+            self.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        inplanes = width
+        self.stages = len(blocks)
+        for i, n in enumerate(blocks):
+            planes = width << i
+            layers = []
+            for j in range(n):
+                stride = 2 if i > 0 and j == 0 else 1
+                downsample = None
+                if stride != 1 or inplanes != planes:
+                    downsample = nn.Sequential(conv1x1(inplanes, planes, stride), nn.BatchNorm2d(planes))
+                layers.append(BasicBlock(inplanes, planes, stride, downsample))
+                inplanes = planes
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for i in range(self.stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return torch.flatten(self.avgpool(x), 1)
+
+
+def main(weights, batch_dir):
+    with safe_open(weights, framework="pt") as f:
+        meta = f.metadata()
+    state = load_file(weights)
+    width, blocks = int(meta["width"]), json.loads(meta["blocks"])
+    net = TorchvisionLayoutResNet(width, blocks, meta["stem"].startswith("cifar"))
+    net.load_state_dict(state, strict=True)
+    if meta["arch"] in ("resnet18", "resnet34"):
+        reference = getattr(torchvision.models, meta["arch"])().state_dict()
+        want = {k: tuple(v.shape) for k, v in reference.items() if not k.startswith("fc.")}
+        if meta["stem"].startswith("cifar"):
+            want["conv1.weight"] = (64, 3, 3, 3)
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        assert got == want, f"not torchvision's {meta['arch']}: {sorted(set(got.items()) ^ set(want.items()))}"
+    net.eval()
+    batch_dir = Path(batch_dir)
+    shape = json.loads((batch_dir / "images.json").read_text())["shape"]
+    images = torch.frombuffer(bytearray((batch_dir / "images.f32").read_bytes()), dtype=torch.float32).reshape(shape)
+    with torch.no_grad():
+        features = net(images)
+    (batch_dir / "torch_features.f32").write_bytes(features.contiguous().numpy().astype("<f4").tobytes())
+    torch.save(net.state_dict(), batch_dir / "torch.pth")
+    solo = {f"backbone.{k}": v for k, v in net.state_dict().items()}
+    solo["projector.0.weight"] = torch.zeros(8, features.shape[1])
+    torch.save({"state_dict": solo, "epoch": 1}, batch_dir / "solo.ckpt")
+    print(f"{meta['arch']} ({meta['stem'].split(':')[0]} stem), {len(state)} tensors loaded strictly; features {tuple(features.shape)}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])

@@ -1,0 +1,240 @@
+//! Backbones in and out in PyTorch's layout. An Augur ResNet has
+//! torchvision's structure (basic blocks, a projected shortcut where the
+//! shape changes), so its weights carry torchvision's names: the stem is
+//! `conv1`/`bn1`, stage `i` block `j` is `layer{i+1}.{j}`, the shortcut
+//! `downsample.0` (conv) and `downsample.1` (batch norm), batch-norm scale
+//! and shift `weight`/`bias`; there is no `fc`. [`export_backbone`] writes
+//! them (with torchvision's `num_batches_tracked` counters, so PyTorch's
+//! `load_state_dict(strict=True)` accepts the file) to a safetensors file
+//! whose metadata says how to rebuild the network; [`import_backbone`]
+//! reads such a file, or a PyTorch checkpoint (`.pth`, `.pt`, or a
+//! Lightning `.ckpt` such as solo-learn's, whose `state_dict` it reads),
+//! through burn-store, with the same names mapped back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use augur_core::backbone::{BackboneConfig, ResNet};
+use augur_core::burn::prelude::*;
+use augur_core::burn::store::{ApplyError, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
+use sha2::{Digest, Sha256};
+
+/// The torchvision name of a parameter or buffer of Augur's ResNet (a burn
+/// module path such as `stages.0.blocks.1.bn2.gamma`), or `None` for one
+/// outside torchvision's layout (the amortised backbone's generators).
+pub fn torchvision_name(burn_path: &str) -> Option<String> {
+    let (module, param) = burn_path.rsplit_once('.')?;
+    let param = match param {
+        "gamma" => "weight",
+        "beta" => "bias",
+        other => other,
+    };
+    let module = match module {
+        "stem_conv" => "conv1".to_string(),
+        "stem_bn" => "bn1".to_string(),
+        _ => {
+            // stages.{i}.blocks.{j}.{rest}
+            let parts: Vec<&str> = module.splitn(5, '.').collect();
+            let [stages, i, blocks, j, rest] = parts.as_slice() else { return None };
+            if *stages != "stages" || *blocks != "blocks" {
+                return None;
+            }
+            let stage: usize = i.parse().ok()?;
+            let rest = match *rest {
+                "conv1" | "bn1" | "conv2" | "bn2" => rest.to_string(),
+                "shortcut.conv" => "downsample.0".into(),
+                "shortcut.bn" => "downsample.1".into(),
+                _ => return None,
+            };
+            format!("layer{}.{j}.{rest}", stage + 1)
+        }
+    };
+    Some(format!("{module}.{param}"))
+}
+
+/// torchvision names under `prefix` (a regex) back to burn paths, as
+/// rewrites for burn-store (its batch-norm adapter then maps `weight`/`bias`
+/// to `gamma`/`beta`). Keys outside the prefix are left as they are.
+fn torchvision_to_burn(prefix: &str, stages: usize) -> Result<KeyRemapper> {
+    let mut patterns = vec![(format!(r"^{prefix}conv1\."), "stem_conv.".to_string()), (format!(r"^{prefix}bn1\."), "stem_bn.".to_string())];
+    for i in 0..stages {
+        let layer = i + 1;
+        patterns.push((format!(r"^{prefix}layer{layer}\.(\d+)\.downsample\.0\."), format!("stages.{i}.blocks.$1.shortcut.conv.")));
+        patterns.push((format!(r"^{prefix}layer{layer}\.(\d+)\.downsample\.1\."), format!("stages.{i}.blocks.$1.shortcut.bn.")));
+        patterns.push((format!(r"^{prefix}layer{layer}\.(\d+)\."), format!("stages.{i}.blocks.$1.")));
+    }
+    KeyRemapper::from_patterns(patterns).map_err(|e| anyhow!("bad key pattern: {e}"))
+}
+
+/// The torchvision architectures Augur's ResNet can hold (basic blocks).
+pub fn torchvision_arch(name: &str, stem: &str) -> Result<BackboneConfig> {
+    let blocks = match name {
+        "resnet18" => vec![2, 2, 2, 2],
+        "resnet34" => vec![3, 4, 6, 3],
+        "resnet50" | "resnet101" | "resnet152" => bail!("--arch {name} has bottleneck blocks, which Augur's ResNet does not build; use resnet18 or resnet34"),
+        other => bail!("--arch {other} is unknown; use resnet18 or resnet34"),
+    };
+    if stem != "cifar" && stem != "imagenet" {
+        bail!("--stem {stem} is unknown; use cifar (3x3 conv, no max-pool) or imagenet (7x7 stride 2 + max-pool)");
+    }
+    Ok(BackboneConfig { stem: stem.into(), width: 64, blocks, ..Default::default() })
+}
+
+/// The name torchvision gives a ResNet of this shape, if it has one.
+fn torchvision_name_of(cfg: &BackboneConfig) -> Option<&'static str> {
+    match (cfg.width, cfg.blocks.as_slice()) {
+        (64, [2, 2, 2, 2]) => Some("resnet18"),
+        (64, [3, 4, 6, 3]) => Some("resnet34"),
+        _ => None,
+    }
+}
+
+/// Writes `backbone` (of shape `cfg`) to `path` as safetensors with
+/// torchvision's names, `steps` as every batch norm's `num_batches_tracked`,
+/// and `metadata` beside what says how to rebuild the network (`arch`,
+/// `stem`, `width`, `blocks`, `layout`). Returns the number of tensors.
+pub fn export_backbone(backbone: &ResNet, cfg: &BackboneConfig, steps: i64, metadata: BTreeMap<String, String>, path: &Path) -> Result<usize> {
+    if cfg.invariance > 0 {
+        bail!("this run's backbone is an amortised (hypernetwork) ResNet, whose convolutions are generated per invariance vector: it has no torchvision layout to export to");
+    }
+    let mut tensors: BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    for tensor in backbone.collect(None, None, true) {
+        let name = torchvision_name(&tensor.name).ok_or_else(|| anyhow!("no torchvision name for `{}`", tensor.name))?;
+        let shape = tensor.shape.to_vec();
+        let bytes = tensor.into_bytes().map_err(|e| anyhow!("cannot read {name}: {e:?}"))?;
+        tensors.insert(name, (safetensors::Dtype::F32, shape, bytes.to_vec()));
+    }
+    // torchvision's BatchNorm2d has a step counter PyTorch's strict loading expects.
+    let counters: Vec<String> = tensors.keys().filter_map(|k| k.strip_suffix(".running_mean").map(|m| format!("{m}.num_batches_tracked"))).collect();
+    for name in counters {
+        tensors.insert(name, (safetensors::Dtype::I64, Vec::new(), steps.to_le_bytes().to_vec()));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, (dtype, shape, bytes))| Ok((name.clone(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)?)))
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+        .map_err(|e| anyhow!("cannot lay out the tensors: {e}"))?;
+    let mut info: HashMap<String, String> = metadata.into_iter().collect();
+    info.insert("format".into(), "pt".into());
+    info.insert("layout".into(), "torchvision ResNet (BasicBlock), no fc".into());
+    info.insert("arch".into(), torchvision_name_of(cfg).unwrap_or("resnet").into());
+    info.insert("stem".into(), match cfg.stem.as_str() {
+        "cifar" => "cifar: conv1 is 3x3 stride 1 padding 1, no max-pool".into(),
+        _ => "imagenet: conv1 is 7x7 stride 2 padding 3, then a 3x3 stride 2 max-pool".into(),
+    });
+    info.insert("width".into(), cfg.width.to_string());
+    info.insert("blocks".into(), format!("{:?}", cfg.blocks));
+    let count = views.len();
+    safetensors::tensor::serialize_to_file(views, Some(info), path).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(count)
+}
+
+/// Hex sha256 of a file.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// A backbone of shape `cfg` with the weights of the checkpoint at `path`
+/// (safetensors, or a PyTorch `.pth`/`.pt`/`.ckpt`), whose keys are
+/// torchvision's after `key_prefix` (e.g. solo-learn's `backbone.`). Keys
+/// outside the prefix are ignored; `fc.*` and `num_batches_tracked` too.
+/// Missing keys, unexpected keys under the prefix and wrong shapes are one
+/// error that lists them.
+pub fn import_backbone(path: &Path, cfg: &BackboneConfig, key_prefix: &str, device: &Device) -> Result<ResNet> {
+    if !path.is_file() {
+        bail!("no checkpoint at {}", path.display());
+    }
+    let mut backbone = cfg.init(device);
+    let remap = torchvision_to_burn(&regex_escape(key_prefix), cfg.blocks.len())?;
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let result = match extension {
+        "safetensors" => {
+            let mut store = SafetensorsStore::from_file(path).remap(remap).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true).validate(false);
+            backbone.load_from(&mut store).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?
+        }
+        "pth" | "pt" | "ckpt" | "bin" => {
+            let mut store = PytorchStore::from_file(path).remap(remap).allow_partial(true).validate(false);
+            if extension == "ckpt" {
+                store = store.with_top_level_key("state_dict");
+            }
+            backbone.load_from(&mut store).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?
+        }
+        other => bail!("{}: `.{other}` is not a checkpoint format Augur reads; give a .safetensors, .pth, .pt or .ckpt file", path.display()),
+    };
+    let mut problems = Vec::new();
+    if !result.missing.is_empty() {
+        let names: Vec<String> = result.missing.iter().map(|(p, _)| format!("{key_prefix}{}", torchvision_name(p).unwrap_or_else(|| p.clone()))).collect();
+        problems.push(format!("missing keys ({}): {}", names.len(), names.join(", ")));
+    }
+    // Left over: keys that were mapped (now burn paths) but fit nothing, and
+    // keys under the prefix that are not the backbone's; the classifier
+    // (`fc`), the counters and whatever lies outside the prefix are ignored.
+    let unexpected: Vec<String> = result
+        .unused
+        .iter()
+        .filter(|k| !k.ends_with("num_batches_tracked"))
+        .filter_map(|k| {
+            if k.starts_with("stem_") || k.starts_with("stages.") {
+                Some(format!("{key_prefix}{}", torchvision_name(k).unwrap_or_else(|| k.clone())))
+            } else {
+                k.strip_prefix(key_prefix).filter(|rest| !rest.starts_with("fc.")).map(|_| k.clone())
+            }
+        })
+        .collect();
+    if !unexpected.is_empty() {
+        problems.push(format!("unexpected keys ({}): {}", unexpected.len(), unexpected.join(", ")));
+    }
+    if !result.errors.is_empty() {
+        let name = |path: &str| format!("{key_prefix}{}", torchvision_name(path).unwrap_or_else(|| path.to_string()));
+        let errors: Vec<String> = result
+            .errors
+            .iter()
+            .map(|e| match e {
+                ApplyError::ShapeMismatch { path, expected, found } => format!("{} has shape {:?} where {:?} is needed", name(path), found.to_vec(), expected.to_vec()),
+                ApplyError::DTypeMismatch { path, expected, found } => format!("{} is {found:?} where {expected:?} is needed", name(path)),
+                other => other.to_string(),
+            })
+            .collect();
+        problems.push(format!("wrong shapes or types: {}", errors.join("; ")));
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{} does not fit a torchvision {} ({} stem) under key prefix `{key_prefix}`: {}",
+            path.display(),
+            torchvision_name_of(cfg).unwrap_or("ResNet"),
+            cfg.stem,
+            problems.join("; ")
+        );
+    }
+    Ok(backbone)
+}
+
+/// `s` with regex metacharacters escaped (a key prefix is literal text).
+fn regex_escape(s: &str) -> String {
+    s.chars().flat_map(|c| if "\\.+*?()|[]{}^$".contains(c) { vec!['\\', c] } else { vec![c] }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_resnet_tensor_has_its_torchvision_name() {
+        let cfg = BackboneConfig { width: 8, blocks: vec![2, 1], ..Default::default() };
+        let net = cfg.init(&Device::flex());
+        let names: Vec<String> = net.collect(None, None, true).iter().map(|t| torchvision_name(&t.name).unwrap_or_else(|| panic!("{}", t.name))).collect();
+        for want in ["conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var", "layer1.1.conv2.weight", "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_var"] {
+            assert!(names.contains(&want.to_string()), "{want} in {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.starts_with("layer1.0.downsample")), "layer1 keeps its shape: no shortcut");
+    }
+
+    #[test]
+    fn a_bottleneck_resnet_is_refused_by_name() {
+        assert!(torchvision_arch("resnet50", "cifar").unwrap_err().to_string().contains("bottleneck"));
+        assert!(torchvision_arch("resnet18", "tiny").unwrap_err().to_string().contains("--stem"));
+        assert_eq!(torchvision_arch("resnet34", "imagenet").unwrap().blocks, vec![3, 4, 6, 3]);
+    }
+}
