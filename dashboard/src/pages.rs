@@ -348,11 +348,11 @@ pub fn run(app: &App, id: i64, p: &Params) -> Result<Markup, PageError> {
             }
             h2 { "Attempts" }
             table {
-                thead { tr { th { "#" } th { "worker" } th { "host" } th { "device" } th { "started" } th { "ended" } th { "outcome" } th { "resumed from step" } th { "error" } } }
+                thead { tr { th { "#" } th { "worker" } th { "host" } th { "device" } th { "started" } th { "ended" } th { "outcome" } th { "resumed from step" } th { "stopped at step" } th { "error" } } }
                 tbody { @for a in &attempts { tr {
                     td { (a.attempt) } td { (a.worker) } td { (a.host) } td { (a.device) } td { (a.started_at) }
                     td { (a.ended_at.clone().unwrap_or_default()) } td { (a.outcome.clone().unwrap_or_else(|| "running".into())) }
-                    td { (a.resumed_from.map(|s| s.to_string()).unwrap_or_default()) } td.error { (a.error.clone().unwrap_or_default()) }
+                    td { (a.resumed_from.map(|s| s.to_string()).unwrap_or_default()) } td { (a.reached_step.map(|s| s.to_string()).unwrap_or_default()) } td.error { (a.error.clone().unwrap_or_default()) }
                 } } }
             }
             h2 { "Metrics" }

@@ -349,8 +349,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 let opened = Store::open(&store)?;
                 options.sweep = Some(opened.sweep_id(&name)?.ok_or_else(|| anyhow!("no sweep named `{name}` in {}", opened.location))?);
             }
+            options.stop = crate::signals::stop_on_signals()?;
             let summary = work(&store, &plugins, &DatasetCache::default(), &options, &MultiProgress::new())?;
-            println!("worker {}: {} finished, {} failed, {} stopped", options.name, summary.finished, summary.failed, summary.stopped);
+            println!(
+                "worker {}: {} finished, {} failed, {} stopped, {} given back to the queue",
+                options.name, summary.finished, summary.failed, summary.stopped, summary.preempted
+            );
             Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Dashboard { store, addr } => {

@@ -18,6 +18,7 @@ pub mod eval_command;
 pub mod interop_command;
 pub mod listing;
 pub mod plugin_kit;
+pub mod signals;
 /// The run store (its own crate, shared with the dashboard).
 pub use augur_store as store;
 /// The library this runner is a shell over.

@@ -76,20 +76,31 @@ pub fn run_sweep(file: &Path, store_path: &str, plugin_dir: &Path, workers: usiz
     let sweep_id = submit(&store, &sweep)?;
     let datasets = DatasetCache::default();
     let bars = MultiProgress::new();
+    let stop = crate::signals::stop_on_signals()?;
     let results: Vec<Result<WorkSummary>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|i| {
                 let mut options = WorkerOptions::new(i);
                 options.sweep = Some(sweep_id);
                 options.device = device.map(String::from);
+                options.stop = stop.clone();
                 let (plugins, datasets, bars) = (&plugins, &datasets, &bars);
                 s.spawn(move || work(store_path, plugins, datasets, &options, bars))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a worker thread panicked")))).collect()
     });
+    let mut given_back = 0;
     for r in results {
-        r?;
+        given_back += r?.preempted;
+    }
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let left = store.runs(Some(sweep_id))?.iter().filter(|r| r.status == "queued").count();
+        println!(
+            "stopped by a signal: {given_back} run(s) checkpointed and given back; {left} run(s) of sweep `{}` wait in the queue (resume with: augur worker --store {})",
+            sweep.name, store.location
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     print_table(&store, Some(sweep_id))?;
     println!("store: {}", store.location);

@@ -4,7 +4,9 @@
 //! lease that a heartbeat thread renews. A worker that dies stops renewing;
 //! once its lease expires any other worker may claim the run, which resumes
 //! from its latest checkpoint. A heartbeat that finds the run cancelled, or
-//! taken over, stops the training loop at its next step.
+//! taken over, stops the training loop at its next step. A worker told to
+//! stop ([`WorkerOptions::stop`], raised by a signal) checkpoints its run
+//! at the next step, gives it back to the queue and takes no other.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +21,7 @@ use augur_train::config::{DataConfig, RunConfig};
 use augur_train::data::Dataset;
 use augur_train::devices::DeviceName;
 use augur_train::plugins::Plugins;
-use augur_train::pretrain::{self as train, RunEnv, Stopped};
+use augur_train::pretrain::{self as train, Preempted, RunEnv, Stopped};
 
 use crate::store_recorder::StoreRecorder;
 
@@ -39,6 +41,8 @@ pub struct WorkerOptions {
     pub exit_when_empty: bool,
     /// How often an idle worker looks at the queue again.
     pub poll: Duration,
+    /// Raised when the process must stop ([`crate::signals`]).
+    pub stop: Arc<AtomicBool>,
 }
 
 impl WorkerOptions {
@@ -50,6 +54,7 @@ impl WorkerOptions {
             lease: Duration::from_secs(60),
             exit_when_empty: true,
             poll: Duration::from_secs(5),
+            stop: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -60,6 +65,8 @@ pub struct WorkSummary {
     pub finished: usize,
     pub failed: usize,
     pub stopped: usize,
+    /// Runs checkpointed and given back to the queue because the process was told to stop.
+    pub preempted: usize,
 }
 
 /// Datasets loaded by this process, shared by its workers.
@@ -86,6 +93,9 @@ pub fn work(store_path: &str, plugins: &Plugins, datasets: &DatasetCache, option
     let mut summary = WorkSummary::default();
     let mut waiting = false;
     loop {
+        if options.stop.load(Ordering::Relaxed) {
+            return Ok(summary);
+        }
         let Some(claimed) = store.claim(&options.name, &host, options.device.as_deref().unwrap_or("as configured"), options.lease, options.sweep)? else {
             if options.exit_when_empty {
                 return Ok(summary);
@@ -94,7 +104,13 @@ pub fn work(store_path: &str, plugins: &Plugins, datasets: &DatasetCache, option
                 eprintln!("worker {}: the queue is empty; waiting for runs (Ctrl-C to stop)", options.name);
                 waiting = true;
             }
-            std::thread::sleep(options.poll);
+            // Idle, but still quick to stop.
+            let tick = Duration::from_millis(50);
+            let mut slept = Duration::ZERO;
+            while slept < options.poll && !options.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                slept += tick;
+            }
             continue;
         };
         waiting = false;
@@ -110,7 +126,7 @@ pub fn work(store_path: &str, plugins: &Plugins, datasets: &DatasetCache, option
         let outcome = std::thread::scope(|s| {
             // The heartbeat has its own connection: a long step never delays it.
             s.spawn(|| heartbeat(store_path, claimed.id, options, &stop, &done, &lease_answer));
-            let result = run_one(&store, plugins, datasets, &claimed, options.device.as_deref(), &pb, &stop);
+            let result = run_one(&store, plugins, datasets, &claimed, options.device.as_deref(), &pb, &stop, &options.stop);
             done.store(true, Ordering::Relaxed);
             result
         });
@@ -120,6 +136,15 @@ pub fn work(store_path: &str, plugins: &Plugins, datasets: &DatasetCache, option
                 store.end_attempt(claimed.id, &options.name, "finished", None)?;
                 pb.finish_with_message("finished");
                 summary.finished += 1;
+            }
+            Err(e) if e.downcast_ref::<Preempted>().is_some() => {
+                let step = e.downcast_ref::<Preempted>().map(|p| p.0).unwrap_or_default();
+                let reason = format!("told to stop (signal) at step {step}; checkpointed and back on the queue");
+                store.preempt_attempt(claimed.id, &options.name, step, &reason)?;
+                pb.abandon_with_message(format!("stopped at step {step}, back on the queue"));
+                eprintln!("worker {}: run {} ({}) stopped at step {step}, checkpointed and back on the queue", options.name, claimed.id, claimed.name);
+                summary.preempted += 1;
+                return Ok(summary);
             }
             Err(e) if e.downcast_ref::<Stopped>().is_some() => {
                 summary.stopped += 1;
@@ -150,6 +175,7 @@ fn run_one(
     device: Option<&str>,
     pb: &indicatif::ProgressBar,
     stop: &AtomicBool,
+    preempt: &AtomicBool,
 ) -> Result<()> {
     let run_id = claimed.id;
     let mut cfg: RunConfig = serde_json::from_str(&claimed.config).context("the stored config does not parse: was it written by another version of augur?")?;
@@ -166,6 +192,7 @@ fn run_one(
         plugins,
         progress: pb.clone(),
         stop,
+        preempt,
     };
     train::execute(&env, &cfg, &data)
 }

@@ -154,6 +154,21 @@ fn bad_input_gives_one_line_errors_and_keeps_finished_runs() {
     let cassle = write(d, "cassle.toml", &tiny_sweep(SYNTHETIC, "").replace("proj_out = 16", "proj_out = 16\naware = [\"cassle\"]\n[base.method.cassle]\ninjection = \"kat\""));
     assert_fails_with(&augur(&["run", cassle.to_str().unwrap(), "--store", s]), &["cassle.toml:22", "injection", "kat"]);
 
+    // Augmentation values and a batch larger than the training set are
+    // checked with the file, before anything is queued (not when the run starts).
+    for (name, extra, key, needle) in [
+        ("scale", "[base.augment]\ncrop_scale = [1.2, 0.1]", "crop_scale", "must satisfy 0 < min <= max <= 1"),
+        ("jitter", "[base.augment]\njitter_p = 2.0", "jitter_p", "must lie in [0, 1]"),
+        ("preset", "[base.augment]\npreset = \"nonesuch\"", "preset", "unknown augmentation preset `nonesuch`"),
+    ] {
+        let text = tiny_sweep(SYNTHETIC, extra);
+        let line = text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+        let file = write(d, &format!("{name}.toml"), &text);
+        assert_fails_with(&augur(&["run", file.to_str().unwrap(), "--store", s]), &[&format!("{name}.toml:{line}:"), needle]);
+    }
+    let big = write(d, "big.toml", &tiny_sweep(SYNTHETIC, "").replace("batch_size = 16", "batch_size = 100000"));
+    assert_fails_with(&augur(&["submit", big.to_str().unwrap(), "--store", s]), &["big.toml:23", "train.batch_size = 100000 is larger than the training set (64 images"]);
+
     // The finished run is still there, untouched, and nothing else was added.
     let runs = runs_json(&store);
     assert_eq!(runs.len(), 1, "{runs:?}");

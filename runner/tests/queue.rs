@@ -228,6 +228,121 @@ fn resume_after_kill(dir: &Path, crash: &str) {
 }
 
 #[test]
+fn an_interrupted_augur_run_resumes_from_its_stop_checkpoint() {
+    let tmp = tempdir();
+    let store = tmp.path().join("stop.db");
+    stop_and_resume(tmp.path(), store.to_str().unwrap(), Interrupt::RunSigint);
+}
+
+#[test]
+fn a_signalled_worker_gives_its_run_back_on_postgresql() {
+    let tmp = tempdir();
+    if let Some(url) = postgres_store("a_signalled_worker_gives_its_run_back_on_postgresql") {
+        stop_and_resume(tmp.path(), &url, Interrupt::WorkerSigterm);
+    }
+}
+
+/// Who is stopped, and how.
+#[derive(Clone, Copy, PartialEq)]
+enum Interrupt {
+    /// `augur run FILE`, with Ctrl-C's SIGINT; resumed by `augur run FILE` again.
+    RunSigint,
+    /// `augur worker`, with SIGTERM (what Slurm sends on preemption); resumed by another worker.
+    WorkerSigterm,
+}
+
+fn augur_run(file: &Path, store: &str) -> Child {
+    Command::new(augur_bin())
+        .args(["run", file.to_str().unwrap(), "--store", store, "--plugins"])
+        .arg(plugin_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("augur run starts")
+}
+
+/// A signal mid-run, with no periodic checkpoints: the process finishes its
+/// step, checkpoints there, puts the run back on the queue (the attempt
+/// `preempted`, with the step it reached) and exits 0; the run resumes from
+/// that checkpoint and computes what an uninterrupted run does. Then
+/// SIGUSR1 (Slurm's warning) to a worker waiting on an empty queue: it exits
+/// 0 at once.
+fn stop_and_resume(dir: &Path, store: &str, how: Interrupt) {
+    let file = tiny_grid(dir, "stop", "[0.1]", "[0]", "steps = 400\n");
+    let text = std::fs::read_to_string(&file).unwrap().replace("checkpoint_every = 2", "checkpoint_every = 0").replace("batch_size = 16", "batch_size = 32");
+    std::fs::write(&file, &text).unwrap();
+    let (process, signal) = match how {
+        Interrupt::RunSigint => (augur_run(&file, store), libc::SIGINT),
+        Interrupt::WorkerSigterm => {
+            assert!(augur(&["submit", file.to_str().unwrap(), "--store", store]).status.success());
+            (worker(store, &["--exit-when-empty", "--name", "a"]), libc::SIGTERM)
+        }
+    };
+    let started = Instant::now();
+    let s = loop {
+        // `augur run` creates the store: wait for it.
+        if let Ok(s) = Store::open_read_only(store) {
+            if !s.runs(None).unwrap().is_empty() {
+                break s;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no run was queued");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while s.metrics(1, "loss").unwrap().len() < 60 {
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the child's pid, which has not been waited for.
+    assert_eq!(unsafe { libc::kill(process.id() as i32, signal) }, 0);
+    let asked = Instant::now();
+    let out = process.wait_with_output().unwrap();
+    assert!(out.status.success(), "a signalled augur exits 0: {}", stderr(&out));
+    assert!(asked.elapsed() < Duration::from_secs(20), "it stopped promptly ({:?})", asked.elapsed());
+    if how == Interrupt::RunSigint {
+        assert!(stdout(&out).contains("stopped by a signal: 1 run(s) checkpointed and given back"), "{}", stdout(&out));
+    }
+    let run = &s.runs(None).unwrap()[0];
+    assert_eq!(run.status, "queued", "back on the queue: {run:?}");
+    let attempt = &s.attempts(1).unwrap()[0];
+    assert_eq!(attempt.outcome.as_deref(), Some("preempted"));
+    let reached = attempt.reached_step.expect("the step it reached") as usize;
+    let logged = s.metrics(1, "loss").unwrap().len();
+    assert!(reached >= 60 && reached < 400 && reached == logged, "reached {reached}, {logged} logged");
+    assert_eq!(s.latest_checkpoint(1).unwrap().map(|c| c.0), Some(reached), "checkpointed where it stopped, though checkpoint_every = 0");
+
+    match how {
+        Interrupt::RunSigint => {
+            let again = augur_run(&file, store).wait_with_output().unwrap();
+            assert!(again.status.success(), "{}", stderr(&again));
+        }
+        Interrupt::WorkerSigterm => {
+            wait_ok(worker(store, &["--exit-when-empty", "--name", "b"]));
+        }
+    }
+    assert_eq!(s.runs(None).unwrap()[0].status, "finished");
+    let attempts = s.attempts(1).unwrap();
+    assert_eq!(attempts[1].resumed_from, Some(reached as i64));
+    let resumed = s.metrics(1, "loss").unwrap();
+    assert_eq!(resumed.iter().map(|p| p.step).collect::<Vec<_>>(), (0..400).collect::<Vec<_>>(), "no gap, no duplicate");
+    let clean = dir.join("clean.db");
+    assert!(augur(&["run", file.to_str().unwrap(), "--store", clean.to_str().unwrap()]).status.success());
+    let reference = Store::open_read_only(&clean).unwrap().metrics(1, "loss").unwrap();
+    for (r, c) in resumed.iter().zip(&reference) {
+        assert!((r.value - c.value).abs() <= 1e-4 * c.value.abs().max(1.0), "step {}: resumed {} vs uninterrupted {}", r.step, r.value, c.value);
+    }
+
+    // An idle worker (no --exit-when-empty) stops at once too.
+    let idle = worker(store, &["--name", "idle"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(idle.id() as i32, libc::SIGUSR1) }, 0);
+    let asked = Instant::now();
+    let out = idle.wait_with_output().unwrap();
+    assert!(out.status.success() && asked.elapsed() < Duration::from_secs(5), "{:?}: {}", asked.elapsed(), stderr(&out));
+}
+
+#[test]
 fn cancel_retry_and_status() {
     let tmp = tempdir();
     let store = tmp.path().join("s.db");

@@ -195,6 +195,8 @@ pub struct AttemptRow {
     pub error: Option<String>,
     /// The checkpoint step the attempt resumed from.
     pub resumed_from: Option<i64>,
+    /// A preempted attempt: the step it reached (and wrote a checkpoint at).
+    pub reached_step: Option<i64>,
 }
 
 /// Now, as the store writes timestamps (RFC 3339, UTC, milliseconds).

@@ -228,6 +228,41 @@ impl Store {
         })
     }
 
+    /// `worker`'s attempt at run `id` was stopped from outside (a signal,
+    /// e.g. a cluster's preemption) after it checkpointed at `step`: the run
+    /// goes back to the queue for any worker to resume, the attempt is
+    /// recorded as `preempted` with the step. A worker that lost its lease,
+    /// or a run cancelled meanwhile, changes nothing.
+    pub fn preempt_attempt(&self, id: i64, worker: &str, step: usize, reason: &str) -> Result<()> {
+        self.rt.block_on(async {
+            let mut tx = self.pool.begin().await?;
+            let updated = sqlx::query(
+                "UPDATE runs SET status = 'queued', worker = NULL, lease_expires = NULL
+                 WHERE id = $1 AND worker = $2 AND status = 'running'",
+            )
+            .bind(id)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                sqlx::query(
+                    "UPDATE attempts SET ended_at = $1, outcome = 'preempted', error = $2, reached_step = $3
+                     WHERE run_id = $4 AND worker = $5 AND ended_at IS NULL",
+                )
+                .bind(now())
+                .bind(reason)
+                .bind(step as i64)
+                .bind(id)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
     /// Failed and cancelled runs of `target` back to the queue; their count.
     pub fn retry(&self, target: &RunSelection) -> Result<u64> {
         self.update_target(target, "UPDATE runs SET status = 'queued', error = NULL, worker = NULL, lease_expires = NULL

@@ -37,7 +37,7 @@ impl Store {
     pub fn attempts(&self, run_id: i64) -> Result<Vec<AttemptRow>> {
         self.rt.block_on(async {
             let rows = sqlx::query(
-                "SELECT attempt, worker, host, device, started_at, ended_at, outcome, error, resumed_from
+                "SELECT attempt, worker, host, device, started_at, ended_at, outcome, error, resumed_from, reached_step
                  FROM attempts WHERE run_id = $1 ORDER BY attempt",
             )
             .bind(run_id)
@@ -55,6 +55,7 @@ impl Store {
                     outcome: r.get(6),
                     error: r.get(7),
                     resumed_from: r.get(8),
+                    reached_step: r.get(9),
                 })
                 .collect())
         })

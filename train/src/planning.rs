@@ -1,11 +1,13 @@
 //! Checking a sweep before anything is queued: every run's method exists
 //! and accepts its options (which are then resolved, defaults filled in, so
 //! the run's canonical config and hash say what actually runs), and every
-//! dataset loads. Errors name the sweep file and the line of the key.
+//! dataset loads, with each run's augmentations and batch size fitting it.
+//! Errors name the sweep file and the line of the key.
 
 use std::collections::BTreeSet;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
+use augur_core::augment::Pipeline;
 use augur_core::burn::tensor::Device;
 
 use crate::data::Dataset;
@@ -43,7 +45,8 @@ pub fn resolve_methods(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
     Ok(())
 }
 
-/// Every dataset the sweep names loads.
+/// Every dataset the sweep names loads, and every run's augmentations and
+/// batch fit it: what a run would otherwise find out only when it starts.
 pub fn check_data(sweep: &SweepFile) -> Result<()> {
     let at = |key: &str| format!("{}:{}", sweep.path.display(), sweep.line_of_key(key));
     let datasets: BTreeSet<String> = sweep.runs.iter().map(|r| format!("{:?}", r.config.data)).collect();
@@ -51,7 +54,24 @@ pub fn check_data(sweep: &SweepFile) -> Result<()> {
         let run = sweep.runs.iter().find(|r| format!("{:?}", r.config.data) == described).expect("from these runs");
         let dc = &run.config.data;
         let key = if dc.path.is_some() { "data.path" } else { "data.dataset" };
-        Dataset::load(dc).map_err(|e| anyhow!("{}: [data] {e:#}", at(key)))?;
+        let data = Dataset::load(dc).map_err(|e| anyhow!("{}: [data] {e:#}", at(key)))?;
+        for run in sweep.runs.iter().filter(|r| format!("{:?}", r.config.data) == described) {
+            // The pipeline's errors name their key (`augment.jitter_p = 2 must ...`).
+            Pipeline::from_config(&run.config.augment, data.train.side).map_err(|e| {
+                let key = e.strip_prefix("augment.").and_then(|rest| rest.split([' ', '=']).next()).map(|k| format!("augment.{k}"));
+                anyhow!("{}: {e}", at(key.as_deref().unwrap_or("augment.preset")))
+            })?;
+            let batch = run.config.train.batch_size;
+            if batch > data.train.len() {
+                bail!(
+                    "{}: train.batch_size = {batch} is larger than the training set ({} images in {}); use at most {}",
+                    at("train.batch_size"),
+                    data.train.len(),
+                    data.name,
+                    data.train.len()
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -263,15 +263,20 @@ pub struct RunEnv<'a> {
     pub plugins: &'a Plugins,
     pub progress: ProgressBar,
     /// Raised by the worker's heartbeat when the run must stop (cancelled,
-    /// or its lease taken over by another worker).
+    /// or its lease taken over by another worker): it stops at its next
+    /// step and writes nothing more.
     pub stop: &'a AtomicBool,
+    /// Raised when the process is told to stop (SIGTERM, SIGINT, SIGUSR1):
+    /// the run finishes its step, writes a checkpoint there and ends with
+    /// [`Preempted`], so another attempt resumes it exactly.
+    pub preempt: &'a AtomicBool,
 }
 
 impl<'a> RunEnv<'a> {
     /// No progress bar and no stop signal: a run from a user's program or a test.
     pub fn quiet(recorder: &'a dyn Recorder, plugins: &'a Plugins) -> Self {
         static NEVER: AtomicBool = AtomicBool::new(false);
-        RunEnv { recorder, plugins, progress: ProgressBar::hidden(), stop: &NEVER }
+        RunEnv { recorder, plugins, progress: ProgressBar::hidden(), stop: &NEVER, preempt: &NEVER }
     }
 }
 
@@ -279,6 +284,13 @@ impl<'a> RunEnv<'a> {
 #[derive(Debug, thiserror::Error)]
 #[error("stopped at step {0}")]
 pub struct Stopped(pub usize);
+
+/// The error a run ends with when [`RunEnv::preempt`] was raised: its
+/// state after this many steps is checkpointed (unless it had not gone past
+/// where it started, whose checkpoint, if any, is already there).
+#[derive(Debug, thiserror::Error)]
+#[error("preempted at step {0}")]
+pub struct Preempted(pub usize);
 
 /// Train and evaluate one run, resuming from its recorder's latest
 /// checkpoint if it has one; its metrics, checkpoints and evaluations go to
@@ -394,6 +406,14 @@ fn train_loop(
     for step in start..total {
         if env.stop.load(Ordering::Relaxed) {
             return Err(Stopped(step).into());
+        }
+        if env.preempt.load(Ordering::Relaxed) {
+            // The metrics before the checkpoint that covers them, as below.
+            env.recorder.log_metrics(&pending)?;
+            if step > start {
+                save_checkpoint(env, model, step)?;
+            }
+            return Err(Preempted(step).into());
         }
         let (prepared, labels) = rx.recv().context("the augmentation thread stopped early")?;
         let batch = prepared.to_device(ad);
