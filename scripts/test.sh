@@ -103,6 +103,19 @@ else
     echo "PostgreSQL could not be started: the PostgreSQL store tests will skip" >&2
 fi
 
+# `augur slurm`'s end-to-end test runs on a single-node Slurm on this machine.
+slurm=$(mktemp -d)
+trap 'scripts/postgres.sh stop "$pg"; scripts/slurm.sh stop "$slurm"' EXIT
+if conf=$(scripts/slurm.sh start "$slurm"); then
+    export SLURM_CONF=$conf
+    echo "Slurm for the cluster tests: $conf"
+elif under_ci; then
+    echo "error: CI=true and Slurm could not be started (the reason is above); the Slurm tests cannot run" >&2
+    exit 1
+else
+    echo "Slurm could not be started: the Slurm end-to-end test will skip" >&2
+fi
+
 # The PyTorch venv (scripts/tch.sh makes it once, in ~/.cache/augur): the
 # export round-trip test loads `augur export` files into PyTorch with it.
 if python=$(scripts/tch.sh python -c "import sys; print(sys.executable)"); then

@@ -65,6 +65,48 @@ pub enum Command {
         #[arg(long, default_value = "augur.db")]
         store: String,
     },
+    /// Queue a sweep on a PostgreSQL store and launch its workers as a Slurm job array (requeued on preemption).
+    Slurm {
+        /// The sweep file (TOML).
+        file: PathBuf,
+        /// The store: a postgres:// URL every node reaches.
+        #[arg(long)]
+        store: String,
+        /// Array tasks, one worker each.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// At most this many tasks at once.
+        #[arg(long)]
+        parallel: Option<usize>,
+        /// The device every worker trains on: flex, tch-cpu, cuda:N or auto.
+        #[arg(long)]
+        device: Option<String>,
+        /// A folder every node sees, for the runs' checkpoints (default: AUGUR_CHECKPOINTS).
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        #[arg(long)]
+        partition: Option<String>,
+        #[arg(long)]
+        gres: Option<String>,
+        /// Time limit per task (Slurm's format, e.g. 4:00:00).
+        #[arg(long)]
+        time: Option<String>,
+        #[arg(long)]
+        cpus_per_task: Option<usize>,
+        #[arg(long)]
+        mem: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        /// One more sbatch option, as `--sbatch-arg=--qos=high` (repeatable).
+        #[arg(long, allow_hyphen_values = true)]
+        sbatch_arg: Vec<String>,
+        /// Where to write the sbatch script (default: <checkpoints>/slurm/<sweep>-<id>.sbatch).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write the script and queue the sweep, but do not call sbatch.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Take runs from the store's queue and execute them, until stopped (or the queue is empty, with --exit-when-empty).
     Worker {
         #[arg(long, default_value = "augur.db")]
@@ -328,6 +370,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let store = Store::open(&store)?;
             let sweep_id = submit(&store, &sweep)?;
             println!("queued in {} as sweep {sweep_id}; start workers with: augur worker --store {}", store.location, store.location);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Slurm { file, store, workers, parallel, device, checkpoints, partition, gres, time, cpus_per_task, mem, account, sbatch_arg, out, dry_run } => {
+            let options = crate::slurm::SlurmOptions { workers, parallel, device, checkpoints, partition, gres, time, cpus_per_task, mem, account, sbatch_args: sbatch_arg, out, dry_run };
+            let (script, job) = crate::slurm::launch(&file, &store, &dir, &options)?;
+            match job {
+                Some(job) => println!("submitted Slurm job array {job} ({workers} workers): {}", script.display()),
+                None => println!("wrote {} (not submitted: --dry-run); submit it with: sbatch {}", script.display(), script.display()),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { store, device, sweep, lease_secs, exit_when_empty, name } => {

@@ -19,6 +19,7 @@ pub mod interop_command;
 pub mod listing;
 pub mod plugin_kit;
 pub mod signals;
+pub mod slurm;
 /// The run store (its own crate, shared with the dashboard).
 pub use augur_store as store;
 /// The library this runner is a shell over.

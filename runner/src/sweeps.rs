@@ -194,6 +194,19 @@ pub fn status(store_path: &str, sweep: Option<&str>) -> Result<()> {
         rows.push(row);
     }
     print_columns(&header, &rows);
+    // Who holds the running runs (a worker's name says its host, and under
+    // Slurm its job and array task: `slurm:JOB_TASK@host`).
+    for s in all.iter().filter(|s| sweep.is_none_or(|n| n == s.name)) {
+        let held: Vec<String> = store
+            .runs(Some(s.id))?
+            .iter()
+            .filter(|r| r.status == "running")
+            .map(|r| format!("run {} on {}", r.id, r.worker.as_deref().unwrap_or("?")))
+            .collect();
+        if !held.is_empty() {
+            println!("{}: {}", s.name, held.join(", "));
+        }
+    }
     Ok(())
 }
 
