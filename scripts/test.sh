@@ -89,32 +89,28 @@ if under_ci && ! has_chromium; then
     exit 1
 fi
 
+# Start a service with its script (scripts/postgres.sh, scripts/slurm.sh)
+# in a fresh folder: export VARIABLE=what the script prints; where it cannot
+# start, fail under CI, else let its tests skip, saying so.
+start_service() { # NAME VARIABLE SCRIPT DIR
+    local value
+    if value=$("$3" start "$4"); then
+        export "$2=$value"
+        echo "$1: $value"
+    elif under_ci; then
+        echo "error: CI=true and $1 could not be started (the reason is above); its tests cannot run" >&2
+        exit 1
+    else
+        echo "$1 could not be started: its tests will skip" >&2
+    fi
+}
 # The store's PostgreSQL tests run against a throwaway server on loopback;
-# where none can be started they skip, saying so.
+# `augur slurm`'s end-to-end test on a single-node Slurm on this machine.
 pg=$(mktemp -d)
-trap 'scripts/postgres.sh stop "$pg"' EXIT
-if url=$(scripts/postgres.sh start "$pg"); then
-    export AUGUR_TEST_POSTGRES=$url
-    echo "PostgreSQL for the store tests: $url"
-elif under_ci; then
-    echo "error: CI=true and PostgreSQL could not be started (the reason is above); the PostgreSQL store tests cannot run" >&2
-    exit 1
-else
-    echo "PostgreSQL could not be started: the PostgreSQL store tests will skip" >&2
-fi
-
-# `augur slurm`'s end-to-end test runs on a single-node Slurm on this machine.
 slurm=$(mktemp -d)
 trap 'scripts/postgres.sh stop "$pg"; scripts/slurm.sh stop "$slurm"' EXIT
-if conf=$(scripts/slurm.sh start "$slurm"); then
-    export SLURM_CONF=$conf
-    echo "Slurm for the cluster tests: $conf"
-elif under_ci; then
-    echo "error: CI=true and Slurm could not be started (the reason is above); the Slurm tests cannot run" >&2
-    exit 1
-else
-    echo "Slurm could not be started: the Slurm end-to-end test will skip" >&2
-fi
+start_service PostgreSQL AUGUR_TEST_POSTGRES scripts/postgres.sh "$pg"
+start_service Slurm SLURM_CONF scripts/slurm.sh "$slurm"
 
 # The PyTorch venv (scripts/tch.sh makes it once, in ~/.cache/augur): the
 # export round-trip test loads `augur export` files into PyTorch with it.

@@ -248,6 +248,9 @@ pub struct EvalCell {
     pub value: f64,
 }
 
+/// A query with its parameters bound, for either backend.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// Ids per `IN (...)` list: well under both backends' parameter limits.
 const ID_LIST: usize = 500;
 
@@ -400,7 +403,7 @@ impl Store {
         })
     }
 
-    fn exec<'q>(&self, q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>) -> Result<()> {
+    fn exec<'q>(&self, q: AnyQuery<'q>) -> Result<()> {
         self.rt.block_on(q.execute(&self.pool))?;
         Ok(())
     }

@@ -198,34 +198,23 @@ impl Store {
     /// `failed` (with its error), or `cancelled`. A worker that lost its
     /// lease changes nothing.
     pub fn end_attempt(&self, id: i64, worker: &str, outcome: &str, error: Option<&str>) -> Result<()> {
-        self.rt.block_on(async {
-            let mut tx = self.pool.begin().await?;
-            let status = if outcome == "cancelled" { "cancelled" } else { outcome };
-            let updated = sqlx::query(
-                "UPDATE runs SET status = $1, error = $2, finished_at = $3, lease_expires = NULL
-                 WHERE id = $4 AND worker = $5 AND status IN ('running', 'cancelled')",
-            )
-            .bind(status)
-            .bind(error)
+        let status = if outcome == "cancelled" { "cancelled" } else { outcome };
+        let run = sqlx::query(
+            "UPDATE runs SET status = $1, error = $2, finished_at = $3, lease_expires = NULL
+             WHERE id = $4 AND worker = $5 AND status IN ('running', 'cancelled')",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(now())
+        .bind(id)
+        .bind(worker);
+        let attempt = sqlx::query("UPDATE attempts SET ended_at = $1, outcome = $2, error = $3 WHERE run_id = $4 AND worker = $5 AND ended_at IS NULL")
             .bind(now())
+            .bind(outcome)
+            .bind(error)
             .bind(id)
-            .bind(worker)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 1 {
-                sqlx::query("UPDATE attempts SET ended_at = $1, outcome = $2, error = $3 WHERE run_id = $4 AND worker = $5 AND ended_at IS NULL")
-                    .bind(now())
-                    .bind(outcome)
-                    .bind(error)
-                    .bind(id)
-                    .bind(worker)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
+            .bind(worker);
+        self.update_run_then_attempt(run, attempt)
     }
 
     /// `worker`'s attempt at run `id` was stopped from outside (a signal,
@@ -234,29 +223,31 @@ impl Store {
     /// recorded as `preempted` with the step. A worker that lost its lease,
     /// or a run cancelled meanwhile, changes nothing.
     pub fn preempt_attempt(&self, id: i64, worker: &str, step: usize, reason: &str) -> Result<()> {
+        let run = sqlx::query(
+            "UPDATE runs SET status = 'queued', worker = NULL, lease_expires = NULL
+             WHERE id = $1 AND worker = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(worker);
+        let attempt = sqlx::query(
+            "UPDATE attempts SET ended_at = $1, outcome = 'preempted', error = $2, reached_step = $3
+             WHERE run_id = $4 AND worker = $5 AND ended_at IS NULL",
+        )
+        .bind(now())
+        .bind(reason)
+        .bind(step as i64)
+        .bind(id)
+        .bind(worker);
+        self.update_run_then_attempt(run, attempt)
+    }
+
+    /// `run` (an update of one run, conditioned on the worker still holding
+    /// it) and, only if it changed the run, `attempt`, in one transaction.
+    fn update_run_then_attempt<'q>(&self, run: AnyQuery<'q>, attempt: AnyQuery<'q>) -> Result<()> {
         self.rt.block_on(async {
             let mut tx = self.pool.begin().await?;
-            let updated = sqlx::query(
-                "UPDATE runs SET status = 'queued', worker = NULL, lease_expires = NULL
-                 WHERE id = $1 AND worker = $2 AND status = 'running'",
-            )
-            .bind(id)
-            .bind(worker)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 1 {
-                sqlx::query(
-                    "UPDATE attempts SET ended_at = $1, outcome = 'preempted', error = $2, reached_step = $3
-                     WHERE run_id = $4 AND worker = $5 AND ended_at IS NULL",
-                )
-                .bind(now())
-                .bind(reason)
-                .bind(step as i64)
-                .bind(id)
-                .bind(worker)
-                .execute(&mut *tx)
-                .await?;
+            if run.execute(&mut *tx).await?.rows_affected() == 1 {
+                attempt.execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(())
