@@ -474,7 +474,7 @@ fn ablation_groups(app: &App, p: &Params) -> Result<(std::sync::Arc<Table>, Vec<
     }
     let keys: Vec<String> = match p.by.as_deref().filter(|b| !b.is_empty()) {
         Some(by) => by.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
-        None => table.varying.iter().filter(|k| *k != "seed").cloned().collect(),
+        None => table.declared_axes(),
     };
     let groups = tables::ablation(&table, &keys);
     Ok((table, keys, groups))
@@ -512,7 +512,7 @@ pub fn ablation(app: &App, p: &Params) -> Result<Markup, PageError> {
                     @for g in &groups {
                         @let is_baseline = baseline.is_some_and(|b| b.values == g.values);
                         tr.baseline[is_baseline] {
-                            @for v in &g.values { td { (v) } }
+                            @for v in &g.values { td title=(v) { (tables::shortened(v, 32)) } }
                             td.num { (g.run_ids.len()) }
                             @for c in &columns {
                                 @match g.cells.get(c) {

@@ -32,6 +32,12 @@ pub fn shown(column: &str, v: f64) -> String {
     if column.starts_with("sensitivity") { format!("{v:.3}") } else { format!("{v:.1}") }
 }
 
+/// `s` cut to `max` characters with an ellipsis (the page gives the whole
+/// value on hover).
+pub fn shortened(s: &str, max: usize) -> String {
+    if s.chars().count() <= max { s.to_string() } else { s.chars().take(max - 1).collect::<String>() + "…" }
+}
+
 /// A JSON value shown compactly (strings without quotes).
 pub fn compact(v: &Value) -> String {
     match v {
@@ -102,6 +108,17 @@ impl Table {
     pub fn from_rows(rows: Vec<Row>) -> Self {
         let varying = varying_keys(&rows);
         Self::with_varying(rows, varying)
+    }
+
+    /// What an ablation groups by unless told otherwise: the sweep's own
+    /// axes (the keys its grid, zips and sub-sweeps set that differ between
+    /// runs), not the options that differ only because a component is there
+    /// (`method.augself.hidden` beside `method.aware`), and not the seed. A
+    /// table of runs without overrides falls back to the varying config keys.
+    pub fn declared_axes(&self) -> Vec<String> {
+        let declared = varying_overrides(self.rows.iter().map(|r| &r.run));
+        let axes: Vec<String> = if declared.is_empty() { self.varying.clone() } else { declared };
+        axes.into_iter().filter(|k| k != "seed").collect()
     }
 
     fn with_varying(rows: Vec<Row>, varying: Vec<String>) -> Self {
@@ -590,6 +607,23 @@ mod tests {
         let tex = export(ExportFormat::Latex);
         let row = tex.lines().find(|l| l.starts_with("a,")).unwrap_or_else(|| panic!("{tex}"));
         assert_eq!(row, "a,\"b\" \\textbar{} c d \\& 5\\% \\$x\\$ \\#1 \\_y \\{z\\} \\textbackslash{} \\textasciitilde{} \\textasciicircum{} & 80.0 $\\pm$ 0.0 (n=1) \\\\");
+    }
+
+    /// A sweep over `method.aware`: the components' own options differ
+    /// between runs too, but the default grouping is the axis the sweep set.
+    #[test]
+    fn the_default_grouping_is_the_sweeps_own_axes() {
+        let with = |id, aware: serde_json::Value| RunRow { overrides: serde_json::json!({"seed": id % 2, "method.aware": aware}), ..run(id, "finished") };
+        let runs = vec![with(1, serde_json::json!([])), with(2, serde_json::json!([])), with(3, serde_json::json!(["augself"])), with(4, serde_json::json!(["augself"]))];
+        let configs: HashMap<i64, Value> = (1..=4)
+            .map(|i| {
+                let method = if i < 3 { serde_json::json!({"aware": []}) } else { serde_json::json!({"aware": ["augself"], "augself": {"hidden": 512, "lambda": 1.0}}) };
+                (i, serde_json::json!({"seed": i % 2, "method": method}))
+            })
+            .collect();
+        let t = Table::new(runs, &configs, &HashMap::new());
+        assert!(t.varying.contains(&"method.augself.hidden".to_string()), "{:?}", t.varying);
+        assert_eq!(t.declared_axes(), vec!["method.aware".to_string()]);
     }
 
     #[test]

@@ -262,7 +262,7 @@ pub enum Command {
         sweep: String,
         #[arg(long, default_value = "augur.db")]
         store: String,
-        /// Config keys to group by, comma-separated (default: the keys the sweep varied, but the seed).
+        /// Config keys to group by, comma-separated (default: the axes the sweep declared, its grid, zip and sub-sweep keys, but the seed).
         #[arg(long)]
         group_by: Option<String>,
         /// The baseline group's label (its values joined by ", "; default: the first group).

@@ -131,7 +131,7 @@ pub fn report(store_path: &str, sweep: &str, group_by: Option<&str>, baseline: O
     let table = TableSource::default().refresh(&store, Some(sweep_id))?;
     let keys: Vec<String> = match group_by {
         Some(by) => by.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
-        None => table.varying.iter().filter(|k| *k != "seed").cloned().collect(),
+        None => table.declared_axes(),
     };
     let groups = ablation(&table, &keys);
     if groups.is_empty() {
