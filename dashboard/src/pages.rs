@@ -37,6 +37,16 @@ pub struct Params {
     pub by: Option<String>,
     /// Ablation: the baseline group's label (its values joined by ", ").
     pub baseline: Option<String>,
+    /// Ablation: the evaluation columns of the parallel-coordinates chart, comma-separated.
+    pub axes: Option<String>,
+    /// Ablation: the column that colours the parallel-coordinates lines.
+    pub colour: Option<String>,
+    /// Ablation: the trade-off chart's columns.
+    pub x: Option<String>,
+    pub y: Option<String>,
+    /// Ablation: metric series to show the last and the best value (and its
+    /// step) of, comma-separated (default: the online linear accuracies).
+    pub series: Option<String>,
 }
 
 impl Params {
@@ -68,7 +78,7 @@ impl Params {
     /// This query string with some parameters replaced (for links).
     fn with(&self, changes: &[(&str, Option<String>)]) -> String {
         let mut pairs: BTreeMap<&str, String> = BTreeMap::new();
-        let own: [(&str, Option<String>); 12] = [
+        let own: [(&str, Option<String>); 17] = [
             ("sweep", self.sweep.map(|v| v.to_string())),
             ("status", self.status.clone()),
             ("where", self.filter.clone()),
@@ -81,6 +91,11 @@ impl Params {
             ("smooth", self.smooth.map(|v| v.to_string())),
             ("by", self.by.clone()),
             ("baseline", self.baseline.clone()),
+            ("axes", self.axes.clone()),
+            ("colour", self.colour.clone()),
+            ("x", self.x.clone()),
+            ("y", self.y.clone()),
+            ("series", self.series.clone()),
         ];
         for (k, v) in own {
             if let Some(v) = v.filter(|v| !v.is_empty()) {
@@ -468,10 +483,15 @@ pub fn compare(app: &App, p: &Params) -> Result<Markup, PageError> {
 /// The grouping an ablation page uses: chosen keys, or the sweep's varying keys but the seed.
 fn ablation_groups(app: &App, p: &Params) -> Result<(std::sync::Arc<Table>, Vec<String>, Vec<tables::Group>), PageError> {
     let sweep = p.sweep.ok_or_else(|| PageError::bad_request("the ablation page needs a sweep: /ablation?sweep=ID"))?;
-    let table = app.table(Some(sweep))?;
-    if table.rows.is_empty() {
+    let cached = app.table(Some(sweep))?;
+    if cached.rows.is_empty() {
         return Err(PageError::not_found(format!("sweep {sweep} has no runs")));
     }
+    let series: Vec<String> = match p.series.as_deref() {
+        Some(list) => list.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
+        None => tables::default_series(&app.store, &cached)?,
+    };
+    let table = if series.is_empty() { cached } else { std::sync::Arc::new(tables::with_series(&cached, &app.store, &series)?) };
     let keys: Vec<String> = match p.by.as_deref().filter(|b| !b.is_empty()) {
         Some(by) => by.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
         None => table.declared_axes(),
@@ -489,6 +509,18 @@ pub fn ablation(app: &App, p: &Params) -> Result<Markup, PageError> {
     let tests = baseline.map(|b| tables::comparisons(&groups, b)).unwrap_or_default();
     let sweep_name = table.rows[0].run.sweep.clone();
     let export = |ext: &str| format!("/ablation.{ext}?{}", p.with(&[("baseline", baseline.map(|b| b.label()))]));
+    let (chart_axes, colour_by, trade_x, trade_y) = chart_choices(p, &columns);
+    let parallel = parallel_chart(&table, &keys, &chart_axes, colour_by.as_deref());
+    let trade = match (&trade_x, &trade_y) {
+        (Some(x), Some(y)) => {
+            let points: Vec<charts::TradeOff> = groups
+                .iter()
+                .filter_map(|g| Some(charts::TradeOff { label: g.label(), x: g.cells.get(x).map(|s| (s.mean, s.std))?, y: g.cells.get(y).map(|s| (s.mean, s.std))? }))
+                .collect();
+            charts::trade_off(&format!("{y} against {x}, per group (mean ± std)"), x, y, &points, 640, 420)
+        }
+        _ => String::new(),
+    };
     Ok(layout(
         &format!("Ablation of {sweep_name}"),
         Some(()),
@@ -500,6 +532,11 @@ pub fn ablation(app: &App, p: &Params) -> Result<Markup, PageError> {
                 label { " baseline " select name="baseline" {
                     @for g in &groups { option value=(g.label()) selected[baseline.is_some_and(|b| b.values == g.values)] { (g.label()) } }
                 } }
+                label { " lines over " input name="axes" size="30" value=(chart_axes.join(",")) list="columns"; }
+                label { " coloured by " input name="colour" size="14" value=(colour_by.clone().unwrap_or_default()) list="columns"; }
+                label { " trade-off " input name="x" size="14" value=(trade_x.clone().unwrap_or_default()) list="columns"; }
+                label { " against " input name="y" size="14" value=(trade_y.clone().unwrap_or_default()) list="columns"; }
+                datalist id="columns" { @for c in &columns { option value=(c) {} } }
                 button type="submit" { "show" }
             }
             p.note {
@@ -540,11 +577,51 @@ pub fn ablation(app: &App, p: &Params) -> Result<Markup, PageError> {
                     }
                 }
             }
+            h2 { "Runs" }
+            p.note { "Each finished run is a line across the grouping keys and the chosen columns, coloured by " (colour_by.clone().unwrap_or_else(|| "-".into())) " (dark: low, yellow: high)." }
+            figure { (PreEscaped(parallel)) }
+            @if !trade.is_empty() {
+                h2 { "Trade-off" }
+                figure { (PreEscaped(trade)) }
+            }
         },
     ))
 }
 
 /// `/ablation.csv|md|tex`.
+/// The ablation charts' columns: those asked for, else up to four
+/// accuracy columns (no sensitivity), coloured by the first; the trade-off
+/// of `linear/shape` against `linear/colour` where a sweep has both (the one
+/// the seed papers argue about), else of its first two columns.
+fn chart_choices(p: &Params, columns: &[String]) -> (Vec<String>, Option<String>, Option<String>, Option<String>) {
+    let asked = |v: &Option<String>| v.clone().filter(|c| columns.contains(c));
+    let axes: Vec<String> = match p.axes.as_deref().filter(|a| !a.is_empty()) {
+        Some(list) => list.split(',').map(|c| c.trim().to_string()).filter(|c| columns.contains(c)).collect(),
+        None => columns.iter().filter(|c| !c.starts_with("sensitivity")).take(4).cloned().collect(),
+    };
+    let colour = asked(&p.colour).or_else(|| axes.first().cloned());
+    let accuracy: Vec<&String> = columns.iter().filter(|c| !c.starts_with("sensitivity")).collect();
+    let (dx, dy) = if columns.iter().any(|c| c == "linear/shape") && columns.iter().any(|c| c == "linear/colour") {
+        (Some("linear/shape".to_string()), Some("linear/colour".to_string()))
+    } else {
+        (accuracy.first().map(|c| c.to_string()), accuracy.get(1).map(|c| c.to_string()))
+    };
+    (axes, colour, asked(&p.x).or(dx), asked(&p.y).or(dy))
+}
+
+/// The sweep's finished runs as parallel coordinates: one axis per grouping
+/// key (its values as categories) and per chosen column.
+fn parallel_chart(table: &Table, keys: &[String], columns: &[String], colour: Option<&str>) -> String {
+    let rows: Vec<&tables::Row> = table.rows.iter().filter(|r| r.run.status == "finished").collect();
+    let mut axes: Vec<charts::Axis> = keys
+        .iter()
+        .map(|k| charts::Axis { name: k.clone(), values: rows.iter().map(|r| r.config.get(k).map(|v| charts::AxisValue::Category(compact(v)))).collect() })
+        .collect();
+    axes.extend(columns.iter().map(|c| charts::Axis { name: c.clone(), values: rows.iter().map(|r| r.evals.get(c).map(|v| charts::AxisValue::Number(*v))).collect() }));
+    let colours: Vec<Option<f64>> = rows.iter().map(|r| colour.and_then(|c| r.evals.get(c).copied())).collect();
+    charts::parallel_coordinates(&format!("{} finished runs", rows.len()), &axes, &colours, 900, 360)
+}
+
 pub fn ablation_export(app: &App, p: &Params, format: ExportFormat) -> Result<String, PageError> {
     let (table, keys, groups) = ablation_groups(app, p)?;
     let columns: Vec<String> = table.eval_columns.iter().filter(|c| !c.contains('@')).cloned().collect();

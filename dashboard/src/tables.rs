@@ -22,14 +22,62 @@ pub fn column_of(checkpoint: &str, protocol: &str, task: &str) -> String {
     format!("{protocol}/{task}{suffix}")
 }
 
-/// Is higher better in this column? (Accuracies; sensitivity has no better side.)
+/// Is higher better in this column? (Accuracies; sensitivity has no better
+/// side, a loss is better lower, a step is no score.)
 pub fn higher_is_better(column: &str) -> bool {
-    !column.starts_with("sensitivity")
+    !(column.starts_with("sensitivity") || is_loss(column) || column.ends_with("(best step)"))
 }
 
-/// A value as pages show it: accuracies with one decimal, cosine differences with three.
+/// A loss series (`loss`, `loss/augself`, ...): its best value is its lowest.
+fn is_loss(column: &str) -> bool {
+    column == "loss" || column.starts_with("loss/") || column.starts_with("loss ")
+}
+
+/// A value as pages show it: accuracies with one decimal, cosine differences
+/// and losses with three and four, steps whole.
 pub fn shown(column: &str, v: f64) -> String {
-    if column.starts_with("sensitivity") { format!("{v:.3}") } else { format!("{v:.1}") }
+    if column.starts_with("sensitivity") {
+        format!("{v:.3}")
+    } else if is_loss(column) {
+        format!("{v:.4}")
+    } else if column.ends_with("(best step)") {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// The series an ablation shows best-versus-last columns of unless told
+/// otherwise: the online linear accuracies its runs logged during training.
+pub fn default_series(store: &Store, table: &Table) -> anyhow::Result<Vec<String>> {
+    let Some(first) = table.rows.iter().find(|r| r.run.status == "finished") else { return Ok(Vec::new()) };
+    Ok(store.metric_keys(first.run.id)?.into_iter().filter(|k| k.starts_with("online_linear/")).collect())
+}
+
+/// `table` with three columns per series key for each finished run:
+/// `KEY (last)`, `KEY (best)` (the highest; for a loss the lowest) and
+/// `KEY (best step)`, the step it was first reached.
+pub fn with_series(table: &Table, store: &Store, keys: &[String]) -> anyhow::Result<Table> {
+    let finished: Vec<i64> = table.rows.iter().filter(|r| r.run.status == "finished").map(|r| r.run.id).collect();
+    let mut extra: HashMap<i64, Vec<(String, f64)>> = HashMap::new();
+    for s in store.metric_summaries(&finished, keys)? {
+        let (step, best) = if is_loss(&s.key) { s.lowest } else { s.highest };
+        extra.entry(s.run_id).or_default().extend([
+            (format!("{} (last)", s.key), s.last.1),
+            (format!("{} (best)", s.key), best),
+            (format!("{} (best step)", s.key), step as f64),
+        ]);
+    }
+    let rows = table
+        .rows
+        .iter()
+        .map(|r| {
+            let mut evals = (*r.evals).clone();
+            evals.extend(extra.remove(&r.run.id).unwrap_or_default());
+            Row { run: r.run.clone(), config: r.config.clone(), evals: Arc::new(evals) }
+        })
+        .collect();
+    Ok(Table::with_varying(rows, table.varying.clone()))
 }
 
 /// `s` cut to `max` characters with an ellipsis (the page gives the whole

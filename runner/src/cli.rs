@@ -268,6 +268,9 @@ pub enum Command {
         /// The baseline group's label (its values joined by ", "; default: the first group).
         #[arg(long)]
         baseline: Option<String>,
+        /// Metric series to report the last and the best value (and its step) of, comma-separated (default: the online linear accuracies; e.g. loss).
+        #[arg(long)]
+        series: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: crate::listing::ReportFormat,
     },
@@ -480,8 +483,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             list_runs(&store, format)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { sweep, store, group_by, baseline, format } => {
-            crate::listing::report(&store, &sweep, group_by.as_deref(), baseline.as_deref(), format)?;
+        Command::Report { sweep, store, group_by, baseline, series, format } => {
+            crate::listing::report(&store, &sweep, group_by.as_deref(), baseline.as_deref(), series.as_deref(), format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugins => {

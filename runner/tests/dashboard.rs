@@ -235,6 +235,41 @@ fn the_dashboard_never_writes_its_store() {
     assert!(!out.status.success() && stderr(&out).contains("no store at"), "{}", stderr(&out));
 }
 
+/// Series logged during training get the last value, the best and its step
+/// on the ablation page and in `augur report`: the online linear accuracy
+/// by default, the loss (best: lowest) on request; each the store's.
+#[test]
+fn the_ablation_shows_the_last_and_the_best_of_a_series() {
+    let tmp = tempdir();
+    let store_path = tmp.path().join("o.db");
+    let text = tiny_sweep(SYNTHETIC, "online_linear = true\n[sweep]\nseeds = [0, 1]\n").replace("steps = 3", "steps = 8");
+    let file = write(tmp.path(), "online.toml", &text);
+    let out = augur(&["run", file.to_str().unwrap(), "--store", store_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let store = Store::open_read_only(&store_path).unwrap();
+    let server = Server::start(&store_path);
+    let page = server.ok("/ablation?sweep=1&by=method.name");
+    for column in ["online_linear/shape (last)", "online_linear/shape (best)", "online_linear/shape (best step)"] {
+        assert!(page.contains(&format!("<th>{column}</th>")), "{column}: {page}");
+    }
+    // The report's numbers, from the store's series: means over the two seeds.
+    let report = augur(&["report", "tiny", "--group-by", "method.name", "--series", "loss", "--format", "csv", "--store", store_path.to_str().unwrap()]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    let csv = stdout(&report);
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    let cell = |name: &str| row[header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("{name} in {header:?}"))].to_string();
+    let (mut last, mut lowest) = (0.0, 0.0);
+    for run in store.runs(Some(1)).unwrap() {
+        let loss = store.metrics(run.id, "loss").unwrap();
+        last += loss.last().unwrap().value / 2.0;
+        lowest += loss.iter().map(|p| p.value).fold(f64::MAX, f64::min) / 2.0;
+    }
+    assert!(cell("loss (last)").starts_with(&format!("{last:.4} ±")), "{} vs {last:.4}", cell("loss (last)"));
+    assert!(cell("loss (best)").starts_with(&format!("{lowest:.4} ±")), "{} vs {lowest:.4}", cell("loss (best)"));
+    assert!(lowest <= last);
+}
+
 #[test]
 fn user_strings_are_shown_as_text() {
     let tmp = tempdir();
@@ -384,6 +419,13 @@ fn the_pages_in_a_real_browser() {
         let cell = format!("<span class=\"mean\">{mean:.1}</span> ± {std:.1} <span class=\"n\">(n=2)</span>");
         assert!(dom.contains(&cell), "lr {lr}: {cell} not in the rendered page: {dom}");
     }
+    // The sweep's own axis is the default grouping, and both charts are
+    // drawn: the runs in parallel coordinates (a line each, coloured), and
+    // the two linear columns against each other per group.
+    assert!(dom.contains("<input name=\"by\" size=\"40\" value=\"train.lr\""), "grouped by the declared axis: {dom}");
+    assert!(dom.contains("4 finished runs") && dom.matches("stroke-width=\"2\" points").count() >= 4, "parallel coordinates: {dom}");
+    let first_two: Vec<String> = store.evaluations(1).unwrap().iter().filter(|e| e.checkpoint == "final" && e.protocol != "sensitivity").map(|e| format!("{}/{}", e.protocol, e.task)).collect();
+    assert!(dom.contains("Trade-off") && dom.contains(" against ") && dom.contains("(best)"), "the trade-off chart of {first_two:?}: {dom}");
 
     // A screenshot of each page for people, in the test's output folder.
     // With AUGUR_SCREENSHOTS=DIR they go to DIR, and with

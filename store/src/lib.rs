@@ -259,6 +259,17 @@ fn placeholders(n: usize) -> String {
     (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
+/// A metric series in brief: its last point, and its highest and lowest
+/// values with the step each was first reached, as (step, value).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricSummary {
+    pub run_id: i64,
+    pub key: String,
+    pub last: (i64, f64),
+    pub highest: (i64, f64),
+    pub lowest: (i64, f64),
+}
+
 /// One point of a metric series.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricPoint {

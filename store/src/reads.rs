@@ -212,6 +212,45 @@ impl Store {
         })
     }
 
+    /// Per run and metric key: the last value and step, the highest and the
+    /// lowest with the first step each was reached, for `keys` of `runs`
+    /// (the ablation's best-versus-last columns).
+    pub fn metric_summaries(&self, runs: &[i64], keys: &[String]) -> Result<Vec<MetricSummary>> {
+        let mut out = Vec::new();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        for chunk in runs.chunks(ID_LIST) {
+            let ids = placeholders(chunk.len());
+            let names = (chunk.len() + 1..=chunk.len() + keys.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT s.run_id, s.key, s.last_step,
+                        (SELECT m.value FROM metrics m WHERE m.run_id = s.run_id AND m.key = s.key AND m.step = s.last_step),
+                        s.hi, (SELECT MIN(m.step) FROM metrics m WHERE m.run_id = s.run_id AND m.key = s.key AND m.value = s.hi),
+                        s.lo, (SELECT MIN(m.step) FROM metrics m WHERE m.run_id = s.run_id AND m.key = s.key AND m.value = s.lo)
+                 FROM (SELECT run_id, key, MAX(step) AS last_step, MAX(value) AS hi, MIN(value) AS lo
+                       FROM metrics WHERE run_id IN ({ids}) AND key IN ({names}) GROUP BY run_id, key) s
+                 ORDER BY s.run_id, s.key"
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for key in keys {
+                q = q.bind(key.as_str());
+            }
+            let rows = self.rt.block_on(q.fetch_all(&self.pool))?;
+            out.extend(rows.iter().map(|r| MetricSummary {
+                run_id: r.get(0),
+                key: r.get(1),
+                last: (r.get(2), r.get(3)),
+                highest: (r.get(5), r.get(4)),
+                lowest: (r.get(7), r.get(6)),
+            }));
+        }
+        Ok(out)
+    }
+
     /// A short string that changes whenever a run changes state or gets an
     /// evaluation: what a runs table shows (not the training progress).
     pub fn table_token(&self) -> Result<String> {

@@ -186,3 +186,21 @@ fn a_file_that_is_no_store_is_refused_by_readers() {
     assert!(refused.contains("not an augur store"), "{refused}");
     assert_eq!(std::fs::read(&path).unwrap(), b"", "left empty");
 }
+
+#[test]
+fn metric_summaries_give_the_last_point_and_the_extremes_with_their_steps() {
+    for location in locations("summaries") {
+        let store = store_with_runs(&location, 2);
+        let point = |key: &str, step: i64, value: f64| MetricPoint { key: key.into(), step, value };
+        store.log_metrics(1, &[point("acc", 0, 10.0), point("acc", 1, 30.0), point("acc", 2, 30.0), point("acc", 3, 20.0), point("loss", 0, 2.0)]).unwrap();
+        store.log_metrics(2, &[point("acc", 0, 5.0)]).unwrap();
+        let all = store.metric_summaries(&[1, 2], &["acc".to_string()]).unwrap();
+        assert_eq!(all.len(), 2, "{location}: one per run and asked key: {all:?}");
+        assert_eq!(
+            all[0],
+            MetricSummary { run_id: 1, key: "acc".into(), last: (3, 20.0), highest: (1, 30.0), lowest: (0, 10.0) },
+            "{location}: the highest first reached at step 1"
+        );
+        assert_eq!((all[1].last, all[1].highest), ((0, 5.0), (0, 5.0)));
+    }
+}
