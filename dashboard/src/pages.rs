@@ -612,14 +612,20 @@ fn chart_choices(p: &Params, columns: &[String]) -> (Vec<String>, Option<String>
 /// The sweep's finished runs as parallel coordinates: one axis per grouping
 /// key (its values as categories) and per chosen column.
 fn parallel_chart(table: &Table, keys: &[String], columns: &[String], colour: Option<&str>) -> String {
-    let rows: Vec<&tables::Row> = table.rows.iter().filter(|r| r.run.status == "finished").collect();
+    let finished: Vec<&tables::Row> = table.rows.iter().filter(|r| r.run.status == "finished").collect();
+    // Beyond a few hundred lines the chart is ink, and the page megabytes:
+    // an even sample (every k-th run) stands for a larger sweep.
+    const MOST: usize = 500;
+    let every = finished.len().div_ceil(MOST).max(1);
+    let rows: Vec<&tables::Row> = finished.iter().step_by(every).copied().collect();
+    let title = if every > 1 { format!("{} of {} finished runs (every {every}th)", rows.len(), finished.len()) } else { format!("{} finished runs", rows.len()) };
     let mut axes: Vec<charts::Axis> = keys
         .iter()
         .map(|k| charts::Axis { name: k.clone(), values: rows.iter().map(|r| r.config.get(k).map(|v| charts::AxisValue::Category(compact(v)))).collect() })
         .collect();
     axes.extend(columns.iter().map(|c| charts::Axis { name: c.clone(), values: rows.iter().map(|r| r.evals.get(c).map(|v| charts::AxisValue::Number(*v))).collect() }));
     let colours: Vec<Option<f64>> = rows.iter().map(|r| colour.and_then(|c| r.evals.get(c).copied())).collect();
-    charts::parallel_coordinates(&format!("{} finished runs", rows.len()), &axes, &colours, 900, 360)
+    charts::parallel_coordinates(&title, &axes, &colours, 900, 360)
 }
 
 pub fn ablation_export(app: &App, p: &Params, format: ExportFormat) -> Result<String, PageError> {
