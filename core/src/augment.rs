@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::record::{AugmentationRecord, ColorJitter, CropBox, JitterOp};
+use crate::record::{AugmentationRecord, ColorJitter, CropBox, DescriptorKey, JitterOp};
 use crate::views::{StageViews, ViewBatch};
 
 /// A borrowed RGB image, channel-major (`[3, height, width]`), bytes 0..=255.
@@ -90,6 +90,11 @@ pub struct AugmentConfig {
     /// run with such a backbone is hashed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invariance_views: Option<InvarianceViews>,
+    /// Side in pixels of E-SSL's small rotated view (default half the image
+    /// side: the official 16 on CIFAR's 32). The view is made only for a
+    /// method that reads the `rotation` key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_side: Option<usize>,
 }
 
 /// How [`Pipeline::for_invariance`] makes the views of a setting.
@@ -191,6 +196,11 @@ pub struct Pipeline {
     pub stage_draw: StageDraw,
     /// See [`AugmentConfig::invariance_views`].
     pub invariance_views: InvarianceViews,
+    /// With `Some(side)`, [`Pipeline::two_views`] also makes one view of every
+    /// image at this side (the same augmentations, drawn after the pair) in
+    /// its four rotations ([`crate::views::RotatedViews`]). Set for methods
+    /// that read the `rotation` key ([`Pipeline::for_keys`]).
+    pub rotation_side: Option<usize>,
 }
 
 impl Pipeline {
@@ -214,6 +224,7 @@ impl Pipeline {
             stages: Vec::new(),
             stage_draw: StageDraw::Independent,
             invariance_views: InvarianceViews::Official,
+            rotation_side: None,
         };
         match name {
             "simclr-cifar" => Ok(simclr),
@@ -260,6 +271,12 @@ impl Pipeline {
         p.stages = cfg.stages.iter().map(|s| StageOp::parse(s)).collect::<Result<_, _>>()?;
         p.stage_draw = cfg.stage_draw.unwrap_or_default();
         p.invariance_views = cfg.invariance_views.unwrap_or_default();
+        if let Some(side) = cfg.rotation_side {
+            if side < 4 || side > output_size {
+                return Err(format!("augment.rotation_side = {side} must lie in [4, {output_size}] (the image side)"));
+            }
+        }
+        p.rotation_side = cfg.rotation_side;
         let mut seen = p.stages.clone();
         seen.sort_by_key(|op| *op as u8);
         seen.dedup();
@@ -452,7 +469,42 @@ impl Pipeline {
             }
         }
         let last = pairs.pop().expect("at least one stage");
-        ViewBatch { side, views: last.views, records: last.records, stages: pairs, invariance: None, black: [0.0; 3] }
+        let rotated = self.rotation_side.map(|small| self.rotated_views(images, small, seed, step));
+        ViewBatch { side, views: last.views, records: last.records, stages: pairs, invariance: None, black: [0.0; 3], rotated }
+    }
+
+    /// This pipeline for a method that reads `keys`: E-SSL's rotated views
+    /// when it reads `rotation` (at `augment.rotation_side`, else half the
+    /// image side), as the pipeline was otherwise.
+    pub fn for_keys(mut self, keys: &[DescriptorKey]) -> Pipeline {
+        if keys.contains(&DescriptorKey::Rotation) {
+            self.rotation_side = Some(self.rotation_side.unwrap_or((self.output_size / 2).max(4)));
+        } else {
+            self.rotation_side = None;
+        }
+        self
+    }
+
+    /// One view of every image at side `small` (this pipeline's
+    /// augmentations, from an image stream of its own so the pair is what it
+    /// is without it), then all four rotations of it, as the official
+    /// `rotate_images` lays them out: every image at 0 degrees, then 90, 180
+    /// and 270 (counter-clockwise).
+    fn rotated_views(&self, images: &[ImageRef], small: usize, seed: u64, step: u64) -> crate::views::RotatedViews<Vec<f32>> {
+        let at_small = Pipeline { output_size: small, stages: Vec::new(), rotation_side: None, ..self.clone() };
+        let views: Vec<(ImageF32, AugmentationRecord)> = images
+            .par_iter()
+            .enumerate()
+            .map(|(i, img)| at_small.view(*img, &mut image_rng(seed ^ 0x0E55_1A07_0000_0004, step, i as u64)))
+            .collect();
+        let mut out = crate::views::RotatedViews { side: small, views: Vec::with_capacity(4 * views.len() * 3 * small * small), records: Vec::with_capacity(4 * views.len()) };
+        for quarter in 0..4u8 {
+            for (img, record) in &views {
+                out.views.extend_from_slice(&rotate_quarters(img, quarter).data);
+                out.records.push(AugmentationRecord { rotation: quarter, ..record.clone() });
+            }
+        }
+        out
     }
 
     /// [`Pipeline::two_views`] for a backbone whose invariance vector has
@@ -642,6 +694,33 @@ pub fn hflip(img: &mut ImageF32) {
     for row in img.data.chunks_mut(w) {
         row.reverse();
     }
+}
+
+/// A square image turned `quarters` quarter turns counter-clockwise
+/// (`torch.rot90(x, quarters, dims=(2, 3))`: one turn puts pixel (i, j) at
+/// (side - 1 - j, i)).
+pub fn rotate_quarters(img: &ImageF32, quarters: u8) -> ImageF32 {
+    let n = img.width;
+    assert_eq!(img.height, n, "rotations are of square views");
+    let mut out = img.clone();
+    let plane = n * n;
+    for c in 0..3 {
+        let src = &img.data[c * plane..(c + 1) * plane];
+        let dst = &mut out.data[c * plane..(c + 1) * plane];
+        for i in 0..n {
+            for j in 0..n {
+                // out[i][j] after k turns, read from the source.
+                let (y, x) = match quarters % 4 {
+                    0 => (i, j),
+                    1 => (j, n - 1 - i),
+                    2 => (n - 1 - i, n - 1 - j),
+                    _ => (n - 1 - j, i),
+                };
+                dst[i * n + j] = src[y * n + x];
+            }
+        }
+    }
+    out
 }
 
 /// Apply jitter factors in their recorded order (torchvision semantics).
@@ -1029,6 +1108,41 @@ mod tests {
         assert_eq!(blur_kernel_size(4), 3);
         gaussian_blur(&mut img, 0.8);
         assert!(close(&img.data, &TORCHVISION_BLURRED, 1e-5), "{:?}", img.data);
+    }
+
+    /// One quarter turn is `torch.rot90(x, 1, dims=(2, 3))`, counter-clockwise
+    /// (the official `rotate_images`' `flip(3).transpose(2, 3)`).
+    #[test]
+    fn rotations_turn_counter_clockwise_as_torch_rot90() {
+        let img = ImageF32 { data: [1.0, 2.0, 3.0, 4.0].into_iter().chain([0.0; 8]).collect(), height: 2, width: 2 };
+        let turned = |k| rotate_quarters(&img, k).data[..4].to_vec();
+        assert_eq!(turned(0), [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(turned(1), [2.0, 4.0, 1.0, 3.0]);
+        assert_eq!(turned(2), [4.0, 3.0, 2.0, 1.0]);
+        assert_eq!(turned(3), [3.0, 1.0, 4.0, 2.0]);
+    }
+
+    /// A method that reads `rotation` gets one half-side view of every image
+    /// in its four rotations, laid out rotation-major, each recorded; the
+    /// pair itself is what it is without them.
+    #[test]
+    fn reading_rotation_adds_four_turns_of_a_small_view_and_leaves_the_pair() {
+        let bytes = test_image(16, 16);
+        let img = ImageRef { data: &bytes, height: 16, width: 16 };
+        let plain = Pipeline::from_config(&AugmentConfig::default(), 16).unwrap();
+        let reading = plain.clone().for_keys(&[DescriptorKey::Rotation]);
+        let (a, b) = (plain.two_views(&[img, img], 3, 7), reading.two_views(&[img, img], 3, 7));
+        assert!(a.rotated.is_none());
+        assert_eq!((a.views, a.records), (b.views, b.records), "the pair is unchanged");
+        let r = b.rotated.expect("rotated views");
+        assert_eq!((r.side, r.records.len(), r.views.len()), (8, 8, 8 * 3 * 8 * 8));
+        assert_eq!(r.records.iter().map(|x| x.rotation).collect::<Vec<_>>(), [0, 0, 1, 1, 2, 2, 3, 3]);
+        let view = |j: usize| ImageF32 { data: r.views[j * 192..(j + 1) * 192].to_vec(), height: 8, width: 8 };
+        for k in 1..4u8 {
+            assert_eq!(rotate_quarters(&view(1), k).data, view(2 * k as usize + 1).data, "image 1 turned {k} times");
+        }
+        assert_eq!(r.records[4].key_values(DescriptorKey::Rotation), [0.0, 0.0, 1.0, 0.0]);
+        assert!(Pipeline::from_config(&AugmentConfig { rotation_side: Some(40), ..Default::default() }, 32).unwrap_err().contains("rotation_side"));
     }
 
     #[test]

@@ -477,7 +477,7 @@ mod tests {
         let backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
         let views = [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device));
         let records = [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
-        let batch = ViewBatch { side: 8, views, records, stages: Vec::new(), invariance: Some(vec![1.0, 0.0]), black: [0.0; 3] };
+        let batch = ViewBatch { side: 8, views, records, stages: Vec::new(), invariance: Some(vec![1.0, 0.0]), black: [0.0; 3], rotated: None };
         let before: Vec<Vec<f32>> = method.projectors.iter().map(|p| flat_params(p.module())).collect();
         let out = method.forward(backbone.module(), &batch, &StepInfo { step: 0, total_steps: 10, lr: 0.1 });
         method.optimize(&mut out.loss.backward(), 0.1);
@@ -515,7 +515,7 @@ mod tests {
         let mut backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
         let views = [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device));
         let records = [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
-        let batch = ViewBatch { side: 8, views, records, stages: Vec::new(), invariance: None, black: [0.0; 3] };
+        let batch = ViewBatch { side: 8, views, records, stages: Vec::new(), invariance: None, black: [0.0; 3], rotated: None };
         let info = StepInfo { step: 0, total_steps: 10, lr: 0.1 };
 
         let out = method.forward(backbone.module(), &batch, &info);

@@ -8,8 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the descriptor schema below. Bump it when a key's meaning changes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the descriptor schema below. Bump it when a key's meaning
+/// changes or a key is added: 2 added `rotation` (E-SSL's rotated views);
+/// the keys of version 1 mean what they meant.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One key of the descriptor schema. The declaration order is alphabetical and
 /// is the order in which keys are concatenated.
@@ -22,18 +24,20 @@ pub enum DescriptorKey {
     Crop,
     Flip,
     Grayscale,
+    Rotation,
     Solarize,
 }
 
 impl DescriptorKey {
     /// Every key, in schema order.
-    pub const ALL: [DescriptorKey; 7] = [
+    pub const ALL: [DescriptorKey; 8] = [
         DescriptorKey::Blur,
         DescriptorKey::Color,
         DescriptorKey::ColorDiff,
         DescriptorKey::Crop,
         DescriptorKey::Flip,
         DescriptorKey::Grayscale,
+        DescriptorKey::Rotation,
         DescriptorKey::Solarize,
     ];
 
@@ -45,13 +49,14 @@ impl DescriptorKey {
             DescriptorKey::Crop => "crop",
             DescriptorKey::Flip => "flip",
             DescriptorKey::Grayscale => "grayscale",
+            DescriptorKey::Rotation => "rotation",
             DescriptorKey::Solarize => "solarize",
         }
     }
 
     pub fn dims(self) -> usize {
         match self {
-            DescriptorKey::Color | DescriptorKey::Crop => 4,
+            DescriptorKey::Color | DescriptorKey::Crop | DescriptorKey::Rotation => 4,
             DescriptorKey::ColorDiff => 3,
             _ => 1,
         }
@@ -140,6 +145,10 @@ pub struct AugmentationRecord {
     /// Gaussian blur sigma, `None` when blur was not applied.
     pub blur_sigma: Option<f32>,
     pub solarized: bool,
+    /// Quarter turns counter-clockwise applied last (E-SSL's rotated views;
+    /// 0 for every other view).
+    #[serde(default)]
+    pub rotation: u8,
 }
 
 impl AugmentationRecord {
@@ -159,6 +168,7 @@ impl AugmentationRecord {
             grayscale: false,
             blur_sigma: None,
             solarized: false,
+            rotation: 0,
         }
     }
 
@@ -189,6 +199,8 @@ impl AugmentationRecord {
             }
             DescriptorKey::Flip => vec![bit(self.flipped)],
             DescriptorKey::Grayscale => vec![bit(self.grayscale)],
+            // One-hot over 0, 90, 180 and 270 degrees (E-SSL's four classes).
+            DescriptorKey::Rotation => (0..4).map(|k| bit(self.rotation % 4 == k)).collect(),
             DescriptorKey::Solarize => vec![bit(self.solarized)],
         }
     }

@@ -30,6 +30,19 @@ pub struct ViewBatch<P = Tensor<4>> {
     /// A black pixel in the views' units, per channel: 0 before
     /// normalisation, `-mean/std` after. What a warp shows outside its source.
     pub black: [f32; 3],
+    /// E-SSL's rotated views, made when the method reads the `rotation` key
+    /// ([`crate::augment::Pipeline::rotation_side`]); else `None`.
+    pub rotated: Option<RotatedViews<P>>,
+}
+
+/// One small view of every image, in each of the four rotations: `4n`
+/// images `[4n, 3, side, side]`, all images at 0 degrees first, then 90,
+/// 180 and 270 (counter-clockwise), the rotation in each record.
+#[derive(Clone, Debug)]
+pub struct RotatedViews<P = Tensor<4>> {
+    pub side: usize,
+    pub views: P,
+    pub records: Vec<AugmentationRecord>,
 }
 
 /// The two views of one stage of expanded views.
@@ -53,6 +66,9 @@ impl ViewBatch<Vec<f32>> {
         for view in self.views.iter_mut().chain(stage_views) {
             normalise_images(view, plane, mean, std);
         }
+        if let Some(r) = &mut self.rotated {
+            normalise_images(&mut r.views, r.side * r.side, mean, std);
+        }
         self.black = std::array::from_fn(|c| (self.black[c] - mean[c]) / std[c]);
         self
     }
@@ -68,6 +84,11 @@ impl ViewBatch<Vec<f32>> {
             stages: self.stages.into_iter().map(|s| StageViews { views: tensors(s.views), records: s.records }).collect(),
             invariance: self.invariance,
             black: self.black,
+            rotated: self.rotated.map(|r| RotatedViews {
+                views: Tensor::<4>::from_data(TensorData::new(r.views, [r.records.len(), 3, r.side, r.side]), device),
+                side: r.side,
+                records: r.records,
+            }),
         }
     }
 }

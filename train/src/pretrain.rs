@@ -325,7 +325,8 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
         env.recorder.replace_evaluations("random_init", &rows)?;
     }
 
-    let pipeline = Pipeline::from_config(&cfg.augment, data.train.side).map_err(|e| anyhow!(e))?;
+    // The views the method's keys need (E-SSL's rotated ones when it reads `rotation`).
+    let pipeline = Pipeline::from_config(&cfg.augment, data.train.side).map_err(|e| anyhow!(e))?.for_keys(&method.descriptor_keys());
     let mut backbone = Trainable::new(backbone, &cfg.optimizer);
     let mut probe = cfg.eval.online_linear.then(|| OnlineProbe::new(data, cfg.model.feature_dim(), &ad));
     let start = match &resume {
