@@ -58,12 +58,18 @@ pub enum Command {
         /// flex, tch-cpu, cuda:N or auto (the libtorch ones need the tch build, scripts/tch.sh).
         #[arg(long)]
         device: Option<String>,
+        /// Only the runs whose config has KEY=VALUE (repeatable), e.g. --where method.name=simclr.
+        #[arg(long = "where", value_name = "KEY=VALUE")]
+        only: Vec<String>,
     },
     /// Queue a sweep's runs for workers (`augur worker`) without running them.
     Submit {
         file: PathBuf,
         #[arg(long, default_value = "augur.db")]
         store: String,
+        /// Only the runs whose config has KEY=VALUE (repeatable).
+        #[arg(long = "where", value_name = "KEY=VALUE")]
+        only: Vec<String>,
     },
     /// Queue a sweep on a PostgreSQL store and launch its workers as a Slurm job array (requeued on preemption).
     Slurm {
@@ -365,9 +371,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             plan(&file, &store, &dir)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { file, store, workers, device } => run_sweep(&file, &store, &dir, workers, device.as_deref()),
-        Command::Submit { file, store } => {
+        Command::Run { file, store, workers, device, only } => run_sweep(&file, &store, &dir, workers, device.as_deref(), &only),
+        Command::Submit { file, store, only } => {
             let mut sweep = SweepFile::load(&file)?;
+            sweep.retain_where(&only)?;
             let plugins = Plugins::load_dir(&dir)?;
             check_sweep(&mut sweep, &plugins)?;
             let store = Store::open(&store)?;

@@ -52,11 +52,12 @@ pub fn submit(store: &Store, sweep: &SweepFile) -> Result<i64> {
 
 /// `augur run`: check, queue, then `workers` workers in this process work
 /// through this sweep's runs.
-pub fn run_sweep(file: &Path, store_path: &str, plugin_dir: &Path, workers: usize, device: Option<&str>) -> Result<ExitCode> {
+pub fn run_sweep(file: &Path, store_path: &str, plugin_dir: &Path, workers: usize, device: Option<&str>, only: &[String]) -> Result<ExitCode> {
     if workers == 0 {
         anyhow::bail!("--workers 0: give at least one worker");
     }
     let mut sweep = SweepFile::load(file)?;
+    sweep.retain_where(only)?;
     // This process trains the runs: every device they name must open here
     // (`augur submit` leaves that to the workers, which may be elsewhere).
     match device {

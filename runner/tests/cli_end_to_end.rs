@@ -296,3 +296,24 @@ fn a_plugin_panic_or_a_transient_nan_fails_only_its_run() {
     assert_eq!(outcomes, [Some("failed"), Some("finished")]);
 }
 
+
+/// `--where KEY=VALUE` runs part of a sweep; the same runs (same hashes)
+/// are linked, not run again, when the whole sweep runs later.
+#[test]
+fn where_runs_part_of_a_sweep() {
+    let dir = tempdir();
+    let store = dir.path().join("w.db");
+    let store_arg = store.to_str().unwrap();
+    let file = write(dir.path(), "w.toml", &tiny_sweep(SYNTHETIC, "[sweep.grid]\n\"method.temperature\" = [0.5, 0.2]\n"));
+    let o = augur(&["run", file.to_str().unwrap(), "--where", "method.temperature=0.2", "--store", store_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let runs = runs_json(&store);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["overrides"]["method.temperature"], 0.2);
+    let o = augur(&["submit", file.to_str().unwrap(), "--store", store_arg]);
+    assert!(stdout(&o).contains("1 new, 1 linked"), "{}", stdout(&o));
+    let o = augur(&["run", file.to_str().unwrap(), "--where", "method.temperature=0.3", "--store", store_arg]);
+    assert!(!o.status.success() && stderr(&o).contains("no run of") && stderr(&o).contains("0.2, 0.5"), "{}", stderr(&o));
+    let o = augur(&["run", file.to_str().unwrap(), "--where", "method.nonesuch=1", "--store", store_arg]);
+    assert!(!o.status.success() && stderr(&o).contains("has the key `method.nonesuch`"), "{}", stderr(&o));
+}

@@ -271,6 +271,31 @@ fn matches_rule(resolved: &serde_json::Value, rule: &Assignments) -> bool {
 }
 
 impl SweepFile {
+    /// Keep only the runs whose config has each `KEY=VALUE` of `filters`
+    /// (dotted keys; values as a sweep file writes them, strings unquoted):
+    /// part of a sweep, run now, whose runs are the same runs (same hashes)
+    /// as when the whole sweep runs later.
+    pub fn retain_where(&mut self, filters: &[String]) -> anyhow::Result<()> {
+        for filter in filters {
+            let (key, value) = filter
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--where {filter}: give KEY=VALUE, e.g. --where method.name=simclr"))?;
+            let value_of = |run: &PlannedRun| -> Option<String> {
+                let config = serde_json::to_value(&run.config).ok()?;
+                key.split('.').try_fold(&config, |v, part| v.get(part)).map(compact)
+            };
+            let seen: BTreeSet<String> = self.runs.iter().filter_map(&value_of).collect();
+            if seen.is_empty() {
+                anyhow::bail!("--where {filter}: no run of {} has the key `{key}`", self.path.display());
+            }
+            self.runs.retain(|run| value_of(run).as_deref() == Some(value));
+            if self.runs.is_empty() {
+                anyhow::bail!("--where {filter}: no run of {} has {key} = {value}; its values there: {}", self.path.display(), seen.into_iter().collect::<Vec<_>>().join(", "));
+            }
+        }
+        Ok(())
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let source = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read sweep file {}: {e}", path.display()))?;
