@@ -197,7 +197,8 @@ fn place(axis: &Axis) -> (Vec<Option<f64>>, Vec<(f64, String)>) {
 
 /// Parallel coordinates: one line per run across `axes`, coloured by
 /// `colour` (a value per run, low to high on the viridis scale; grey where
-/// a run has none), as an SVG string.
+/// a run has none), as an SVG string. The axis names take the top line, so
+/// the page gives the chart's title (`title` is for the empty case).
 pub fn parallel_coordinates(title: &str, axes: &[Axis], colour: &[Option<f64>], width: u32, height: u32) -> String {
     let runs = axes.first().map_or(0, |a| a.values.len());
     if axes.len() < 2 || runs == 0 {
@@ -212,8 +213,8 @@ pub fn parallel_coordinates(title: &str, axes: &[Axis], colour: &[Option<f64>], 
         let _ = root.fill(&WHITE);
         let n = axes.len() as f64;
         let chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
             .margin(12)
+            .margin_top(24)
             .margin_left(60)
             .margin_right(60)
             .x_label_area_size(24)

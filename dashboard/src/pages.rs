@@ -578,8 +578,8 @@ pub fn ablation(app: &App, p: &Params) -> Result<Markup, PageError> {
                 }
             }
             h2 { "Runs" }
-            p.note { "Each finished run is a line across the grouping keys and the chosen columns, coloured by " (colour_by.clone().unwrap_or_else(|| "-".into())) " (dark: low, yellow: high)." }
-            figure { (PreEscaped(parallel)) }
+            p.note { (parallel.0) ": each a line across the grouping keys and the chosen columns, coloured by " (colour_by.clone().unwrap_or_else(|| "-".into())) " (dark: low, yellow: high)." }
+            figure { (PreEscaped(parallel.1)) }
             @if !trade.is_empty() {
                 h2 { "Trade-off" }
                 figure { (PreEscaped(trade)) }
@@ -610,8 +610,8 @@ fn chart_choices(p: &Params, columns: &[String]) -> (Vec<String>, Option<String>
 }
 
 /// The sweep's finished runs as parallel coordinates: one axis per grouping
-/// key (its values as categories) and per chosen column.
-fn parallel_chart(table: &Table, keys: &[String], columns: &[String], colour: Option<&str>) -> String {
+/// key (its values as categories) and per chosen column; (title, SVG).
+fn parallel_chart(table: &Table, keys: &[String], columns: &[String], colour: Option<&str>) -> (String, String) {
     let finished: Vec<&tables::Row> = table.rows.iter().filter(|r| r.run.status == "finished").collect();
     // Beyond a few hundred lines the chart is ink, and the page megabytes:
     // an even sample (every k-th run) stands for a larger sweep.
@@ -621,11 +621,13 @@ fn parallel_chart(table: &Table, keys: &[String], columns: &[String], colour: Op
     let title = if every > 1 { format!("{} of {} finished runs (every {every}th)", rows.len(), finished.len()) } else { format!("{} finished runs", rows.len()) };
     let mut axes: Vec<charts::Axis> = keys
         .iter()
-        .map(|k| charts::Axis { name: k.clone(), values: rows.iter().map(|r| r.config.get(k).map(|v| charts::AxisValue::Category(compact(v)))).collect() })
+        // An absent key (an option left at its default, `method.aware` of a plain run) is "-", as in the table.
+        .map(|k| charts::Axis { name: k.clone(), values: rows.iter().map(|r| Some(charts::AxisValue::Category(r.config.get(k).map(compact).unwrap_or_else(|| "-".into())))).collect() })
         .collect();
     axes.extend(columns.iter().map(|c| charts::Axis { name: c.clone(), values: rows.iter().map(|r| r.evals.get(c).map(|v| charts::AxisValue::Number(*v))).collect() }));
     let colours: Vec<Option<f64>> = rows.iter().map(|r| colour.and_then(|c| r.evals.get(c).copied())).collect();
-    charts::parallel_coordinates(&title, &axes, &colours, 900, 360)
+    let svg = charts::parallel_coordinates(&title, &axes, &colours, 900, 360);
+    (title, svg)
 }
 
 pub fn ablation_export(app: &App, p: &Params, format: ExportFormat) -> Result<String, PageError> {

@@ -423,7 +423,7 @@ fn the_pages_in_a_real_browser() {
     // drawn: the runs in parallel coordinates (a line each, coloured), and
     // the two linear columns against each other per group.
     assert!(dom.contains("<input name=\"by\" size=\"40\" value=\"train.lr\""), "grouped by the declared axis: {dom}");
-    assert!(dom.contains("4 finished runs") && dom.matches("stroke-width=\"2\" points").count() >= 4, "parallel coordinates: {dom}");
+    assert!(dom.contains("4 finished runs: each a line") && dom.matches("stroke-width=\"2\" points").count() >= 4, "parallel coordinates: {dom}");
     let first_two: Vec<String> = store.evaluations(1).unwrap().iter().filter(|e| e.checkpoint == "final" && e.protocol != "sensitivity").map(|e| format!("{}/{}", e.protocol, e.task)).collect();
     assert!(dom.contains("Trade-off") && dom.contains(" against ") && dom.contains("(best)"), "the trade-off chart of {first_two:?}: {dom}");
 
@@ -450,7 +450,9 @@ fn the_pages_in_a_real_browser() {
         let shot = out.join(format!("dashboard-{name}.png"));
         let _ = std::fs::remove_file(&shot);
         let url = format!("http://{}{path}", server.addr);
-        chromium_run(tmp.path(), &["--window-size=1280,900".into(), "--hide-scrollbars".into(), format!("--screenshot={}", shot.display()), url]);
+        // The ablation page is taller: its table, then both charts.
+        let size = if name == "ablation" { "--window-size=1280,1750" } else { "--window-size=1280,900" };
+        chromium_run(tmp.path(), &[size.into(), "--hide-scrollbars".into(), format!("--screenshot={}", shot.display()), url]);
         let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("chromium wrote the screenshot of {path}"));
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{path}: a real picture ({} bytes)", png.len());
         eprintln!("screenshot: {}", shot.display());
