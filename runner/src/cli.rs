@@ -204,9 +204,13 @@ pub enum Command {
         /// `final` (the latest checkpoint) or the step of another checkpoint.
         #[arg(long, default_value = "final", value_parser = crate::interop_command::parse_which)]
         checkpoint: crate::interop_command::Which,
-        /// The file to write (`.safetensors`).
+        /// The file to write.
         #[arg(long)]
         out: PathBuf,
+        /// `safetensors`, or `pth` (a `torch.save`d state dict; written by
+        /// PyTorch itself: the python of AUGUR_PYTHON, else python3, must have torch and safetensors).
+        #[arg(long, value_enum, default_value = "safetensors")]
+        format: crate::interop_command::ExportFormat,
         #[arg(long, default_value = "augur.db")]
         store: String,
     },
@@ -454,8 +458,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::eval_command::run(&store, &target, &request, &Plugins::load_dir(&dir)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Export { run, checkpoint, out, store } => {
-            crate::interop_command::export(&store, run, checkpoint, &out)?;
+        Command::Export { run, checkpoint, out, format, store } => {
+            crate::interop_command::export(&store, run, checkpoint, format, &out)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Import { file, arch, stem, key_prefix, name, store } => {

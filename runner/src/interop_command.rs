@@ -23,6 +23,16 @@ pub enum Which {
     Step(usize),
 }
 
+/// The file `augur export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Safetensors,
+    /// PyTorch's own format, written by PyTorch (burn-store reads `.pth`
+    /// but does not write it): the safetensors file, loaded and
+    /// `torch.save`d by a python that has torch and safetensors.
+    Pth,
+}
+
 /// `final` or a step number.
 pub fn parse_which(s: &str) -> Result<Which, String> {
     match s {
@@ -33,7 +43,7 @@ pub fn parse_which(s: &str) -> Result<Which, String> {
 
 /// `augur export RUN --out FILE`: the backbone of one of the run's
 /// checkpoints, with where it came from in the file's metadata.
-pub fn export(store_location: &str, run: i64, which: Which, out: &Path) -> Result<()> {
+pub fn export(store_location: &str, run: i64, which: Which, format: ExportFormat, out: &Path) -> Result<()> {
     let store = Store::open_read_only(store_location)?;
     let detail = store.run(run)?.ok_or_else(|| anyhow!("no run {run} in {}", store.location))?;
     let cfg: RunConfig = serde_json::from_value(detail.config.clone()).context("the stored config does not parse")?;
@@ -60,8 +70,43 @@ pub fn export(store_location: &str, run: i64, which: Which, out: &Path) -> Resul
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let count = export_backbone(&backbone, &cfg.model, step as i64, metadata, out)?;
+    let count = match format {
+        ExportFormat::Safetensors => export_backbone(&backbone, &cfg.model, step as i64, metadata, out)?,
+        ExportFormat::Pth => {
+            let staged = out.with_extension("augur-export.safetensors");
+            let count = export_backbone(&backbone, &cfg.model, step as i64, metadata, &staged)?;
+            let written = torch_save(&staged, out);
+            let _ = std::fs::remove_file(&staged);
+            written?;
+            count
+        }
+    };
     println!("run {run}, step {step}: {count} tensors with torchvision's names written to {}", out.display());
+    Ok(())
+}
+
+/// `torch.save` of the state dict in the safetensors file `from` (a plain
+/// state dict, as `load_state_dict` takes it: the provenance metadata stays
+/// with the safetensors form), by the python of `AUGUR_PYTHON` or `python3`.
+fn torch_save(from: &Path, to: &Path) -> Result<()> {
+    let python = std::env::var_os("AUGUR_PYTHON").unwrap_or_else(|| "python3".into());
+    let script = "import collections, sys, torch\n\
+                  from safetensors.torch import load_file\n\
+                  torch.save(collections.OrderedDict(sorted(load_file(sys.argv[1]).items())), sys.argv[2])\n";
+    let out = std::process::Command::new(&python)
+        .args(["-c", script])
+        .arg(from)
+        .arg(to)
+        .output()
+        .with_context(|| format!("--format pth runs {} (AUGUR_PYTHON, else python3), which could not start", python.to_string_lossy()))?;
+    if !out.status.success() {
+        bail!(
+            "--format pth: {} could not write {} ({}); it needs torch and safetensors (scripts/tch.sh's venv has both: AUGUR_PYTHON=~/.cache/augur/torch-2.9.0/bin/python), or export --format safetensors",
+            python.to_string_lossy(),
+            to.display(),
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("no message")
+        );
+    }
     Ok(())
 }
 

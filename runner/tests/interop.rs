@@ -103,6 +103,18 @@ fn an_exported_resnet18_is_pytorchs_and_its_checkpoints_come_back() {
         let gap = max_difference(&ours, &features_of(&store, id));
         assert!(gap <= 1e-6 * scale, "{sweep}: the imported weights give other features ({gap})");
     }
+    // `--format pth`, written by PyTorch itself, is a state dict that imports back.
+    let pth_out = dir.path().join("out/backbone.pth");
+    let o = augur_with_env(&[("AUGUR_PYTHON", python.to_str().unwrap())], &["export", "1", "--format", "pth", "--out", pth_out.to_str().unwrap(), "--store", store_arg]);
+    assert!(o.status.success() && stdout(&o).contains("120 tensors"), "{}{}", stdout(&o), stderr(&o));
+    let o = augur(&["import", pth_out.to_str().unwrap(), "--arch", "resnet18", "--stem", "cifar", "--name", "exported-pth", "--store", store_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let runs_now = Store::open_read_only(&store).unwrap().runs(None).unwrap();
+    let from_pth = runs_now.iter().find(|r| r.sweep == "exported-pth").unwrap().id;
+    assert!(max_difference(&ours, &features_of(&store, from_pth)) <= 1e-6 * scale, "the .pth export holds the run's weights");
+    let o = augur_with_env(&[("AUGUR_PYTHON", "/nonexistent/python")], &["export", "1", "--format", "pth", "--out", "x.pth", "--store", store_arg]);
+    assert!(!o.status.success() && stderr(&o).contains("AUGUR_PYTHON"), "{}", stderr(&o));
+
     // The same bytes again: the same run.
     let o = augur(&["import", pth.to_str().unwrap(), "--arch", "resnet18", "--stem", "cifar", "--name", "again", "--store", store_arg]);
     assert!(o.status.success() && stdout(&o).contains(&format!("is run {} already", id_of("torch"))), "{}", stdout(&o));
