@@ -150,6 +150,31 @@ fn first_schema_store(path: &Path) {
     });
 }
 
+/// The PostgreSQL store at `url` as its first migration left it, with the
+/// same rows as [`first_schema_store`].
+fn first_schema_postgres(url: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await.unwrap();
+        let mut first = sqlx::migrate!("./migrations/postgres");
+        first.migrations = std::borrow::Cow::Owned(first.migrations[..1].to_vec());
+        first.run(&pool).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO sweeps (id, name, file, source, created_at) VALUES (1, 'old', 'old.toml', '', '2026-01-01T00:00:00.000Z');
+             INSERT INTO runs (id, sweep_id, name, method, seed, config, config_hash, group_hash, overrides, schema, status, git_commit, created_at)
+                 VALUES (1, 1, 'simclr-s0', 'simclr', 0, '{\"seed\":0}', 'h', 'g', '{}', '{}', 'finished', 'abc', '2026-01-01T00:00:00.000Z');
+             INSERT INTO sweep_runs (sweep_id, run_id, name, overrides) VALUES (1, 1, 'simclr-s0', '{}');
+             INSERT INTO metrics (run_id, key, step, value) VALUES (1, 'loss', 0, 2.5);
+             INSERT INTO evaluations (run_id, checkpoint, protocol, dataset, task, metric, value, settings)
+                 VALUES (1, 'final', 'knn', 'synthetic', 'shape', 'top1', 61.5, '{}');",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    });
+}
+
 #[test]
 fn a_store_of_the_first_schema_is_refused_by_readers_and_migrated_by_writers() {
     let dir = std::env::temp_dir().join(format!("augur-store-upgrade-{}", std::process::id()));
@@ -157,21 +182,32 @@ fn a_store_of_the_first_schema_is_refused_by_readers_and_migrated_by_writers() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("v1.db");
     first_schema_store(&path);
-    let before = std::fs::read(&path).unwrap();
+    let location = path.to_string_lossy().into_owned();
+    refused_then_migrated(&location, "./migrations/sqlite", sqlx::migrate!("./migrations/sqlite").iter().map(|m| m.version).max().unwrap());
+    if let Some(url) = services::postgres_database("store test upgrade") {
+        first_schema_postgres(&url);
+        refused_then_migrated(&url, "./migrations/postgres", sqlx::migrate!("./migrations/postgres").iter().map(|m| m.version).max().unwrap());
+    }
+}
 
-    let refused = Store::open_read_only(&path).err().expect("a reader refuses an older store").to_string();
-    assert!(refused.contains("schema version 1") && refused.contains("augur migrate --store"), "{refused}");
-    assert_eq!(std::fs::read(&path).unwrap(), before, "reading left the file as it was");
-
-    let store = Store::open(&path).unwrap();
-    let latest = sqlx::migrate!("./migrations/sqlite").iter().map(|m| m.version).max().unwrap();
-    assert_eq!(store.schema_version().unwrap(), latest);
+/// A store of the first schema at `location`: a reader refuses it (and, a
+/// SQLite file, leaves it byte for byte), a writer migrates it to `latest`
+/// with its rows kept, and then a reader opens it.
+fn refused_then_migrated(location: &str, migrations: &str, latest: i64) {
+    let file_before = (!is_postgres(location)).then(|| std::fs::read(location).unwrap());
+    let refused = Store::open_read_only(location).err().expect("a reader refuses an older store").to_string();
+    assert!(refused.contains("schema version 1") && refused.contains("augur migrate --store"), "{migrations}: {refused}");
+    if let Some(before) = file_before {
+        assert_eq!(std::fs::read(location).unwrap(), before, "reading left the file as it was");
+    }
+    let store = Store::open(location).unwrap();
+    assert_eq!(store.schema_version().unwrap(), latest, "{migrations}");
     let runs = store.runs(None).unwrap();
-    assert_eq!((runs.len(), runs[0].name.as_str(), runs[0].status.as_str()), (1, "simclr-s0", "finished"));
+    assert_eq!((runs.len(), runs[0].name.as_str(), runs[0].status.as_str()), (1, "simclr-s0", "finished"), "{migrations}");
     assert_eq!(store.metrics(1, "loss").unwrap().iter().map(|p| p.value).collect::<Vec<_>>(), vec![2.5]);
     assert_eq!(store.evaluations(1).unwrap().iter().map(|e| e.value).collect::<Vec<_>>(), vec![61.5]);
     drop(store);
-    let reader = Store::open_read_only(&path).expect("a migrated store opens for reading");
+    let reader = Store::open_read_only(location).expect("a migrated store opens for reading");
     assert_eq!(reader.runs(None).unwrap().len(), 1);
 }
 
