@@ -321,7 +321,10 @@ mod tests {
             vec![DescriptorKey::Blur, DescriptorKey::Color, DescriptorKey::Crop]
         );
         assert_eq!(s.dims(), 9);
-        assert_eq!(DescriptorSchema::full().dims(), 15);
+        // blur 1, color 4, color_diff 3, crop 4, flip 1, grayscale 1, rotation 4, solarize 1.
+        assert_eq!(DescriptorSchema::full().dims(), 19);
+        let rotation = DescriptorSchema::parse(&["rotation".into(), "flip".into()]).unwrap();
+        assert_eq!((rotation.keys, rotation.version), (vec![DescriptorKey::Flip, DescriptorKey::Rotation], 2));
         assert!(DescriptorSchema::parse(&["colour".into()]).is_err());
     }
 
