@@ -181,7 +181,11 @@ pub fn status(store_path: &str, sweep: Option<&str>) -> Result<()> {
     header.extend(states.iter().map(|s| s.to_string()));
     header.extend(["progress".to_string(), "eta".into()]);
     let mut rows = Vec::new();
+    // Who holds the running runs (a worker's name says its host, and under
+    // Slurm its job and array task: `slurm:JOB_TASK@host`), printed after the table.
+    let mut holders = Vec::new();
     for s in shown {
+        let sweep_runs = store.runs(Some(s.id))?;
         let mut row = vec![s.id.to_string(), s.name.clone()];
         row.extend(states.iter().map(|st| s.counts.get(*st).copied().unwrap_or(0).to_string()));
         let runs: i64 = s.counts.values().sum();
@@ -191,33 +195,30 @@ pub fn status(store_path: &str, sweep: Option<&str>) -> Result<()> {
         } else {
             format!("{finished}/{runs} runs")
         });
-        row.push(eta(&store, s.id)?.unwrap_or_else(|| "-".into()));
+        row.push(eta(&sweep_runs).unwrap_or_else(|| "-".into()));
         rows.push(row);
-    }
-    print_columns(&header, &rows);
-    // Who holds the running runs (a worker's name says its host, and under
-    // Slurm its job and array task: `slurm:JOB_TASK@host`).
-    for s in all.iter().filter(|s| sweep.is_none_or(|n| n == s.name)) {
-        let held: Vec<String> = store
-            .runs(Some(s.id))?
+        let held: Vec<String> = sweep_runs
             .iter()
             .filter(|r| r.status == "running")
             .map(|r| format!("run {} on {}", r.id, r.worker.as_deref().unwrap_or("?")))
             .collect();
         if !held.is_empty() {
-            println!("{}: {}", s.name, held.join(", "));
+            holders.push(format!("{}: {}", s.name, held.join(", ")));
         }
+    }
+    print_columns(&header, &rows);
+    for line in holders {
+        println!("{line}");
     }
     Ok(())
 }
 
 /// Remaining time of a sweep from the mean duration of its finished runs
 /// (or, before any finished, from the running runs' step rate).
-fn eta(store: &Store, sweep_id: i64) -> Result<Option<String>> {
-    let runs = store.runs(Some(sweep_id))?;
+fn eta(runs: &[augur_store::RunRow]) -> Option<String> {
     let left = runs.iter().filter(|r| r.status == "queued" || r.status == "running").count();
     if left == 0 {
-        return Ok(None);
+        return None;
     }
     let secs = |a: &Option<String>, b: &Option<String>| -> Option<f64> {
         let a = chrono::DateTime::parse_from_rfc3339(a.as_deref()?).ok()?;
@@ -226,12 +227,12 @@ fn eta(store: &Store, sweep_id: i64) -> Result<Option<String>> {
     };
     let durations: Vec<f64> = runs.iter().filter(|r| r.status == "finished").filter_map(|r| secs(&r.started_at, &r.finished_at)).collect();
     if durations.is_empty() {
-        return Ok(None);
+        return None;
     }
     let running = runs.iter().filter(|r| r.status == "running").count().max(1);
     let mean = durations.iter().sum::<f64>() / durations.len() as f64;
     let total = mean * left as f64 / running as f64;
-    Ok(Some(format!("{}m{:02}s", (total / 60.0) as u64, (total % 60.0) as u64)))
+    Some(format!("{}m{:02}s", (total / 60.0) as u64, (total % 60.0) as u64))
 }
 
 
