@@ -188,7 +188,7 @@ pub fn sweeps(app: &App) -> Result<Markup, PageError> {
 /// The columns a runs table shows: chosen, or the varying keys and final evaluations.
 fn chosen_columns(table: &Table, p: &Params) -> Vec<String> {
     match p.cols.as_deref().filter(|c| !c.is_empty()) {
-        Some(cols) => cols.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect(),
+        Some(cols) => tables::comma_list(cols),
         None => table
             .varying
             .iter()
@@ -488,12 +488,12 @@ fn ablation_groups(app: &App, p: &Params) -> Result<(std::sync::Arc<Table>, Vec<
         return Err(PageError::not_found(format!("sweep {sweep} has no runs")));
     }
     let series: Vec<String> = match p.series.as_deref() {
-        Some(list) => list.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
+        Some(list) => tables::comma_list(list),
         None => tables::default_series(&app.store, &cached)?,
     };
     let table = if series.is_empty() { cached } else { std::sync::Arc::new(tables::with_series(&cached, &app.store, &series)?) };
     let keys: Vec<String> = match p.by.as_deref().filter(|b| !b.is_empty()) {
-        Some(by) => by.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
+        Some(by) => tables::comma_list(by),
         None => table.declared_axes(),
     };
     let groups = tables::ablation(&table, &keys);
@@ -596,7 +596,7 @@ pub fn ablation(app: &App, p: &Params) -> Result<Markup, PageError> {
 fn chart_choices(p: &Params, columns: &[String]) -> (Vec<String>, Option<String>, Option<String>, Option<String>) {
     let asked = |v: &Option<String>| v.clone().filter(|c| columns.contains(c));
     let axes: Vec<String> = match p.axes.as_deref().filter(|a| !a.is_empty()) {
-        Some(list) => list.split(',').map(|c| c.trim().to_string()).filter(|c| columns.contains(c)).collect(),
+        Some(list) => tables::comma_list(list).into_iter().filter(|c| columns.contains(c)).collect(),
         None => columns.iter().filter(|c| !c.starts_with("sensitivity")).take(4).cloned().collect(),
     };
     let colour = asked(&p.colour).or_else(|| axes.first().cloned());

@@ -80,6 +80,12 @@ pub fn with_series(table: &Table, store: &Store, keys: &[String]) -> anyhow::Res
     Ok(Table::with_varying(rows, table.varying.clone()))
 }
 
+/// A comma-separated list as pages and commands take keys and columns
+/// (`by=`, `--group-by`, `series=`, ...): trimmed, empty entries dropped.
+pub fn comma_list(s: &str) -> Vec<String> {
+    s.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect()
+}
+
 /// `s` cut to `max` characters with an ellipsis (the page gives the whole
 /// value on hover).
 pub fn shortened(s: &str, max: usize) -> String {

@@ -123,19 +123,19 @@ pub fn print_columns(header: &[String], rows: &[Vec<String>]) {
 /// `augur report`: a sweep's ablation table, the dashboard's (groups, mean
 /// ± std, the delta against the baseline with its test), for a paper.
 pub fn report(store_path: &str, sweep: &str, group_by: Option<&str>, baseline: Option<&str>, series: Option<&str>, format: ReportFormat) -> Result<()> {
-    use augur_dashboard::tables::{ExportFormat, TableSource, ablation, default_series, export_ablation, with_series};
+    use augur_dashboard::tables::{ExportFormat, TableSource, ablation, comma_list, default_series, export_ablation, with_series};
     let store = Store::open_read_only(store_path)?;
     let sweep_id = store
         .sweep_id(sweep)?
         .ok_or_else(|| anyhow::anyhow!("{store_path} has no sweep named `{sweep}`; `augur status --store {store_path}` lists them"))?;
     let table = TableSource::default().refresh(&store, Some(sweep_id))?;
     let series: Vec<String> = match series {
-        Some(list) => list.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
+        Some(list) => comma_list(list),
         None => default_series(&store, &table)?,
     };
     let table = if series.is_empty() { table } else { with_series(&table, &store, &series)? };
     let keys: Vec<String> = match group_by {
-        Some(by) => by.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
+        Some(by) => comma_list(by),
         None => table.declared_axes(),
     };
     let groups = ablation(&table, &keys);
