@@ -10,6 +10,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Gradients;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::optim::OptimizerSpec;
 
@@ -376,6 +378,25 @@ impl FeatureQueue {
             len: 0,
             next: 0,
         }
+    }
+
+    /// A full queue of `capacity` random unit vectors of dimension `dim`
+    /// (normalised standard normal draws, as the official MoCo and
+    /// solo-learn start theirs: `normalize(torch.randn(d, K), dim=0)`),
+    /// drawn from a generator seeded with `seed` (never the device's global
+    /// one, whose draws would then move every later initialisation).
+    pub fn random(capacity: usize, dim: usize, seed: u64, device: &Device) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Standard normal draws by Box-Muller (burn's own sampler takes
+        // another `rand` major version's generator).
+        let normal: Vec<f32> = (0..capacity * dim)
+            .map(|_| {
+                let (u, v): (f32, f32) = (1.0 - rng.random::<f32>(), rng.random());
+                (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+            })
+            .collect();
+        let keys = crate::losses::l2_normalize(Tensor::<2>::from_data(TensorData::new(normal, [capacity, dim]), device));
+        Self { keys: Some(keys), capacity, len: capacity, next: 0 }
     }
 
     /// Number of keys held (at most the capacity).

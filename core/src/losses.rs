@@ -97,6 +97,19 @@ pub enum QueueLayout {
     Shared,
 }
 
+/// What MoCo's queues hold before the first keys arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueStart {
+    /// Random unit vectors, as the official MoCo, solo-learn and amortised
+    /// invariance (`register_buffer("queue", randn)`, normalised): the
+    /// first `K / batch` steps see noise as negatives.
+    Random,
+    /// Empty: in-batch negatives until the first keys arrive (one step),
+    /// Augur's form before.
+    Empty,
+}
+
 /// MoCo v2's queues of past keys, in one of the two layouts.
 pub struct MocoQueues {
     layout: QueueLayout,
@@ -105,10 +118,23 @@ pub struct MocoQueues {
 }
 
 impl MocoQueues {
-    /// Queues of `capacity` keys each (per view: one per view).
+    /// Empty queues of `capacity` keys each (per view: one per view).
     pub fn new(layout: QueueLayout, capacity: usize) -> Self {
+        Self::started(layout, |_| FeatureQueue::new(capacity))
+    }
+
+    /// Queues of `capacity` keys of dimension `dim` started as `start` says;
+    /// random queues draw from `seed` (each queue its own stream).
+    pub fn with_start(start: QueueStart, layout: QueueLayout, capacity: usize, dim: usize, seed: u64, device: &Device) -> Self {
+        match start {
+            QueueStart::Empty => Self::new(layout, capacity),
+            QueueStart::Random => Self::started(layout, |i| FeatureQueue::random(capacity, dim, seed.wrapping_add(i as u64), device)),
+        }
+    }
+
+    fn started(layout: QueueLayout, queue: impl Fn(usize) -> FeatureQueue) -> Self {
         let count = if layout == QueueLayout::PerView { 2 } else { 1 };
-        Self { layout, queues: (0..count).map(|_| FeatureQueue::new(capacity)).collect() }
+        Self { layout, queues: (0..count).map(queue).collect() }
     }
 
     /// The negatives of the queries of `view` (0 or 1): the other view's
@@ -344,6 +370,33 @@ mod tests {
             let got: f32 = moco_queue_loss([v(1.0, 0.0), v(0.0, 1.0)], [v(0.0, 1.0), v(1.0, 0.0)], &mut queues, 1.0, directions).into_scalar();
             assert!((got as f64 - expected).abs() < 1e-5, "{layout:?} {directions:?}: {got} vs {expected}");
         }
+    }
+
+    /// The official start: full queues of random unit vectors, the same for
+    /// a seed; the first step's negatives are those, not the batch.
+    #[test]
+    fn a_random_queue_start_is_full_of_unit_vectors() {
+        let device = Device::flex();
+        let rows = |q: &FeatureQueue| q.keys().expect("full").into_data().iter::<f32>().collect::<Vec<f32>>();
+        let queue = FeatureQueue::random(16, 3, 7, &device);
+        assert_eq!(queue.len(), 16);
+        let keys = rows(&queue);
+        for key in keys.chunks(3) {
+            let norm: f32 = key.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "{key:?}");
+        }
+        // Every sign occurs: normal draws, not uniform ones in [0, 1).
+        assert!(keys.iter().any(|&x| x < -0.1) && keys.iter().any(|&x| x > 0.1));
+        assert_eq!(keys, rows(&FeatureQueue::random(16, 3, 7, &device)));
+        assert_ne!(keys, rows(&FeatureQueue::random(16, 3, 8, &device)));
+        let v = |x: f32, y: f32| t2(&[x, y], [1, 2], &device);
+        let first = |start| {
+            let mut queues = MocoQueues::with_start(start, QueueLayout::PerView, 8, 2, 1, &device);
+            moco_queue_loss([v(1.0, 0.0), v(0.0, 1.0)], [v(1.0, 0.0), v(0.0, 1.0)], &mut queues, 1.0, Directions::Mean).into_scalar()
+        };
+        let (empty, random): (f32, f32) = (first(QueueStart::Empty), first(QueueStart::Random));
+        assert!(empty.abs() < 1e-6, "in-batch negatives, none besides the positive: {empty}");
+        assert!(random > 0.1, "eight random negatives per query: {random}");
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub struct MethodContext {
     /// The run's `[method]` table without its `name`, `aware` and the
     /// components' tables, as the host resolved it (every default filled in).
     pub options: serde_json::Value,
+    /// The run's seed: what a method draws outside the device's generator
+    /// (MoCo's random starting queue) is seeded from it. 0 from [`MethodContext::new`].
+    pub seed: u64,
 }
 
 impl MethodContext {
@@ -120,6 +123,7 @@ impl MethodContext {
             optimizer,
             schema: DescriptorSchema::full(),
             options,
+            seed: 0,
         }
     }
 

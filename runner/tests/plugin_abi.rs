@@ -158,6 +158,7 @@ fn a_panic_inside_a_plugin_is_an_error_for_the_step_not_an_abort() {
         optimizer: cfg.optimizer.clone(),
         schema: augur_core::record::DescriptorSchema::full(),
         options: serde_json::json!({}),
+        seed: 0,
     };
     let mut method = factory(&ctx).unwrap();
     let mut backbone = Trainable::new(cfg.model.init(&device), &cfg.optimizer);

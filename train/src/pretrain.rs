@@ -124,6 +124,7 @@ pub fn build_method_resolved(
         components.push(build_awareness(aware, found, table.clone(), cfg, device)?);
     }
     let mut ctx = MethodContext::new(cfg.model.clone(), device.clone(), cfg.optimizer.clone(), method_options.clone());
+    ctx.seed = cfg.seed;
     ctx.projector_input += components.iter().map(|c| c.extra_projector_input()).sum::<usize>();
     let mut method = catch_unwind(|| factory(&ctx))
         .map_err(|p| anyhow!("method `{name}` panicked while building: {}", panic_message(&p)))?

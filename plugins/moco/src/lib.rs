@@ -1,12 +1,22 @@
-//! MoCo (He et al., 2020; Chen et al., 2020, 2021). Both versions compare
-//! queries from the online network with keys from a momentum (EMA) copy of
-//! backbone and projector, symmetrised over the two views.
+//! MoCo (He et al., 2020; Chen et al., 2020, 2021) and amortised invariance
+//! on MoCo v2. Each compares queries from the online network with keys from
+//! a momentum (EMA) copy of backbone and projector.
 //! - `moco_v2`: 2-layer projector without BN; the negatives are FIFO queues
-//!   of past keys (detached). By default solo-learn's MoCo v2+, as the field
-//!   runs it (`solo/methods/mocov2plus.py`): one queue per view, the two
+//!   of past keys (detached), started as random unit vectors as the
+//!   official code does. By default solo-learn's MoCo v2+, as the field runs
+//!   it (`solo/methods/mocov2plus.py`): one queue per view, the two
 //!   directions averaged, momentum 0.99 -> 0.999 on a cosine. Augur's
 //!   earlier form is `queues = "shared"`, `directions = "sum"`,
-//!   `final_momentum = 0.99`.
+//!   `final_momentum = 0.99`, `queue_start = "empty"`.
+//! - `amortised` (Chavhan et al., ICLR 2023): MoCo v2 on a backbone that
+//!   generates its convolutions from an invariance vector
+//!   (`model.invariance`, augur-core's `hyper`); each step the runner draws
+//!   one setting and makes the views with only its augmentations. What
+//!   differs here is the objective: one queue per setting, so keys embedded
+//!   under one setting are never negatives for another, and (official) one
+//!   projector per setting; the loss is the official `moco/builder.py`'s,
+//!   view 1's queries against view 2's keys, view 2's keys enqueued.
+//!   Downstream, `augur eval --protocol invariance` learns the vector.
 //! - `moco_v3`: in-batch negatives, no queue; momentum on a cosine to 1;
 //!   loss scaled by 2T. Its heads are the official `MoCo_ResNet`'s by
 //!   default (2-layer projector ending in a non-affine BN, 2-layer predictor
@@ -14,10 +24,12 @@
 //!   The ViT recipe trains with AdamW (`[optimizer] name = "adamw"`); the
 //!   ResNet recipe with LARS.
 
+use std::collections::BTreeMap;
+
 use augur_core::heads;
 use augur_core::burn::prelude::*;
-use augur_core::losses::{Directions, MocoQueues, QueueLayout, info_nce, moco_queue_loss};
-use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView};
+use augur_core::losses::{Directions, MocoQueues, QueueLayout, QueueStart, info_nce, moco_queue_loss};
+use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView, ViewBatch};
 use augur_core::options::check;
 use augur_core::plugin::Registry;
 use serde::{Deserialize, Serialize};
@@ -37,6 +49,8 @@ augur_core::options! {
         queues: QueueLayout = QueueLayout::PerView,
         /// "mean" of the two directions' losses (solo-learn), "sum", or "one" (view 1's queries only, as the original MoCo code).
         directions: Directions = Directions::Mean,
+        /// "random" unit vectors in the queues at the start (official) or "empty" (in-batch negatives for the first step).
+        queue_start: QueueStart = QueueStart::Random,
         /// Projector hidden width.
         proj_hidden: usize = 2048 => check::nonzero,
         /// Projection dimension.
@@ -44,16 +58,75 @@ augur_core::options! {
     }
 }
 
+augur_core::options! {
+    /// `[method]` options of `amortised`: MoCo v2's, per invariance setting.
+    struct AmortisedOptions {
+        /// InfoNCE temperature.
+        temperature: f64 = 0.2 => check::positive,
+        /// Negative keys kept per setting.
+        queue_size: usize = 4096 => check::nonzero,
+        /// EMA coefficient of the key encoder (constant, as the official code).
+        momentum: f64 = 0.99 => check::unit_interval,
+        /// "one" (view 1's queries, view 2's keys enqueued; official) or "sum" (symmetric, Augur's earlier form).
+        directions: Directions = Directions::One => one_or_sum,
+        /// "random" unit vectors in each setting's queue at the start (official) or "empty".
+        queue_start: QueueStart = QueueStart::Random,
+        /// "per_setting" (one projector and momentum copy per invariance setting; official) or "shared".
+        projectors: Projectors = Projectors::PerSetting,
+        /// Projector hidden width.
+        proj_hidden: usize = 2048 => check::nonzero,
+        /// Projection dimension.
+        proj_out: usize = 128 => check::nonzero,
+    }
+}
+
+fn one_or_sum(d: &Directions) -> Result<(), String> {
+    match d {
+        Directions::Mean => Err("\"one\" (the official loss) or \"sum\" (symmetric, Augur's earlier form)".into()),
+        _ => Ok(()),
+    }
+}
+
+/// One projector per invariance setting (official) or one for all.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Projectors {
+    /// The official `predictor_b[inv_index]` / `predictor_m[inv_index]`.
+    PerSetting,
+    /// Augur's earlier form: one projector shared by the settings.
+    Shared,
+}
+
 /// InfoNCE against queues of past keys; the keys of each step join them.
+/// One set of queues per invariance setting of the batch (with no
+/// invariance vector, one set).
 struct QueueInfoNce {
     temperature: f64,
-    queues: MocoQueues,
     directions: Directions,
+    /// Makes the queues of a setting seen for the first time.
+    new_queues: Box<dyn Fn(usize) -> MocoQueues + Send>,
+    queues: BTreeMap<Vec<bool>, MocoQueues>,
+    setting: Vec<bool>,
+}
+
+impl QueueInfoNce {
+    fn new(ctx: &MethodContext, temperature: f64, directions: Directions, start: QueueStart, layout: QueueLayout, capacity: usize, dim: usize) -> Self {
+        let (seed, device) = (ctx.seed, ctx.device.clone());
+        // Each setting's queues their own stream, apart from the run's other draws.
+        let new_queues = move |nth: usize| MocoQueues::with_start(start, layout, capacity, dim, seed ^ 0x0C0_0E5E_0000_0000 ^ (nth as u64) << 8, &device);
+        Self { temperature, directions, new_queues: Box::new(new_queues), queues: BTreeMap::new(), setting: Vec::new() }
+    }
 }
 
 impl Objective for QueueInfoNce {
+    fn begin_batch(&mut self, batch: &ViewBatch) {
+        self.setting = batch.invariance.iter().flatten().map(|&x| x > 0.5).collect();
+    }
+
     fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
-        moco_queue_loss(online, target, &mut self.queues, self.temperature, self.directions)
+        let nth = self.queues.len();
+        let queues = self.queues.entry(self.setting.clone()).or_insert_with(|| (self.new_queues)(nth));
+        moco_queue_loss(online, target, queues, self.temperature, self.directions)
     }
 }
 
@@ -61,8 +134,24 @@ fn moco_v2(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let o: V2Options = ctx.options()?;
     let projector = heads::moco_v2_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
     let target = Target::Momentum(MomentumSchedule { base: o.momentum, last: o.final_momentum });
-    let objective = QueueInfoNce { temperature: o.temperature, queues: MocoQueues::new(o.queues, o.queue_size), directions: o.directions };
+    let objective = QueueInfoNce::new(ctx, o.temperature, o.directions, o.queue_start, o.queues, o.queue_size, o.proj_out);
     Ok(Box::new(TwoView::new(projector, None, target, Box::new(objective), ctx)))
+}
+
+fn amortised(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
+    let o: AmortisedOptions = ctx.options()?;
+    if ctx.backbone.invariance == 0 {
+        return Err("amortised needs a backbone that takes an invariance vector: set model.invariance = 2 (spatial, appearance) or 5".into());
+    }
+    let projector = heads::moco_v2_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
+    let target = Target::Momentum(MomentumSchedule { base: o.momentum, last: o.momentum });
+    // One queue per setting, of view 2's keys with one direction (`builder.py`).
+    let objective = QueueInfoNce::new(ctx, o.temperature, o.directions, o.queue_start, QueueLayout::Shared, o.queue_size, o.proj_out);
+    let method = TwoView::new(projector, None, target, Box::new(objective), ctx);
+    Ok(Box::new(match o.projectors {
+        Projectors::PerSetting => method.with_projector_per_setting(ctx.backbone.invariance, ctx),
+        Projectors::Shared => method,
+    }))
 }
 
 augur_core::options! {
@@ -129,6 +218,11 @@ fn register(registry: &mut Registry) {
         "moco_v2",
         "MoCo v2 (solo-learn's v2+): momentum key encoder, FIFO queues of negatives, symmetric InfoNCE",
         moco_v2,
+    );
+    registry.method::<AmortisedOptions>(
+        "amortised",
+        "Amortised invariance (MoCo v2 on a hypernetwork ResNet, model.invariance): one queue of negatives per invariance setting",
+        amortised,
     );
     registry.method::<V3Options>("moco_v3", "MoCo v3: momentum key encoder, predictor, in-batch negatives", moco_v3);
 }
