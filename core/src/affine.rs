@@ -146,16 +146,7 @@ impl AffineRanges {
     }
 }
 
-/// One sampled transform: degrees, fractions of the side, a factor.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AffineParams {
-    pub angle: f64,
-    pub tx: f64,
-    pub ty: f64,
-    pub scale: f64,
-    pub shear_x: f64,
-    pub shear_y: f64,
-}
+pub use crate::record::AffineParams;
 
 impl AffineParams {
     /// `A` of the module doc, row-major.

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::record::{AugmentationRecord, ColorJitter, CropBox, DescriptorKey, JitterOp};
+use crate::record::{Augmentation, AugmentationRecord, ColorJitter, CropBox, DescriptorKey, JitterOp};
 use crate::views::{StageViews, ViewBatch};
 
 /// A borrowed RGB image, channel-major (`[3, height, width]`), bytes 0..=255.
@@ -151,26 +151,14 @@ pub enum StageDraw {
     Nested,
 }
 
-/// An augmentation a view stage can add (each applied with its probability).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StageOp {
-    Flip,
-    Grayscale,
-    Blur,
-    Solarize,
-}
+/// The augmentations a view stage can add (each applied with its probability).
+pub const STAGE_AUGMENTATIONS: [Augmentation; 4] = [Augmentation::Flip, Augmentation::Grayscale, Augmentation::Blur, Augmentation::Solarize];
 
-impl StageOp {
-    pub fn parse(name: &str) -> Result<Self, String> {
-        match name {
-            "flip" => Ok(Self::Flip),
-            "grayscale" => Ok(Self::Grayscale),
-            "blur" => Ok(Self::Blur),
-            "solarize" => Ok(Self::Solarize),
-            other => Err(format!("augment.stages: `{other}` cannot be a stage; use flip, grayscale, blur or solarize")),
-        }
-    }
+fn parse_stage(name: &str) -> Result<Augmentation, String> {
+    Augmentation::parse(name)
+        .ok()
+        .filter(|a| STAGE_AUGMENTATIONS.contains(a))
+        .ok_or_else(|| format!("augment.stages: `{name}` cannot be a stage; use flip, grayscale, blur or solarize"))
 }
 
 /// A resolved, validated view pipeline.
@@ -191,7 +179,7 @@ pub struct Pipeline {
     pub solarize_p: f32,
     pub solarize_threshold: f32,
     /// See [`AugmentConfig::stages`].
-    pub stages: Vec<StageOp>,
+    pub stages: Vec<Augmentation>,
     /// See [`AugmentConfig::stage_draw`].
     pub stage_draw: StageDraw,
     /// See [`AugmentConfig::invariance_views`].
@@ -268,7 +256,7 @@ impl Pipeline {
             solarize_p,
             solarize_threshold
         );
-        p.stages = cfg.stages.iter().map(|s| StageOp::parse(s)).collect::<Result<_, _>>()?;
+        p.stages = cfg.stages.iter().map(|s| parse_stage(s)).collect::<Result<_, _>>()?;
         p.stage_draw = cfg.stage_draw.unwrap_or_default();
         p.invariance_views = cfg.invariance_views.unwrap_or_default();
         if let Some(side) = cfg.rotation_side {
@@ -278,7 +266,7 @@ impl Pipeline {
         }
         p.rotation_side = cfg.rotation_side;
         let mut seen = p.stages.clone();
-        seen.sort_by_key(|op| *op as u8);
+        seen.sort();
         seen.dedup();
         if seen.len() != p.stages.len() {
             return Err(format!("augment.stages = {:?} names an augmentation twice", cfg.stages));
@@ -360,81 +348,72 @@ impl Pipeline {
         }
     }
 
-    /// One view of `img` with the augmentations `enabled` says (crop and
-    /// jitter always), in the pipeline's order: crop, flip, jitter,
-    /// grayscale, blur, solarize.
-    fn one_view(&self, img: ImageRef, rng: &mut impl Rng, enabled: impl Fn(StageOp) -> bool) -> (ImageF32, AugmentationRecord) {
+    /// One view of `img` with the augmentations `enabled` says (a stage
+    /// never switches off crop or colour), each drawn in the pipeline's
+    /// order: crop, flip, colour jitter, grayscale, blur, solarize.
+    fn one_view(&self, img: ImageRef, rng: &mut impl Rng, enabled: impl Fn(Augmentation) -> bool) -> (ImageF32, AugmentationRecord) {
         let mut record = AugmentationRecord::identity(img.height, img.width);
-        let src = ImageF32::from_u8(img);
-
-        // 1. random resized crop (bilinear)
-        let crop = sample_crop(img.height, img.width, self.crop_scale, self.crop_ratio, rng);
-        record.crop = crop;
-        let mut out = resized_crop(&src, crop, self.output_size);
-
-        // 2. horizontal flip
-        if enabled(StageOp::Flip) {
-            self.apply(StageOp::Flip, &mut out, &mut record, rng);
-        }
-
-        // 3. colour jitter, factors and order sampled
-        if rng.random::<f32>() < self.jitter_p {
-            let before = out.channel_means();
-            let jitter = ColorJitter {
-                brightness: sample_factor(self.brightness, rng),
-                contrast: sample_factor(self.contrast, rng),
-                saturation: sample_factor(self.saturation, rng),
-                hue: rng.random_range(-self.hue..=self.hue),
-                order: {
-                    let mut order = [
-                        JitterOp::Brightness,
-                        JitterOp::Contrast,
-                        JitterOp::Saturation,
-                        JitterOp::Hue,
-                    ];
-                    order.shuffle(rng);
-                    order
-                },
-                strengths: [self.brightness, self.contrast, self.saturation, self.hue],
-            };
-            apply_jitter(&mut out, &jitter);
-            let after = out.channel_means();
-            record.color_diff = [0, 1, 2].map(|c| before[c] - after[c]);
-            record.jitter = Some(jitter);
-        }
-
-        // 4. grayscale, 5. gaussian blur, 6. solarize
-        for op in [StageOp::Grayscale, StageOp::Blur, StageOp::Solarize] {
-            if enabled(op) {
-                self.apply(op, &mut out, &mut record, rng);
+        let mut out = ImageF32::from_u8(img);
+        for augmentation in Augmentation::ALL {
+            if enabled(augmentation) {
+                self.apply(augmentation, &mut out, &mut record, rng);
             }
         }
         (out, record)
     }
 
-    /// One of the augmentations drawn with a probability, recorded if applied.
-    fn apply(&self, op: StageOp, out: &mut ImageF32, record: &mut AugmentationRecord, rng: &mut impl Rng) {
-        match op {
-            StageOp::Flip => {
+    /// One augmentation, drawn with its probability (the crop always),
+    /// recorded if applied.
+    fn apply(&self, augmentation: Augmentation, out: &mut ImageF32, record: &mut AugmentationRecord, rng: &mut impl Rng) {
+        match augmentation {
+            // Random resized crop (bilinear) of the source image.
+            Augmentation::Crop => {
+                let crop = sample_crop(out.height, out.width, self.crop_scale, self.crop_ratio, rng);
+                record.crop = crop;
+                *out = resized_crop(out, crop, self.output_size);
+            }
+            Augmentation::Flip => {
                 if rng.random::<f32>() < self.flip_p {
                     hflip(out);
                     record.flipped = true;
                 }
             }
-            StageOp::Grayscale => {
+            // Colour jitter, factors and order sampled.
+            Augmentation::Color => {
+                if rng.random::<f32>() < self.jitter_p {
+                    let before = out.channel_means();
+                    let mut order = [JitterOp::Brightness, JitterOp::Contrast, JitterOp::Saturation, JitterOp::Hue];
+                    let jitter = ColorJitter {
+                        brightness: sample_factor(self.brightness, rng),
+                        contrast: sample_factor(self.contrast, rng),
+                        saturation: sample_factor(self.saturation, rng),
+                        hue: rng.random_range(-self.hue..=self.hue),
+                        order: {
+                            order.shuffle(rng);
+                            order
+                        },
+                        strengths: [self.brightness, self.contrast, self.saturation, self.hue],
+                    };
+                    apply_jitter(out, &jitter);
+                    let after = out.channel_means();
+                    record.color_diff = [0, 1, 2].map(|c| before[c] - after[c]);
+                    record.jitter = Some(jitter);
+                }
+            }
+            Augmentation::Grayscale => {
                 if rng.random::<f32>() < self.grayscale_p {
                     to_grayscale(out);
                     record.grayscale = true;
                 }
             }
-            StageOp::Blur => {
+            Augmentation::Blur => {
                 if rng.random::<f32>() < self.blur_p {
                     let sigma = rng.random_range(self.blur_sigma[0]..=self.blur_sigma[1]);
                     gaussian_blur(out, sigma);
                     record.blur_sigma = Some(sigma);
                 }
             }
-            StageOp::Solarize => {
+            Augmentation::Solarize => {
                 if rng.random::<f32>() < self.solarize_p {
                     solarize(out, self.solarize_threshold);
                     record.solarized = true;
@@ -521,14 +500,16 @@ impl Pipeline {
     }
 }
 
-/// Amortised invariance: the augmentation groups the entries of a
-/// `k`-dimensional invariance vector stand for, with `views` making them.
-pub fn invariance_groups(k: usize, views: InvarianceViews) -> &'static [&'static str] {
+/// Amortised invariance: the augmentations each entry of a `k`-dimensional
+/// invariance vector switches, with `views` making them (with k = 5 the
+/// official views never flip).
+pub fn invariance_groups(k: usize, views: InvarianceViews) -> Vec<Vec<Augmentation>> {
+    use Augmentation::*;
     match (k, views) {
-        (2, _) => &["spatial (crop, flip)", "appearance (jitter, grayscale, blur, solarize)"],
-        (5, InvarianceViews::Official) => &["crop", "jitter", "grayscale", "blur", "solarize"],
-        (5, InvarianceViews::Groups) => &["crop", "flip", "jitter", "grayscale", "blur"],
-        _ => &[],
+        (2, _) => vec![vec![Crop, Flip], vec![Color, Grayscale, Blur, Solarize]],
+        (5, InvarianceViews::Official) => vec![vec![Crop], vec![Color], vec![Grayscale], vec![Blur], vec![Solarize]],
+        (5, InvarianceViews::Groups) => vec![vec![Crop], vec![Flip], vec![Color], vec![Grayscale], vec![Blur]],
+        _ => Vec::new(),
     }
 }
 
@@ -556,15 +537,10 @@ impl Pipeline {
     /// This pipeline with the augmentation groups whose entry in `setting`
     /// is 0 switched off (the views of one amortised-invariance setting).
     pub fn for_invariance(&self, setting: &[f32]) -> Pipeline {
-        let mut p = self.clone();
-        let off = |i: usize| setting[i] == 0.0;
+        let groups = invariance_groups(setting.len(), self.invariance_views);
+        assert!(!groups.is_empty(), "an invariance setting has 2 or 5 entries, not {}", setting.len());
         let official = self.invariance_views == InvarianceViews::Official;
-        let (crop, flip, jitter, grayscale, blur, solarize) = match (setting.len(), official) {
-            (2, _) => (off(0), off(0), off(1), off(1), off(1), off(1)),
-            (5, true) => (off(0), true, off(1), off(2), off(3), off(4)),
-            (5, false) => (off(0), off(1), off(2), off(3), off(4), false),
-            (k, _) => panic!("an invariance setting has 2 or 5 entries, not {k}"),
-        };
+        let mut p = self.clone();
         // The official appearance-only views (`dorsal_augmentations`): every
         // appearance augmentation but solarize always applied.
         if official && setting == [0.0, 1.0] {
@@ -572,26 +548,30 @@ impl Pipeline {
             p.grayscale_p = 1.0;
             p.blur_p = 1.0;
         }
-        if crop {
-            p.crop_scale = [1.0, 1.0];
-            p.crop_ratio = [1.0, 1.0];
+        if official && setting.len() == 5 {
+            p.switch_off(Augmentation::Flip);
         }
-        if flip {
-            p.flip_p = 0.0;
-        }
-        if jitter {
-            p.jitter_p = 0.0;
-        }
-        if grayscale {
-            p.grayscale_p = 0.0;
-        }
-        if blur {
-            p.blur_p = 0.0;
-        }
-        if solarize {
-            p.solarize_p = 0.0;
+        for (group, &entry) in groups.iter().zip(setting) {
+            if entry == 0.0 {
+                group.iter().for_each(|&a| p.switch_off(a));
+            }
         }
         p
+    }
+
+    /// This pipeline never applies `augmentation` (the crop: the whole image).
+    pub fn switch_off(&mut self, augmentation: Augmentation) {
+        match augmentation {
+            Augmentation::Crop => {
+                self.crop_scale = [1.0, 1.0];
+                self.crop_ratio = [1.0, 1.0];
+            }
+            Augmentation::Flip => self.flip_p = 0.0,
+            Augmentation::Color => self.jitter_p = 0.0,
+            Augmentation::Grayscale => self.grayscale_p = 0.0,
+            Augmentation::Blur => self.blur_p = 0.0,
+            Augmentation::Solarize => self.solarize_p = 0.0,
+        }
     }
 }
 
@@ -1023,7 +1003,7 @@ mod tests {
         for view in 0..2 {
             // Stage 1: nothing deferred was applied.
             assert!(data.stages[0].records[view].iter().all(|r| !r.grayscale && r.blur_sigma.is_none() && !r.flipped));
-            for (k, op) in [StageOp::Grayscale, StageOp::Blur, StageOp::Flip].into_iter().enumerate() {
+            for (k, op) in [Augmentation::Grayscale, Augmentation::Blur, Augmentation::Flip].into_iter().enumerate() {
                 let before = &data.stages[k];
                 let (after_views, after_records) = match data.stages.get(k + 1) {
                     Some(s) => (&s.views, &s.records),
@@ -1036,15 +1016,15 @@ mod tests {
                     let mut expected = r0.clone();
                     let mut img = ImageF32 { data: px0.to_vec(), height: 12, width: 12 };
                     match op {
-                        StageOp::Grayscale if r1.grayscale => {
+                        Augmentation::Grayscale if r1.grayscale => {
                             expected.grayscale = true;
                             to_grayscale(&mut img);
                         }
-                        StageOp::Blur if r1.blur_sigma.is_some() => {
+                        Augmentation::Blur if r1.blur_sigma.is_some() => {
                             expected.blur_sigma = r1.blur_sigma;
                             gaussian_blur(&mut img, r1.blur_sigma.unwrap());
                         }
-                        StageOp::Flip if r1.flipped => {
+                        Augmentation::Flip if r1.flipped => {
                             expected.flipped = true;
                             hflip(&mut img);
                         }

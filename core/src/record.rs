@@ -81,6 +81,58 @@ impl DescriptorKey {
     }
 }
 
+/// One augmentation of the view pipeline, by the one name it has
+/// everywhere: `augment.stages`, the sensitivity evaluation, amortised
+/// invariance's groups, and the descriptor key that records it (besides
+/// these, `color_diff` is measured on `color`'s views and `rotation` marks
+/// E-SSL's extra views). The config keeps torchvision's knob names:
+/// `jitter_p` and `brightness`... are `color`'s, recorded as [`ColorJitter`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Augmentation {
+    Crop,
+    Flip,
+    Color,
+    Grayscale,
+    Blur,
+    Solarize,
+}
+
+impl Augmentation {
+    /// Every augmentation, in the order the pipeline applies them.
+    pub const ALL: [Augmentation; 6] = [
+        Augmentation::Crop,
+        Augmentation::Flip,
+        Augmentation::Color,
+        Augmentation::Grayscale,
+        Augmentation::Blur,
+        Augmentation::Solarize,
+    ];
+
+    pub fn name(self) -> &'static str {
+        self.key().name()
+    }
+
+    /// The descriptor key of its parameters.
+    pub fn key(self) -> DescriptorKey {
+        match self {
+            Augmentation::Crop => DescriptorKey::Crop,
+            Augmentation::Flip => DescriptorKey::Flip,
+            Augmentation::Color => DescriptorKey::Color,
+            Augmentation::Grayscale => DescriptorKey::Grayscale,
+            Augmentation::Blur => DescriptorKey::Blur,
+            Augmentation::Solarize => DescriptorKey::Solarize,
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
+            let known: Vec<_> = Self::ALL.iter().map(|a| a.name()).collect();
+            format!("unknown augmentation `{name}`; the augmentations are: {}", known.join(", "))
+        })
+    }
+}
+
 /// A crop box in source pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CropBox {
@@ -130,6 +182,19 @@ impl ColorJitter {
     }
 }
 
+/// An extra affine transform (the affine-prediction method's warp of view
+/// 1): degrees, fractions of the side, a factor (crate::affine samples and
+/// applies it).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AffineParams {
+    pub angle: f64,
+    pub tx: f64,
+    pub ty: f64,
+    pub scale: f64,
+    pub shear_x: f64,
+    pub shear_y: f64,
+}
+
 /// Everything that made one view from its source image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AugmentationRecord {
@@ -149,6 +214,10 @@ pub struct AugmentationRecord {
     /// 0 for every other view).
     #[serde(default)]
     pub rotation: u8,
+    /// The affine transform applied last to the affine method's warped
+    /// view; `None` for every other view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affine: Option<AffineParams>,
 }
 
 impl AugmentationRecord {
@@ -169,6 +238,7 @@ impl AugmentationRecord {
             blur_sigma: None,
             solarized: false,
             rotation: 0,
+            affine: None,
         }
     }
 
@@ -293,6 +363,17 @@ mod tests {
         };
         r.flipped = flipped;
         r
+    }
+
+    /// One name per augmentation: the descriptor key's, parsed back.
+    #[test]
+    fn each_augmentation_has_its_keys_name() {
+        for a in Augmentation::ALL {
+            assert_eq!(Augmentation::parse(a.name()), Ok(a));
+            assert_eq!(DescriptorKey::parse(a.name()), Ok(a.key()));
+        }
+        assert_eq!(Augmentation::Color.name(), "color");
+        assert!(Augmentation::parse("jitter").unwrap_err().contains("crop, flip, color, grayscale, blur, solarize"));
     }
 
     #[test]

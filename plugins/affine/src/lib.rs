@@ -21,6 +21,7 @@ use augur_core::burn::tensor::Gradients;
 use augur_core::method::{StepInfo, ViewBatch};
 use augur_core::options::{OptionError, check};
 use augur_core::plugin::Registry;
+use augur_core::record::AugmentationRecord;
 use serde::{Deserialize, Serialize};
 
 /// How the two feature vectors reach the head.
@@ -93,15 +94,11 @@ struct AffinePrediction {
 }
 
 impl AffinePrediction {
-    /// The warped copy of view 1 and the targets of its transforms `[n, dims]`.
-    fn extra_view(&self, batch: &ViewBatch, step: usize) -> (Tensor<4>, Tensor<2>) {
-        let n = batch.batch_size();
+    /// View 1 warped by a transform sampled per image, with its records:
+    /// view 1's, the transform added.
+    fn warped_view(&self, batch: &ViewBatch, step: usize) -> (Tensor<4>, Vec<AugmentationRecord>) {
         let side = batch.views[0].dims()[3];
-        let ranges = &self.ranges;
-        let transforms = ranges.sample(self.seed, step as u64, n, side);
-        let targets: Vec<f32> = transforms.iter().flat_map(|p| ranges.target(p)).collect();
-        let device = batch.device();
-        let targets = Tensor::from_data(TensorData::new(targets, [n, ranges.target_dims()]), &device);
+        let transforms = self.ranges.sample(self.seed, step as u64, batch.batch_size(), side);
         let how = Warp {
             bilinear: self.options.interpolation == Interpolation::Bilinear,
             fill: match self.options.fill {
@@ -109,13 +106,22 @@ impl AffinePrediction {
                 Fill::Mean => [0.0; 3],
             },
         };
-        (affine::warp(batch.views[0].clone(), &transforms, how), targets)
+        let warped = affine::warp(batch.views[0].clone(), &transforms, how);
+        let records = batch.records[0].iter().zip(transforms).map(|(r, t)| AugmentationRecord { affine: Some(t), ..r.clone() }).collect();
+        (warped, records)
+    }
+
+    /// The head's targets `[n, dims]`, read from the warped views' records.
+    fn targets(&self, records: &[AugmentationRecord], device: &Device) -> Tensor<2> {
+        let rows: Vec<f32> = records.iter().flat_map(|r| self.ranges.target(&r.affine.expect("a warped view records its transform"))).collect();
+        Tensor::from_data(TensorData::new(rows, [records.len(), self.ranges.target_dims()]), device)
     }
 }
 
 impl Awareness for AffinePrediction {
     fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch, backbone: &ResNet, info: &StepInfo) -> Option<(String, Tensor<1>)> {
-        let (warped, targets) = self.extra_view(batch, info.step);
+        let (warped, records) = self.warped_view(batch, info.step);
+        let targets = self.targets(&records, &batch.device());
         let [r1, _] = features;
         let r1_warped = backbone.forward(warped);
         let input = match self.options.aggregation {
@@ -180,5 +186,35 @@ mod tests {
         assert!(err(json!({"scale": [1.3, 0.7]})).contains("scale"));
         assert!(err(json!({"shear": 60.0})).contains("shear"));
         assert!(err(json!({"aggregation": "sum"})).contains("sum"));
+    }
+
+    /// The warped view's records are view 1's with the transform added, and
+    /// the target is read from them: with rotation alone, one entry, angle/360.
+    #[test]
+    fn the_warped_views_record_their_transform_and_the_target_reads_it() {
+        let device = Device::flex();
+        let o = <Options as augur_core::options::Options>::parse(&json!({"components": ["rotation"]})).unwrap();
+        let ranges = o.ranges();
+        let head = MlpConfig::new(&[8, 4, ranges.target_dims()]).init(&device);
+        let method = AffinePrediction { head: Trainable::new(head, &OptimizerSpec::default()), seed: 3, options: o, ranges };
+        let mut flipped = AugmentationRecord::identity(8, 8);
+        flipped.flipped = true;
+        let batch = ViewBatch {
+            side: 8,
+            views: [Tensor::ones([2, 3, 8, 8], &device), Tensor::ones([2, 3, 8, 8], &device)],
+            records: [vec![flipped.clone(), AugmentationRecord::identity(8, 8)], vec![AugmentationRecord::identity(8, 8); 2]],
+            stages: Vec::new(),
+            invariance: None,
+            black: [0.0; 3],
+            rotated: None,
+        };
+        let (warped, records) = method.warped_view(&batch, 5);
+        assert_eq!(warped.dims(), [2, 3, 8, 8]);
+        assert!(records[0].flipped && !records[1].flipped, "view 1's own records, kept");
+        let transforms: Vec<_> = records.iter().map(|r| r.affine.expect("recorded")).collect();
+        assert_eq!(transforms, method.ranges.sample(3, 5, 2, 8));
+        assert!(transforms.iter().all(|t| t.angle != 0.0 && t.tx == 0.0 && t.scale == 1.0), "{transforms:?}");
+        let targets: Vec<f32> = method.targets(&records, &device).into_data().iter::<f32>().collect();
+        assert_eq!(targets, transforms.iter().map(|t| (t.angle / 360.0) as f32).collect::<Vec<_>>());
     }
 }

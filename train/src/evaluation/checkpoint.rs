@@ -299,7 +299,7 @@ pub fn evaluate_checkpoint(cfg: &RunConfig, dir: &Path, request: &Request, plugi
                 let views = cfg.augment.invariance_views.unwrap_or_default();
                 let settings = invariance::Settings {
                     learned_invariance: fit.invariance,
-                    groups: augur_core::augment::invariance_groups(k, views),
+                    groups: augur_core::augment::invariance_groups(k, views).iter().map(|g| g.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")).collect(),
                     init: 0.5,
                     vector: request.invariance_vector,
                     optimizer: "adam",

@@ -66,7 +66,7 @@ impl InvarianceReadout {
 #[derive(serde::Serialize)]
 pub struct Settings {
     pub learned_invariance: Vec<f32>,
-    pub groups: &'static [&'static str],
+    pub groups: Vec<String>,
     pub init: f64,
     pub vector: VectorParam,
     pub optimizer: &'static str,

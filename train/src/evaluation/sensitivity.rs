@@ -4,6 +4,7 @@
 
 use augur_core::augment::{Pipeline, image_rng};
 use augur_core::backbone::ResNet;
+use augur_core::record::Augmentation;
 use augur_core::burn::prelude::*;
 use serde::Serialize;
 
@@ -25,22 +26,27 @@ impl Settings {
 }
 
 /// The single augmentations whose sensitivity is measured, each as a
-/// pipeline that applies only it (at the preset's strength).
+/// pipeline that applies only it (at the preset's strength; the crop at
+/// scale [0.2, 1]), named as everywhere ([`Augmentation::name`]).
 pub fn single_augmentations(side: usize) -> Vec<(&'static str, Pipeline)> {
     let none = Pipeline::preset("none", side).expect("the none preset exists");
-    let with = |f: &dyn Fn(&mut Pipeline)| {
-        let mut p = none.clone();
-        f(&mut p);
-        p
-    };
-    vec![
-        ("color", with(&|p| p.jitter_p = 1.0)),
-        ("grayscale", with(&|p| p.grayscale_p = 1.0)),
-        ("blur", with(&|p| p.blur_p = 1.0)),
-        ("crop", with(&|p| p.crop_scale = [0.2, 1.0])),
-        ("flip", with(&|p| p.flip_p = 1.0)),
-        ("solarize", with(&|p| p.solarize_p = 1.0)),
-    ]
+    // The order the figures have always been listed in.
+    let listed = [Augmentation::Color, Augmentation::Grayscale, Augmentation::Blur, Augmentation::Crop, Augmentation::Flip, Augmentation::Solarize];
+    listed
+        .into_iter()
+        .map(|augmentation| {
+            let mut p = none.clone();
+            match augmentation {
+                Augmentation::Crop => p.crop_scale = [0.2, 1.0],
+                Augmentation::Flip => p.flip_p = 1.0,
+                Augmentation::Color => p.jitter_p = 1.0,
+                Augmentation::Grayscale => p.grayscale_p = 1.0,
+                Augmentation::Blur => p.blur_p = 1.0,
+                Augmentation::Solarize => p.solarize_p = 1.0,
+            }
+            (augmentation.name(), p)
+        })
+        .collect()
 }
 
 fn mean_cosine(a: &Features, b: &Features, pair: impl Fn(usize) -> usize) -> f64 {
