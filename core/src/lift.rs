@@ -19,7 +19,10 @@ use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
+use serde::{Deserialize, Serialize};
+
 use crate::backbone::{global_average_pool, grouped_conv as conv};
+use crate::blocks::{Mlp, MlpConfig};
 use crate::norm::batch_norm_2d;
 
 /// The official `SepConv`: depthwise 3x3 (stride `s`), pointwise, BN, ReLU,
@@ -97,6 +100,48 @@ impl AttentionLift {
         }
         let x = relu(batch_norm_2d(&self.out_bn, self.out.forward(x)));
         global_average_pool(x)
+    }
+}
+
+/// How an early stage reaches the last stage's width.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiftKind {
+    /// The official attention + SepConv lifting block on the feature map.
+    Attention,
+    /// `Linear BN ReLU` on the pooled feature (Augur's earlier stand-in).
+    Linear,
+}
+
+/// The lifts of a backbone's stages before the last, of one kind.
+#[derive(Module, Debug)]
+pub struct StageLifts {
+    attention: Vec<AttentionLift>,
+    linear: Vec<Mlp>,
+}
+
+impl StageLifts {
+    /// Lifts for stages of `widths` channels (the last stage's included):
+    /// each earlier stage to the last one's pooled width.
+    pub fn new(kind: LiftKind, widths: &[usize], device: &Device) -> Self {
+        let (stages, last) = (widths.len(), *widths.last().expect("at least one stage"));
+        let early = &widths[..stages - 1];
+        match kind {
+            LiftKind::Attention => Self { attention: early.iter().enumerate().map(|(k, &w)| AttentionLift::new(w, stages - 1 - k, device)).collect(), linear: Vec::new() },
+            LiftKind::Linear => Self { attention: Vec::new(), linear: early.iter().map(|&w| MlpConfig::new(&[w, last]).with_last_bn(true).init(device)).collect() },
+        }
+    }
+
+    /// Stage `k`'s feature from its map: lifted, or pooled at the last stage.
+    pub fn feature(&self, k: usize, map: Tensor<4>) -> Tensor<2> {
+        if let Some(lift) = self.attention.get(k) {
+            return lift.forward(map);
+        }
+        let pooled = global_average_pool(map);
+        match self.linear.get(k) {
+            Some(lift) => relu(lift.forward(pooled)),
+            None => pooled,
+        }
     }
 }
 

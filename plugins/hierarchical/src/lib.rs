@@ -17,10 +17,10 @@
 
 use std::path::Path;
 
-use augur_core::backbone::{ResNet, global_average_pool};
+use augur_core::backbone::ResNet;
 use augur_core::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
 use augur_core::heads;
-use augur_core::lift::AttentionLift;
+use augur_core::lift::{LiftKind, StageLifts};
 use augur_core::burn;
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
@@ -80,42 +80,11 @@ enum StageLastBn {
     Fixed,
 }
 
-/// How an early stage reaches the last stage's width.
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum LiftKind {
-    /// The official attention + SepConv lifting block on the feature map.
-    Attention,
-    /// `Linear BN ReLU` on the pooled feature (Augur's earlier stand-in).
-    Linear,
-}
-
-/// The lifts of the stages before the last: one kind or the other.
-#[derive(Module, Debug)]
-struct Lifts {
-    attention: Vec<AttentionLift>,
-    linear: Vec<Mlp>,
-}
-
-impl Lifts {
-    /// Stage `k`'s feature from its map: lifted, or pooled at the last stage.
-    fn feature(&self, k: usize, map: Tensor<4>) -> Tensor<2> {
-        if let Some(lift) = self.attention.get(k) {
-            return lift.forward(map);
-        }
-        let pooled = global_average_pool(map);
-        match self.linear.get(k) {
-            Some(lift) => relu(lift.forward(pooled)),
-            None => pooled,
-        }
-    }
-}
-
 /// The per-stage modules: lifts (stages before the last), jitter
 /// embeddings (stages after the first, if expanded), projectors.
 #[derive(Module, Debug)]
 struct StageHeads {
-    lifts: Lifts,
+    lifts: StageLifts,
     expands: Vec<Mlp>,
     projectors: Vec<Mlp>,
 }
@@ -295,13 +264,7 @@ fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
     let device = &ctx.device;
     let width = |k: usize| ctx.backbone.width << k;
     let make_heads = || {
-        let lifts = match o.lift {
-            LiftKind::Attention => Lifts { attention: (0..stages - 1).map(|k| AttentionLift::new(width(k), stages - 1 - k, device)).collect(), linear: Vec::new() },
-            LiftKind::Linear => Lifts {
-                attention: Vec::new(),
-                linear: (0..stages - 1).map(|k| MlpConfig::new(&[width(k), d]).with_last_bn(true).init(device)).collect(),
-            },
-        };
+        let lifts = StageLifts::new(o.lift, &(0..stages).map(width).collect::<Vec<_>>(), device);
         let expands = if o.expanded { (1..stages).map(|_| MlpConfig::new(&[4, o.expanded_dim]).with_last_bn(true).init(device)).collect() } else { Vec::new() };
         let projectors = (0..stages)
             .map(|k| {
