@@ -209,6 +209,21 @@ pub fn byol_loss(p: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
     negative_cosine(p, z).mul_scalar(2.0).add_scalar(2.0)
 }
 
+/// SimSiam's symmetrised loss: `D(p1, z2) / 2 + D(p2, z1) / 2`, each
+/// prediction against the other view's projection (pass the projections
+/// detached, the stop-gradient).
+pub fn simsiam_symmetric(predictions: [Tensor<2>; 2], projections: [Tensor<2>; 2]) -> Tensor<1> {
+    let ([p1, p2], [z1, z2]) = (predictions, projections);
+    (negative_cosine(p1, z2) + negative_cosine(p2, z1)).div_scalar(2.0)
+}
+
+/// BYOL's symmetrised loss: `L(p1, z2') + L(p2, z1')`, each prediction
+/// against the target network's projection of the other view.
+pub fn byol_symmetric(predictions: [Tensor<2>; 2], targets: [Tensor<2>; 2]) -> Tensor<1> {
+    let ([p1, p2], [z1, z2]) = (predictions, targets);
+    byol_loss(p1, z2) + byol_loss(p2, z1)
+}
+
 /// A `[d, d]` tensor with ones off the diagonal and zeros on it.
 fn off_diagonal_mask(d: usize, device: &Device) -> Tensor<2> {
     let mut m = vec![1.0f32; d * d];

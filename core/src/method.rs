@@ -186,13 +186,46 @@ pub enum Target {
     Momentum(MomentumSchedule),
 }
 
-/// The momentum network of a [`Target::Momentum`] method.
-struct MomentumBranch {
-    /// Taken from the runner's backbone at the first step.
-    backbone: MomentumCopy<ResNet>,
-    /// One per online projector.
-    projectors: Vec<MomentumCopy<Mlp>>,
-    schedule: MomentumSchedule,
+/// A momentum (EMA) network: a copy of the runner's backbone, taken at the
+/// first step, and copies of the method's heads `H`, moved toward the
+/// online ones after every step by the schedule's coefficient.
+pub struct MomentumBranch<H: Module> {
+    pub backbone: MomentumCopy<ResNet>,
+    /// One per online head (a [`TwoView`]: per projector).
+    pub heads: Vec<MomentumCopy<H>>,
+    pub schedule: MomentumSchedule,
+}
+
+impl<H: Module> MomentumBranch<H> {
+    pub fn new(ctx: &MethodContext, heads: Vec<MomentumCopy<H>>, schedule: MomentumSchedule) -> Self {
+        Self { backbone: target_backbone(ctx), heads, schedule }
+    }
+
+    /// After a step: backbone and heads moved toward `backbone` and
+    /// `online` (one per head), once the backbone's copy exists (from the
+    /// first step on). Returns the coefficient used, if it moved.
+    pub fn update<'a>(&mut self, backbone: &ResNet, online: impl IntoIterator<Item = &'a H>, info: &StepInfo) -> Option<f64>
+    where
+        H: 'a,
+    {
+        self.backbone.get()?;
+        let value = self.schedule.at(info.step, info.total_steps);
+        self.backbone.update(backbone, value);
+        for (copy, online) in self.heads.iter_mut().zip(online) {
+            copy.update(online, value);
+        }
+        Some(value)
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), String> {
+        self.heads.iter().try_for_each(|copy| copy.save(dir))?;
+        self.backbone.save(dir)
+    }
+
+    pub fn load(&mut self, dir: &Path) -> Result<(), String> {
+        self.heads.iter_mut().try_for_each(|copy| copy.load(dir))?;
+        self.backbone.load(dir)
+    }
 }
 
 /// The checkpoint name of projector `i` (the first keeps the plain name).
@@ -212,7 +245,7 @@ pub struct TwoView {
     setting_dims: usize,
     predictor: Option<Trainable<Mlp>>,
     target: Target,
-    momentum: Option<MomentumBranch>,
+    momentum: Option<MomentumBranch<Mlp>>,
     objective: Box<dyn Objective>,
     aware: Vec<Box<dyn Awareness>>,
 }
@@ -235,11 +268,9 @@ impl TwoView {
         }
         let online = projector.init(&ctx.device);
         let momentum = match &target {
-            Target::Momentum(schedule) => Some(MomentumBranch {
-                backbone: target_backbone(ctx),
-                projectors: vec![MomentumCopy::of("target_projector", projector.init(&ctx.device), &online)],
-                schedule: *schedule,
-            }),
+            Target::Momentum(schedule) => {
+                Some(MomentumBranch::new(ctx, vec![MomentumCopy::of("target_projector", projector.init(&ctx.device), &online)], *schedule))
+            }
             _ => None,
         };
         Self {
@@ -281,7 +312,7 @@ impl TwoView {
         for i in 1..count {
             let online = self.projector_config.init(&ctx.device);
             if let Some(m) = &mut self.momentum {
-                m.projectors.push(MomentumCopy::of(&indexed("target_projector", i), self.projector_config.init(&ctx.device), &online));
+                m.heads.push(MomentumCopy::of(&indexed("target_projector", i), self.projector_config.init(&ctx.device), &online));
             }
             self.projectors.push(Trainable::new(online, &ctx.optimizer));
         }
@@ -315,7 +346,7 @@ impl TwoView {
     /// The momentum network, if this method has one and it exists yet.
     pub fn momentum_network(&self) -> Option<(&ResNet, &Mlp)> {
         let m = self.momentum.as_ref()?;
-        Some((m.backbone.get()?, m.projectors[self.default_projector()].get()?))
+        Some((m.backbone.get()?, m.heads[self.default_projector()].get()?))
     }
 }
 
@@ -346,7 +377,7 @@ impl Method for TwoView {
             (Target::Momentum(_), Some(m)) => {
                 let tb = m.backbone.get_or_copy(backbone);
                 let keys = batch.views.clone().map(|v| tb.forward_with(v.detach(), batch.invariance_vector()));
-                let projector = m.projectors[head].get().expect("taken at construction").clone();
+                let projector = m.heads[head].get().expect("taken at construction").clone();
                 let [k1, k2] = keys;
                 [
                     self.project(k1, &batch.records[0], true, &projector).detach(),
@@ -395,17 +426,7 @@ impl Method for TwoView {
 
     fn after_step(&mut self, backbone: &ResNet, info: &StepInfo) {
         // The copies move once the backbone's exists (from the first step on).
-        let momentum = match &mut self.momentum {
-            Some(m) if m.backbone.get().is_some() => {
-                let value = m.schedule.at(info.step, info.total_steps);
-                m.backbone.update(backbone, value);
-                for (copy, online) in m.projectors.iter_mut().zip(&self.projectors) {
-                    copy.update(online.module(), value);
-                }
-                Some(value)
-            }
-            _ => None,
-        };
+        let momentum = self.momentum.as_mut().and_then(|m| m.update(backbone, self.projectors.iter().map(|p| p.module()), info));
         for a in &mut self.aware {
             a.after_step(momentum);
         }
@@ -419,10 +440,7 @@ impl Method for TwoView {
             p.save(dir, "predictor")?;
         }
         if let Some(m) = &self.momentum {
-            for copy in &m.projectors {
-                copy.save(dir)?;
-            }
-            m.backbone.save(dir)?;
+            m.save(dir)?;
         }
         for a in &self.aware {
             a.save(dir)?;
@@ -438,10 +456,7 @@ impl Method for TwoView {
             p.load(dir, "predictor")?;
         }
         if let Some(m) = &mut self.momentum {
-            for copy in &mut m.projectors {
-                copy.load(dir)?;
-            }
-            m.backbone.load(dir)?;
+            m.load(dir)?;
         }
         for a in &mut self.aware {
             a.load(dir)?;

@@ -5,7 +5,7 @@
 
 use augur_core::heads;
 use augur_core::burn::prelude::*;
-use augur_core::losses::byol_loss;
+use augur_core::losses::byol_symmetric;
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView};
 use augur_core::options::check;
 use augur_core::plugin::Registry;
@@ -28,9 +28,7 @@ struct Byol;
 
 impl Objective for Byol {
     fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
-        let [p1, p2] = online;
-        let [z1, z2] = target;
-        byol_loss(p1, z2) + byol_loss(p2, z1)
+        byol_symmetric(online, target)
     }
 }
 

@@ -25,8 +25,8 @@ use augur_core::burn;
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
 use augur_core::burn::tensor::activation::relu;
-use augur_core::losses::{barlow_twins, byol_loss, negative_cosine};
-use augur_core::method::{Method, MethodContext, MomentumSchedule, StepInfo, StepOutput, ViewBatch, target_backbone};
+use augur_core::losses::{barlow_twins, byol_symmetric, simsiam_symmetric};
+use augur_core::method::{Method, MethodContext, MomentumBranch, MomentumSchedule, StepInfo, StepOutput, ViewBatch};
 use augur_core::options::check;
 use augur_core::plugin::Registry;
 use augur_core::record::{AugmentationRecord, DescriptorKey};
@@ -118,30 +118,25 @@ fn jitter_factors(records: &[AugmentationRecord], device: &Device) -> Tensor<2> 
     Tensor::from_data(TensorData::new(rows, [records.len(), 4]), device)
 }
 
-/// BYOL's target network: copies of the backbone (taken at the first
-/// step) and of every stage's heads.
-struct MomentumBranch {
-    backbone: MomentumCopy<ResNet>,
-    heads: MomentumCopy<StageHeads>,
-    schedule: MomentumSchedule,
-}
-
 struct Hierarchical {
     options: Options,
     stages: usize,
     heads: Trainable<StageHeads>,
     predictors: Option<Trainable<Vec<Mlp>>>,
-    momentum: Option<MomentumBranch>,
+    /// BYOL's target network: the backbone's and the stage heads' copies.
+    momentum: Option<MomentumBranch<StageHeads>>,
 }
 
 impl Hierarchical {
+    /// The base objective's loss at one stage.
     fn stage_loss(&self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
-        let [o1, o2] = online;
-        let [t1, t2] = target;
         match self.options.base {
-            Base::Simsiam => (negative_cosine(o1, t2) + negative_cosine(o2, t1)).div_scalar(2.0),
-            Base::Byol => byol_loss(o1, t2) + byol_loss(o2, t1),
-            Base::BarlowTwins => barlow_twins(o1, o2, self.options.lambda).mul_scalar(self.options.scale),
+            Base::Simsiam => simsiam_symmetric(online, target),
+            Base::Byol => byol_symmetric(online, target),
+            Base::BarlowTwins => {
+                let [z1, z2] = online;
+                barlow_twins(z1, z2, self.options.lambda).mul_scalar(self.options.scale)
+            }
         }
     }
 }
@@ -176,7 +171,7 @@ impl Method for Hierarchical {
             let target = match (&mut self.momentum, self.options.base) {
                 (Some(m), _) => {
                     let [k1, k2] = stage_maps(m.backbone.get_or_copy(backbone), &views.clone().map(|v| v.detach()), k);
-                    let target_heads = m.heads.get().expect("taken at construction");
+                    let target_heads = m.heads[0].get().expect("taken at construction");
                     [target_heads.project(k, k1, &records[0]).detach(), target_heads.project(k, k2, &records[1]).detach()]
                 }
                 (_, Base::Simsiam) => z.map(|z| z.detach()),
@@ -200,12 +195,8 @@ impl Method for Hierarchical {
     }
 
     fn after_step(&mut self, backbone: &ResNet, info: &StepInfo) {
-        if let Some(m) = &mut self.momentum
-            && m.backbone.get().is_some()
-        {
-            let tau = m.schedule.at(info.step, info.total_steps);
-            m.backbone.update(backbone, tau);
-            m.heads.update(self.heads.module(), tau);
+        if let Some(m) = &mut self.momentum {
+            m.update(backbone, [self.heads.module()], info);
         }
     }
 
@@ -227,11 +218,7 @@ impl Method for Hierarchical {
         if let Some(p) = &self.predictors {
             p.save(dir, "stage_predictors")?;
         }
-        if let Some(m) = &self.momentum {
-            m.heads.save(dir)?;
-            m.backbone.save(dir)?;
-        }
-        Ok(())
+        self.momentum.as_ref().map_or(Ok(()), |m| m.save(dir))
     }
 
     fn load(&mut self, dir: &Path) -> Result<(), String> {
@@ -239,11 +226,7 @@ impl Method for Hierarchical {
         if let Some(p) = &mut self.predictors {
             p.load(dir, "stage_predictors")?;
         }
-        if let Some(m) = &mut self.momentum {
-            m.heads.load(dir)?;
-            m.backbone.load(dir)?;
-        }
-        Ok(())
+        self.momentum.as_mut().map_or(Ok(()), |m| m.load(dir))
     }
 }
 
@@ -291,10 +274,8 @@ fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
     let predictors = (o.base != Base::BarlowTwins)
         .then(|| (0..stages).map(|_| predictor(o.proj_out, o.pred_hidden).init(device)).collect::<Vec<_>>());
     // BYOL's target heads: independent copies (a clone would share batch-norm statistics).
-    let momentum = (o.base == Base::Byol).then(|| MomentumBranch {
-        backbone: target_backbone(ctx),
-        heads: MomentumCopy::of("target_heads", make_heads(), &online),
-        schedule: MomentumSchedule { base: o.base_momentum, last: 1.0 },
+    let momentum = (o.base == Base::Byol).then(|| {
+        MomentumBranch::new(ctx, vec![MomentumCopy::of("target_heads", make_heads(), &online)], MomentumSchedule { base: o.base_momentum, last: 1.0 })
     });
     Ok(Hierarchical {
         stages,
@@ -342,7 +323,7 @@ mod tests {
         assert_eq!(out.terms.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["stage1", "stage2"]);
         let target = |m: &Hierarchical| {
             let b = m.momentum.as_ref().unwrap();
-            let heads = b.heads.get().unwrap();
+            let heads = b.heads[0].get().unwrap();
             (flat_params(b.backbone.get().unwrap()), flat_params(&heads.lifts), flat_params(&heads.projectors))
         };
         let before = target(&method);

@@ -4,7 +4,7 @@
 
 use augur_core::heads;
 use augur_core::burn::prelude::*;
-use augur_core::losses::negative_cosine;
+use augur_core::losses::simsiam_symmetric;
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
 use augur_core::options::check;
 use augur_core::plugin::Registry;
@@ -26,9 +26,7 @@ struct SimSiam;
 impl Objective for SimSiam {
     fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
         // `target` is already detached (Target::StopGradient).
-        let [p1, p2] = online;
-        let [z1, z2] = target;
-        (negative_cosine(p1, z2) + negative_cosine(p2, z1)).div_scalar(2.0)
+        simsiam_symmetric(online, target)
     }
 }
 
