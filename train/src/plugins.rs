@@ -124,7 +124,7 @@ pub fn load_plugin(path: &Path) -> Result<Plugin> {
     // right here with an undefined symbol, which we report as a mismatch.
     let lib = unsafe { libloading::Library::new(path) }.map_err(|e| {
         anyhow!(
-            "cannot load plugin {}: {e}; if it was built against another augur-core, rebuild it with this workspace (cargo build --release)",
+            "cannot load plugin {}: {e}; if it was built against another augur-core, rebuild it with this workspace (cargo build --release); if the workspace no longer builds that plugin (a removed or merged crate), delete the file",
             path.display()
         )
     })?;
