@@ -189,6 +189,11 @@ pub struct Pipeline {
     /// its four rotations ([`crate::views::RotatedViews`]). Set for methods
     /// that read the `rotation` key ([`Pipeline::for_keys`]).
     pub rotation_side: Option<usize>,
+    /// [`Pipeline::two_views`] also gives every image unaugmented, at the
+    /// views' side ([`ViewBatch::originals`], EquiMod's `img_0`). Set for
+    /// methods that ask ([`Pipeline::with_originals`]).
+    #[serde(default)]
+    pub originals: bool,
 }
 
 impl Pipeline {
@@ -213,6 +218,7 @@ impl Pipeline {
             stage_draw: StageDraw::Independent,
             invariance_views: InvarianceViews::Official,
             rotation_side: None,
+            originals: false,
         };
         match name {
             "simclr-cifar" => Ok(simclr),
@@ -449,7 +455,22 @@ impl Pipeline {
         }
         let last = pairs.pop().expect("at least one stage");
         let rotated = self.rotation_side.map(|small| self.rotated_views(images, small, seed, step));
-        ViewBatch { side, views: last.views, records: last.records, stages: pairs, invariance: None, black: [0.0; 3], rotated }
+        let originals = self.originals.then(|| self.originals_of(images));
+        ViewBatch { side, views: last.views, records: last.records, stages: pairs, invariance: None, black: [0.0; 3], rotated, originals }
+    }
+
+    /// This pipeline, giving the unaugmented images too when `wanted`.
+    pub fn with_originals(mut self, wanted: bool) -> Pipeline {
+        self.originals = wanted;
+        self
+    }
+
+    /// Every image unaugmented, resized (bilinear) to the views' side when
+    /// it has another: channel-major `[n, 3, side, side]`. Draws nothing.
+    fn originals_of(&self, images: &[ImageRef]) -> Vec<f32> {
+        let side = self.output_size;
+        let whole = |img: &ImageRef| CropBox { top: 0.0, left: 0.0, height: img.height as f32, width: img.width as f32 };
+        images.par_iter().flat_map_iter(|img| resized_crop(&ImageF32::from_u8(*img), whole(img), side).data).collect()
     }
 
     /// This pipeline for a method that reads `keys`: E-SSL's rotated views
@@ -1123,6 +1144,25 @@ mod tests {
         }
         assert_eq!(r.records[4].key_values(DescriptorKey::Rotation), [0.0, 0.0, 1.0, 0.0]);
         assert!(Pipeline::from_config(&AugmentConfig { rotation_side: Some(40), ..Default::default() }, 32).unwrap_err().contains("rotation_side"));
+    }
+
+    /// A method that asks for the originals gets every image unaugmented
+    /// (at the views' side: the image itself when it has that side), and
+    /// the pair is what it is without them.
+    #[test]
+    fn originals_are_the_unaugmented_images_and_leave_the_pair() {
+        let (bytes, other) = (test_image(16, 16), test_image(16, 16).into_iter().rev().collect::<Vec<u8>>());
+        let images = [ImageRef { data: &bytes, height: 16, width: 16 }, ImageRef { data: &other, height: 16, width: 16 }];
+        let plain = Pipeline::from_config(&AugmentConfig::default(), 16).unwrap();
+        let (a, b) = (plain.two_views(&images, 3, 7), plain.clone().with_originals(true).two_views(&images, 3, 7));
+        assert!(a.originals.is_none());
+        assert_eq!((a.views, a.records), (b.views, b.records), "the pair is unchanged");
+        let originals = b.originals.expect("asked for");
+        let expected: Vec<f32> = images.iter().flat_map(|i| ImageF32::from_u8(*i).data).collect();
+        assert!(close(&originals, &expected, 1e-5), "the images themselves");
+        let half = plain.clone();
+        let smaller = Pipeline { output_size: 8, ..half }.with_originals(true).two_views(&images, 3, 7).originals.unwrap();
+        assert_eq!(smaller.len(), 2 * 3 * 8 * 8, "resized to the views' side");
     }
 
     #[test]

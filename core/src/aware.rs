@@ -44,6 +44,11 @@ pub trait Awareness: Send {
     fn descriptor_keys(&self) -> Vec<crate::record::DescriptorKey> {
         Vec::new()
     }
+    /// Whether this component reads every image unaugmented
+    /// ([`ViewBatch::originals`], EquiMod's original image).
+    fn needs_originals(&self) -> bool {
+        false
+    }
     /// Dimensions this component appends to the projector's input.
     fn extra_projector_input(&self) -> usize {
         0

@@ -77,6 +77,11 @@ pub trait Method: Send {
     fn descriptor_keys(&self) -> Vec<DescriptorKey> {
         Vec::new()
     }
+    /// Whether the method (or a component of it) reads every image
+    /// unaugmented besides the views ([`ViewBatch::originals`]).
+    fn needs_originals(&self) -> bool {
+        false
+    }
     /// Add augmentation-aware components (AugSelf, CASSLE). The method was
     /// built with `MethodContext::projector_input` already counting them.
     fn add_awareness(&mut self, components: Vec<Box<dyn Awareness>>) -> Result<(), String> {
@@ -355,6 +360,10 @@ impl Method for TwoView {
         self.aware.iter().flat_map(|a| a.descriptor_keys()).collect()
     }
 
+    fn needs_originals(&self) -> bool {
+        self.aware.iter().any(|a| a.needs_originals())
+    }
+
     fn embed(&mut self, features: Tensor<2>, records: &[AugmentationRecord]) -> Option<Tensor<2>> {
         let projector = self.projector().clone();
         Some(self.project(features, records, false, &projector))
@@ -496,7 +505,7 @@ mod tests {
         let backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
         let views = [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device));
         let records = [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
-        let batch = ViewBatch { side: 8, views, records, stages: Vec::new(), invariance: Some(vec![1.0, 0.0]), black: [0.0; 3], rotated: None };
+        let batch = ViewBatch { side: 8, views, records, stages: Vec::new(), invariance: Some(vec![1.0, 0.0]), black: [0.0; 3], rotated: None, originals: None };
         let before: Vec<Vec<f32>> = method.projectors.iter().map(|p| flat_params(p.module())).collect();
         let out = method.forward(backbone.module(), &batch, &StepInfo { step: 0, total_steps: 10, lr: 0.1 });
         method.optimize(&mut out.loss.backward(), 0.1);
@@ -534,7 +543,7 @@ mod tests {
         let mut backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
         let views = [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device));
         let records = [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
-        let batch = ViewBatch { side: 8, views, records, stages: Vec::new(), invariance: None, black: [0.0; 3], rotated: None };
+        let batch = ViewBatch { side: 8, views, records, stages: Vec::new(), invariance: None, black: [0.0; 3], rotated: None, originals: None };
         let info = StepInfo { step: 0, total_steps: 10, lr: 0.1 };
 
         let out = method.forward(backbone.module(), &batch, &info);

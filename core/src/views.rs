@@ -33,6 +33,10 @@ pub struct ViewBatch<P = Tensor<4>> {
     /// E-SSL's rotated views, made when the method reads the `rotation` key
     /// ([`crate::augment::Pipeline::rotation_side`]); else `None`.
     pub rotated: Option<RotatedViews<P>>,
+    /// Every image unaugmented at the views' side, `[n, 3, side, side]`
+    /// (records: the identity), made when the method asks for them
+    /// ([`crate::augment::Pipeline::originals`], EquiMod); else `None`.
+    pub originals: Option<P>,
 }
 
 /// One small view of every image, in each of the four rotations: `4n`
@@ -69,6 +73,9 @@ impl ViewBatch<Vec<f32>> {
         if let Some(r) = &mut self.rotated {
             normalise_images(&mut r.views, r.side * r.side, mean, std);
         }
+        if let Some(o) = &mut self.originals {
+            normalise_images(o, plane, mean, std);
+        }
         self.black = std::array::from_fn(|c| (self.black[c] - mean[c]) / std[c]);
         self
     }
@@ -89,6 +96,7 @@ impl ViewBatch<Vec<f32>> {
                 side: r.side,
                 records: r.records,
             }),
+            originals: self.originals.map(|o| Tensor::<4>::from_data(TensorData::new(o, [n, 3, side, side]), device)),
         }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use augur_core::augment::{ImageRef, Pipeline};
+use augur_core::augment::{AugmentConfig, ImageRef, Pipeline};
 use augur_core::backbone::ResNet;
 use augur_core::blocks::Trainable;
 use augur_core::burn::prelude::*;
@@ -179,6 +179,14 @@ pub fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64
     let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
     peak * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
+/// The run's view pipeline with the views `method` needs: E-SSL's
+/// rotated ones when it reads `rotation`, the unaugmented images when it
+/// asks (EquiMod).
+pub fn method_pipeline(augment: &AugmentConfig, side: usize, method: &dyn Method) -> Result<Pipeline> {
+    let pipeline = Pipeline::from_config(augment, side).map_err(|e| anyhow!(e))?;
+    Ok(pipeline.for_keys(&method.descriptor_keys()).with_originals(method.needs_originals()))
+}
+
 
 /// One optimizer step: the method's loss, one backward pass, the backbone's
 /// and the method's own steps, the method's post-step work. A panic in the
@@ -326,8 +334,7 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
         env.recorder.replace_evaluations("random_init", &rows)?;
     }
 
-    // The views the method's keys need (E-SSL's rotated ones when it reads `rotation`).
-    let pipeline = Pipeline::from_config(&cfg.augment, data.train.side).map_err(|e| anyhow!(e))?.for_keys(&method.descriptor_keys());
+    let pipeline = method_pipeline(&cfg.augment, data.train.side, method.as_ref())?;
     let mut backbone = Trainable::new(backbone, &cfg.optimizer);
     let mut probe = cfg.eval.online_linear.then(|| OnlineProbe::new(data, cfg.model.feature_dim(), &ad));
     let start = match &resume {

@@ -207,6 +207,7 @@ mod tests {
             invariance: None,
             black: [0.0; 3],
             rotated: None,
+            originals: None,
         };
         let (warped, records) = method.warped_view(&batch, 5);
         assert_eq!(warped.dims(), [2, 3, 8, 8]);

@@ -197,6 +197,7 @@ mod tests {
             invariance: None,
             black: [0.0; 3],
             rotated: None,
+            originals: None,
         };
         let crop: Vec<f32> = targets(&batch, DescriptorKey::Crop, CropFlip::Own).into_data().iter::<f32>().collect();
         assert_eq!(crop, a.relative(&b, &[DescriptorKey::Crop]));
@@ -222,6 +223,7 @@ mod tests {
             invariance: None,
             black: [0.0; 3],
             rotated: None,
+            originals: None,
         };
         let x = |flip| targets(&batch, DescriptorKey::Crop, flip).into_data().iter::<f32>().nth(1).unwrap();
         assert_eq!(x(CropFlip::View1), 0.25 - 0.75);

@@ -316,7 +316,7 @@ mod tests {
         let mut backbone = Trainable::new(backbone_cfg.init(&device), &ctx.optimizer);
         let pair = || [0, 1].map(|_| Tensor::<4>::random([4, 3, 8, 8], augur_core::burn::tensor::Distribution::Default, &device));
         let records = || [0, 1].map(|_| vec![AugmentationRecord::identity(8, 8); 4]);
-        let batch = ViewBatch { side: 8, views: pair(), records: records(), stages: vec![StageViews { views: pair(), records: records() }], invariance: None, black: [0.0; 3], rotated: None };
+        let batch = ViewBatch { side: 8, views: pair(), records: records(), stages: vec![StageViews { views: pair(), records: records() }], invariance: None, black: [0.0; 3], rotated: None, originals: None };
         let info = StepInfo { step: 0, total_steps: 10, lr: 0.1 };
 
         let out = method.forward(backbone.module(), &batch, &info);
