@@ -130,12 +130,15 @@ pub struct HyperMlpConfig {
     /// Each generated matrix scaled by 1/sqrt(fan-in) (an ordinary layer's
     /// initial scale); unscaled in the official code.
     pub scaled: bool,
+    /// Generated biases after each generated matrix (CASSLE's); SIE's
+    /// predictor has none (`--bias-pred` off).
+    pub biases: bool,
 }
 
 impl HyperMlpConfig {
     /// Weights plus biases of the generated MLP.
     pub fn generated_len(&self) -> usize {
-        self.dims.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+        self.dims.windows(2).map(|w| w[0] * w[1] + if self.biases { w[1] } else { 0 }).sum()
     }
 
     pub fn init(&self, device: &Device) -> HyperMlp {
@@ -143,7 +146,7 @@ impl HyperMlpConfig {
         *generator.dims.last_mut().expect("a generator has an output") = self.generated_len();
         let hidden = &self.dims[1..self.dims.len() - 1];
         let norms = if self.hidden_bn { hidden.iter().map(|&d| BatchNormConfig::new(d).init(device)).collect() } else { Vec::new() };
-        HyperMlp { generator: generator.init(device), norms, relu: Relu::new(), dims: self.dims.clone(), hidden_bn: self.hidden_bn, scaled: self.scaled }
+        HyperMlp { generator: generator.init(device), norms, relu: Relu::new(), dims: self.dims.clone(), hidden_bn: self.hidden_bn, scaled: self.scaled, biases: self.biases }
     }
 }
 
@@ -160,6 +163,8 @@ pub struct HyperMlp {
     hidden_bn: bool,
     #[module(skip)]
     scaled: bool,
+    #[module(skip)]
+    biases: bool,
 }
 
 impl HyperMlp {
@@ -181,9 +186,11 @@ impl HyperMlp {
             let matrix = weights.clone().slice([0..n, at..at + fan_in * fan_out]).reshape([n, fan_in, fan_out]);
             let matrix = if self.scaled { matrix.mul_scalar(1.0 / (fan_in as f64).sqrt()) } else { matrix };
             at += fan_in * fan_out;
-            let bias = weights.clone().slice([0..n, at..at + fan_out]);
-            at += fan_out;
-            x = x.reshape([n, 1, fan_in]).matmul(matrix).reshape([n, fan_out]) + bias;
+            x = x.reshape([n, 1, fan_in]).matmul(matrix).reshape([n, fan_out]);
+            if self.biases {
+                x = x + weights.clone().slice([0..n, at..at + fan_out]);
+                at += fan_out;
+            }
             if i + 1 < layers {
                 if self.hidden_bn {
                     x = crate::norm::batch_norm_1d(norms.next().expect("one norm per hidden layer"), x);

@@ -270,6 +270,15 @@ impl Default for VicregWeights {
     }
 }
 
+/// VICReg's variance term of one branch: the mean over dimensions of
+/// `relu(1 - sqrt(var + 1e-4))`, the unbiased variance over the batch.
+pub fn variance_hinge(z: Tensor<2>) -> Tensor<1> {
+    let [n, _] = z.dims();
+    let centred = z.clone() - z.mean_dim(0);
+    let std = (centred.square().sum_dim(0) / (n as f64 - 1.0)).add_scalar(1e-4).sqrt();
+    relu(std.neg().add_scalar(1.0)).mean()
+}
+
 /// VICReg: `w_inv * MSE(z1, z2) + w_var * mean hinge(1 - std) + w_cov * sum
 /// of squared off-diagonal covariances / d`, the last two on each branch
 /// (unbiased variance, epsilon 1e-4, as the reference code).
@@ -279,10 +288,8 @@ pub fn vicreg(z1: Tensor<2>, z2: Tensor<2>, w: VicregWeights) -> Tensor<1> {
     let invariance = (z1.clone() - z2.clone()).square().mean();
     let off = off_diagonal_mask(d, &device);
     let branch = |z: Tensor<2>| {
+        let variance = variance_hinge(z.clone());
         let centred = z.clone() - z.mean_dim(0);
-        let var = centred.clone().square().sum_dim(0) / (n as f64 - 1.0);
-        let std = var.add_scalar(1e-4).sqrt();
-        let variance = relu(std.neg().add_scalar(1.0)).mean();
         let cov = centred.clone().transpose().matmul(centred) / (n as f64 - 1.0);
         let covariance = (cov.square() * off.clone()).sum() / d as f64;
         (variance, covariance)

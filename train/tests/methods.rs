@@ -151,6 +151,16 @@ fn every_method_trains_with_equimod() {
 }
 
 #[test]
+fn sie_trains_with_its_split_and_logs_its_terms() {
+    assert_trains("sie", "proj_hidden = 32\nproj_out = 16");
+    assert_trains("sie", "proj_hidden = 32\nproj_out = 16\nequi = 4\nkeys = [\"crop\"]");
+    let trained = train_fixed(&Plugins::load_dir(&plugin_dir()).unwrap(), "sie", "proj_hidden = 32\nproj_out = 16", 1, 0.05);
+    let names: Vec<&str> = trained.terms[0].iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["invariance", "equivariance", "regularisation"]);
+    assert!(trained.terms[0].iter().all(|(_, v)| v.is_finite() && *v > 0.0), "{:?}", trained.terms[0]);
+}
+
+#[test]
 fn every_method_trains_with_affine_prediction() {
     each_method_trains_with("aware = [\"affine\"]\n[base.method.affine]\nhidden = 16");
     // The paper's bases with the other aggregation, and a component ablation.

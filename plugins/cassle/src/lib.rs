@@ -101,7 +101,7 @@ fn hyper_config(encoder: &MlpConfig, projector: &MlpConfig, hn_type: HnType, hn_
     dims.push(output);
     let official = hn_generator == HnGenerator::Bn;
     let generator = MlpConfig { last_bn: official, last_affine: official || encoder.last_affine, bias: !official, ..encoder.clone() };
-    HyperMlpConfig { generator, dims, hidden_bn: hn_type == HnType::MlpBn, scaled: !official }
+    HyperMlpConfig { generator, dims, hidden_bn: hn_type == HnType::MlpBn, scaled: !official, biases: true }
 }
 
 struct Cassle {
