@@ -33,10 +33,23 @@ fn is_loss(column: &str) -> bool {
     column == "loss" || column.starts_with("loss/") || column.starts_with("loss ")
 }
 
-/// A value as pages show it: accuracies with one decimal, cosine differences
-/// and losses with three and four, steps whole.
+/// Figures on a [-1, 1] scale: the sensitivities (cosine differences) and
+/// the R^2 of predictability and equivariance (predictability's binary
+/// keys and equivariance's rotation task are accuracies in percent).
+fn is_unit_scale(column: &str) -> bool {
+    let base = column.split(['@', ' ']).next().unwrap_or(column);
+    match base.split_once('/') {
+        Some(("sensitivity", _)) => true,
+        Some(("predictability", key)) => !["flip", "grayscale", "solarize"].contains(&key),
+        Some(("equivariance", key)) => key != "rotation",
+        _ => false,
+    }
+}
+
+/// A value as pages show it: accuracies with one decimal, cosine
+/// differences and R^2 with three, losses with four, steps whole.
 pub fn shown(column: &str, v: f64) -> String {
-    if column.starts_with("sensitivity") {
+    if is_unit_scale(column) {
         format!("{v:.3}")
     } else if is_loss(column) {
         format!("{v:.4}")
@@ -451,7 +464,7 @@ pub fn delta_cell(g: &Group, c: &str, baseline: &Group, tests: &BTreeMap<(String
     if g.values == baseline.values {
         return String::new();
     }
-    let delta = format!("{:+.*}", if c.starts_with("sensitivity") { 3 } else { 1 }, s.mean - b.mean);
+    let delta = format!("{:+.*}", if is_unit_scale(c) { 3 } else { 1 }, s.mean - b.mean);
     match tests.get(&(g.label(), c.to_string())) {
         Some(t) => format!("{delta} (p={:.3}{}, {})", t.p_holm, if t.p_holm < 0.05 { "*" } else { "" }, t.test.name()),
         None if s.n < 2 || b.n < 2 => format!("{delta} (n too small)"),
@@ -583,6 +596,16 @@ mod tests {
             attempts: 1,
             worker: None,
         }
+    }
+
+    #[test]
+    fn unit_scale_figures_show_three_decimals_and_accuracies_one() {
+        assert_eq!(shown("sensitivity/color@init", 0.22849), "0.228");
+        assert_eq!(shown("equivariance/crop", 0.0751), "0.075");
+        assert_eq!(shown("equivariance/rotation", 43.652), "43.7");
+        assert_eq!(shown("predictability/color", 0.4321), "0.432");
+        assert_eq!(shown("predictability/flip", 87.25), "87.2");
+        assert_eq!(shown("linear/shape", 68.04), "68.0");
     }
 
     #[test]

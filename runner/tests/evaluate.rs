@@ -1,4 +1,4 @@
-//! `augur eval` on a finished run: the L-BFGS probe, predictability, and
+//! `augur eval` on a finished run: the L-BFGS probe, predictability, equivariance, and
 //! transfer to an image-folder dataset the test writes; rows stored with
 //! their protocol, dataset and settings; features cached per checkpoint.
 
@@ -73,6 +73,17 @@ fn protocols_on_a_finished_run_are_stored_with_their_settings() {
     }
     assert!(!keys.contains(&"blur"), "the preset never blurs: no score for it ({keys:?})");
     assert!(predictability.iter().all(|e| if e.metric == "r2" { e.value <= 1.0 } else { (0.0..=100.0).contains(&e.value) }));
+
+    let out = augur(&["eval", "1", "--protocol", "equivariance", "--images", "32", "--store", store_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let equivariance = rows("equivariance");
+    let keys: Vec<(&str, &str)> = equivariance.iter().map(|e| (e.task.as_str(), e.metric.as_str())).collect();
+    for key in ["crop", "color", "flip", "grayscale"] {
+        assert!(keys.contains(&(key, "r2")), "{key} in {keys:?}");
+    }
+    assert!(keys.contains(&("rotation", "accuracy")), "E-SSL's rotation task: {keys:?}");
+    assert!(!keys.iter().any(|(k, _)| *k == "blur"), "the preset never blurs: no score for it ({keys:?})");
+    assert!(equivariance.iter().all(|e| if e.metric == "r2" { e.value <= 1.0 } else { (0.0..=100.0).contains(&e.value) }), "{equivariance:?}");
 }
 
 #[test]

@@ -18,7 +18,7 @@ use clap::ValueEnum;
 use sha2::{Digest, Sha256};
 
 use super::predictability::KeyKind;
-use super::{Features, extract, features_of_pixels, invariance, knn, lbfgs, linear, predictability, sensitivity};
+use super::{Features, equivariance, extract, features_of_pixels, invariance, knn, lbfgs, linear, predictability, sensitivity};
 use crate::config::{DataConfig, RunConfig};
 use crate::data::{Dataset, Split};
 use crate::plugins::Plugins;
@@ -38,6 +38,8 @@ pub enum Protocol {
     Sensitivity,
     /// A linear head on two views' features predicting each relative descriptor key.
     Predictability,
+    /// Per key, R^2 of the features' displacement between two views from the key's relative descriptor; rotation accuracy.
+    Equivariance,
     /// Amortised invariance: a linear readout and the invariance vector (from 0.5), learnt together by Adam.
     Invariance,
 }
@@ -200,7 +202,7 @@ fn projector_features(backbone: &ResNet, method: &mut dyn Method, data: &Dataset
 impl Request {
     /// A request that cannot run on any checkpoint is refused before any is loaded.
     pub fn check(&self) -> Result<()> {
-        if self.features == FeatureSource::Projector && matches!(self.protocol, Protocol::Sensitivity | Protocol::Predictability) {
+        if self.features == FeatureSource::Projector && matches!(self.protocol, Protocol::Sensitivity | Protocol::Predictability | Protocol::Equivariance) {
             bail!("--features projector applies to knn, linear and lbfgs; {:?} reads backbone features", self.protocol);
         }
         Ok(())
@@ -311,17 +313,34 @@ pub fn evaluate_checkpoint(cfg: &RunConfig, dir: &Path, request: &Request, plugi
                 rows.push(row("invariance", &task.name, "top1", 100.0 * fit.accuracy, json(settings)));
             }
         }
+        Protocol::Equivariance => {
+            let n = request.images.min(data.test.len());
+            let (views, f) = test_view_features(cfg, &data, &backbone, n, batch, &device)?;
+            let dim = f[0].dim;
+            let displacements = Features { data: f[0].data.iter().zip(&f[1].data).map(|(a, b)| a - b).collect(), dim };
+            let settings = || json(equivariance::Settings::new(n, 0.25, false));
+            for key in DescriptorKey::ALL.into_iter().filter(|k| *k != DescriptorKey::Rotation) {
+                let descriptors: Vec<f32> = (0..n).flat_map(|i| views.records[0][i].relative(&views.records[1][i], &[key])).collect();
+                match equivariance::displacement_r2(&descriptors, key.dims(), &displacements, 0.25, cfg.seed, &device) {
+                    Some(r2) => rows.push(row("equivariance", key.name(), "r2", r2, settings())),
+                    None => outcome.skipped.push(format!("equivariance of `{}` skipped: the run's pipeline never changes it", key.name())),
+                }
+            }
+            // E-SSL's task: one small view per image in its four rotations.
+            let images: Vec<_> = (0..n).map(|i| data.test.image(i)).collect();
+            let pipeline = Pipeline::from_config(&cfg.augment, data.test.side).map_err(|e| anyhow!(e))?.for_keys(&[DescriptorKey::Rotation]);
+            let rotated = pipeline.two_views(&images, cfg.seed, u64::MAX - 1).rotated.expect("asked for by the rotation key");
+            let mut pixels = rotated.views;
+            crate::data::normalise_images(&mut pixels, rotated.side * rotated.side, data.mean, data.std);
+            let f = features_of_pixels(&backbone, pixels, rotated.side, batch, &device);
+            // Rotation-major to image-major (4i + r), so images are held out whole.
+            let image_major = Features { data: (0..4 * n).flat_map(|k| f.data[((k % 4) * n + k / 4) * f.dim..][..f.dim].to_vec()).collect(), dim: f.dim };
+            let accuracy = equivariance::rotation_accuracy(&image_major, 0.25, cfg.seed, &device);
+            rows.push(row("equivariance", "rotation", "accuracy", 100.0 * accuracy, json(equivariance::Settings::new(n, 0.25, true))));
+        }
         Protocol::Predictability => {
             let n = request.images.min(data.test.len());
-            let images: Vec<_> = (0..n).map(|i| data.test.image(i)).collect();
-            let pipeline = Pipeline::from_config(&cfg.augment, data.test.side).map_err(|e| anyhow!(e))?;
-            let views = pipeline.two_views(&images, cfg.seed, u64::MAX - 1);
-            let normalise = |px: &[f32]| -> Vec<f32> {
-                let mut px = px.to_vec();
-                crate::data::normalise_images(&mut px, data.test.side * data.test.side, data.mean, data.std);
-                px
-            };
-            let f = [0, 1].map(|v| features_of_pixels(&backbone, normalise(&views.views[v]), data.test.side, batch, &device));
+            let (views, f) = test_view_features(cfg, &data, &backbone, n, batch, &device)?;
             let dim = f[0].dim;
             let pairs = Features {
                 data: (0..n).flat_map(|i| f[0].data[i * dim..(i + 1) * dim].iter().chain(&f[1].data[i * dim..(i + 1) * dim]).copied()).collect(),
@@ -345,6 +364,22 @@ pub fn evaluate_checkpoint(cfg: &RunConfig, dir: &Path, request: &Request, plugi
 
 fn json(settings: impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(settings).expect("evaluation settings serialise")
+}
+
+/// Two views of each of the first `n` test images, drawn by the run's
+/// pipeline from a stream training never uses, and the backbone's features
+/// of each (the predictability and equivariance protocols' input).
+fn test_view_features(cfg: &RunConfig, data: &Dataset, backbone: &ResNet, n: usize, batch: usize, device: &Device) -> Result<(augur_core::views::ViewBatch<Vec<f32>>, [Features; 2])> {
+    let images: Vec<_> = (0..n).map(|i| data.test.image(i)).collect();
+    let pipeline = Pipeline::from_config(&cfg.augment, data.test.side).map_err(|e| anyhow!(e))?;
+    let views = pipeline.two_views(&images, cfg.seed, u64::MAX - 1);
+    let normalise = |px: &[f32]| -> Vec<f32> {
+        let mut px = px.to_vec();
+        crate::data::normalise_images(&mut px, data.test.side * data.test.side, data.mean, data.std);
+        px
+    };
+    let f = [0, 1].map(|v| features_of_pixels(backbone, normalise(&views.views[v]), data.test.side, batch, device));
+    Ok((views, f))
 }
 
 #[cfg(test)]

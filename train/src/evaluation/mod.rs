@@ -10,6 +10,8 @@
 //! - [`sensitivity`]: cos to the augmented self minus cos to another image;
 //! - [`predictability`]: a linear head on two views' features predicting
 //!   each relative descriptor key;
+//! - [`equivariance`]: how linearly each key's relative descriptor explains
+//!   the features' displacement between two views, and rotation accuracy;
 //! - [`invariance`]: amortised invariance's readout and learned vector;
 //! - [`online`]: the online linear probe;
 //! - [`checkpoint`]: `augur eval`'s request, run on one checkpoint, with a
@@ -27,6 +29,7 @@ use crate::recorder::Evaluation;
 
 pub mod checkpoint;
 pub mod colour_key;
+pub mod equivariance;
 pub mod invariance;
 pub mod knn;
 pub mod lbfgs;

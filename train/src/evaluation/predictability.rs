@@ -84,7 +84,7 @@ pub fn predictability(inputs: &Features, targets: &[f32], k: usize, kind: KeyKin
 }
 
 /// 1 - SSE / SST over all `k` columns of the targets.
-fn r_squared(pred: &[f32], targets: &[f32], k: usize) -> f64 {
+pub(super) fn r_squared(pred: &[f32], targets: &[f32], k: usize) -> f64 {
     let mut sse = 0f64;
     let mut sst = 0f64;
     for j in 0..k {
