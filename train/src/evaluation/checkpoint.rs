@@ -315,7 +315,7 @@ pub fn evaluate_checkpoint(cfg: &RunConfig, dir: &Path, request: &Request, plugi
         }
         Protocol::Equivariance => {
             let n = request.images.min(data.test.len());
-            let (views, f) = test_view_features(cfg, &data, &backbone, n, batch, &device)?;
+            let (views, f) = test_view_features(cfg, &data, &backbone, n, &[DescriptorKey::Rotation], batch, &device)?;
             let dim = f[0].dim;
             let displacements = Features { data: f[0].data.iter().zip(&f[1].data).map(|(a, b)| a - b).collect(), dim };
             let settings = || json(equivariance::Settings::new(n, 0.25, false));
@@ -326,13 +326,10 @@ pub fn evaluate_checkpoint(cfg: &RunConfig, dir: &Path, request: &Request, plugi
                     None => outcome.skipped.push(format!("equivariance of `{}` skipped: the run's pipeline never changes it", key.name())),
                 }
             }
-            // E-SSL's task: one small view per image in its four rotations.
-            let images: Vec<_> = (0..n).map(|i| data.test.image(i)).collect();
-            let pipeline = Pipeline::from_config(&cfg.augment, data.test.side).map_err(|e| anyhow!(e))?.for_keys(&[DescriptorKey::Rotation]);
-            let rotated = pipeline.two_views(&images, cfg.seed, u64::MAX - 1).rotated.expect("asked for by the rotation key");
-            let mut pixels = rotated.views;
-            crate::data::normalise_images(&mut pixels, rotated.side * rotated.side, data.mean, data.std);
-            let f = features_of_pixels(&backbone, pixels, rotated.side, batch, &device);
+            // E-SSL's task: one small view per image in its four rotations
+            // (made with the pair, which they leave as it is).
+            let rotated = views.rotated.expect("asked for by the rotation key");
+            let f = features_of_pixels(&backbone, rotated.views, rotated.side, batch, &device);
             // Rotation-major to image-major (4i + r), so images are held out whole.
             let image_major = Features { data: (0..4 * n).flat_map(|k| f.data[((k % 4) * n + k / 4) * f.dim..][..f.dim].to_vec()).collect(), dim: f.dim };
             let accuracy = equivariance::rotation_accuracy(&image_major, 0.25, cfg.seed, &device);
@@ -340,7 +337,7 @@ pub fn evaluate_checkpoint(cfg: &RunConfig, dir: &Path, request: &Request, plugi
         }
         Protocol::Predictability => {
             let n = request.images.min(data.test.len());
-            let (views, f) = test_view_features(cfg, &data, &backbone, n, batch, &device)?;
+            let (views, f) = test_view_features(cfg, &data, &backbone, n, &[], batch, &device)?;
             let dim = f[0].dim;
             let pairs = Features {
                 data: (0..n).flat_map(|i| f[0].data[i * dim..(i + 1) * dim].iter().chain(&f[1].data[i * dim..(i + 1) * dim]).copied()).collect(),
@@ -369,16 +366,22 @@ fn json(settings: impl serde::Serialize) -> serde_json::Value {
 /// Two views of each of the first `n` test images, drawn by the run's
 /// pipeline from a stream training never uses, and the backbone's features
 /// of each (the predictability and equivariance protocols' input).
-fn test_view_features(cfg: &RunConfig, data: &Dataset, backbone: &ResNet, n: usize, batch: usize, device: &Device) -> Result<(augur_core::views::ViewBatch<Vec<f32>>, [Features; 2])> {
+/// The views come normalised; `keys` asks for the extra views a method
+/// reading them would get (`rotation`: E-SSL's rotated views), which leave
+/// the pair as it is.
+fn test_view_features(
+    cfg: &RunConfig,
+    data: &Dataset,
+    backbone: &ResNet,
+    n: usize,
+    keys: &[DescriptorKey],
+    batch: usize,
+    device: &Device,
+) -> Result<(augur_core::views::ViewBatch<Vec<f32>>, [Features; 2])> {
     let images: Vec<_> = (0..n).map(|i| data.test.image(i)).collect();
-    let pipeline = Pipeline::from_config(&cfg.augment, data.test.side).map_err(|e| anyhow!(e))?;
-    let views = pipeline.two_views(&images, cfg.seed, u64::MAX - 1);
-    let normalise = |px: &[f32]| -> Vec<f32> {
-        let mut px = px.to_vec();
-        crate::data::normalise_images(&mut px, data.test.side * data.test.side, data.mean, data.std);
-        px
-    };
-    let f = [0, 1].map(|v| features_of_pixels(backbone, normalise(&views.views[v]), data.test.side, batch, device));
+    let pipeline = Pipeline::from_config(&cfg.augment, data.test.side).map_err(|e| anyhow!(e))?.for_keys(keys);
+    let views = pipeline.two_views(&images, cfg.seed, u64::MAX - 1).normalised(data.mean, data.std);
+    let f = [0, 1].map(|v| features_of_pixels(backbone, views.views[v].clone(), data.test.side, batch, device));
     Ok((views, f))
 }
 
