@@ -468,9 +468,9 @@ impl Pipeline {
     /// Every image unaugmented, resized (bilinear) to the views' side when
     /// it has another: channel-major `[n, 3, side, side]`. Draws nothing.
     fn originals_of(&self, images: &[ImageRef]) -> Vec<f32> {
-        let side = self.output_size;
-        let whole = |img: &ImageRef| CropBox { top: 0.0, left: 0.0, height: img.height as f32, width: img.width as f32 };
-        images.par_iter().flat_map_iter(|img| resized_crop(&ImageF32::from_u8(*img), whole(img), side).data).collect()
+        // The identity record's crop: the whole image.
+        let whole = |img: &ImageRef| AugmentationRecord::identity(img.height, img.width).crop;
+        images.par_iter().flat_map_iter(|img| resized_crop(&ImageF32::from_u8(*img), whole(img), self.output_size).data).collect()
     }
 
     /// This pipeline for a method that reads `keys`: E-SSL's rotated views
