@@ -82,6 +82,13 @@ pub trait Method: Send {
     fn needs_originals(&self) -> bool {
         false
     }
+    /// Named parts of the backbone's feature that the method trains apart
+    /// (SIE's invariant and equivariant dimensions): what evaluation reads
+    /// with `--features invariant` or `equivariant`. Empty for a method
+    /// that treats the feature whole.
+    fn feature_parts(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        Vec::new()
+    }
     /// Add augmentation-aware components (AugSelf, CASSLE). The method was
     /// built with `MethodContext::projector_input` already counting them.
     fn add_awareness(&mut self, components: Vec<Box<dyn Awareness>>) -> Result<(), String> {

@@ -34,14 +34,18 @@ fn is_loss(column: &str) -> bool {
 }
 
 /// Figures on a [-1, 1] scale: the sensitivities (cosine differences) and
-/// the R^2 of predictability and equivariance (predictability's binary
-/// keys and equivariance's rotation task are accuracies in percent).
+/// the R^2 of predictability and equivariance, on any features
+/// (`predictability-invariant/...`); their binary keys and the rotation task
+/// are accuracies in percent, except under `equivariance-law`, all R^2.
 fn is_unit_scale(column: &str) -> bool {
     let base = column.split(['@', ' ']).next().unwrap_or(column);
-    match base.split_once('/') {
-        Some(("sensitivity", _)) => true,
-        Some(("predictability", key)) => !["flip", "grayscale", "solarize"].contains(&key),
-        Some(("equivariance", key)) => key != "rotation",
+    let Some((protocol, key)) = base.split_once('/') else { return false };
+    if protocol.starts_with("equivariance-law") {
+        return true;
+    }
+    match protocol.split('-').next() {
+        Some("sensitivity") => true,
+        Some("predictability" | "equivariance") => !["flip", "grayscale", "solarize", "rotation"].contains(&key),
         _ => false,
     }
 }
@@ -603,6 +607,9 @@ mod tests {
         assert_eq!(shown("sensitivity/color@init", 0.22849), "0.228");
         assert_eq!(shown("equivariance/crop", 0.0751), "0.075");
         assert_eq!(shown("equivariance/rotation", 43.652), "43.7");
+        assert_eq!(shown("equivariance/grayscale", 61.25), "61.2");
+        assert_eq!(shown("equivariance-law/grayscale", 0.0312), "0.031");
+        assert_eq!(shown("equivariance-equivariant/color", 0.4321), "0.432");
         assert_eq!(shown("predictability/color", 0.4321), "0.432");
         assert_eq!(shown("predictability/flip", 87.25), "87.2");
         assert_eq!(shown("linear/shape", 68.04), "68.0");

@@ -176,7 +176,7 @@ pub enum Command {
         /// An image folder (train/ and test/ with a folder per class) to evaluate on instead of the run's dataset.
         #[arg(long)]
         dataset: Option<PathBuf>,
-        /// Backbone features, or the method's projector output (kNN, linear, L-BFGS; stored as e.g. knn-projector).
+        /// Backbone features; the method's projector output (kNN, linear, L-BFGS; stored as e.g. knn-projector); or the invariant or equivariant part of a split feature (SIE; every protocol but sensitivity and invariance; stored as e.g. equivariance-equivariant).
         #[arg(long, value_enum, default_value = "backbone")]
         features: augur_train::evaluation::checkpoint::FeatureSource,
         #[arg(long, default_value = "augur.db")]

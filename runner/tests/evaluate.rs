@@ -76,14 +76,56 @@ fn protocols_on_a_finished_run_are_stored_with_their_settings() {
 
     let out = augur(&["eval", "1", "--protocol", "equivariance", "--images", "32", "--store", store_arg]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Per key, the displacement's prediction of the relative descriptor
+    // (R^2; accuracy for the binary keys), and the reverse law (R^2).
     let equivariance = rows("equivariance");
     let keys: Vec<(&str, &str)> = equivariance.iter().map(|e| (e.task.as_str(), e.metric.as_str())).collect();
-    for key in ["crop", "color", "flip", "grayscale"] {
-        assert!(keys.contains(&(key, "r2")), "{key} in {keys:?}");
+    for (key, metric) in [("crop", "r2"), ("color", "r2"), ("flip", "accuracy"), ("grayscale", "accuracy"), ("rotation", "accuracy")] {
+        assert!(keys.contains(&(key, metric)), "{key} {metric} in {keys:?}");
     }
-    assert!(keys.contains(&("rotation", "accuracy")), "E-SSL's rotation task: {keys:?}");
-    assert!(!keys.iter().any(|(k, _)| *k == "blur"), "the preset never blurs: no score for it ({keys:?})");
-    assert!(equivariance.iter().all(|e| if e.metric == "r2" { e.value <= 1.0 } else { (0.0..=100.0).contains(&e.value) }), "{equivariance:?}");
+    assert!(equivariance.iter().all(|e| e.settings["features"] == "backbone"), "{equivariance:?}");
+    let law = rows("equivariance-law");
+    let law_keys: Vec<(&str, &str)> = law.iter().map(|e| (e.task.as_str(), e.metric.as_str())).collect();
+    for key in ["crop", "color", "flip", "grayscale"] {
+        assert!(law_keys.contains(&(key, "r2")), "{key} in {law_keys:?}");
+    }
+    assert!(!keys.iter().chain(&law_keys).any(|(k, _)| *k == "blur"), "the preset never blurs: no score for it ({keys:?})");
+    assert!(equivariance.iter().chain(&law).all(|e| if e.metric == "r2" { e.value <= 1.0 } else { (0.0..=100.0).contains(&e.value) }), "{equivariance:?}");
+
+    // SimCLR keeps its feature whole: a part of it is skipped, saying why
+    // (a sweep of SIE beside its base reads the SIE runs' parts).
+    let before = Store::open_read_only(&store_path).unwrap().evaluations(1).unwrap().len();
+    let out = augur(&["eval", "1", "--protocol", "equivariance", "--features", "equivariant", "--store", store_arg]);
+    assert!(out.status.success() && stdout(&out).contains("--features equivariant skipped: method `simclr` does not split the backbone's feature (SIE does)"), "{}", stdout(&out));
+    assert_eq!(Store::open_read_only(&store_path).unwrap().evaluations(1).unwrap().len(), before, "nothing stored");
+}
+
+/// SIE's split feature: each protocol reads either part on request, stored
+/// under its own protocol name; the sensitivity reads the whole backbone.
+#[test]
+fn protocols_read_either_part_of_sies_split_feature() {
+    let tmp = tempdir();
+    let store = tmp.path().join("e.db");
+    let sweep = tiny_sweep(SYNTHETIC, "").replace("name = \"simclr\"\ntemperature = 0.5\nproj_out = 16", "name = \"sie\"\nproj_hidden = 16\nproj_out = 16");
+    assert!(sweep.contains("\"sie\""), "the tiny sweep's method table changed: {sweep}");
+    let file = write(tmp.path(), "tiny.toml", &sweep);
+    let store_arg = store.to_str().unwrap();
+    let out = augur(&["run", file.to_str().unwrap(), "--store", store_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = |protocol: &str| -> Vec<augur::store::EvalRow> {
+        Store::open_read_only(&store).unwrap().evaluations(1).unwrap().into_iter().filter(|e| e.protocol == protocol).collect()
+    };
+    let out = augur(&["eval", "1", "--protocol", "equivariance", "--features", "equivariant", "--images", "32", "--store", store_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let part = rows("equivariance-equivariant");
+    assert!(part.iter().any(|e| e.task == "color" && e.metric == "r2"), "{part:?}");
+    assert!(part.iter().all(|e| e.settings["features"].as_str().unwrap().contains("equivariant part")), "{part:?}");
+    assert!(!rows("equivariance-law-equivariant").is_empty());
+    let out = augur(&["eval", "1", "--protocol", "knn", "--k", "5", "--features", "invariant", "--store", store_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(rows("knn-invariant").len(), 2, "shape and colour");
+    let out = augur(&["eval", "1", "--protocol", "sensitivity", "--features", "invariant", "--store", store_arg]);
+    assert!(!out.status.success() && stderr(&out).contains("reads the whole backbone"), "{}", stderr(&out));
 }
 
 #[test]

@@ -72,6 +72,8 @@ struct Sie {
     schema: DescriptorSchema,
     /// Width of the invariant part: the feature's first dimensions.
     invariant: usize,
+    /// Width of the backbone's feature; the equivariant part is the rest.
+    feature_dim: usize,
     heads: Trainable<Heads>,
 }
 
@@ -132,6 +134,10 @@ impl Method for Sie {
     fn descriptor_keys(&self) -> Vec<DescriptorKey> {
         self.schema.keys.clone()
     }
+
+    fn feature_parts(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        vec![("invariant", 0..self.invariant), ("equivariant", self.invariant..self.feature_dim)]
+    }
 }
 
 /// A part's share of the expander widths, rounded as the official code does.
@@ -161,7 +167,7 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
         biases: false,
     };
     let heads = Heads { invariant: expander(invariant).init(&ctx.device), equivariant: expander(equi).init(&ctx.device), predictor: predictor.init(&ctx.device) };
-    Ok(Box::new(Sie { schema, invariant, heads: Trainable::new(heads, &ctx.optimizer), options: o }))
+    Ok(Box::new(Sie { schema, invariant, feature_dim: d, heads: Trainable::new(heads, &ctx.optimizer), options: o }))
 }
 
 fn register(registry: &mut Registry) {
@@ -195,6 +201,7 @@ mod tests {
         let o: Options = ctx.options().unwrap();
         assert_eq!(ctx.feature_dim, 16);
         let method = build(&ctx).unwrap();
+        assert_eq!(method.feature_parts(), vec![("invariant", 0..12), ("equivariant", 12..16)], "what --features invariant|equivariant reads");
         let embedded = {
             let mut m = method;
             m.embed(Tensor::<2>::ones([3, 16], &device), &[]).unwrap()

@@ -71,6 +71,22 @@ pub enum FeatureSource {
     /// The method's projector output for an unaugmented image (CASSLE's
     /// projector conditioned on the identity augmentation).
     Projector,
+    /// The invariant part of the backbone's feature, for a method that
+    /// splits it (SIE: the first dimensions).
+    Invariant,
+    /// The equivariant part of the backbone's feature (SIE: the last `equi`).
+    Equivariant,
+}
+
+impl FeatureSource {
+    /// The method's name for the part of the feature this reads.
+    fn part(self) -> Option<&'static str> {
+        match self {
+            FeatureSource::Invariant => Some("invariant"),
+            FeatureSource::Equivariant => Some("equivariant"),
+            FeatureSource::Backbone | FeatureSource::Projector => None,
+        }
+    }
 }
 
 /// What to evaluate on and how.
@@ -80,7 +96,7 @@ pub struct Request {
     pub checkpoint: Checkpoint,
     /// An image folder (train/ and test/ class folders) instead of the run's dataset.
     pub dataset: Option<PathBuf>,
-    /// Backbone or projector features (kNN, linear and L-BFGS probes).
+    /// Backbone, projector or a part of the backbone's features.
     pub features: FeatureSource,
     pub k: usize,
     pub temperature: f64,
@@ -182,6 +198,19 @@ fn method_of(cfg: &RunConfig, checkpoint: Checkpoint, dir: &Path, plugins: &Plug
     Ok(method)
 }
 
+/// The columns of the backbone's feature that the run's method calls
+/// `name` (`Method::feature_parts`); `None` for a method that keeps the
+/// feature whole.
+fn feature_part(cfg: &RunConfig, checkpoint: Checkpoint, dir: &Path, plugins: &Plugins, device: &Device, name: &str) -> Result<Option<std::ops::Range<usize>>> {
+    let method = method_of(cfg, checkpoint, dir, plugins, device)?;
+    let parts = method.feature_parts();
+    match parts.iter().find(|(part, _)| *part == name) {
+        Some((_, range)) => Ok(Some(range.clone())),
+        None if parts.is_empty() => Ok(None),
+        None => bail!("--features {name}: method `{}` splits its feature into {}", cfg.method.name, parts.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")),
+    }
+}
+
 /// Projector features of every image of a split: backbone features, then
 /// the method's projector under the identity augmentation.
 fn projector_features(backbone: &ResNet, method: &mut dyn Method, data: &Dataset, split: &Split, batch: usize, device: &Device) -> Result<Features> {
@@ -204,6 +233,9 @@ impl Request {
     pub fn check(&self) -> Result<()> {
         if self.features == FeatureSource::Projector && matches!(self.protocol, Protocol::Sensitivity | Protocol::Predictability | Protocol::Equivariance) {
             bail!("--features projector applies to knn, linear and lbfgs; {:?} reads backbone features", self.protocol);
+        }
+        if self.features.part().is_some() && matches!(self.protocol, Protocol::Sensitivity | Protocol::Invariance) {
+            bail!("--features {:?} applies to knn, linear, lbfgs, predictability and equivariance; {:?} reads the whole backbone", self.features, self.protocol);
         }
         Ok(())
     }
@@ -239,9 +271,24 @@ pub fn evaluate_checkpoint(cfg: &RunConfig, dir: &Path, request: &Request, plugi
     let (dc, data) = dataset_for(cfg, request)?;
     let batch = cfg.eval.batch_size;
     let source = request.features;
+    // A part of the feature is sliced from the (cached) backbone features.
+    let part = match source.part() {
+        Some(name) => match feature_part(cfg, request.checkpoint, checkpoint, plugins, &device, name)? {
+            Some(range) => Some(range),
+            None => {
+                outcome.skipped.push(format!("--features {name} skipped: method `{}` does not split the backbone's feature (SIE does)", cfg.method.name));
+                return Ok(outcome);
+            }
+        },
+        None => None,
+    };
+    let of_part = |f: Features| match &part {
+        Some(range) => f.columns(range.clone()),
+        None => f,
+    };
+    let cached_source = if part.is_some() { FeatureSource::Backbone } else { source };
     let features = || {
-        cached_features(checkpoint, &dc, source, || match source {
-            FeatureSource::Backbone => Ok((extract(&backbone, &data, &data.train, batch, &device), extract(&backbone, &data, &data.test, batch, &device))),
+        let (train, test) = cached_features(checkpoint, &dc, cached_source, || match cached_source {
             FeatureSource::Projector => {
                 let mut method = method_of(cfg, request.checkpoint, checkpoint, plugins, &device)?;
                 Ok((
@@ -249,12 +296,16 @@ pub fn evaluate_checkpoint(cfg: &RunConfig, dir: &Path, request: &Request, plugi
                     projector_features(&backbone, method.as_mut(), &data, &data.test, batch, &device)?,
                 ))
             }
-        })
+            _ => Ok((extract(&backbone, &data, &data.train, batch, &device), extract(&backbone, &data, &data.test, batch, &device))),
+        })?;
+        anyhow::Ok((of_part(train), of_part(test)))
     };
     // Projector figures are their own protocol, never mixed with the backbone's.
     let (suffix, described) = match source {
         FeatureSource::Backbone => ("", "backbone"),
         FeatureSource::Projector => ("-projector", "projector (identity augmentation)"),
+        FeatureSource::Invariant => ("-invariant", "the method's invariant part of the backbone feature"),
+        FeatureSource::Equivariant => ("-equivariant", "the method's equivariant part of the backbone feature"),
     };
     let mut rows = Vec::new();
     let row = |protocol: &str, task: &str, metric: &str, value: f64, settings: serde_json::Value| Evaluation::new(which, protocol, &data.name, task, metric, value, settings);
@@ -316,28 +367,34 @@ pub fn evaluate_checkpoint(cfg: &RunConfig, dir: &Path, request: &Request, plugi
         Protocol::Equivariance => {
             let n = request.images.min(data.test.len());
             let (views, f) = test_view_features(cfg, &data, &backbone, n, &[DescriptorKey::Rotation], batch, &device)?;
-            let dim = f[0].dim;
-            let displacements = Features { data: f[0].data.iter().zip(&f[1].data).map(|(a, b)| a - b).collect(), dim };
-            let settings = || json(equivariance::Settings::new(n, 0.25, false));
+            let [f1, f2] = f.map(of_part);
+            let displacements = equivariance::displacement(&f1, &f2);
+            let settings = |measure| json(equivariance::Settings::new(n, 0.25, measure, described));
             for key in DescriptorKey::ALL.into_iter().filter(|k| *k != DescriptorKey::Rotation) {
                 let descriptors: Vec<f32> = (0..n).flat_map(|i| views.records[0][i].relative(&views.records[1][i], &[key])).collect();
-                match equivariance::displacement_r2(&descriptors, key.dims(), &displacements, 0.25, cfg.seed, &device) {
-                    Some(r2) => rows.push(row("equivariance", key.name(), "r2", r2, settings())),
-                    None => outcome.skipped.push(format!("equivariance of `{}` skipped: the run's pipeline never changes it", key.name())),
+                let (kind, metric, scale) = if key.is_binary() { (KeyKind::Binary, "accuracy", 100.0) } else { (KeyKind::Regression, "r2", 1.0) };
+                let Some(told) = equivariance::key_from_displacement(&displacements, &descriptors, key.dims(), kind, 0.25, cfg.seed, &device) else {
+                    outcome.skipped.push(format!("equivariance of `{}` skipped: the run's pipeline never changes it", key.name()));
+                    continue;
+                };
+                rows.push(row(&format!("equivariance{suffix}"), key.name(), metric, scale * told, settings(equivariance::Measure::KeyFromDisplacement)));
+                if let Some(r2) = equivariance::displacement_r2(&descriptors, key.dims(), &displacements, 0.25, cfg.seed, &device) {
+                    rows.push(row(&format!("equivariance-law{suffix}"), key.name(), "r2", r2, settings(equivariance::Measure::DisplacementLaw)));
                 }
             }
             // E-SSL's task: one small view per image in its four rotations
             // (made with the pair, which they leave as it is).
             let rotated = views.rotated.expect("asked for by the rotation key");
-            let f = features_of_pixels(&backbone, rotated.views, rotated.side, batch, &device);
+            let f = of_part(features_of_pixels(&backbone, rotated.views, rotated.side, batch, &device));
             // Rotation-major to image-major (4i + r), so images are held out whole.
             let image_major = Features { data: (0..4 * n).flat_map(|k| f.data[((k % 4) * n + k / 4) * f.dim..][..f.dim].to_vec()).collect(), dim: f.dim };
             let accuracy = equivariance::rotation_accuracy(&image_major, 0.25, cfg.seed, &device);
-            rows.push(row("equivariance", "rotation", "accuracy", 100.0 * accuracy, json(equivariance::Settings::new(n, 0.25, true))));
+            rows.push(row(&format!("equivariance{suffix}"), "rotation", "accuracy", 100.0 * accuracy, settings(equivariance::Measure::Rotation)));
         }
         Protocol::Predictability => {
             let n = request.images.min(data.test.len());
             let (views, f) = test_view_features(cfg, &data, &backbone, n, &[], batch, &device)?;
+            let f = f.map(of_part);
             let dim = f[0].dim;
             let pairs = Features {
                 data: (0..n).flat_map(|i| f[0].data[i * dim..(i + 1) * dim].iter().chain(&f[1].data[i * dim..(i + 1) * dim]).copied()).collect(),
@@ -351,7 +408,7 @@ pub fn evaluate_checkpoint(cfg: &RunConfig, dir: &Path, request: &Request, plugi
                     continue;
                 };
                 let value = if metric == "accuracy" { 100.0 * value } else { value };
-                rows.push(row("predictability", key.name(), metric, value, json(predictability::Settings::new(n, 0.25))));
+                rows.push(row(&format!("predictability{suffix}"), key.name(), metric, value, json(predictability::Settings::new(n, 0.25, described))));
             }
         }
     }

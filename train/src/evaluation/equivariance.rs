@@ -1,22 +1,42 @@
-//! Equivariance: how predictably a backbone's features move with each
-//! augmentation. For two views of the same images, a linear map from one
-//! key's relative descriptor (view 1 against view 2, docs/descriptors.md)
-//! to the features' displacement `f(x1) - f(x2)`, fitted by L-BFGS on the
-//! first pairs and scored as R^2 over every feature on the held-out rest:
-//! 1 when the key alone says how the features move, 0 when it says nothing
-//! (an invariant backbone has no displacement to explain; one that moves
-//! at random has no linear law). The reverse of the predictability probe,
-//! which asks whether the features hold the key; here, whether the key
-//! explains the features' change, as EquiMod's and SIE's predictors ask.
-//! And E-SSL's task: a linear probe telling the four rotations of a small
-//! view apart (accuracy on held-out images).
+//! Equivariance: how the backbone's features move with each augmentation,
+//! measured on two views of the same images, three ways:
+//!
+//! - `equivariance` (per key): a linear head on the displacement
+//!   `f(x1) - f(x2)` predicting the key's relative descriptor (R^2; accuracy
+//!   for binary keys), fitted by L-BFGS on the first pairs with its L2
+//!   weight chosen as the predictability probe's, scored on the held-out
+//!   rest. High when the move of the features says which augmentation
+//!   separates the views, as an equivariant representation's does; an
+//!   invariant backbone has no move to read. The predictability probe asks
+//!   the same of the two features side by side, which can also read each
+//!   view's own state; this reads only their difference.
+//! - `equivariance-law` (per key): the reverse map, from the key's relative
+//!   descriptor to the displacement, scored as R^2 over every feature: 1
+//!   when the key alone says how the features move (a linear law), 0 when
+//!   it says nothing.
+//! - `rotation` (under `equivariance`): E-SSL's task, a linear probe
+//!   telling the four rotations of a small view apart.
+//!
+//! With `--features invariant` or `equivariant` (SIE), the same on that
+//! part of the feature.
 
 use augur_core::burn::prelude::*;
 use serde::Serialize;
 
 use super::Features;
 use super::lbfgs::{FitTarget, Standardizer, accuracy, fit_linear, predict};
-use super::predictability::r_squared;
+use super::predictability::{KeyKind, predictability, r_squared};
+
+/// What an equivariance figure measures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Measure {
+    /// A linear head from the displacement to the key's relative descriptor.
+    KeyFromDisplacement,
+    /// A linear map from the key's relative descriptor to the displacement.
+    DisplacementLaw,
+    /// A linear probe telling four rotations apart.
+    Rotation,
+}
 
 /// How an equivariance figure was measured (stored with it).
 #[derive(Serialize)]
@@ -24,18 +44,33 @@ pub struct Settings {
     pub images: usize,
     pub views: &'static str,
     pub map: &'static str,
+    pub features: &'static str,
     pub held_out: f64,
 }
 
 impl Settings {
-    pub fn new(images: usize, held_out: f64, rotation: bool) -> Self {
-        let (views, map) = if rotation {
-            ("one view per image at the rotation side, in its four rotations", "linear probe on f(view), 4 classes, L-BFGS; held out by image")
-        } else {
-            ("the run's augment pipeline, two views per image", "linear from the key's relative descriptor to f(x1) - f(x2), L-BFGS")
+    pub fn new(images: usize, held_out: f64, measure: Measure, features: &'static str) -> Self {
+        let pair = "the run's augment pipeline, two views per image";
+        let (views, map) = match measure {
+            Measure::KeyFromDisplacement => (pair, "linear head from f(x1) - f(x2) to the key's relative descriptor, L-BFGS, L2 chosen on a fifth of the fitting rows"),
+            Measure::DisplacementLaw => (pair, "linear from the key's relative descriptor to f(x1) - f(x2), L-BFGS"),
+            Measure::Rotation => ("one view per image at the rotation side, in its four rotations", "linear probe on f(view), 4 classes, L-BFGS; held out by image"),
         };
-        Settings { images, views, map, held_out }
+        Settings { images, views, map, features, held_out }
     }
+}
+
+/// The displacement `f(x1) - f(x2)` of two views' features, row by row.
+pub fn displacement(first: &Features, second: &Features) -> Features {
+    Features { data: first.data.iter().zip(&second.data).map(|(a, b)| a - b).collect(), dim: first.dim }
+}
+
+/// How well a linear head on the displacement predicts the relative
+/// descriptors `[n, k]` (R^2, or accuracy for a binary key): the
+/// predictability probe's fit and score on `f(x1) - f(x2)`. `None` when
+/// the descriptor is constant.
+pub fn key_from_displacement(displacements: &Features, descriptors: &[f32], k: usize, kind: KeyKind, held_out: f64, seed: u64, device: &Device) -> Option<f64> {
+    predictability(displacements, descriptors, k, kind, held_out, seed, device)
 }
 
 /// R^2 of the displacements `[n, d]` explained linearly by the relative
@@ -93,6 +128,26 @@ mod tests {
         let r2 = displacement_r2(&descriptor, 1, &noise, 0.25, 0, &Device::flex()).unwrap();
         assert!(r2 < 0.2, "R^2 {r2}");
         assert!(displacement_r2(&vec![1.0; n], 1, &lawful, 0.25, 0, &Device::flex()).is_none(), "a constant descriptor has no figure");
+    }
+
+    /// Each view's features hold its own parameter: their displacement
+    /// tells the relative descriptor. Features the same for both views
+    /// (invariant) have no displacement to read it from.
+    #[test]
+    fn the_displacement_tells_the_relative_descriptor_only_when_features_move() {
+        let _exclusive = crate::seeded_device_lock();
+        let n = 240;
+        let param = |i: usize, v: usize| ((i * 13 + v * 7) % 17) as f32 / 17.0;
+        let relative: Vec<f32> = (0..n).map(|i| param(i, 0) - param(i, 1)).collect();
+        let view = |v: usize, moves: bool| {
+            Features::from_rows(&(0..n).map(|i| vec![if moves { 2.0 * param(i, v) } else { 0.0 }, ((i * 31) % 5) as f32, -param(i, v) * moves as u8 as f32 + 1.0]).collect::<Vec<_>>())
+        };
+        let moving = displacement(&view(0, true), &view(1, true));
+        let r2 = key_from_displacement(&moving, &relative, 1, KeyKind::Regression, 0.25, 0, &Device::flex()).unwrap();
+        assert!(r2 > 0.99, "R^2 {r2}");
+        let still = displacement(&view(0, false), &view(1, false));
+        let r2 = key_from_displacement(&still, &relative, 1, KeyKind::Regression, 0.25, 0, &Device::flex()).unwrap();
+        assert!(r2 < 0.05, "R^2 {r2}");
     }
 
     /// Features that hold the rotation are told apart; features blind to it are at chance.

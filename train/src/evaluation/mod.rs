@@ -10,8 +10,9 @@
 //! - [`sensitivity`]: cos to the augmented self minus cos to another image;
 //! - [`predictability`]: a linear head on two views' features predicting
 //!   each relative descriptor key;
-//! - [`equivariance`]: how linearly each key's relative descriptor explains
-//!   the features' displacement between two views, and rotation accuracy;
+//! - [`equivariance`]: how well the features' displacement between two
+//!   views tells each key's relative descriptor, how linearly the key
+//!   explains the displacement, and rotation accuracy;
 //! - [`invariance`]: amortised invariance's readout and learned vector;
 //! - [`online`]: the online linear probe;
 //! - [`checkpoint`]: `augur eval`'s request, run on one checkpoint, with a
@@ -61,6 +62,11 @@ impl Features {
 
     pub(crate) fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// The columns `range` of every row (a method's part of the feature).
+    pub fn columns(&self, range: std::ops::Range<usize>) -> Features {
+        Features { data: self.data.chunks(self.dim).flat_map(|row| row[range.clone()].iter().copied()).collect(), dim: range.len() }
     }
 }
 

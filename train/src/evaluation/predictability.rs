@@ -14,16 +14,18 @@ pub struct Settings {
     pub images: usize,
     pub views: &'static str,
     pub input: &'static str,
+    pub features: &'static str,
     pub head: &'static str,
     pub held_out: f64,
 }
 
 impl Settings {
-    pub fn new(images: usize, held_out: f64) -> Self {
+    pub fn new(images: usize, held_out: f64, features: &'static str) -> Self {
         Settings {
             images,
             views: "the run's augment pipeline",
-            input: "[f(x1), f(x2)] backbone features",
+            input: "[f(x1), f(x2)]",
+            features,
             head: "linear, L-BFGS, L2 chosen on a fifth of the fitting rows",
             held_out,
         }
