@@ -413,6 +413,40 @@ impl FeatureQueue {
         self.keys.as_ref().filter(|_| self.len > 0).map(|k| k.clone().slice([0..self.len]))
     }
 
+    /// Write the queue to `dir/name.json` (its positions) and, once it holds
+    /// keys, `dir/name.f32` (the `[capacity, d]` keys, little-endian): a
+    /// run resumed from a checkpoint meets the negatives it left.
+    pub fn save(&self, dir: &Path, name: &str) -> Result<(), String> {
+        let dim = self.keys.as_ref().map_or(0, |k| k.dims()[1]);
+        let state = serde_json::json!({ "capacity": self.capacity, "len": self.len, "next": self.next, "dim": dim });
+        let write = |file: String, bytes: Vec<u8>| std::fs::write(dir.join(&file), bytes).map_err(|e| format!("cannot write {}: {e}", dir.join(file).display()));
+        write(format!("{name}.json"), state.to_string().into_bytes())?;
+        if let Some(keys) = &self.keys {
+            let values = keys.clone().into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| format!("queue {name}: {e:?}"))?;
+            write(format!("{name}.f32"), values.iter().flat_map(|v| v.to_le_bytes()).collect())?;
+        }
+        Ok(())
+    }
+
+    /// Read what [`FeatureQueue::save`] wrote, the keys onto `device`.
+    pub fn load(dir: &Path, name: &str, device: &Device) -> Result<Self, String> {
+        let read = |file: String| std::fs::read(dir.join(&file)).map_err(|e| format!("cannot read {}: {e}", dir.join(file).display()));
+        let state: serde_json::Value = serde_json::from_slice(&read(format!("{name}.json"))?).map_err(|e| format!("{name}.json: {e}"))?;
+        let field = |key: &str| state[key].as_u64().map(|v| v as usize).ok_or_else(|| format!("{name}.json has no `{key}`"));
+        let (capacity, len, next, dim) = (field("capacity")?, field("len")?, field("next")?, field("dim")?);
+        let keys = if dim == 0 {
+            None
+        } else {
+            let bytes = read(format!("{name}.f32"))?;
+            if bytes.len() != capacity * dim * 4 {
+                return Err(format!("{name}.f32 holds {} bytes, not the {capacity} x {dim} keys of {name}.json", bytes.len()));
+            }
+            let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            Some(Tensor::<2>::from_data(TensorData::new(values, [capacity, dim]), device))
+        };
+        Ok(Self { keys, capacity, len, next })
+    }
+
     /// Add a batch of keys `[n, d]` (detached), overwriting the oldest.
     pub fn push(&mut self, batch: Tensor<2>) {
         let [n, d] = batch.dims();

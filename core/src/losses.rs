@@ -137,6 +137,19 @@ impl MocoQueues {
         Self { layout, queues: (0..count).map(queue).collect() }
     }
 
+    /// Save each queue as `{name}_{i}` (docs: [`FeatureQueue::save`]).
+    pub fn save(&self, dir: &std::path::Path, name: &str) -> Result<(), String> {
+        self.queues.iter().enumerate().try_for_each(|(i, q)| q.save(dir, &format!("{name}_{i}")))
+    }
+
+    /// Replace the queues by the ones [`MocoQueues::save`] wrote.
+    pub fn load(&mut self, dir: &std::path::Path, name: &str, device: &Device) -> Result<(), String> {
+        for (i, q) in self.queues.iter_mut().enumerate() {
+            *q = FeatureQueue::load(dir, &format!("{name}_{i}"), device)?;
+        }
+        Ok(())
+    }
+
     /// The negatives of the queries of `view` (0 or 1): the other view's
     /// past keys, or the shared queue's.
     fn negatives_for(&self, view: usize) -> Option<Tensor<2>> {

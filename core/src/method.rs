@@ -168,6 +168,17 @@ pub trait Objective: Send {
     /// Called with each batch before [`Objective::loss`], for objectives
     /// whose state depends on the batch (a queue per invariance setting).
     fn begin_batch(&mut self, _batch: &ViewBatch) {}
+
+    /// Save the objective's state into a checkpoint folder (MoCo's queues),
+    /// so a resumed run continues as the uninterrupted one.
+    fn save(&self, _dir: &Path) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Restore what [`Objective::save`] wrote.
+    fn load(&mut self, _dir: &Path) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Momentum coefficient over training: `base` at the start, cosine-increased
@@ -458,6 +469,7 @@ impl Method for TwoView {
         if let Some(m) = &self.momentum {
             m.save(dir)?;
         }
+        self.objective.save(dir)?;
         for a in &self.aware {
             a.save(dir)?;
         }
@@ -474,6 +486,7 @@ impl Method for TwoView {
         if let Some(m) = &mut self.momentum {
             m.load(dir)?;
         }
+        self.objective.load(dir)?;
         for a in &mut self.aware {
             a.load(dir)?;
         }

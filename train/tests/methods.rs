@@ -307,6 +307,74 @@ fn amortised_invariance_trains_one_setting_per_step() {
 }
 
 
+/// A MoCo run saved mid-training and loaded into a fresh method goes on as
+/// the uninterrupted run: its queues of negatives travel with the
+/// checkpoint (a fresh queue would change the next losses), for the
+/// per-view queues of MoCo v2 and amortised invariance's queue per setting.
+#[test]
+fn moco_queues_travel_with_the_checkpoint() {
+    let plugins = Plugins::load_dir(&plugin_dir()).unwrap();
+    for (method, options, invariance) in [
+        ("moco_v2", "proj_hidden = 32\nproj_out = 16\nqueue_size = 64", ""),
+        ("amortised", "proj_hidden = 32\nproj_out = 16\nqueue_size = 64", "\ninvariance = 2"),
+    ] {
+        let text = tiny_sweep(SYNTHETIC, "")
+            .replace("name = \"simclr\"\ntemperature = 0.5\nproj_out = 16", &format!("name = \"{method}\"\n{options}"))
+            .replace("blocks = [1, 1]", &format!("blocks = [1, 1]{invariance}"));
+        let sweep = SweepFile::parse(Path::new("q.toml"), &text).unwrap();
+        let cfg = &sweep.runs[0].config;
+        let _exclusive = exclusive();
+        let device = Device::flex().autodiff();
+        let build = || {
+            device.seed(1);
+            (Trainable::new(cfg.model.init(&device), &cfg.optimizer), train::build_method(cfg, &plugins, &device).unwrap())
+        };
+        let (split, _) = augur_train::data::synthetic(32, 16, 3);
+        let images: Vec<ImageRef> = (0..32).map(|i| split.image(i)).collect();
+        let pipeline = Pipeline::from_config(&cfg.augment, 16).unwrap();
+        let batch = |step: usize| {
+            let setting = [[1.0, 0.0], [0.0, 1.0]][step % 2];
+            let mut b = if invariance.is_empty() { pipeline.clone() } else { pipeline.for_invariance(&setting) }.two_views(&images, 0, step as u64).normalised([0.4; 3], [0.25; 3]);
+            b.invariance = (!invariance.is_empty()).then(|| setting.to_vec());
+            b.to_device(&device)
+        };
+        let steps = 6;
+        let step = |backbone: &mut Trainable<_>, m: &mut Box<dyn augur_core::method::Method>, s: usize| {
+            let info = StepInfo { step: s, total_steps: steps, lr: 0.05 };
+            train::train_step(backbone, m.as_mut(), &batch(s), &info, method).unwrap().0
+        };
+        let dir = tempdir();
+        let (mut backbone, mut m) = build();
+        let mut uninterrupted = Vec::new();
+        for s in 0..steps {
+            if s == 3 {
+                backbone.save(dir.path(), "backbone").unwrap();
+                m.save(dir.path()).unwrap();
+            }
+            uninterrupted.push(step(&mut backbone, &mut m, s));
+        }
+        let (mut backbone, mut m) = build();
+        backbone.load(dir.path(), "backbone").unwrap();
+        m.load(dir.path()).unwrap();
+        let resumed: Vec<f32> = (3..steps).map(|s| step(&mut backbone, &mut m, s)).collect();
+        for (s, (got, want)) in resumed.iter().zip(&uninterrupted[3..]).enumerate() {
+            assert!((got - want).abs() < 1e-5, "{method} step {}: resumed loss {got}, uninterrupted {want}", s + 3);
+        }
+        // Without the queues (a checkpoint from before they were saved) the
+        // run resumes, but not as the uninterrupted one: the test can fail.
+        for file in std::fs::read_dir(dir.path()).unwrap().map(|f| f.unwrap().path()) {
+            if file.file_name().unwrap().to_string_lossy().starts_with("moco_queue") {
+                std::fs::remove_file(file).unwrap();
+            }
+        }
+        let (mut backbone, mut m) = build();
+        backbone.load(dir.path(), "backbone").unwrap();
+        m.load(dir.path()).unwrap();
+        let fresh = step(&mut backbone, &mut m, 3);
+        assert!((fresh - uninterrupted[3]).abs() > 1e-4, "{method}: fresh queues gave the same loss {fresh}");
+    }
+}
+
 /// Checking a sweep records the descriptor keys each run's method reads
 /// (what its store row keeps as its schema): none for a plain method, a
 /// component's keys, the jitter factors of hierarchical's expanded views.

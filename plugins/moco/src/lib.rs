@@ -25,6 +25,7 @@
 //!   ResNet recipe with LARS.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use augur_core::heads;
 use augur_core::burn::prelude::*;
@@ -107,6 +108,7 @@ struct QueueInfoNce {
     new_queues: Box<dyn Fn(usize) -> MocoQueues + Send>,
     queues: BTreeMap<Vec<bool>, MocoQueues>,
     setting: Vec<bool>,
+    device: Device,
 }
 
 impl QueueInfoNce {
@@ -114,9 +116,13 @@ impl QueueInfoNce {
         let (seed, device) = (ctx.seed, ctx.device.clone());
         // Each setting's queues their own stream, apart from the run's other draws.
         let new_queues = move |nth: usize| MocoQueues::with_start(start, layout, capacity, dim, seed ^ 0x0C0_0E5E_0000_0000 ^ (nth as u64) << 8, &device);
-        Self { temperature, directions, new_queues: Box::new(new_queues), queues: BTreeMap::new(), setting: Vec::new() }
+        Self { temperature, directions, new_queues: Box::new(new_queues), queues: BTreeMap::new(), setting: Vec::new(), device: ctx.device.clone() }
     }
 }
+
+/// The checkpoint's list of the settings whose queues it holds, in the
+/// order the queues are named (`moco_queues_{i}_{view}`).
+const QUEUE_SETTINGS: &str = "moco_queue_settings.json";
 
 impl Objective for QueueInfoNce {
     fn begin_batch(&mut self, batch: &ViewBatch) {
@@ -127,6 +133,33 @@ impl Objective for QueueInfoNce {
         let nth = self.queues.len();
         let queues = self.queues.entry(self.setting.clone()).or_insert_with(|| (self.new_queues)(nth));
         moco_queue_loss(online, target, queues, self.temperature, self.directions)
+    }
+
+    /// The queues travel with the checkpoint: a resumed run meets the
+    /// negatives it left, not a fresh start.
+    fn save(&self, dir: &Path) -> Result<(), String> {
+        let settings: Vec<&Vec<bool>> = self.queues.keys().collect();
+        let path = dir.join(QUEUE_SETTINGS);
+        std::fs::write(&path, augur_core::serde_json::to_string(&settings).expect("settings serialise")).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        self.queues.values().enumerate().try_for_each(|(i, q)| q.save(dir, &format!("moco_queues_{i}")))
+    }
+
+    /// A checkpoint written before the queues were saved resumes with
+    /// fresh ones, as it did then.
+    fn load(&mut self, dir: &Path) -> Result<(), String> {
+        let path = dir.join(QUEUE_SETTINGS);
+        if !path.exists() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let settings: Vec<Vec<bool>> = augur_core::serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.queues.clear();
+        for (i, setting) in settings.into_iter().enumerate() {
+            let mut queues = (self.new_queues)(i);
+            queues.load(dir, &format!("moco_queues_{i}"), &self.device)?;
+            self.queues.insert(setting, queues);
+        }
+        Ok(())
     }
 }
 
