@@ -162,6 +162,9 @@ pub const COLOURS: [&str; 8] = [
 ];
 /// Hue distance between neighbouring colour classes, in turns.
 pub const COLOUR_SPACING: f32 = 1.0 / 16.0;
+/// The palette set's three shades of each colour class, as offsets from
+/// the class hue in class spacings (0.3 x 1/16 turn = 6.75 degrees apart).
+const SHADES: [f32; 3] = [-0.3, 0.0, 0.3];
 
 fn inside(shape: usize, u: f32, v: f32) -> bool {
     let r = (u * u + v * v).sqrt();
@@ -191,7 +194,7 @@ fn inside(shape: usize, u: f32, v: f32) -> bool {
 /// from continuous ranges, so an image's mean colour nearly identifies it:
 /// see [`palette`] for the set where it does not.
 pub fn synthetic(n: usize, side: usize, seed: u64) -> (Split, Vec<Task>) {
-    let rendered: Vec<(Vec<u8>, u16, u16)> = (0..n)
+    let rendered: Vec<(Vec<u8>, Vec<u16>)> = (0..n)
         .into_par_iter()
         .map(|i| {
             let mut rng = image_stream(seed, i);
@@ -203,10 +206,10 @@ pub fn synthetic(n: usize, side: usize, seed: u64) -> (Split, Vec<Task>) {
             let fg = augur_core::augment::hsv_to_rgb(hue.rem_euclid(1.0), sat, val);
             let bg = rng.random_range(0.05..0.45f32);
             let placed = Placement::draw(&mut rng, side);
-            (paint(side, shape, &placed, fg, |_, _| bg, None, &mut rng), shape as u16, colour as u16)
+            (paint(side, shape, &placed, fg, |_, _| bg, None, &mut rng), vec![shape as u16, colour as u16])
         })
         .collect();
-    shapes_and_colours(rendered, side)
+    labelled(rendered, side, shape_and_colour_tasks())
 }
 
 /// The palette set (`dataset = "palette"`): the synthetic set's shapes and
@@ -222,16 +225,21 @@ pub fn synthetic(n: usize, side: usize, seed: u64) -> (Split, Vec<Task>) {
 /// scaled to one area, so how much of a view the shape covers says little
 /// of which image it is. Colour jitter (hue +-0.1 turn) still spans more
 /// than one colour class.
+///
+/// A third task, `hue`, names the painted hue among all 24 (class and
+/// shade): a finer colour question than `colour`, which a random network's
+/// features already answer well (86-87% linear), so it leaves room to see
+/// how much colour a method keeps above what any network has.
 pub fn palette(n: usize, side: usize, seed: u64) -> (Split, Vec<Task>) {
-    let rendered: Vec<(Vec<u8>, u16, u16)> = (0..n)
+    let rendered: Vec<(Vec<u8>, Vec<u16>)> = (0..n)
         .into_par_iter()
         .map(|i| {
             let mut rng = image_stream(seed ^ 0x9A1E_77E5, i);
             let shape = rng.random_range(0..SHAPES.len());
             let colour = rng.random_range(0..COLOURS.len());
             // One of three shades of the class's hue, shared by a third of its images.
-            let shade = [-0.3, 0.0, 0.3][rng.random_range(0..3)];
-            let hue = (colour as f32 + shade) * COLOUR_SPACING + rng.random_range(-0.004..0.004);
+            let shade = rng.random_range(0..SHADES.len());
+            let hue = (colour as f32 + SHADES[shade]) * COLOUR_SPACING + rng.random_range(-0.004..0.004);
             let sat = 0.8 + rng.random_range(-0.015..0.015);
             let val = 0.85 + rng.random_range(-0.015..0.015);
             let fg = augur_core::augment::hsv_to_rgb(hue.rem_euclid(1.0), sat, val);
@@ -248,10 +256,14 @@ pub fn palette(n: usize, side: usize, seed: u64) -> (Split, Vec<Task>) {
                 2 => if (y / period).floor() as i32 % 2 == 0 { 0.2 } else { 0.4 },
                 _ => if ((y / period).floor() + (x / period).floor()) as i32 % 2 == 0 { 0.2 } else { 0.4 },
             };
-            (paint(side, shape, &placed, fg, background, Some(&dot), &mut rng), shape as u16, colour as u16)
+            let labels = vec![shape as u16, colour as u16, (colour * SHADES.len() + shade) as u16];
+            (paint(side, shape, &placed, fg, background, Some(&dot), &mut rng), labels)
         })
         .collect();
-    shapes_and_colours(rendered, side)
+    let hues: Vec<String> = COLOURS.iter().flat_map(|c| ["-", "", "+"].map(|shade| format!("{c}{shade}"))).collect();
+    let mut tasks = shape_and_colour_tasks();
+    tasks.push(Task { name: "hue".into(), classes: hues });
+    labelled(rendered, side, tasks)
 }
 
 /// The area every palette shape is scaled to, in units of its radius squared
@@ -351,16 +363,23 @@ fn paint(side: usize, shape: usize, at: &Placement, fg: (f32, f32, f32), backgro
 }
 
 /// A split of rendered (image, shape, colour) and the two tasks.
-fn shapes_and_colours(rendered: Vec<(Vec<u8>, u16, u16)>, side: usize) -> (Split, Vec<Task>) {
-    let mut images = Vec::with_capacity(rendered.len() * 3 * side * side);
-    let (mut shapes, mut colours) = (Vec::new(), Vec::new());
-    for (img, s, c) in rendered {
-        images.extend_from_slice(&img);
-        shapes.push(s);
-        colours.push(c);
-    }
+/// The generated sets' `shape` and `colour` tasks.
+fn shape_and_colour_tasks() -> Vec<Task> {
     let task = |name: &str, classes: &[&str]| Task { name: name.into(), classes: classes.iter().map(|s| s.to_string()).collect() };
-    (Split { images, side, labels: vec![shapes, colours] }, vec![task("shape", &SHAPES), task("colour", &COLOURS)])
+    vec![task("shape", &SHAPES), task("colour", &COLOURS)]
+}
+
+/// A split of rendered images, each with one label per task.
+fn labelled(rendered: Vec<(Vec<u8>, Vec<u16>)>, side: usize, tasks: Vec<Task>) -> (Split, Vec<Task>) {
+    let mut images = Vec::with_capacity(rendered.len() * 3 * side * side);
+    let mut labels = vec![Vec::with_capacity(rendered.len()); tasks.len()];
+    for (img, image_labels) in rendered {
+        images.extend_from_slice(&img);
+        for (task, label) in labels.iter_mut().zip(image_labels) {
+            task.push(label);
+        }
+    }
+    (Split { images, side, labels }, tasks)
 }
 
 // ---------------------------------------------------------------- CIFAR
@@ -587,7 +606,7 @@ mod tests {
         assert_eq!(a.images, palette(64, 24, 5).0.images);
         assert_ne!(a.images, palette(64, 24, 6).0.images);
         assert_ne!(a.images, synthetic(64, 24, 5).0.images);
-        assert_eq!((tasks[0].classes.len(), tasks[1].classes.len()), (10, 8));
+        assert_eq!(tasks.iter().map(|t| (t.name.as_str(), t.classes.len())).collect::<Vec<_>>(), [("shape", 10), ("colour", 8), ("hue", 24)]);
         let turn = |a: f32, b: f32| ((a - b).rem_euclid(1.0)).min((b - a).rem_euclid(1.0));
         for i in 0..a.len() {
             let img = a.image(i).data;
@@ -601,6 +620,12 @@ mod tests {
             let distance = |c: usize| hues.iter().map(|&h| turn(h, c as f32 * COLOUR_SPACING)).sum::<f32>();
             let nearest = (0..COLOURS.len()).min_by(|&x, &y| distance(x).total_cmp(&distance(y))).unwrap();
             assert_eq!(nearest as u16, a.labels[1][i], "image {i}");
+            // The hue label is the class's shade nearest the painted pixels.
+            let shade_hue = |h: usize| (h / 3) as f32 * COLOUR_SPACING + SHADES[h % 3] * COLOUR_SPACING;
+            let distance = |h: usize| hues.iter().map(|&x| turn(x, shade_hue(h))).sum::<f32>();
+            let nearest = (0..3 * COLOURS.len()).min_by(|&x, &y| distance(x).total_cmp(&distance(y))).unwrap();
+            assert_eq!(nearest as u16, a.labels[2][i], "image {i}: hue label");
+            assert_eq!(a.labels[2][i] / 3, a.labels[1][i], "image {i}: the hue is a shade of the colour");
         }
         let shapes: std::collections::BTreeSet<_> = a.labels[0].iter().collect();
         assert!(shapes.len() >= 8);
