@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -361,6 +361,19 @@ pub fn load_module<M: Module>(module: M, dir: &Path, name: &str) -> Result<M, St
         .map_err(|e| format!("cannot load {}: {e:?}", path.display()))
 }
 
+/// A queue's keys as a module, so a checkpoint holds them in the same
+/// format as every other tensor it holds ([`save_module`]).
+#[derive(Module, Debug)]
+struct QueueKeys {
+    keys: Param<Tensor<2>>,
+}
+
+impl QueueKeys {
+    fn of(keys: Tensor<2>) -> Self {
+        QueueKeys { keys: Param::from_tensor(keys.detach()).set_require_grad(false) }
+    }
+}
+
 /// A FIFO queue of detached feature vectors (MoCo's negatives): the newest
 /// batch overwrites the oldest entries once the queue is full.
 pub struct FeatureQueue {
@@ -414,35 +427,31 @@ impl FeatureQueue {
     }
 
     /// Write the queue to `dir/name.json` (its positions) and, once it holds
-    /// keys, `dir/name.f32` (the `[capacity, d]` keys, little-endian): a
-    /// run resumed from a checkpoint meets the negatives it left.
+    /// keys, `dir/name.bpk` (the `[capacity, d]` keys, saved as a module is):
+    /// a run resumed from a checkpoint meets the negatives it left.
     pub fn save(&self, dir: &Path, name: &str) -> Result<(), String> {
         let dim = self.keys.as_ref().map_or(0, |k| k.dims()[1]);
         let state = serde_json::json!({ "capacity": self.capacity, "len": self.len, "next": self.next, "dim": dim });
-        let write = |file: String, bytes: Vec<u8>| std::fs::write(dir.join(&file), bytes).map_err(|e| format!("cannot write {}: {e}", dir.join(file).display()));
-        write(format!("{name}.json"), state.to_string().into_bytes())?;
-        if let Some(keys) = &self.keys {
-            let values = keys.clone().into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| format!("queue {name}: {e:?}"))?;
-            write(format!("{name}.f32"), values.iter().flat_map(|v| v.to_le_bytes()).collect())?;
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, state.to_string()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        match &self.keys {
+            Some(keys) => save_module(&QueueKeys::of(keys.clone()), dir, name),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Read what [`FeatureQueue::save`] wrote, the keys onto `device`.
     pub fn load(dir: &Path, name: &str, device: &Device) -> Result<Self, String> {
-        let read = |file: String| std::fs::read(dir.join(&file)).map_err(|e| format!("cannot read {}: {e}", dir.join(file).display()));
-        let state: serde_json::Value = serde_json::from_slice(&read(format!("{name}.json"))?).map_err(|e| format!("{name}.json: {e}"))?;
-        let field = |key: &str| state[key].as_u64().map(|v| v as usize).ok_or_else(|| format!("{name}.json has no `{key}`"));
+        let path = dir.join(format!("{name}.json"));
+        let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let state: serde_json::Value = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let field = |key: &str| state[key].as_u64().map(|v| v as usize).ok_or_else(|| format!("{} has no `{key}`", path.display()));
         let (capacity, len, next, dim) = (field("capacity")?, field("len")?, field("next")?, field("dim")?);
         let keys = if dim == 0 {
             None
         } else {
-            let bytes = read(format!("{name}.f32"))?;
-            if bytes.len() != capacity * dim * 4 {
-                return Err(format!("{name}.f32 holds {} bytes, not the {capacity} x {dim} keys of {name}.json", bytes.len()));
-            }
-            let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            Some(Tensor::<2>::from_data(TensorData::new(values, [capacity, dim]), device))
+            let loaded = load_module(QueueKeys::of(Tensor::zeros([capacity, dim], device)), dir, name)?;
+            Some(loaded.keys.val().detach())
         };
         Ok(Self { keys, capacity, len, next })
     }
