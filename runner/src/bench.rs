@@ -137,13 +137,9 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
     // `unfused` is the path before the extensions, each `+op` adds one.
     // Cumulative: `unfused`, then one more operation per line; the last line
     // is the default path.
-    // Operations that change nothing on this device (the convolution off
-    // flex) get no line of their own.
-    let device = train::device_of(&base)?;
     // The cases train SimCLR, which has no momentum network: the EMA's gain
     // is timed by `cargo bench --workspace --bench step` instead.
-    let relevant: Vec<Fused> =
-        Fused::ALL.into_iter().filter(|&op| op.applies_to(&device) && op != Fused::Ema).collect();
+    let relevant: Vec<Fused> = Fused::ALL.into_iter().filter(|&op| op != Fused::Ema).collect();
     let mut paths: Vec<(String, Vec<Fused>)> = vec![("unfused".into(), vec![])];
     for (i, op) in relevant.iter().enumerate() {
         let default = if i + 1 == relevant.len() { " (default)" } else { "" };

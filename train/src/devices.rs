@@ -143,6 +143,14 @@ mod tests {
         augur_core::fused::batch_norm::assert_matches_unfused(&open("tch-cpu").unwrap().autodiff());
     }
 
+    /// The convolution on libtorch (its own backward, through libtorch's
+    /// autograd tape) against burn's convolution and generic gradients.
+    #[cfg(feature = "tch")]
+    #[test]
+    fn convolution_matches_burns_on_libtorch() {
+        augur_core::fused::conv::assert_matches_burns_convolution(&open("tch-cpu").unwrap().autodiff());
+    }
+
     /// The fused SGD step and EMA on libtorch against burn's `Sgd` and the
     /// tensor-op blend.
     #[cfg(feature = "tch")]

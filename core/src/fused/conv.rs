@@ -19,9 +19,16 @@
 //! images' patch matrices sit side by side so each gemm stays wide.
 //!
 //! Images run in parallel (rayon), each gemm single-threaded. Grouped
-//! convolutions take burn's path. On LibTorch the extension is libtorch's
-//! own convolution (it is only routed here on flex; the LibTorch impl exists
-//! so the one dispatch type covers every backend).
+//! convolutions take burn's path.
+//!
+//! On LibTorch the forward is libtorch's convolution and the backward is
+//! libtorch's own convolution backward (oneDNN on the CPU, cuDNN on CUDA),
+//! the kernels PyTorch's autograd runs. burn's generic gradients (above)
+//! measured 1.1-1.6x the time of libtorch's per layer on ResNet-18's shapes
+//! (docs/benchmarks.md, "Convolution gradients on libtorch"). tch 0.22 does
+//! not expose `convolution_backward`, so a tracked forward records the
+//! convolution on libtorch's autograd tape (`x` and `weight` as leaves) and
+//! the backward replays it (see [`ConvTape`]).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -29,8 +36,9 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::backend::{Autodiff, Backend, Dispatch, ExtensionType, Flex, TensorMetadata, backend_extension};
 use burn::prelude::*;
+use burn::tensor::TensorData;
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
@@ -59,6 +67,74 @@ pub trait ConvOps: Backend {
         grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self>;
+
+    /// The forward of a convolution whose gradients will be asked for, and
+    /// what its backward reads besides `x` and `weight`. By default nothing:
+    /// the backward computes from the operands.
+    fn conv2d_gemm_taped(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, ConvTape<Self>) {
+        (Self::conv2d_gemm(x, weight, options), ConvTape::Operands)
+    }
+
+    /// The gradients `needs` asks for (of `x`, of `weight`), from the
+    /// forward's operands and tape.
+    fn conv2d_gemm_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        #[extension_type] tape: ConvTape<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        needs: [bool; 2],
+    ) -> ConvGrads<Self> {
+        let _ = tape;
+        let dw = needs[1].then(|| Self::conv2d_gemm_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
+        let dx = needs[0].then(|| Self::conv2d_gemm_x_backward(x, weight, grad, options));
+        ConvGrads::from_parts(dx, dw)
+    }
+}
+
+/// What a tracked convolution keeps for its backward besides its operands.
+#[derive(Clone, Debug, ExtensionType)]
+pub enum ConvTape<B: Backend> {
+    /// Nothing: the backward recomputes from `x` and `weight` (flex).
+    Operands,
+    /// libtorch's autograd record of the convolution: `x` and `weight` as
+    /// the tape's leaves (sharing burn's storage, so burn does not write
+    /// into them in place while the tape lives) and the output with its
+    /// graph. The backward seeds libtorch's engine at `<output, grad>`, whose
+    /// gradient with respect to the output is `grad`, so libtorch's own
+    /// convolution backward runs.
+    Libtorch { x: FloatTensor<B>, weight: FloatTensor<B>, output: FloatTensor<B> },
+}
+
+/// The gradients a convolution's backward was asked for.
+#[derive(Debug, ExtensionType)]
+pub enum ConvGrads<B: Backend> {
+    Input { x: FloatTensor<B> },
+    Weight { weight: FloatTensor<B> },
+    Both { x: FloatTensor<B>, weight: FloatTensor<B> },
+}
+
+impl<B: Backend> ConvGrads<B> {
+    fn from_parts(x: Option<FloatTensor<B>>, weight: Option<FloatTensor<B>>) -> Self {
+        match (x, weight) {
+            (Some(x), Some(weight)) => ConvGrads::Both { x, weight },
+            (Some(x), None) => ConvGrads::Input { x },
+            (None, Some(weight)) => ConvGrads::Weight { weight },
+            (None, None) => unreachable!("a tracked convolution has an operand that needs a gradient"),
+        }
+    }
+
+    fn into_parts(self) -> (Option<FloatTensor<B>>, Option<FloatTensor<B>>) {
+        match self {
+            ConvGrads::Both { x, weight } => (Some(x), Some(weight)),
+            ConvGrads::Input { x } => (Some(x), None),
+            ConvGrads::Weight { weight } => (None, Some(weight)),
+        }
+    }
 }
 
 /// `conv` applied to `x`: through the extension on flex (unless switched
@@ -78,21 +154,29 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 }
 
 /// `x` convolved with `weight` (no bias) in the active precision
-/// ([`crate::precision`]): the extension on flex (unless switched off, and
-/// not in bf16: the kernel is fp32), burn's convolution elsewhere.
+/// ([`crate::precision`]): through the extension (unless switched off, or
+/// see [`routed`]), burn's convolution otherwise.
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tensor<4> {
     crate::precision::conv2d(x, weight, options, |x, weight, options| {
-        if !routed(&x.device()) || x.dtype() != burn::tensor::DType::F32 {
+        if !routed(&x, &options) {
             return burn::tensor::module::conv2d(x, weight, None, options);
         }
         Tensor::<4>::from_dispatch(<Dispatch as ConvOps>::conv2d_gemm(x.into_dispatch(), weight.into_dispatch(), options))
     })
 }
 
-/// Whether convolutions on `device` take the extension: flex (with or
-/// without autodiff), while [`Fused::Conv`] is on.
-fn routed(device: &Device) -> bool {
-    fused::enabled(Fused::Conv) && Fused::Conv.applies_to(device)
+/// Whether this convolution takes the extension while [`Fused::Conv`] is
+/// on: on flex in fp32 (the kernel is fp32 only); on libtorch with
+/// symmetric padding (libtorch's convolution has no other).
+fn routed(x: &Tensor<4>, options: &ConvOptions<2>) -> bool {
+    if !fused::enabled(Fused::Conv) {
+        return false;
+    }
+    if x.device().inner() == Device::flex() {
+        x.dtype() == burn::tensor::DType::F32
+    } else {
+        !options.is_asymmetric()
+    }
 }
 
 // ---------------------------------------------------------------- flex ----
@@ -530,8 +614,9 @@ impl ConvOps for Flex {
 mod libtorch {
     use super::*;
     use burn::backend::LibTorch;
+    use burn::backend::libtorch::TchTensor;
 
-    /// libtorch's own convolution and gradients (cuDNN / oneDNN).
+    /// libtorch's own convolution and gradients (oneDNN / cuDNN).
     impl ConvOps for LibTorch {
         fn conv2d_gemm(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
             LibTorch::conv2d(x, weight, None, options)
@@ -554,6 +639,57 @@ mod libtorch {
         ) -> FloatTensor<Self> {
             LibTorch::conv2d_weight_backward(x, weight, grad, options)
         }
+
+        /// The convolution on libtorch's autograd tape (see [`ConvTape::Libtorch`]).
+        fn conv2d_gemm_taped(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            options: ConvOptions<2>,
+        ) -> (FloatTensor<Self>, ConvTape<Self>) {
+            // A leaf is a new handle on the operand's storage; sharing burn's
+            // storage count keeps burn from writing into it in place. Both
+            // leaves track: the backward asks libtorch only for the gradients
+            // needed, and libtorch computes only those.
+            let leaf = |t: &TchTensor| TchTensor { tensor: t.tensor.detach().set_requires_grad(true), storage: t.storage.clone() };
+            let (x, weight) = (leaf(&x), leaf(&weight));
+            let output = tch::Tensor::conv2d(
+                &x.tensor,
+                &weight.tensor,
+                None::<tch::Tensor>,
+                options.stride.map(|i| i as i64),
+                options.padding_begin().map(|i| i as i64),
+                options.dilation.map(|i| i as i64),
+                options.groups as i64,
+            );
+            // burn gets the values without the graph, and may write into them.
+            let values = TchTensor::new(output.detach());
+            (values, ConvTape::Libtorch { x, weight, output: TchTensor::new(output) })
+        }
+
+        fn conv2d_gemm_backward(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            tape: ConvTape<Self>,
+            grad: FloatTensor<Self>,
+            options: ConvOptions<2>,
+            needs: [bool; 2],
+        ) -> ConvGrads<Self> {
+            let ConvTape::Libtorch { x: x_leaf, weight: weight_leaf, output } = tape else {
+                let dw = needs[1].then(|| Self::conv2d_gemm_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
+                let dx = needs[0].then(|| Self::conv2d_gemm_x_backward(x, weight, grad, options));
+                return ConvGrads::from_parts(dx, dw);
+            };
+            // libtorch's engine seeds its root with ones; the root <output, grad>
+            // (a dot product) hands exactly `grad` to the convolution's node.
+            let grad = grad.tensor.to_kind(output.tensor.kind());
+            let root = output.tensor.flatten(0, -1).dot(&grad.flatten(0, -1));
+            let leaves: Vec<&tch::Tensor> =
+                [(&x_leaf, needs[0]), (&weight_leaf, needs[1])].into_iter().filter(|(_, n)| *n).map(|(t, _)| &t.tensor).collect();
+            let mut grads = tch::Tensor::run_backward(&[root], &leaves, false, false).into_iter().map(TchTensor::new);
+            let dx = needs[0].then(|| grads.next().expect("libtorch returns one gradient per leaf"));
+            let dw = needs[1].then(|| grads.next().expect("libtorch returns one gradient per leaf"));
+            ConvGrads::from_parts(dx, dw)
+        }
     }
 }
 
@@ -563,19 +699,20 @@ mod libtorch {
 struct ConvBackward;
 
 impl<B: Backend + ConvOps> Backward<B, 2> for ConvBackward {
-    /// `(x, weight, options)` of the forward.
-    type State = (FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
+    /// `(x, weight, options, tape)` of the forward.
+    type State = (FloatTensor<B>, FloatTensor<B>, ConvOptions<2>, ConvTape<B>);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_weight] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, options) = ops.state;
-        if let Some(node) = node_weight {
-            let dw = B::conv2d_gemm_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+        let (x, weight, options, tape) = ops.state;
+        let needs = [node_x.is_some(), node_weight.is_some()];
+        let (dx, dw) = B::conv2d_gemm_backward(x, weight, tape, grad, options, needs).into_parts();
+        if let (Some(node), Some(dw)) = (node_weight, dw) {
             grads.register::<B>(node.id, dw);
         }
-        if let Some(node) = node_x {
-            grads.register::<B>(node.id, B::conv2d_gemm_x_backward(x, weight, grad, options));
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<B>(node.id, dx);
         }
     }
 }
@@ -584,10 +721,12 @@ impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
     fn conv2d_gemm(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
         let nodes = [x.node(), weight.node()];
         let (x, weight) = (x.into_primitive(), weight.into_primitive());
-        let out = B::conv2d_gemm(x.clone(), weight.clone(), options.clone());
         match ConvBackward.prepare::<C>(nodes).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((x, weight, options), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
+            OpsKind::Tracked(prep) => {
+                let (out, tape) = B::conv2d_gemm_taped(x.clone(), weight.clone(), options.clone());
+                prep.finish((x, weight, options, tape), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_gemm(x, weight, options)),
         }
     }
 
@@ -613,53 +752,79 @@ impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
     }
 }
 
+/// Output and gradients of [`conv2d`] against burn's convolution on
+/// `device` (an autodiff device), for the shapes the backbones use (3x3 and
+/// 1x1, stride 1 and 2) and the odd ones (7x7 stem, asymmetric padding,
+/// dilation), with both operands tracked, only the weight (a first layer's
+/// input) and only the input (a frozen layer). Panics naming the case.
+pub fn assert_matches_burns_convolution(device: &Device) {
+    use burn::tensor::{Distribution, Tolerance};
+    device.seed(5);
+    // (n, cin, cout, size, kernel, stride, padding (begin, end), dilation)
+    let cases = [
+        (3, 4, 6, 9, 3, 1, (1, 1), 1),
+        (2, 5, 3, 8, 3, 2, (1, 1), 1),
+        (3, 4, 7, 8, 1, 2, (0, 0), 1),
+        (2, 6, 5, 5, 1, 1, (0, 0), 1),
+        (2, 3, 4, 15, 7, 2, (3, 3), 1),
+        (2, 3, 4, 10, 3, 2, (0, 1), 1),
+        (2, 3, 2, 9, 3, 1, (2, 2), 2),
+        (2, 2, 3, 24, 3, 1, (1, 1), 1),
+    ];
+    for (i, (n, cin, cout, size, k, s, pad, d)) in cases.into_iter().enumerate() {
+        let (x_tracked, w_tracked) = [(true, true), (false, true), (true, false)][i % 3];
+        let case = format!("{device:?}: n{n} {cin}->{cout} {size}px k{k} s{s} pad{pad:?} d{d}, x tracked {x_tracked}, weight tracked {w_tracked}");
+        let track = |t: Tensor<4>, on: bool| if on { t.require_grad() } else { t };
+        let x = track(Tensor::<4>::random([n, cin, size, size], Distribution::Normal(0.0, 1.0), device), x_tracked);
+        let w = track(Tensor::<4>::random([cout, cin, k, k], Distribution::Normal(0.0, 0.5), device), w_tracked);
+        let options = ConvOptions::new_with_padding([s, s], [pad, pad], [d, d], 1);
+        // Every case but the asymmetric padding off flex goes through the extension.
+        let expected = fused::enabled(Fused::Conv) && (device.clone().inner() == Device::flex() || !options.is_asymmetric());
+        assert_eq!(routed(&x, &options), expected, "{case}: routed through the extension");
+        let ours = conv2d(x.clone(), w.clone(), options.clone());
+        let burns = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options);
+        assert_eq!(ours.dims(), burns.dims(), "{case}: output shape");
+        let close = |what: &str, a: TensorData, b: TensorData, tolerance: f64| {
+            if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                a.assert_approx_eq::<f32>(&b, Tolerance::absolute(tolerance))
+            })) {
+                let message = e.downcast_ref::<String>().cloned().unwrap_or_default();
+                panic!("{case}: {what} differs from burn's: {message}");
+            }
+        };
+        close("the output", ours.clone().into_data(), burns.clone().into_data(), 1e-4);
+        let upstream = Tensor::<4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), device);
+        let g_ours = (ours * upstream.clone()).sum().backward();
+        let g_burns = (burns * upstream).sum().backward();
+        let grad = |t: &Tensor<4>, g| t.grad(g).map(|t| t.into_data());
+        for (what, t, tracked, tolerance) in [("the input gradient", &x, x_tracked, 1e-4), ("the weight gradient", &w, w_tracked, 1e-3)] {
+            match (grad(t, &g_ours), grad(t, &g_burns)) {
+                (Some(a), Some(b)) => close(what, a, b, tolerance),
+                (None, None) if !tracked => {}
+                (a, b) => panic!("{case}: {what}: ours present {}, burn's present {}", a.is_some(), b.is_some()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Distribution, Tolerance};
 
-    /// Output and both gradients equal burn's convolution, for the shapes
-    /// the backbones use (3x3 and 1x1, stride 1 and 2) and the odd ones
-    /// (7x7 stem, asymmetric padding, dilation, a 1x1 at stride 1).
     #[test]
     fn matches_burns_convolution_on_flex() {
-        let device = Device::flex().autodiff();
-        device.seed(5);
-        // (n, cin, cout, size, kernel, stride, padding (begin, end), dilation)
-        let cases = [
-            (3, 4, 6, 9, 3, 1, (1, 1), 1),
-            (2, 5, 3, 8, 3, 2, (1, 1), 1),
-            (3, 4, 7, 8, 1, 2, (0, 0), 1),
-            (2, 6, 5, 5, 1, 1, (0, 0), 1),
-            (2, 3, 4, 15, 7, 2, (3, 3), 1),
-            (2, 3, 4, 10, 3, 2, (0, 1), 1),
-            (2, 3, 2, 9, 3, 1, (2, 2), 2),
-            (2, 2, 3, 24, 3, 1, (1, 1), 1),
-        ];
-        for (n, cin, cout, size, k, s, pad, d) in cases {
-            let case = format!("n{n} {cin}->{cout} {size}px k{k} s{s} pad{pad:?} d{d}");
-            let x = Tensor::<4>::random([n, cin, size, size], Distribution::Normal(0.0, 1.0), &device).require_grad();
-            let w = Tensor::<4>::random([cout, cin, k, k], Distribution::Normal(0.0, 0.5), &device).require_grad();
-            let options = ConvOptions::new_with_padding([s, s], [pad, pad], [d, d], 1);
-            let ours = conv2d(x.clone(), w.clone(), options.clone());
-            let burns = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options);
-            assert_eq!(ours.dims(), burns.dims(), "{case}: output shape");
-            let tolerance = Tolerance::absolute(1e-4);
-            ours.clone().into_data().assert_approx_eq::<f32>(&burns.clone().into_data(), tolerance);
-            let upstream = Tensor::<4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
-            let g_ours = (ours * upstream.clone()).sum().backward();
-            let g_burns = (burns * upstream).sum().backward();
-            let grad = |t: &Tensor<4>, g| t.grad(g).unwrap_or_else(|| panic!("{case}: no gradient")).into_data();
-            grad(&x, &g_ours).assert_approx_eq::<f32>(&grad(&x, &g_burns), tolerance);
-            grad(&w, &g_ours).assert_approx_eq::<f32>(&grad(&w, &g_burns), Tolerance::absolute(1e-3));
-        }
+        assert_matches_burns_convolution(&Device::flex().autodiff());
     }
 
-    /// Flex devices, with and without autodiff, take the extension while it
-    /// is on (the switch itself is process-wide, so not flipped here).
+    /// Flex devices, with and without autodiff, take the extension in fp32
+    /// while it is on (the switch itself is process-wide, so not flipped here).
     #[test]
-    fn flex_devices_take_the_extension_while_it_is_on() {
-        assert!(routed(&Device::flex().autodiff()) || !fused::enabled(Fused::Conv));
-        assert!(routed(&Device::flex()) || !fused::enabled(Fused::Conv));
+    fn flex_fp32_convolutions_take_the_extension_while_it_is_on() {
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        for device in [Device::flex().autodiff(), Device::flex()] {
+            let x = Tensor::<4>::zeros([1, 1, 3, 3], &device);
+            assert!(routed(&x, &options) || !fused::enabled(Fused::Conv));
+            assert!(!routed(&x.cast(burn::tensor::FloatDType::BF16), &options));
+        }
     }
 }

@@ -5,7 +5,8 @@
 //!   the backward in one or two passes) on flex, libtorch's own on LibTorch,
 //!   with a handwritten backward under autodiff.
 //! - [`conv`]: 2-D convolution on flex as im2col + one gemm per image, with
-//!   both gradients (libtorch keeps its own convolution).
+//!   both gradients; on LibTorch libtorch's convolution with its own
+//!   backward (burn's generic gradients otherwise).
 //! - [`step`]: the SGD step and the EMA of momentum networks, one kernel per
 //!   parameter tensor.
 //!
@@ -29,7 +30,7 @@ use burn::tensor::TensorData;
 pub enum Fused {
     /// [`batch_norm::batch_norm_train`] instead of burn's (or the copy-free) batch norm.
     BatchNorm,
-    /// [`conv::conv2d`] instead of burn-flex's convolution (flex only).
+    /// [`conv::conv2d`] instead of burn's convolution and its generic gradients.
     Conv,
     /// [`step::FusedSgd`] instead of burn's `Sgd` (SGD runs only; LARS and
     /// AdamW stay burn's).
@@ -47,15 +48,6 @@ impl Fused {
             Fused::Conv => "conv",
             Fused::Sgd => "sgd",
             Fused::Ema => "ema",
-        }
-    }
-
-    /// Whether `op` changes anything on `device`: the convolution is
-    /// routed only on flex (libtorch has its own); the others everywhere.
-    pub fn applies_to(self, device: &burn::prelude::Device) -> bool {
-        match self {
-            Fused::BatchNorm | Fused::Sgd | Fused::Ema => true,
-            Fused::Conv => device.clone().inner() == burn::prelude::Device::flex(),
         }
     }
 
