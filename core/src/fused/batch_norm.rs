@@ -7,9 +7,11 @@
 //! - flex: one pass for the per-channel statistics (sums in f64), one for the
 //!   output; the backward one pass for the two per-channel sums and one for
 //!   the input gradient;
-//! - LibTorch: libtorch's `native_batch_norm` forward; its backward from the
-//!   same two per-channel sums in a few libtorch kernels (tch 0.22 exposes no
-//!   `native_batch_norm_backward`);
+//! - LibTorch: libtorch's `native_batch_norm` forward and, for a tracked
+//!   one, its `native_batch_norm_backward` through libtorch's autograd tape
+//!   ([`BatchNormTape`]; tch 0.22 exposes no `native_batch_norm_backward`).
+//!   Untaped, the backward is the same two per-channel sums in a few
+//!   libtorch kernels;
 //! - Autodiff: the forward of the inner backend and a handwritten backward
 //!   (input, gamma and beta gradients at once).
 //!
@@ -23,7 +25,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::backend::{Autodiff, Backend, Dispatch, ExtensionType, Flex, TensorMetadata, backend_extension};
 use burn::nn::BatchNorm;
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -50,6 +52,44 @@ pub trait BatchNormOps: Backend {
         invstd: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The forward of a batch norm whose gradients will be asked for, and
+    /// what its backward reads besides `x`, gamma and the statistics. By
+    /// default nothing.
+    fn batch_norm_train_taped(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, BatchNormTape<Self>) {
+        let (out, mean, invstd) = <Self as BatchNormOps>::batch_norm_train(x, gamma, beta, epsilon);
+        (out, mean, invstd, BatchNormTape::Statistics)
+    }
+
+    /// The backward from the forward's operands, statistics and tape.
+    fn batch_norm_train_backward_taped(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        invstd: FloatTensor<Self>,
+        #[extension_type] tape: BatchNormTape<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let _ = tape;
+        <Self as BatchNormOps>::batch_norm_train_backward(x, gamma, mean, invstd, grad)
+    }
+}
+
+/// What a tracked batch norm keeps for its backward besides its operands
+/// and statistics.
+#[derive(Clone, Debug, ExtensionType)]
+pub enum BatchNormTape<B: Backend> {
+    /// Nothing: the backward computes from `x` and the statistics (flex).
+    Statistics,
+    /// The batch norm on libtorch's autograd tape ([`crate::fused`]'s
+    /// `tape`): `x`, gamma and beta as leaves, the output with its graph;
+    /// the backward is libtorch's `native_batch_norm_backward`.
+    Libtorch { x: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatTensor<B>, output: FloatTensor<B> },
 }
 
 /// Training-mode batch norm of `x` (`[batch, channels, h, w]`) with `bn`'s
@@ -183,6 +223,7 @@ impl BatchNormOps for Flex {
 #[allow(deprecated)] // burn-tch is deprecated after 0.22; it is still the libtorch (CUDA) path here
 mod libtorch {
     use super::*;
+    use crate::fused::tape;
     use burn::backend::LibTorch;
     use burn::backend::libtorch::TchTensor;
 
@@ -204,6 +245,43 @@ mod libtorch {
                 epsilon,
             );
             (TchTensor::new(out), TchTensor::new(mean), TchTensor::new(invstd))
+        }
+
+        fn batch_norm_train_taped(
+            x: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            beta: FloatTensor<Self>,
+            epsilon: f64,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, BatchNormTape<Self>) {
+            let [x, gamma, beta] = [&x, &gamma, &beta].map(tape::leaf);
+            let (out, mean, invstd) = x.tensor.contiguous().native_batch_norm(
+                Some(&gamma.tensor),
+                Some(&beta.tensor),
+                None::<&tch::Tensor>,
+                None::<&tch::Tensor>,
+                true,
+                0.0,
+                epsilon,
+            );
+            let (mean, invstd) = (tape::values(&mean), tape::values(&invstd));
+            (tape::values(&out), mean, invstd, BatchNormTape::Libtorch { x, gamma, beta, output: TchTensor::new(out) })
+        }
+
+        fn batch_norm_train_backward_taped(
+            x: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            mean: FloatTensor<Self>,
+            invstd: FloatTensor<Self>,
+            tape: BatchNormTape<Self>,
+            grad: FloatTensor<Self>,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            let BatchNormTape::Libtorch { x: x_leaf, gamma: gamma_leaf, beta: beta_leaf, output } = tape else {
+                return <Self as BatchNormOps>::batch_norm_train_backward(x, gamma, mean, invstd, grad);
+            };
+            let [dx, dgamma, dbeta]: [TchTensor; 3] = tape::replay(&output, grad, &[&x_leaf, &gamma_leaf, &beta_leaf])
+                .try_into()
+                .expect("one gradient per leaf");
+            (dx, dgamma, dbeta)
         }
 
         fn batch_norm_train_backward(
@@ -235,14 +313,14 @@ mod libtorch {
 struct BatchNormBackward;
 
 impl<B: Backend + BatchNormOps> Backward<B, 3> for BatchNormBackward {
-    /// `(x, gamma, batch mean, batch inverse std)` of the forward.
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+    /// `(x, gamma, batch mean, batch inverse std, tape)` of the forward.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, BatchNormTape<B>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, gamma, mean, invstd) = ops.state;
-        let (dx, dgamma, dbeta) = <B as BatchNormOps>::batch_norm_train_backward(x, gamma, mean, invstd, grad);
+        let (x, gamma, mean, invstd, tape) = ops.state;
+        let (dx, dgamma, dbeta) = <B as BatchNormOps>::batch_norm_train_backward_taped(x, gamma, mean, invstd, tape, grad);
         for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g);
@@ -260,14 +338,19 @@ impl<B: Backend + BatchNormOps, C: CheckpointStrategy> BatchNormOps for Autodiff
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let nodes = [x.node(), gamma.node(), beta.node()];
         let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
-        let (out, mean, invstd) = <B as BatchNormOps>::batch_norm_train(x.clone(), gamma.clone(), beta, epsilon);
         // The statistics leave the graph: nothing differentiates through them.
-        let stats = (FloatTensor::<Self>::new(mean.clone()), FloatTensor::<Self>::new(invstd.clone()));
-        let out = match BatchNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((x, gamma, mean, invstd), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        (out, stats.0, stats.1)
+        let lift = FloatTensor::<Self>::new;
+        match BatchNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (out, mean, invstd, tape) = <B as BatchNormOps>::batch_norm_train_taped(x.clone(), gamma.clone(), beta, epsilon);
+                let stats = (lift(mean.clone()), lift(invstd.clone()));
+                (prep.finish((x, gamma, mean, invstd, tape), out), stats.0, stats.1)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (out, mean, invstd) = <B as BatchNormOps>::batch_norm_train(x, gamma, beta, epsilon);
+                (prep.finish(out), lift(mean), lift(invstd))
+            }
+        }
     }
 
     /// Gradients of the gradients are not tracked (no double backward).

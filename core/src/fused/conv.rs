@@ -27,8 +27,8 @@
 //! measured 1.1-1.6x the time of libtorch's per layer on ResNet-18's shapes
 //! (docs/benchmarks.md, "Convolution gradients on libtorch"). tch 0.22 does
 //! not expose `convolution_backward`, so a tracked forward records the
-//! convolution on libtorch's autograd tape (`x` and `weight` as leaves) and
-//! the backward replays it (see [`ConvTape`]).
+//! convolution on libtorch's autograd tape and the backward replays it
+//! ([`ConvTape`]).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -101,12 +101,9 @@ pub trait ConvOps: Backend {
 pub enum ConvTape<B: Backend> {
     /// Nothing: the backward recomputes from `x` and `weight` (flex).
     Operands,
-    /// libtorch's autograd record of the convolution: `x` and `weight` as
-    /// the tape's leaves (sharing burn's storage, so burn does not write
-    /// into them in place while the tape lives) and the output with its
-    /// graph. The backward seeds libtorch's engine at `<output, grad>`, whose
-    /// gradient with respect to the output is `grad`, so libtorch's own
-    /// convolution backward runs.
+    /// The convolution on libtorch's autograd tape ([`crate::fused`]'s
+    /// `tape`): `x` and `weight` as leaves, the output with its graph; the
+    /// backward is libtorch's convolution backward.
     Libtorch { x: FloatTensor<B>, weight: FloatTensor<B>, output: FloatTensor<B> },
 }
 
@@ -613,6 +610,7 @@ impl ConvOps for Flex {
 #[allow(deprecated)] // burn-tch is deprecated after 0.22; it is still the libtorch (CUDA) path here
 mod libtorch {
     use super::*;
+    use crate::fused::tape;
     use burn::backend::LibTorch;
     use burn::backend::libtorch::TchTensor;
 
@@ -646,12 +644,9 @@ mod libtorch {
             weight: FloatTensor<Self>,
             options: ConvOptions<2>,
         ) -> (FloatTensor<Self>, ConvTape<Self>) {
-            // A leaf is a new handle on the operand's storage; sharing burn's
-            // storage count keeps burn from writing into it in place. Both
-            // leaves track: the backward asks libtorch only for the gradients
-            // needed, and libtorch computes only those.
-            let leaf = |t: &TchTensor| TchTensor { tensor: t.tensor.detach().set_requires_grad(true), storage: t.storage.clone() };
-            let (x, weight) = (leaf(&x), leaf(&weight));
+            // Both leaves track: the backward asks libtorch only for the
+            // gradients needed, and libtorch computes only those.
+            let (x, weight) = (tape::leaf(&x), tape::leaf(&weight));
             let output = tch::Tensor::conv2d(
                 &x.tensor,
                 &weight.tensor,
@@ -661,9 +656,7 @@ mod libtorch {
                 options.dilation.map(|i| i as i64),
                 options.groups as i64,
             );
-            // burn gets the values without the graph, and may write into them.
-            let values = TchTensor::new(output.detach());
-            (values, ConvTape::Libtorch { x, weight, output: TchTensor::new(output) })
+            (tape::values(&output), ConvTape::Libtorch { x, weight, output: TchTensor::new(output) })
         }
 
         fn conv2d_gemm_backward(
@@ -679,15 +672,11 @@ mod libtorch {
                 let dx = needs[0].then(|| Self::conv2d_gemm_x_backward(x, weight, grad, options));
                 return ConvGrads::from_parts(dx, dw);
             };
-            // libtorch's engine seeds its root with ones; the root <output, grad>
-            // (a dot product) hands exactly `grad` to the convolution's node.
-            let grad = grad.tensor.to_kind(output.tensor.kind());
-            let root = output.tensor.flatten(0, -1).dot(&grad.flatten(0, -1));
-            let leaves: Vec<&tch::Tensor> =
-                [(&x_leaf, needs[0]), (&weight_leaf, needs[1])].into_iter().filter(|(_, n)| *n).map(|(t, _)| &t.tensor).collect();
-            let mut grads = tch::Tensor::run_backward(&[root], &leaves, false, false).into_iter().map(TchTensor::new);
-            let dx = needs[0].then(|| grads.next().expect("libtorch returns one gradient per leaf"));
-            let dw = needs[1].then(|| grads.next().expect("libtorch returns one gradient per leaf"));
+            let leaves: Vec<&TchTensor> =
+                [(&x_leaf, needs[0]), (&weight_leaf, needs[1])].into_iter().filter(|(_, n)| *n).map(|(t, _)| t).collect();
+            let mut grads = tape::replay(&output, grad, &leaves).into_iter();
+            let dx = needs[0].then(|| grads.next().expect("one gradient per leaf"));
+            let dw = needs[1].then(|| grads.next().expect("one gradient per leaf"));
             ConvGrads::from_parts(dx, dw)
         }
     }

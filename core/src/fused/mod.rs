@@ -18,6 +18,8 @@
 pub mod batch_norm;
 pub mod conv;
 pub mod step;
+#[cfg(feature = "tch")]
+mod tape;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

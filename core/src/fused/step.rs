@@ -195,8 +195,19 @@ mod libtorch {
             momentum: f64,
             weight_decay: f64,
         ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-            let (p, g) = (&param.tensor, &grad.tensor);
-            // Fresh tensors updated in place: three kernels besides the products.
+            let g = &grad.tensor;
+            if param.can_mut() && velocity.can_mut() {
+                // The usual case (the optimizer holds the only references):
+                // four in-place kernels, no new buffer.
+                let scalar = |v: f64| tch::Tensor::from(v);
+                let (mut p, mut v) = (param.tensor.shallow_clone(), velocity.tensor.shallow_clone());
+                let _ = v.g_mul_scalar_(momentum);
+                let _ = v.g_add_(g);
+                let _ = v.addcmul_(&p, &scalar(weight_decay));
+                let _ = p.addcmul_(&v, &scalar(-lr));
+                return (param, velocity);
+            }
+            let p = &param.tensor;
             let mut d = p * weight_decay;
             let _ = d.g_add_(g);
             let mut velocity = &velocity.tensor * momentum;
