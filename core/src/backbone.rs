@@ -10,7 +10,7 @@ use burn::nn::{
 use burn::prelude::*;
 
 use crate::hyper::{HyperConv2d, HypernetLayout, InvarianceEmbedding};
-use crate::norm::batch_norm_2d;
+use crate::norm::{batch_norm_2d, batch_norm_relu_2d};
 use serde::{Deserialize, Serialize};
 
 /// The model section of a run config.
@@ -177,7 +177,7 @@ impl BasicBlock {
             Some(s) => batch_norm_2d(&s.bn, conv_for(&s.conv, self.hyper.get(2), x.clone(), v, e)),
             None => x.clone(),
         };
-        let out = self.relu.forward(batch_norm_2d(&self.bn1, conv_for(&self.conv1, self.hyper.get(0), x, v, e)));
+        let out = batch_norm_relu_2d(&self.bn1, conv_for(&self.conv1, self.hyper.get(0), x, v, e));
         let out = batch_norm_2d(&self.bn2, conv_for(&self.conv2, self.hyper.get(1), out, v, e));
         self.relu.forward(out + identity)
     }
@@ -307,7 +307,7 @@ impl ResNet {
     fn stage_maps_with(&self, x: Tensor<4>, n: usize, v: Option<Tensor<1>>) -> Vec<Tensor<4>> {
         let v = (self.invariance > 0).then(|| v.unwrap_or_else(|| Tensor::ones([self.invariance], &x.device())));
         let stem = conv_for(&self.stem_conv, self.stem_hyper.first(), x, v.as_ref(), None);
-        let mut x = self.relu.forward(batch_norm_2d(&self.stem_bn, stem));
+        let mut x = batch_norm_relu_2d(&self.stem_bn, stem);
         if let Some(pool) = &self.stem_pool {
             x = pool.forward(x);
         }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backbone::{global_average_pool, grouped_conv as conv};
 use crate::blocks::{Mlp, MlpConfig};
-use crate::norm::batch_norm_2d;
+use crate::norm::{batch_norm_2d, batch_norm_relu_2d};
 
 /// The official `SepConv`: depthwise 3x3 (stride `s`), pointwise, BN, ReLU,
 /// depthwise 3x3, pointwise to `cout`, BN, ReLU.
@@ -51,9 +51,9 @@ impl SepConv {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.pointwise1.forward(self.depthwise1.forward(x));
-        let x = relu(batch_norm_2d(&self.bn1, x));
+        let x = batch_norm_relu_2d(&self.bn1, x);
         let x = self.pointwise2.forward(self.depthwise2.forward(x));
-        relu(batch_norm_2d(&self.bn2, x))
+        batch_norm_relu_2d(&self.bn2, x)
     }
 }
 
@@ -88,7 +88,7 @@ impl AttentionLift {
     /// `[batch, width << later]` from a `[batch, width, h, w]` map.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let [_, _, h, w] = x.dims();
-        let x = relu(batch_norm_2d(&self.prepare_bn, self.prepare.forward(x)));
+        let x = batch_norm_relu_2d(&self.prepare_bn, self.prepare.forward(x));
         // `nn.Upsample(scale_factor=2, mode='bilinear')` back to the map's size
         // (the size itself, so odd sides come back whole too).
         let mut up = InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]);
@@ -98,7 +98,7 @@ impl AttentionLift {
         for block in &self.downsample {
             x = block.forward(x);
         }
-        let x = relu(batch_norm_2d(&self.out_bn, self.out.forward(x)));
+        let x = batch_norm_relu_2d(&self.out_bn, self.out.forward(x));
         global_average_pool(x)
     }
 }

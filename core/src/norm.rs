@@ -28,9 +28,18 @@ use crate::fused::{self, Fused};
 /// running-statistics update) when training, else burn's inference path.
 pub fn batch_norm_2d(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     if training(bn, &x.device()) && fused::enabled(Fused::BatchNorm) {
-        return fused::batch_norm::batch_norm_train(bn, x);
+        return fused::batch_norm::batch_norm_train(bn, x, false);
     }
     unfused_batch_norm_2d(bn, x)
+}
+
+/// `relu(batch_norm_2d(bn, x))`, the ReLU folded into the fused batch norm
+/// when training (one operation and one backward instead of two).
+pub fn batch_norm_relu_2d(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    if training(bn, &x.device()) && fused::enabled(Fused::BatchNorm) {
+        return fused::batch_norm::batch_norm_train(bn, x, true);
+    }
+    burn::tensor::activation::relu(unfused_batch_norm_2d(bn, x))
 }
 
 /// `bn` applied to features `x` (`[batch, channels]`), as in projector and
@@ -38,7 +47,7 @@ pub fn batch_norm_2d(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
 pub fn batch_norm_1d(bn: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
     if training(bn, &x.device()) && fused::enabled(Fused::BatchNorm) {
         let [n, c] = x.dims();
-        return fused::batch_norm::batch_norm_train(bn, x.reshape([n, c, 1, 1])).reshape([n, c]);
+        return fused::batch_norm::batch_norm_train(bn, x.reshape([n, c, 1, 1]), false).reshape([n, c]);
     }
     bn.forward(x)
 }

@@ -35,7 +35,9 @@ use super::{contiguous_f32, flex_tensor, values};
 
 /// The extension: forward returns `(output, batch mean, batch inverse std)`,
 /// each statistic of shape `[channels]`; backward returns the gradients of
-/// `(x, gamma, beta)`. `x` is `[batch, channels, h, w]`.
+/// `(x, gamma, beta)`. `x` is `[batch, channels, h, w]`. With `relu` the
+/// output is `max(0, batch norm)`, the ReLU that follows most batch norms
+/// folded in (its mask recomputed in the backward from the operands).
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait BatchNormOps: Backend {
     fn batch_norm_train(
@@ -43,14 +45,18 @@ pub trait BatchNormOps: Backend {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_train_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         invstd: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// The forward of a batch norm whose gradients will be asked for, and
@@ -61,22 +67,26 @@ pub trait BatchNormOps: Backend {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, BatchNormTape<Self>) {
-        let (out, mean, invstd) = <Self as BatchNormOps>::batch_norm_train(x, gamma, beta, epsilon);
+        let (out, mean, invstd) = <Self as BatchNormOps>::batch_norm_train(x, gamma, beta, epsilon, relu);
         (out, mean, invstd, BatchNormTape::Statistics)
     }
 
     /// The backward from the forward's operands, statistics and tape.
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_train_backward_taped(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         invstd: FloatTensor<Self>,
         #[extension_type] tape: BatchNormTape<Self>,
         grad: FloatTensor<Self>,
+        relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let _ = tape;
-        <Self as BatchNormOps>::batch_norm_train_backward(x, gamma, mean, invstd, grad)
+        <Self as BatchNormOps>::batch_norm_train_backward(x, gamma, beta, mean, invstd, grad, relu)
     }
 }
 
@@ -87,20 +97,23 @@ pub enum BatchNormTape<B: Backend> {
     /// Nothing: the backward computes from `x` and the statistics (flex).
     Statistics,
     /// The batch norm on libtorch's autograd tape ([`crate::fused`]'s
-    /// `tape`): `x`, gamma and beta as leaves, the output with its graph;
-    /// the backward is libtorch's `native_batch_norm_backward`.
+    /// `tape`): `x`, gamma and beta as leaves, the output (after the ReLU,
+    /// if any) with its graph; the backward is libtorch's
+    /// `native_batch_norm_backward` (after its `threshold_backward`).
     Libtorch { x: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatTensor<B>, output: FloatTensor<B> },
 }
 
 /// Training-mode batch norm of `x` (`[batch, channels, h, w]`) with `bn`'s
-/// affine parameters, through the extension; the running statistics of
-/// `bn` are updated as burn's `BatchNorm` updates them.
-pub fn batch_norm_train(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+/// affine parameters, followed by a ReLU if `relu`, through the extension;
+/// the running statistics of `bn` are updated as burn's `BatchNorm` updates
+/// them.
+pub fn batch_norm_train(bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
     let (out, mean, invstd) = <Dispatch as BatchNormOps>::batch_norm_train(
         x.into_dispatch(),
         bn.gamma.val().into_dispatch(),
         bn.beta.val().into_dispatch(),
         bn.epsilon,
+        relu,
     );
     let (mean, invstd) = (Tensor::<1>::from_dispatch(mean), Tensor::<1>::from_dispatch(invstd));
     // The biased batch variance back from the inverse std: 1/invstd^2 - eps.
@@ -123,12 +136,31 @@ fn nchw(shape: &burn::tensor::Shape) -> (usize, usize, usize) {
     (dims[0], dims[1], dims[2] * dims[3])
 }
 
+/// One channel's normalisation as the affine map `v * scale + shift`.
+#[derive(Clone, Copy)]
+struct Affine {
+    scale: f32,
+    shift: f32,
+}
+
+impl Affine {
+    fn new((mean, invstd): (f32, f32), gamma: f32, beta: f32) -> Affine {
+        let scale = invstd * gamma;
+        Affine { scale, shift: beta - mean * scale }
+    }
+
+    fn apply(self, v: f32) -> f32 {
+        v * self.scale + self.shift
+    }
+}
+
 impl BatchNormOps for Flex {
     fn batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let shape = x.shape();
         let (n, c, hw) = nchw(&shape);
@@ -155,12 +187,11 @@ impl BatchNormOps for Flex {
         let mut out = vec![0.0f32; x.len()];
         out.par_chunks_mut(hw.max(1)).enumerate().for_each(|(plane, dst)| {
             let ch = plane % c;
-            let (mean, invstd) = stats[ch];
-            let scale = invstd * gamma[ch];
-            let shift = beta[ch] - mean * scale;
+            let affine = Affine::new(stats[ch], gamma[ch], beta[ch]);
             let src = &x[plane * hw..(plane + 1) * hw];
             for (o, &v) in dst.iter_mut().zip(src) {
-                *o = v * scale + shift;
+                let y = affine.apply(v);
+                *o = if relu { y.max(0.0) } else { y };
             }
         });
         let (mean, invstd): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
@@ -170,15 +201,22 @@ impl BatchNormOps for Flex {
     fn batch_norm_train_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         invstd: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let shape = x.shape();
         let (n, c, hw) = nchw(&shape);
-        let owned = [x, gamma, mean, invstd, grad].map(contiguous_f32);
-        let [x, gamma, mean, invstd, grad] = owned.each_ref().map(values);
+        let owned = [x, gamma, beta, mean, invstd, grad].map(contiguous_f32);
+        let [x, gamma, beta, mean, invstd, grad] = owned.each_ref().map(values);
         let count = (n * hw) as f32;
+        // The ReLU's gradient: dy where the forward's output was positive
+        // (recomputed exactly as the forward computed it), else 0.
+        let passed = |ch: usize, v: f32, dy: f32| {
+            if relu && Affine::new((mean[ch], invstd[ch]), gamma[ch], beta[ch]).apply(v) <= 0.0 { 0.0 } else { dy }
+        };
         // Pass 1: per channel, sum(dy) and sum(dy * (x - mean)).
         let sums: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
@@ -187,10 +225,10 @@ impl BatchNormOps for Flex {
                 let (mut sdy, mut sdx) = (0.0f64, 0.0f64);
                 for b in 0..n {
                     let at = (b * c + ch) * hw..(b * c + ch + 1) * hw;
-                    let (a, q) = x[at.clone()]
-                        .iter()
-                        .zip(&grad[at])
-                        .fold((0.0f32, 0.0f32), |(a, q), (&v, &dy)| (a + dy, q + dy * (v - m)));
+                    let (a, q) = x[at.clone()].iter().zip(&grad[at]).fold((0.0f32, 0.0f32), |(a, q), (&v, &dy)| {
+                        let dy = passed(ch, v, dy);
+                        (a + dy, q + dy * (v - m))
+                    });
                     sdy += a as f64;
                     sdx += q as f64;
                 }
@@ -208,7 +246,7 @@ impl BatchNormOps for Flex {
             let m = mean[ch];
             let at = plane * hw..(plane + 1) * hw;
             for ((o, &v), &dy) in dst.iter_mut().zip(&x[at.clone()]).zip(&grad[at]) {
-                *o = k * (dy - mean_dy - (v - m) * proj);
+                *o = k * (passed(ch, v, dy) - mean_dy - (v - m) * proj);
             }
         });
         let dgamma = sums.iter().zip(invstd).map(|(&(_, sdx), &is)| sdx * is).collect();
@@ -233,9 +271,10 @@ mod libtorch {
             gamma: FloatTensor<Self>,
             beta: FloatTensor<Self>,
             epsilon: f64,
+            relu: bool,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
             // No running statistics here: the caller updates the module's.
-            let (out, mean, invstd) = x.tensor.contiguous().native_batch_norm(
+            let (mut out, mean, invstd) = x.tensor.contiguous().native_batch_norm(
                 Some(&gamma.tensor),
                 Some(&beta.tensor),
                 None::<&tch::Tensor>,
@@ -244,6 +283,9 @@ mod libtorch {
                 0.0,
                 epsilon,
             );
+            if relu {
+                let _ = out.relu_();
+            }
             (TchTensor::new(out), TchTensor::new(mean), TchTensor::new(invstd))
         }
 
@@ -252,9 +294,10 @@ mod libtorch {
             gamma: FloatTensor<Self>,
             beta: FloatTensor<Self>,
             epsilon: f64,
+            relu: bool,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, BatchNormTape<Self>) {
             let [x, gamma, beta] = [&x, &gamma, &beta].map(tape::leaf);
-            let (out, mean, invstd) = x.tensor.contiguous().native_batch_norm(
+            let (mut out, mean, invstd) = x.tensor.contiguous().native_batch_norm(
                 Some(&gamma.tensor),
                 Some(&beta.tensor),
                 None::<&tch::Tensor>,
@@ -263,20 +306,29 @@ mod libtorch {
                 0.0,
                 epsilon,
             );
+            if relu {
+                // In place on the tape: libtorch records its threshold_backward.
+                let _ = out.relu_();
+            }
             let (mean, invstd) = (tape::values(&mean), tape::values(&invstd));
-            (tape::values(&out), mean, invstd, BatchNormTape::Libtorch { x, gamma, beta, output: TchTensor::new(out) })
+            let output = TchTensor::new(out);
+            // libtorch's ReLU backward reads its output; the batch norm's does not.
+            let values = if relu { tape::read_only_values(&output) } else { tape::values(&output.tensor) };
+            (values, mean, invstd, BatchNormTape::Libtorch { x, gamma, beta, output })
         }
 
         fn batch_norm_train_backward_taped(
             x: FloatTensor<Self>,
             gamma: FloatTensor<Self>,
+            beta: FloatTensor<Self>,
             mean: FloatTensor<Self>,
             invstd: FloatTensor<Self>,
             tape: BatchNormTape<Self>,
             grad: FloatTensor<Self>,
+            relu: bool,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
             let BatchNormTape::Libtorch { x: x_leaf, gamma: gamma_leaf, beta: beta_leaf, output } = tape else {
-                return <Self as BatchNormOps>::batch_norm_train_backward(x, gamma, mean, invstd, grad);
+                return <Self as BatchNormOps>::batch_norm_train_backward(x, gamma, beta, mean, invstd, grad, relu);
             };
             let [dx, dgamma, dbeta]: [TchTensor; 3] = tape::replay(&output, grad, &[&x_leaf, &gamma_leaf, &beta_leaf])
                 .try_into()
@@ -287,15 +339,24 @@ mod libtorch {
         fn batch_norm_train_backward(
             x: FloatTensor<Self>,
             gamma: FloatTensor<Self>,
+            beta: FloatTensor<Self>,
             mean: FloatTensor<Self>,
             invstd: FloatTensor<Self>,
             grad: FloatTensor<Self>,
+            relu: bool,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
             let channel = |t: &tch::Tensor| t.view([1, -1, 1, 1]);
-            let (x, dy) = (&x.tensor, &grad.tensor);
+            let x = &x.tensor;
             let count = (x.numel() / x.size()[1] as usize) as f64;
             let dims: &[i64] = &[0, 2, 3];
             let centered = x - channel(&mean.tensor);
+            let dy = &if relu {
+                // The ReLU's mask from the forward's output, recomputed.
+                let out = &centered * channel(&(&invstd.tensor * &gamma.tensor)) + channel(&beta.tensor);
+                &grad.tensor * out.gt(0.0).to_kind(grad.tensor.kind())
+            } else {
+                grad.tensor.shallow_clone()
+            };
             let sum_dy = dy.sum_dim_intlist(dims, false, None);
             let sum_dy_xmu = (dy * &centered).sum_dim_intlist(dims, false, None);
             let k = &gamma.tensor * &invstd.tensor;
@@ -312,15 +373,19 @@ mod libtorch {
 #[derive(Debug)]
 struct BatchNormBackward;
 
+type BatchNormState<B> =
+    (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, BatchNormTape<B>, bool);
+
 impl<B: Backend + BatchNormOps> Backward<B, 3> for BatchNormBackward {
-    /// `(x, gamma, batch mean, batch inverse std, tape)` of the forward.
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, BatchNormTape<B>);
+    /// `(x, gamma, beta, batch mean, batch inverse std, tape, relu)` of the forward.
+    type State = BatchNormState<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, gamma, mean, invstd, tape) = ops.state;
-        let (dx, dgamma, dbeta) = <B as BatchNormOps>::batch_norm_train_backward_taped(x, gamma, mean, invstd, tape, grad);
+        let (x, gamma, beta, mean, invstd, tape, relu) = ops.state;
+        let (dx, dgamma, dbeta) =
+            <B as BatchNormOps>::batch_norm_train_backward_taped(x, gamma, beta, mean, invstd, tape, grad, relu);
         for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g);
@@ -335,6 +400,7 @@ impl<B: Backend + BatchNormOps, C: CheckpointStrategy> BatchNormOps for Autodiff
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let nodes = [x.node(), gamma.node(), beta.node()];
         let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
@@ -342,12 +408,13 @@ impl<B: Backend + BatchNormOps, C: CheckpointStrategy> BatchNormOps for Autodiff
         let lift = FloatTensor::<Self>::new;
         match BatchNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (out, mean, invstd, tape) = <B as BatchNormOps>::batch_norm_train_taped(x.clone(), gamma.clone(), beta, epsilon);
+                let (out, mean, invstd, tape) =
+                    <B as BatchNormOps>::batch_norm_train_taped(x.clone(), gamma.clone(), beta.clone(), epsilon, relu);
                 let stats = (lift(mean.clone()), lift(invstd.clone()));
-                (prep.finish((x, gamma, mean, invstd, tape), out), stats.0, stats.1)
+                (prep.finish((x, gamma, beta, mean, invstd, tape, relu), out), stats.0, stats.1)
             }
             OpsKind::UnTracked(prep) => {
-                let (out, mean, invstd) = <B as BatchNormOps>::batch_norm_train(x, gamma, beta, epsilon);
+                let (out, mean, invstd) = <B as BatchNormOps>::batch_norm_train(x, gamma, beta, epsilon, relu);
                 (prep.finish(out), lift(mean), lift(invstd))
             }
         }
@@ -357,16 +424,20 @@ impl<B: Backend + BatchNormOps, C: CheckpointStrategy> BatchNormOps for Autodiff
     fn batch_norm_train_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         invstd: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (dx, dgamma, dbeta) = <B as BatchNormOps>::batch_norm_train_backward(
             x.into_primitive(),
             gamma.into_primitive(),
+            beta.into_primitive(),
             mean.into_primitive(),
             invstd.into_primitive(),
             grad.into_primitive(),
+            relu,
         );
         let lift = FloatTensor::<Self>::new;
         (lift(dx), lift(dgamma), lift(dbeta))
@@ -410,21 +481,30 @@ pub fn assert_matches_unfused(device: &Device) {
         close("the running variance", fused.running_var.value_sync().into_data(), unfused.running_var.value_sync().into_data());
     };
 
-    // Activations: a shifted, scaled input so mean and variance matter.
-    let (fused, unfused) = pair(5);
-    let x = Tensor::<4>::random([6, 5, 4, 3], Distribution::Normal(1.5, 2.0), device).require_grad();
-    let weights = Tensor::<4>::random([6, 5, 4, 3], Distribution::Normal(0.0, 1.0), device);
-    for _ in 0..2 {
-        // Twice: the second call updates running statistics that already moved.
-        let a = batch_norm_train(&fused, x.clone());
-        let b = unfused_batch_norm_2d(&unfused, x.clone());
-        close("the output", a.clone().into_data(), b.clone().into_data());
-        let ga = (a * weights.clone()).sum().backward();
-        let gb = (b * weights.clone()).sum().backward();
-        close("the input gradient", x.grad(&ga).unwrap().into_data(), x.grad(&gb).unwrap().into_data());
-        compare_params(&fused, &unfused, &ga, &gb);
+    // Activations: a shifted, scaled input so mean and variance matter; with
+    // the ReLU folded in (against burn's ReLU after the unfused batch norm),
+    // and without.
+    for relu in [false, true] {
+        let (fused, unfused) = pair(5);
+        let x = Tensor::<4>::random([6, 5, 4, 3], Distribution::Normal(1.5, 2.0), device).require_grad();
+        let weights = Tensor::<4>::random([6, 5, 4, 3], Distribution::Normal(0.0, 1.0), device);
+        for _ in 0..2 {
+            // Twice: the second call updates running statistics that already moved.
+            let a = batch_norm_train(&fused, x.clone(), relu);
+            let b = unfused_batch_norm_2d(&unfused, x.clone());
+            let b = if relu { burn::tensor::activation::relu(b) } else { b };
+            close("the output", a.clone().into_data(), b.clone().into_data());
+            if relu {
+                let zeros = a.clone().equal_elem(0.0).int().sum().into_scalar::<i64>();
+                assert!(zeros > 0 && (zeros as usize) < x.shape().num_elements(), "the ReLU cut some values, not all");
+            }
+            let ga = (a * weights.clone()).sum().backward();
+            let gb = (b * weights.clone()).sum().backward();
+            close("the input gradient", x.grad(&ga).unwrap().into_data(), x.grad(&gb).unwrap().into_data());
+            compare_params(&fused, &unfused, &ga, &gb);
+        }
+        assert!(fused.running_mean.value_sync().abs().sum().into_scalar::<f32>() > 0.1, "running statistics moved");
     }
-    assert!(fused.running_mean.value_sync().abs().sum().into_scalar::<f32>() > 0.1, "running statistics moved");
 
     // Features, as in projector heads.
     let (fused, unfused) = pair(7);

@@ -26,6 +26,13 @@ pub(crate) fn values(output: &tch::Tensor) -> TchTensor {
     TchTensor::new(output.detach())
 }
 
+/// `output`'s values without its graph, for burn, where the tape's backward
+/// reads them (a ReLU's): sharing the output's storage count keeps burn
+/// from writing into them in place.
+pub(crate) fn read_only_values(output: &TchTensor) -> TchTensor {
+    TchTensor { tensor: output.tensor.detach(), storage: output.storage.clone() }
+}
+
 /// The gradients of `leaves` (in order) given `grad` at `output`: libtorch's
 /// backward of the recorded operation, computing only those gradients.
 pub(crate) fn replay(output: &TchTensor, grad: TchTensor, leaves: &[&TchTensor]) -> Vec<TchTensor> {
