@@ -214,9 +214,8 @@ impl BatchNormOps for Flex {
         let count = (n * hw) as f32;
         // The ReLU's gradient: dy where the forward's output was positive
         // (recomputed exactly as the forward computed it), else 0.
-        let passed = |ch: usize, v: f32, dy: f32| {
-            if relu && Affine::new((mean[ch], invstd[ch]), gamma[ch], beta[ch]).apply(v) <= 0.0 { 0.0 } else { dy }
-        };
+        let affine: Vec<Affine> = (0..c).map(|ch| Affine::new((mean[ch], invstd[ch]), gamma[ch], beta[ch])).collect();
+        let passed = |ch: usize, v: f32, dy: f32| if relu && affine[ch].apply(v) <= 0.0 { 0.0 } else { dy };
         // Pass 1: per channel, sum(dy) and sum(dy * (x - mean)).
         let sums: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
