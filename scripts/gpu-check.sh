@@ -21,13 +21,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$python" -c "import torch; print('PyTorch', torch.__version__, 'CUDA', torch.version.cuda, 'cuDNN', torch.backends.cudnn.version())"
 nproc
 
-echo "== augur bench on cuda:0 against PyTorch on the same GPU"
-augur bench --device cuda:0 --pytorch "$python" --steps 20 | tee /tmp/gpu-bench.txt
+echo "== augur bench on cuda:0 against PyTorch on the same GPU (fp32 paths, then bf16 under autocast)"
+augur bench --device cuda:0 --pytorch "$python" --steps 20 --bf16 | tee /tmp/gpu-bench.txt
+echo "== the same at batch 256 (issue 14's second CUDA case), default path and bf16"
+augur bench --device cuda:0 --pytorch "$python" --steps 20 --bf16 --batch 256 --default-only
 augur bench --device tch-cpu --skip-resnet18 --pytorch "$python" --steps 10
 
 echo "== SimCLR on CIFAR-10 (ResNet-18, batch 256) for about ${budget}s of training"
 [ -d data/cifar10/train ] || scripts/get-cifar10.sh "$tarball"
-ips=$(awk '/^resnet18-cifar/ {print $4}' /tmp/gpu-bench.txt)
+# The default path's step images/s: case, "+sgd", "(default)", params, batch, step img/s.
+ips=$(awk '$1 == "resnet18-cifar" && $3 == "(default)" {print $6}' /tmp/gpu-bench.txt)
 epochs=$(awk -v ips="$ips" -v s="$budget" 'BEGIN { e = int(s * ips / 100000); print (e < 1 ? 1 : e) }')
 echo "ResNet-18 step throughput ${ips} img/s: ${epochs} epochs"
 sed "s/^epochs = .*/epochs = $epochs/" experiments/cifar10-simclr-gpu-short.toml > /tmp/cifar10-simclr-gpu-short.toml

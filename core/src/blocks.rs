@@ -145,7 +145,7 @@ impl Mlp {
                 x = crate::norm::batch_norm_1d(norms.next().expect("one norm per normalised layer"), x);
             }
             if !last {
-                x = self.relu.forward(x);
+                x = crate::fused::relu::relu(x);
             }
         }
         x

@@ -25,7 +25,7 @@ pub struct Cli {
     /// Directory to load method plugins from (default: next to the augur binary; env AUGUR_PLUGINS).
     #[arg(long, global = true, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
-    /// Run this fused operation (batch_norm, conv, sgd, ema) as burn's unfused tensor
+    /// Run this fused operation (batch_norm, conv, relu, sgd, ema) as burn's unfused tensor
     /// operations in this process: the reference path, to check a result
     /// against it. Repeatable.
     #[arg(long, global = true, value_name = "OP", value_parser = parse_fused)]

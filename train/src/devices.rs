@@ -151,6 +151,14 @@ mod tests {
         augur_core::fused::conv::assert_matches_burns_convolution(&open("tch-cpu").unwrap().autodiff());
     }
 
+    /// The ReLU on libtorch (threshold_backward into the gradient's buffer)
+    /// against burn's.
+    #[cfg(feature = "tch")]
+    #[test]
+    fn relu_matches_burns_on_libtorch() {
+        augur_core::fused::relu::assert_matches_burns(&open("tch-cpu").unwrap().autodiff());
+    }
+
     /// The fused SGD step and EMA on libtorch against burn's `Sgd` and the
     /// tensor-op blend.
     #[cfg(feature = "tch")]

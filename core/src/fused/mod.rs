@@ -7,6 +7,8 @@
 //! - [`conv`]: 2-D convolution on flex as im2col + one gemm per image, with
 //!   both gradients; on LibTorch libtorch's convolution with its own
 //!   backward (burn's generic gradients otherwise).
+//! - [`relu`]: ReLU with libtorch's one-kernel backward written into the
+//!   gradient (burn's on flex).
 //! - [`step`]: the SGD step and the EMA of momentum networks, one kernel per
 //!   parameter tensor.
 //!
@@ -17,6 +19,7 @@
 
 pub mod batch_norm;
 pub mod conv;
+pub mod relu;
 pub mod step;
 #[cfg(feature = "tch")]
 mod tape;
@@ -34,6 +37,9 @@ pub enum Fused {
     BatchNorm,
     /// [`conv::conv2d`] instead of burn's convolution and its generic gradients.
     Conv,
+    /// [`relu::relu`] (a one-kernel backward into the gradient) instead of
+    /// burn's ReLU, where no batch norm takes the ReLU in.
+    Relu,
     /// [`step::FusedSgd`] instead of burn's `Sgd` (SGD runs only; LARS and
     /// AdamW stay burn's).
     Sgd,
@@ -42,12 +48,13 @@ pub enum Fused {
 }
 
 impl Fused {
-    pub const ALL: [Fused; 4] = [Fused::BatchNorm, Fused::Conv, Fused::Sgd, Fused::Ema];
+    pub const ALL: [Fused; 5] = [Fused::BatchNorm, Fused::Conv, Fused::Relu, Fused::Sgd, Fused::Ema];
 
     pub fn name(self) -> &'static str {
         match self {
             Fused::BatchNorm => "batch_norm",
             Fused::Conv => "conv",
+            Fused::Relu => "relu",
             Fused::Sgd => "sgd",
             Fused::Ema => "ema",
         }
@@ -60,11 +67,13 @@ impl Fused {
     fn flag(self) -> &'static AtomicBool {
         static BATCH_NORM: AtomicBool = AtomicBool::new(true);
         static CONV: AtomicBool = AtomicBool::new(true);
+        static RELU: AtomicBool = AtomicBool::new(true);
         static SGD: AtomicBool = AtomicBool::new(true);
         static EMA: AtomicBool = AtomicBool::new(true);
         match self {
             Fused::BatchNorm => &BATCH_NORM,
             Fused::Conv => &CONV,
+            Fused::Relu => &RELU,
             Fused::Sgd => &SGD,
             Fused::Ema => &EMA,
         }
