@@ -24,8 +24,9 @@
 //! On LibTorch the forward is libtorch's convolution and the backward is
 //! libtorch's own convolution backward (oneDNN on the CPU, cuDNN on CUDA),
 //! the kernels PyTorch's autograd runs. burn's generic gradients (above)
-//! measured 1.1-1.6x the time of libtorch's per layer on ResNet-18's shapes
-//! (docs/benchmarks.md, "Convolution gradients on libtorch"). tch 0.22 does
+//! measured 1.17-1.51x the time of libtorch's per layer on ResNet-18's
+//! shapes (docs/benchmarks.md, "libtorch's own gradients through its
+//! autograd tape"; scripts/reference/conv_gradients.py). tch 0.22 does
 //! not expose `convolution_backward`, so a tracked forward records the
 //! convolution on libtorch's autograd tape and the backward replays it
 //! ([`ConvTape`]).
