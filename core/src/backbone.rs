@@ -3,7 +3,7 @@
 //! configurable blocks per stage. ResNet-18 is `width = 64, blocks = [2,2,2,2]`.
 
 use burn::nn::{
-    BatchNorm, BatchNormConfig, PaddingConfig2d, Relu,
+    BatchNorm, BatchNormConfig, PaddingConfig2d,
     conv::{Conv2d, Conv2dConfig},
     pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
 };
@@ -129,7 +129,6 @@ pub struct BasicBlock {
     conv2: Conv2d,
     bn2: BatchNorm,
     shortcut: Option<Shortcut>,
-    relu: Relu,
     /// Amortised invariance: generators of conv1, conv2 and the shortcut's
     /// conv (which then replace them); empty in an ordinary ResNet.
     hyper: Vec<HyperConv2d>,
@@ -165,7 +164,6 @@ impl BasicBlock {
             conv2: conv(cout, cout, 3, 1, device),
             bn2: BatchNormConfig::new(cout).init(device),
             shortcut,
-            relu: Relu::new(),
             hyper,
             embedding,
         }
@@ -202,7 +200,6 @@ pub struct ResNet {
     stem_pool: Option<MaxPool2d>,
     stages: Vec<Stage>,
     pool: AdaptiveAvgPool2d,
-    relu: Relu,
     /// Amortised invariance: the stem convolution's generator (empty in an ordinary ResNet).
     pub(crate) stem_hyper: Vec<HyperConv2d>,
     #[module(skip)]
@@ -250,7 +247,6 @@ impl ResNet {
             stem_pool,
             stages,
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            relu: Relu::new(),
             // The official code keeps an ordinary stem.
             stem_hyper: if cfg.invariance > 0 && layout == HypernetLayout::Scaled {
                 let (k, stride) = if imagenet { (7, 2) } else { (3, 1) };

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Gradients;
@@ -22,7 +22,6 @@ use crate::optim::OptimizerSpec;
 pub struct Mlp {
     layers: Vec<Linear>,
     norms: Vec<BatchNorm>,
-    relu: Relu,
     #[module(skip)]
     hidden_bn: bool,
     #[module(skip)]
@@ -122,7 +121,6 @@ impl MlpConfig {
         let mlp = Mlp {
             layers,
             norms,
-            relu: Relu::new(),
             hidden_bn: self.hidden_bn,
             last_bn: self.last_bn,
         };

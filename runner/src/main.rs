@@ -31,7 +31,7 @@ fn main() -> ExitCode {
 /// every step. glibc's defaults hand the large ones back to the kernel
 /// (`munmap`, heap trimming) and fault them in again, zeroed, the next step:
 /// 12% of a libtorch CPU step on the AVX-512 machine (docs/benchmarks.md,
-/// "Freed memory kept for the next step"). Keep buffers up to glibc's
+/// "libtorch's own gradients through its autograd tape"). Keep buffers up to glibc's
 /// largest mmap threshold (32 MiB) on the heap and never trim it, so the
 /// process reuses its own pages; its resident memory stays at its peak.
 fn keep_freed_memory() {

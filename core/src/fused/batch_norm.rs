@@ -264,6 +264,25 @@ mod libtorch {
     use burn::backend::LibTorch;
     use burn::backend::libtorch::TchTensor;
 
+    /// libtorch's training-mode batch norm `(output, mean, invstd)`, then
+    /// the ReLU in place if `relu`. No running statistics here: the caller
+    /// updates the module's.
+    fn forward(x: &TchTensor, gamma: &TchTensor, beta: &TchTensor, epsilon: f64, relu: bool) -> (tch::Tensor, tch::Tensor, tch::Tensor) {
+        let (mut out, mean, invstd) = x.tensor.contiguous().native_batch_norm(
+            Some(&gamma.tensor),
+            Some(&beta.tensor),
+            None::<&tch::Tensor>,
+            None::<&tch::Tensor>,
+            true,
+            0.0,
+            epsilon,
+        );
+        if relu {
+            let _ = out.relu_();
+        }
+        (out, mean, invstd)
+    }
+
     impl BatchNormOps for LibTorch {
         fn batch_norm_train(
             x: FloatTensor<Self>,
@@ -272,19 +291,7 @@ mod libtorch {
             epsilon: f64,
             relu: bool,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-            // No running statistics here: the caller updates the module's.
-            let (mut out, mean, invstd) = x.tensor.contiguous().native_batch_norm(
-                Some(&gamma.tensor),
-                Some(&beta.tensor),
-                None::<&tch::Tensor>,
-                None::<&tch::Tensor>,
-                true,
-                0.0,
-                epsilon,
-            );
-            if relu {
-                let _ = out.relu_();
-            }
+            let (out, mean, invstd) = forward(&x, &gamma, &beta, epsilon, relu);
             (TchTensor::new(out), TchTensor::new(mean), TchTensor::new(invstd))
         }
 
@@ -296,19 +303,8 @@ mod libtorch {
             relu: bool,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, BatchNormTape<Self>) {
             let [x, gamma, beta] = [&x, &gamma, &beta].map(tape::leaf);
-            let (mut out, mean, invstd) = x.tensor.contiguous().native_batch_norm(
-                Some(&gamma.tensor),
-                Some(&beta.tensor),
-                None::<&tch::Tensor>,
-                None::<&tch::Tensor>,
-                true,
-                0.0,
-                epsilon,
-            );
-            if relu {
-                // In place on the tape: libtorch records its threshold_backward.
-                let _ = out.relu_();
-            }
+            // On the tape, the ReLU's threshold_backward is recorded too.
+            let (out, mean, invstd) = forward(&x, &gamma, &beta, epsilon, relu);
             let (mean, invstd) = (tape::values(&mean), tape::values(&invstd));
             let output = TchTensor::new(out);
             // libtorch's ReLU backward reads its output; the batch norm's does not.

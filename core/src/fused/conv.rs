@@ -91,10 +91,21 @@ pub trait ConvOps: Backend {
         needs: [bool; 2],
     ) -> ConvGrads<Self> {
         let _ = tape;
-        let dw = needs[1].then(|| Self::conv2d_gemm_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
-        let dx = needs[0].then(|| Self::conv2d_gemm_x_backward(x, weight, grad, options));
-        ConvGrads::from_parts(dx, dw)
+        gradients_from_operands::<Self>(x, weight, grad, options, needs)
     }
+}
+
+/// The gradients `needs` asks for, each from its own backward operation.
+fn gradients_from_operands<B: ConvOps>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+    needs: [bool; 2],
+) -> ConvGrads<B> {
+    let dw = needs[1].then(|| B::conv2d_gemm_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
+    let dx = needs[0].then(|| B::conv2d_gemm_x_backward(x, weight, grad, options));
+    ConvGrads::from_parts(dx, dw)
 }
 
 /// What a tracked convolution keeps for its backward besides its operands.
@@ -669,9 +680,7 @@ mod libtorch {
             needs: [bool; 2],
         ) -> ConvGrads<Self> {
             let ConvTape::Libtorch { x: x_leaf, weight: weight_leaf, output } = tape else {
-                let dw = needs[1].then(|| Self::conv2d_gemm_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
-                let dx = needs[0].then(|| Self::conv2d_gemm_x_backward(x, weight, grad, options));
-                return ConvGrads::from_parts(dx, dw);
+                return gradients_from_operands::<Self>(x, weight, grad, options, needs);
             };
             let leaves: Vec<&TchTensor> =
                 [(&x_leaf, needs[0]), (&weight_leaf, needs[1])].into_iter().filter(|(_, n)| *n).map(|(t, _)| t).collect();
