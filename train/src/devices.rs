@@ -143,8 +143,8 @@ mod tests {
         augur_core::fused::batch_norm::assert_matches_unfused(&open("tch-cpu").unwrap().autodiff());
     }
 
-    /// The convolution on libtorch (its own backward, through libtorch's
-    /// autograd tape) against burn's convolution and generic gradients.
+    /// The convolution on libtorch (its own `convolution_backward`) against
+    /// burn's convolution and generic gradients.
     #[cfg(feature = "tch")]
     #[test]
     fn convolution_matches_burns_on_libtorch() {

@@ -7,11 +7,10 @@
 //! - flex: one pass for the per-channel statistics (sums in f64), one for the
 //!   output; the backward one pass for the two per-channel sums and one for
 //!   the input gradient;
-//! - LibTorch: libtorch's `native_batch_norm` forward and, for a tracked
-//!   one, its `native_batch_norm_backward` through libtorch's autograd tape
-//!   ([`BatchNormTape`]; tch 0.22 exposes no `native_batch_norm_backward`).
-//!   Untaped, the backward is the same two per-channel sums in a few
-//!   libtorch kernels;
+//! - LibTorch: libtorch's `native_batch_norm` forward and
+//!   `native_batch_norm_backward` (which tch 0.22 does not expose;
+//!   `fused/native.rs` calls it), after the folded ReLU's
+//!   `threshold_backward` on the kept output ([`BatchNormSaved`]);
 //! - Autodiff: the forward of the inner backend and a handwritten backward
 //!   (input, gamma and beta gradients at once).
 //!
@@ -62,30 +61,30 @@ pub trait BatchNormOps: Backend {
     /// The forward of a batch norm whose gradients will be asked for, and
     /// what its backward reads besides `x`, gamma and the statistics. By
     /// default nothing.
-    fn batch_norm_train_taped(
+    fn batch_norm_train_tracked(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
         relu: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, BatchNormTape<Self>) {
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, BatchNormSaved<Self>) {
         let (out, mean, invstd) = <Self as BatchNormOps>::batch_norm_train(x, gamma, beta, epsilon, relu);
-        (out, mean, invstd, BatchNormTape::Statistics)
+        (out, mean, invstd, BatchNormSaved::Statistics)
     }
 
-    /// The backward from the forward's operands, statistics and tape.
+    /// The backward from the forward's operands, statistics and what it saved.
     #[allow(clippy::too_many_arguments)]
-    fn batch_norm_train_backward_taped(
+    fn batch_norm_train_backward_tracked(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         invstd: FloatTensor<Self>,
-        #[extension_type] tape: BatchNormTape<Self>,
+        #[extension_type] saved: BatchNormSaved<Self>,
         grad: FloatTensor<Self>,
         relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let _ = tape;
+        let _ = saved;
         <Self as BatchNormOps>::batch_norm_train_backward(x, gamma, beta, mean, invstd, grad, relu)
     }
 }
@@ -93,14 +92,13 @@ pub trait BatchNormOps: Backend {
 /// What a tracked batch norm keeps for its backward besides its operands
 /// and statistics.
 #[derive(Clone, Debug, ExtensionType)]
-pub enum BatchNormTape<B: Backend> {
-    /// Nothing: the backward computes from `x` and the statistics (flex).
+pub enum BatchNormSaved<B: Backend> {
+    /// Nothing: the backward computes from `x` and the statistics, the
+    /// folded ReLU's mask recomputed (flex).
     Statistics,
-    /// The batch norm on libtorch's autograd tape ([`crate::fused`]'s
-    /// `tape`): `x`, gamma and beta as leaves, the output (after the ReLU,
-    /// if any) with its graph; the backward is libtorch's
-    /// `native_batch_norm_backward` (after its `threshold_backward`).
-    Libtorch { x: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatTensor<B>, output: FloatTensor<B> },
+    /// The output after the folded ReLU, whose mask libtorch's
+    /// `threshold_backward` reads (LibTorch).
+    ReluOutput { output: FloatTensor<B> },
 }
 
 /// Training-mode batch norm of `x` (`[batch, channels, h, w]`) with `bn`'s
@@ -260,7 +258,8 @@ impl BatchNormOps for Flex {
 #[allow(deprecated)] // burn-tch is deprecated after 0.22; it is still the libtorch (CUDA) path here
 mod libtorch {
     use super::*;
-    use crate::fused::tape;
+    use crate::fused::native;
+    use crate::fused::relu::ReluOps;
     use burn::backend::LibTorch;
     use burn::backend::libtorch::TchTensor;
 
@@ -295,40 +294,49 @@ mod libtorch {
             (TchTensor::new(out), TchTensor::new(mean), TchTensor::new(invstd))
         }
 
-        fn batch_norm_train_taped(
+        fn batch_norm_train_tracked(
             x: FloatTensor<Self>,
             gamma: FloatTensor<Self>,
             beta: FloatTensor<Self>,
             epsilon: f64,
             relu: bool,
-        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, BatchNormTape<Self>) {
-            let [x, gamma, beta] = [&x, &gamma, &beta].map(tape::leaf);
-            // On the tape, the ReLU's threshold_backward is recorded too.
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, BatchNormSaved<Self>) {
             let (out, mean, invstd) = forward(&x, &gamma, &beta, epsilon, relu);
-            let (mean, invstd) = (tape::values(&mean), tape::values(&invstd));
-            let output = TchTensor::new(out);
-            // libtorch's ReLU backward reads its output; the batch norm's does not.
-            let values = if relu { tape::read_only_values(&output) } else { tape::values(&output.tensor) };
-            (values, mean, invstd, BatchNormTape::Libtorch { x, gamma, beta, output })
+            let (out, mean, invstd) = (TchTensor::new(out), TchTensor::new(mean), TchTensor::new(invstd));
+            if !relu {
+                return (out, mean, invstd, BatchNormSaved::Statistics);
+            }
+            // Sharing the output's storage count keeps burn from writing
+            // into it in place while the backward still reads it.
+            let output = TchTensor { tensor: out.tensor.shallow_clone(), storage: out.storage.clone() };
+            (out, mean, invstd, BatchNormSaved::ReluOutput { output })
         }
 
-        fn batch_norm_train_backward_taped(
+        /// libtorch's `native_batch_norm_backward`, after the ReLU's
+        /// `threshold_backward` where one is folded in.
+        fn batch_norm_train_backward_tracked(
             x: FloatTensor<Self>,
             gamma: FloatTensor<Self>,
-            beta: FloatTensor<Self>,
+            _beta: FloatTensor<Self>,
             mean: FloatTensor<Self>,
             invstd: FloatTensor<Self>,
-            tape: BatchNormTape<Self>,
+            saved: BatchNormSaved<Self>,
             grad: FloatTensor<Self>,
             relu: bool,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-            let BatchNormTape::Libtorch { x: x_leaf, gamma: gamma_leaf, beta: beta_leaf, output } = tape else {
-                return <Self as BatchNormOps>::batch_norm_train_backward(x, gamma, beta, mean, invstd, grad, relu);
+            let grad = match saved {
+                BatchNormSaved::ReluOutput { output } if relu => <LibTorch as ReluOps>::relu_grad(output, grad),
+                BatchNormSaved::Statistics if !relu => grad,
+                _ => unreachable!("a libtorch batch norm keeps its output exactly when a ReLU is folded in"),
             };
-            let [dx, dgamma, dbeta]: [TchTensor; 3] = tape::replay(&output, grad, &[&x_leaf, &gamma_leaf, &beta_leaf])
-                .try_into()
-                .expect("one gradient per leaf");
-            (dx, dgamma, dbeta)
+            let (dx, dgamma, dbeta) = native::batch_norm_backward(
+                &grad.tensor.to_kind(x.tensor.kind()),
+                &x.tensor.contiguous(),
+                &gamma.tensor,
+                &mean.tensor,
+                &invstd.tensor,
+            );
+            (TchTensor::new(dx), TchTensor::new(dgamma), TchTensor::new(dbeta))
         }
 
         fn batch_norm_train_backward(
@@ -340,25 +348,17 @@ mod libtorch {
             grad: FloatTensor<Self>,
             relu: bool,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-            let channel = |t: &tch::Tensor| t.view([1, -1, 1, 1]);
-            let x = &x.tensor;
-            let count = (x.numel() / x.size()[1] as usize) as f64;
-            let dims: &[i64] = &[0, 2, 3];
-            let centered = x - channel(&mean.tensor);
-            let dy = &if relu {
-                // The ReLU's mask from the forward's output, recomputed.
-                let out = &centered * channel(&(&invstd.tensor * &gamma.tensor)) + channel(&beta.tensor);
-                &grad.tensor * out.gt(0.0).to_kind(grad.tensor.kind())
+            // The folded ReLU's output recomputed from the operands (a
+            // tracked forward keeps it instead).
+            let saved = if relu {
+                let channel = |t: &tch::Tensor| t.view([1, -1, 1, 1]);
+                let scale = channel(&(&invstd.tensor * &gamma.tensor));
+                let output = ((&x.tensor - channel(&mean.tensor)) * scale + channel(&beta.tensor)).relu();
+                BatchNormSaved::ReluOutput { output: TchTensor::new(output) }
             } else {
-                grad.tensor.shallow_clone()
+                BatchNormSaved::Statistics
             };
-            let sum_dy = dy.sum_dim_intlist(dims, false, None);
-            let sum_dy_xmu = (dy * &centered).sum_dim_intlist(dims, false, None);
-            let k = &gamma.tensor * &invstd.tensor;
-            let proj = &invstd.tensor * &invstd.tensor * &sum_dy_xmu / count;
-            let dx = (dy - channel(&(&sum_dy / count)) - centered * channel(&proj)) * channel(&k);
-            let dgamma = &sum_dy_xmu * &invstd.tensor;
-            (TchTensor::new(dx), TchTensor::new(dgamma), TchTensor::new(sum_dy))
+            <Self as BatchNormOps>::batch_norm_train_backward_tracked(x, gamma, beta, mean, invstd, saved, grad, relu)
         }
     }
 }
@@ -369,18 +369,18 @@ mod libtorch {
 struct BatchNormBackward;
 
 type BatchNormState<B> =
-    (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, BatchNormTape<B>, bool);
+    (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, BatchNormSaved<B>, bool);
 
 impl<B: Backend + BatchNormOps> Backward<B, 3> for BatchNormBackward {
-    /// `(x, gamma, beta, batch mean, batch inverse std, tape, relu)` of the forward.
+    /// `(x, gamma, beta, batch mean, batch inverse std, saved, relu)` of the forward.
     type State = BatchNormState<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, gamma, beta, mean, invstd, tape, relu) = ops.state;
+        let (x, gamma, beta, mean, invstd, saved, relu) = ops.state;
         let (dx, dgamma, dbeta) =
-            <B as BatchNormOps>::batch_norm_train_backward_taped(x, gamma, beta, mean, invstd, tape, grad, relu);
+            <B as BatchNormOps>::batch_norm_train_backward_tracked(x, gamma, beta, mean, invstd, saved, grad, relu);
         for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g);
@@ -403,10 +403,10 @@ impl<B: Backend + BatchNormOps, C: CheckpointStrategy> BatchNormOps for Autodiff
         let lift = FloatTensor::<Self>::new;
         match BatchNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (out, mean, invstd, tape) =
-                    <B as BatchNormOps>::batch_norm_train_taped(x.clone(), gamma.clone(), beta.clone(), epsilon, relu);
+                let (out, mean, invstd, saved) =
+                    <B as BatchNormOps>::batch_norm_train_tracked(x.clone(), gamma.clone(), beta.clone(), epsilon, relu);
                 let stats = (lift(mean.clone()), lift(invstd.clone()));
-                (prep.finish((x, gamma, beta, mean, invstd, tape, relu), out), stats.0, stats.1)
+                (prep.finish((x, gamma, beta, mean, invstd, saved, relu), out), stats.0, stats.1)
             }
             OpsKind::UnTracked(prep) => {
                 let (out, mean, invstd) = <B as BatchNormOps>::batch_norm_train(x, gamma, beta, epsilon, relu);
@@ -497,6 +497,21 @@ pub fn assert_matches_unfused(device: &Device) {
             let gb = (b * weights.clone()).sum().backward();
             close("the input gradient", x.grad(&ga).unwrap().into_data(), x.grad(&gb).unwrap().into_data());
             compare_params(&fused, &unfused, &ga, &gb);
+            // The backward as its own operation (from the operands, the
+            // ReLU's mask recomputed), as a double backward would call it.
+            let (gamma, beta) = (fused.gamma.val().into_dispatch(), fused.beta.val().into_dispatch());
+            let (_, mean, invstd) =
+                <Dispatch as BatchNormOps>::batch_norm_train(x.clone().into_dispatch(), gamma.clone(), beta.clone(), fused.epsilon, relu);
+            let (dx, _, _) = <Dispatch as BatchNormOps>::batch_norm_train_backward(
+                x.clone().into_dispatch(),
+                gamma,
+                beta,
+                mean,
+                invstd,
+                weights.clone().into_dispatch(),
+                relu,
+            );
+            close("the backward operation's input gradient", Tensor::<4>::from_dispatch(dx).into_data(), x.grad(&gb).unwrap().into_data());
         }
         assert!(fused.running_mean.value_sync().abs().sum().into_scalar::<f32>() > 0.1, "running statistics moved");
     }

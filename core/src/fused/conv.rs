@@ -27,9 +27,8 @@
 //! measured 1.17-1.51x the time of libtorch's per layer on ResNet-18's
 //! shapes (docs/benchmarks.md, "libtorch's own gradients through its
 //! autograd tape"; scripts/reference/conv_gradients.py). tch 0.22 does
-//! not expose `convolution_backward`, so a tracked forward records the
-//! convolution on libtorch's autograd tape and the backward replays it
-//! ([`ConvTape`]).
+//! not expose `convolution_backward`; `fused/native.rs`
+//! calls it.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -69,28 +68,15 @@ pub trait ConvOps: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self>;
 
-    /// The forward of a convolution whose gradients will be asked for, and
-    /// what its backward reads besides `x` and `weight`. By default nothing:
-    /// the backward computes from the operands.
-    fn conv2d_gemm_taped(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> (FloatTensor<Self>, ConvTape<Self>) {
-        (Self::conv2d_gemm(x, weight, options), ConvTape::Operands)
-    }
-
-    /// The gradients `needs` asks for (of `x`, of `weight`), from the
-    /// forward's operands and tape.
+    /// The gradients `needs` asks for (of `x`, of `weight`). By default
+    /// each from its own backward operation.
     fn conv2d_gemm_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        #[extension_type] tape: ConvTape<Self>,
         grad: FloatTensor<Self>,
         options: ConvOptions<2>,
         needs: [bool; 2],
     ) -> ConvGrads<Self> {
-        let _ = tape;
         gradients_from_operands::<Self>(x, weight, grad, options, needs)
     }
 }
@@ -106,17 +92,6 @@ fn gradients_from_operands<B: ConvOps>(
     let dw = needs[1].then(|| B::conv2d_gemm_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
     let dx = needs[0].then(|| B::conv2d_gemm_x_backward(x, weight, grad, options));
     ConvGrads::from_parts(dx, dw)
-}
-
-/// What a tracked convolution keeps for its backward besides its operands.
-#[derive(Clone, Debug, ExtensionType)]
-pub enum ConvTape<B: Backend> {
-    /// Nothing: the backward recomputes from `x` and `weight` (flex).
-    Operands,
-    /// The convolution on libtorch's autograd tape ([`crate::fused`]'s
-    /// `tape`): `x` and `weight` as leaves, the output with its graph; the
-    /// backward is libtorch's convolution backward.
-    Libtorch { x: FloatTensor<B>, weight: FloatTensor<B>, output: FloatTensor<B> },
 }
 
 /// The gradients a convolution's backward was asked for.
@@ -622,7 +597,7 @@ impl ConvOps for Flex {
 #[allow(deprecated)] // burn-tch is deprecated after 0.22; it is still the libtorch (CUDA) path here
 mod libtorch {
     use super::*;
-    use crate::fused::tape;
+    use crate::fused::native;
     use burn::backend::LibTorch;
     use burn::backend::libtorch::TchTensor;
 
@@ -650,44 +625,25 @@ mod libtorch {
             LibTorch::conv2d_weight_backward(x, weight, grad, options)
         }
 
-        /// The convolution on libtorch's autograd tape (see [`ConvTape::Libtorch`]).
-        fn conv2d_gemm_taped(
-            x: FloatTensor<Self>,
-            weight: FloatTensor<Self>,
-            options: ConvOptions<2>,
-        ) -> (FloatTensor<Self>, ConvTape<Self>) {
-            // Both leaves track: the backward asks libtorch only for the
-            // gradients needed, and libtorch computes only those.
-            let (x, weight) = (tape::leaf(&x), tape::leaf(&weight));
-            let output = tch::Tensor::conv2d(
-                &x.tensor,
-                &weight.tensor,
-                None::<tch::Tensor>,
-                options.stride.map(|i| i as i64),
-                options.padding_begin().map(|i| i as i64),
-                options.dilation.map(|i| i as i64),
-                options.groups as i64,
-            );
-            (tape::values(&output), ConvTape::Libtorch { x, weight, output: TchTensor::new(output) })
-        }
-
+        /// libtorch's `convolution_backward`, computing only the gradients asked for.
         fn conv2d_gemm_backward(
             x: FloatTensor<Self>,
             weight: FloatTensor<Self>,
-            tape: ConvTape<Self>,
             grad: FloatTensor<Self>,
             options: ConvOptions<2>,
             needs: [bool; 2],
         ) -> ConvGrads<Self> {
-            let ConvTape::Libtorch { x: x_leaf, weight: weight_leaf, output } = tape else {
-                return gradients_from_operands::<Self>(x, weight, grad, options, needs);
-            };
-            let leaves: Vec<&TchTensor> =
-                [(&x_leaf, needs[0]), (&weight_leaf, needs[1])].into_iter().filter(|(_, n)| *n).map(|(t, _)| t).collect();
-            let mut grads = tape::replay(&output, grad, &leaves).into_iter();
-            let dx = needs[0].then(|| grads.next().expect("one gradient per leaf"));
-            let dw = needs[1].then(|| grads.next().expect("one gradient per leaf"));
-            ConvGrads::from_parts(dx, dw)
+            let (dx, dw) = native::convolution_backward(
+                &grad.tensor.to_kind(x.tensor.kind()),
+                &x.tensor,
+                &weight.tensor,
+                options.stride.map(|i| i as i64),
+                options.padding_begin().map(|i| i as i64),
+                options.dilation.map(|i| i as i64),
+                options.groups as i64,
+                needs,
+            );
+            ConvGrads::from_parts(dx.map(TchTensor::new), dw.map(TchTensor::new))
         }
     }
 }
@@ -698,15 +654,15 @@ mod libtorch {
 struct ConvBackward;
 
 impl<B: Backend + ConvOps> Backward<B, 2> for ConvBackward {
-    /// `(x, weight, options, tape)` of the forward.
-    type State = (FloatTensor<B>, FloatTensor<B>, ConvOptions<2>, ConvTape<B>);
+    /// `(x, weight, options)` of the forward.
+    type State = (FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_weight] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, options, tape) = ops.state;
+        let (x, weight, options) = ops.state;
         let needs = [node_x.is_some(), node_weight.is_some()];
-        let (dx, dw) = B::conv2d_gemm_backward(x, weight, tape, grad, options, needs).into_parts();
+        let (dx, dw) = B::conv2d_gemm_backward(x, weight, grad, options, needs).into_parts();
         if let (Some(node), Some(dw)) = (node_weight, dw) {
             grads.register::<B>(node.id, dw);
         }
@@ -722,8 +678,8 @@ impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
         let (x, weight) = (x.into_primitive(), weight.into_primitive());
         match ConvBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (out, tape) = B::conv2d_gemm_taped(x.clone(), weight.clone(), options.clone());
-                prep.finish((x, weight, options, tape), out)
+                let out = B::conv2d_gemm(x.clone(), weight.clone(), options.clone());
+                prep.finish((x, weight, options), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::conv2d_gemm(x, weight, options)),
         }

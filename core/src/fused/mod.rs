@@ -22,7 +22,7 @@ pub mod conv;
 pub mod relu;
 pub mod step;
 #[cfg(feature = "tch")]
-mod tape;
+mod native;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
