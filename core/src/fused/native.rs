@@ -10,8 +10,6 @@
 //! autograd-engine run per operation (docs/benchmarks.md, "libtorch's
 //! backward kernels called directly").
 
-#![allow(deprecated)] // burn-tch is deprecated after 0.22; it is still the libtorch (CUDA) path here
-
 use std::ffi::{CStr, c_char};
 
 use tch::Tensor;
