@@ -3,12 +3,14 @@ stem) layers at batch 256, fp32, as many intra-op threads as given (default
 2), ms per forward + backward:
 
 - native: autograd's own backward (aten::convolution_backward: oneDNN on the
-  CPU, cuDNN on CUDA), what PyTorch runs;
+  CPU, cuDNN on CUDA), what PyTorch runs, and what Augur's libtorch path
+  calls directly since session 10 (core/src/fused/native.cpp);
 - burn generic: what burn 0.22's generic gradients ask of libtorch (the input
   gradient as a transposed convolution, the weight gradient as a convolution
   of the batch-transposed input with the batch-transposed output gradient);
-- tape: Augur's libtorch path (core/src/fused/tape.rs): the forward on
-  tracking leaves, the backward seeded through the dot product <output, grad>.
+- tape: Augur's libtorch path of session 9 (core/src/fused/tape.rs, gone
+  since): the forward on tracking leaves, the backward seeded through the dot
+  product <output, grad>.
 
     ~/.cache/augur/torch-2.9.0/bin/python scripts/reference/conv_gradients.py [threads]
 """
