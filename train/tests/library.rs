@@ -21,10 +21,7 @@ fn the_library_trains_and_evaluates_a_run_into_memory() {
     execute(&RunEnv::quiet(&recorder, &plugins), &cfg, &data).unwrap();
 
     let loss: Vec<f64> = recorder.metric("loss").into_iter().map(|(_, v)| v).collect();
-    assert_eq!(loss.len(), LOSS_CURVE.len());
-    for (step, (got, want)) in loss.iter().zip(LOSS_CURVE).enumerate() {
-        assert!((got - want).abs() < 1e-4, "step {step}: loss {got}, recorded {want}; all: {loss:?}");
-    }
+    assert_follows_loss_curve(&loss);
     let recorded = recorder.recorded();
     assert_eq!(recorded.total_steps, Some(LOSS_CURVE.len()));
     let (step, checkpoint) = recorded.checkpoints.last().expect("the last step is checkpointed");

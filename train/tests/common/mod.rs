@@ -110,6 +110,19 @@ pub const LOSS_CURVE: [f64; 8] = [
     3.781494617462158,
 ];
 
+/// `loss` is the pinned curve within float tolerance. Tolerance: gemm picks
+/// its AVX2 or AVX-512 kernels at run time, whose sums run in different
+/// orders, and the difference grows with the steps: 5e-7 at step 1, 3.0e-4
+/// at step 7 between the two on one machine (docs/benchmarks.md, "gemm's
+/// AVX-512 kernels on flex"). A change to what a run computes moves the
+/// first steps by far more.
+pub fn assert_follows_loss_curve(loss: &[f64]) {
+    assert_eq!(loss.len(), LOSS_CURVE.len());
+    for (step, (got, want)) in loss.iter().zip(LOSS_CURVE).enumerate() {
+        assert!((got - want).abs() < 1e-3, "step {step}: loss {got}, recorded {want}; all: {loss:?}");
+    }
+}
+
 /// A fresh directory under the system temp dir, removed when dropped.
 pub struct TempDir(PathBuf);
 
