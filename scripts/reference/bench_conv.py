@@ -5,9 +5,10 @@ reference for `cargo bench --workspace --bench conv`.
     ~/.cache/augur/torch-2.9.0/bin/python scripts/reference/bench_conv.py [threads]
 """
 import sys
-import time
 
 import torch
+
+import timing  # scripts/reference/timing.py
 
 torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
 BATCH, REPEATS = 256, 5
@@ -17,11 +18,7 @@ LAYERS = [(3, 16, 24, 3, 1), (16, 16, 24, 3, 1), (16, 32, 24, 3, 2), (32, 32, 12
 
 
 def millis(f):
-    f()
-    start = time.perf_counter()
-    for _ in range(REPEATS):
-        f()
-    return (time.perf_counter() - start) * 1e3 / REPEATS
+    return timing.millis(f, REPEATS)
 
 
 def backward(x, w, dy, stride, pad, mask):

@@ -15,10 +15,11 @@ stem) layers at batch 256, fp32, as many intra-op threads as given (default
     ~/.cache/augur/torch-2.9.0/bin/python scripts/reference/conv_gradients.py [threads]
 """
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
+
+import timing  # scripts/reference/timing.py
 
 torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
 BATCH, REPEATS = 256, 3
@@ -28,11 +29,7 @@ LAYERS = [(64, 64, 32, 3, 1), (64, 128, 32, 3, 2), (128, 128, 16, 3, 1), (128, 2
 
 
 def millis(f):
-    f()
-    start = time.perf_counter()
-    for _ in range(REPEATS):
-        f()
-    return (time.perf_counter() - start) * 1e3 / REPEATS
+    return timing.millis(f, REPEATS)
 
 
 print(f"PyTorch {torch.__version__}: batch {BATCH}, {torch.get_num_threads()} threads, ms per forward + backward")
