@@ -306,9 +306,9 @@ mod libtorch {
             if !relu {
                 return (out, mean, invstd, BatchNormSaved::Statistics);
             }
-            // Sharing the output's storage count keeps burn from writing
-            // into it in place while the backward still reads it.
-            let output = TchTensor { tensor: out.tensor.shallow_clone(), storage: out.storage.clone() };
+            // A clone shares the output's storage count, which keeps burn
+            // from writing into it in place while the backward still reads it.
+            let output = out.clone();
             (out, mean, invstd, BatchNormSaved::ReluOutput { output })
         }
 

@@ -77,21 +77,10 @@ pub trait ConvOps: Backend {
         options: ConvOptions<2>,
         needs: [bool; 2],
     ) -> ConvGrads<Self> {
-        gradients_from_operands::<Self>(x, weight, grad, options, needs)
+        let dw = needs[1].then(|| Self::conv2d_gemm_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
+        let dx = needs[0].then(|| Self::conv2d_gemm_x_backward(x, weight, grad, options));
+        ConvGrads::from_parts(dx, dw)
     }
-}
-
-/// The gradients `needs` asks for, each from its own backward operation.
-fn gradients_from_operands<B: ConvOps>(
-    x: FloatTensor<B>,
-    weight: FloatTensor<B>,
-    grad: FloatTensor<B>,
-    options: ConvOptions<2>,
-    needs: [bool; 2],
-) -> ConvGrads<B> {
-    let dw = needs[1].then(|| B::conv2d_gemm_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
-    let dx = needs[0].then(|| B::conv2d_gemm_x_backward(x, weight, grad, options));
-    ConvGrads::from_parts(dx, dw)
 }
 
 /// The gradients a convolution's backward was asked for.
