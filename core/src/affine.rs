@@ -10,12 +10,14 @@
 //! (`Warp::official`); bilinear sampling and a fill with the dataset mean
 //! are the options of Augur's earlier form.
 //!
-//! Convention (ours; the paper fixes the ranges and the target, not the
-//! matrix): in coordinates normalised to [-1, 1] with y pointing down, an
+//! Convention: in coordinates normalised to [-1, 1] with y pointing down, an
 //! output pixel at `u'` shows the input at `u = A^-1 (u' - t)`, where
-//! `A = scale * R(angle) * Sh(shear_x, shear_y)`,
-//! `R = [[cos, -sin], [sin, cos]]`, `Sh = [[1, tan shear_x], [tan shear_y, 1]]`
-//! and `t = 2 * (tx, ty) / side`.
+//! `t = 2 * (tx, ty) / side` and `A = scale * RSS(angle, shear_x, shear_y)`,
+//! torchvision's `R(a) * SHy(sy) * SHx(sx)` with `R = [[cos, -sin], [sin, cos]]`,
+//! `SHx = [[1, -tan sx], [0, 1]]`, `SHy = [[1, 0], [-tan sy, 1]]`
+//! (`_get_inverse_affine_matrix`, of which the official code keeps a copy):
+//! `det RSS = 1`, so the area changes by `scale^2` alone and the scale
+//! target means what it says ([`AffineMatrix`]).
 
 use burn::prelude::*;
 use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
@@ -148,19 +150,43 @@ impl AffineRanges {
 
 pub use crate::record::AffineParams;
 
+/// How the shear enters the transform's matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AffineMatrix {
+    /// torchvision's `R(a) SHy(sy) SHx(sx)` (module doc): determinant 1
+    /// before the scale, as the official code's copy of it
+    /// (`he/data/functional.py` `_get_inverse_affine_matrix`).
+    Torchvision,
+    /// Augur's earlier `R(a) [[1, tan sx], [tan sy, 1]]`: its determinant
+    /// `1 - tan sx tan sy` moves the area by up to 22% at 25 degrees, so the
+    /// scale target mixes with the shear.
+    Augur,
+}
+
 impl AffineParams {
-    /// `A` of the module doc, row-major.
-    pub fn matrix(&self) -> [[f64; 2]; 2] {
-        let (sin, cos) = self.angle.to_radians().sin_cos();
-        let (hx, hy) = (self.shear_x.to_radians().tan(), self.shear_y.to_radians().tan());
-        // R * Sh, then scaled.
-        let m = [[cos - sin * hy, cos * hx - sin], [sin + cos * hy, sin * hx + cos]];
+    /// `A` of the module doc in `form`, row-major.
+    pub fn matrix(&self, form: AffineMatrix) -> [[f64; 2]; 2] {
+        let rot = self.angle.to_radians();
+        let (sin, cos) = rot.sin_cos();
+        let (sx, sy) = (self.shear_x.to_radians(), self.shear_y.to_radians());
+        let m = match form {
+            AffineMatrix::Torchvision => {
+                // torchvision's closed form of R(a) SHy(sy) SHx(sx).
+                let (a, c) = ((rot - sy).cos() / sy.cos(), (rot - sy).sin() / sy.cos());
+                [[a, -a * sx.tan() - sin], [c, -c * sx.tan() + cos]]
+            }
+            AffineMatrix::Augur => {
+                let (hx, hy) = (sx.tan(), sy.tan());
+                [[cos - sin * hy, cos * hx - sin], [sin + cos * hy, sin * hx + cos]]
+            }
+        };
         m.map(|row| row.map(|v| v * self.scale))
     }
 
     /// Where the output pixel at normalised `(x, y)` samples the input.
-    pub fn source_of(&self, x: f64, y: f64) -> (f64, f64) {
-        let [[a, b], [c, d]] = self.matrix();
+    pub fn source_of(&self, x: f64, y: f64, form: AffineMatrix) -> (f64, f64) {
+        let [[a, b], [c, d]] = self.matrix(form);
         let (x, y) = (x - 2.0 * self.tx, y - 2.0 * self.ty);
         let det = a * d - b * c;
         ((d * x - b * y) / det, (a * y - c * x) / det)
@@ -175,12 +201,13 @@ pub struct Warp {
     /// Per channel, the value shown outside the source, in the images'
     /// (normalised) units: black is `-mean/std`, the dataset mean `0`.
     pub fill: [f32; 3],
+    pub matrix: AffineMatrix,
 }
 
 impl Warp {
-    /// The official warp: nearest-neighbour, black outside.
+    /// The official warp: nearest-neighbour, black outside, torchvision's matrix.
     pub fn official(black: [f32; 3]) -> Self {
-        Self { bilinear: false, fill: black }
+        Self { bilinear: false, fill: black, matrix: AffineMatrix::Torchvision }
     }
 }
 
@@ -194,7 +221,7 @@ pub fn warp(images: Tensor<4>, transforms: &[AffineParams], how: Warp) -> Tensor
     // Output pixel centres in normalised coordinates (align_corners = false).
     let centre = |i: usize, size: usize| (2 * i + 1) as f64 / size as f64 - 1.0;
     let sources = transforms.iter().flat_map(|p| {
-        (0..h).flat_map(move |row| (0..w).map(move |col| p.source_of(centre(col, w), centre(row, h))))
+        (0..h).flat_map(move |row| (0..w).map(move |col| p.source_of(centre(col, w), centre(row, h), how.matrix)))
     });
     let device = images.device();
     let fill = Tensor::<1>::from_floats(how.fill.as_slice(), &device).reshape([1, c, 1, 1]);
@@ -236,7 +263,7 @@ mod tests {
         let data: Vec<f32> = (0..2 * 3 * 8 * 8).map(|i| (i % 17) as f32).collect();
         let images = Tensor::<4>::from_data(TensorData::new(data.clone(), [2, 3, 8, 8]), &device);
         let id = AffineParams { angle: 0.0, tx: 0.0, ty: 0.0, scale: 1.0, shear_x: 0.0, shear_y: 0.0 };
-        for how in [Warp::official([-2.0, -1.0, 0.5]), Warp { bilinear: true, fill: [0.0; 3] }] {
+        for how in [Warp::official([-2.0, -1.0, 0.5]), Warp { bilinear: true, fill: [0.0; 3], matrix: AffineMatrix::Torchvision }] {
             let out: Vec<f32> = warp(images.clone(), &[id, id], how).into_data().try_to_vec().unwrap();
             for (a, b) in out.iter().zip(&data) {
                 assert!((a - b).abs() < 1e-4, "{a} vs {b}");
@@ -309,7 +336,7 @@ mod tests {
         // Two coordinate channels and a spare third (warp takes RGB images).
         let planes: Vec<f32> = coords.iter().copied().chain(std::iter::repeat_n(0.0, side * side)).collect();
         let images = Tensor::<4>::from_data(TensorData::new(planes.repeat(6), [6, 3, side, side]), &device);
-        let bilinear = Warp { bilinear: true, fill: [0.0; 3] };
+        let bilinear = Warp { bilinear: true, fill: [0.0; 3], matrix: AffineMatrix::Torchvision };
         let warped: Vec<f32> = warp(images, &transforms, bilinear).into_data().try_to_vec().unwrap();
         let mut checked = 0;
         for (i, p) in transforms.iter().enumerate() {
@@ -319,7 +346,7 @@ mod tests {
             for row in 0..side {
                 for col in 0..side {
                     let (x, y) = ((2 * col + 1) as f64 / side as f64 - 1.0, (2 * row + 1) as f64 / side as f64 - 1.0);
-                    let (sx, sy) = decoded.source_of(x, y);
+                    let (sx, sy) = decoded.source_of(x, y, AffineMatrix::Torchvision);
                     // Inside the source, away from its border pixels, bilinear sampling of a linear ramp is exact.
                     let inner = 1.0 - 2.0 / side as f64;
                     if sx.abs() < inner && sy.abs() < inner {
@@ -332,6 +359,35 @@ mod tests {
             }
         }
         assert!(checked > 6 * side * side / 4, "enough pixels land inside the source ({checked})");
+    }
+
+    // From scripts/reference/affine_matrix.py: torchvision 0.24.0's
+    // `_get_inverse_affine_matrix([0, 0], angle, [0, 0], scale, [sx, sy])`
+    // (the inverse, row-major, first four entries) for each case below.
+    const TORCHVISION_INVERSE: [(f64, f64, f64, f64, [f64; 4]); 3] = [
+        (30.0, 1.2, 25.0, -10.0, [0.4680539, 0.7189358, -0.5439197, 0.6482183]),
+        (-75.0, 0.8, -20.0, 25.0, [-0.1708456, -1.1202366, 1.3582689, -0.2394995]),
+        (0.0, 1.0, 25.0, 25.0, [1.2174428, 0.4663077, 0.4663077, 1.0]),
+    ];
+
+    /// The matrix is torchvision's: its inverse equals torchvision's on
+    /// three transforms, its determinant is scale^2 whatever the shear
+    /// (Augur's earlier matrix is 22% off at 25 degrees on both axes).
+    #[test]
+    fn the_matrix_is_torchvisions_and_keeps_the_area() {
+        for (angle, scale, shear_x, shear_y, want) in TORCHVISION_INVERSE {
+            let p = AffineParams { angle, tx: 0.0, ty: 0.0, scale, shear_x, shear_y };
+            let [[a, b], [c, d]] = p.matrix(AffineMatrix::Torchvision);
+            let det = a * d - b * c;
+            assert!((det - scale * scale).abs() < 1e-12, "det {det} for scale {scale}");
+            let inverse = [d / det, -b / det, -c / det, a / det];
+            for (got, want) in inverse.iter().zip(want) {
+                assert!((got - want).abs() < 1e-6, "{angle} {scale} {shear_x} {shear_y}: {inverse:?} vs {want:?}");
+            }
+        }
+        let sheared = AffineParams { angle: 0.0, tx: 0.0, ty: 0.0, scale: 1.0, shear_x: 25.0, shear_y: 25.0 };
+        let [[a, b], [c, d]] = sheared.matrix(AffineMatrix::Augur);
+        assert!((a * d - b * c - (1.0 - 25f64.to_radians().tan().powi(2))).abs() < 1e-12, "the earlier matrix loses 22% of the area");
     }
 
     #[test]

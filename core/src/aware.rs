@@ -70,6 +70,12 @@ pub trait Awareness: Send {
     fn project(&mut self, _input: Tensor<2>, _records: &[AugmentationRecord], _target: bool) -> Option<Tensor<2>> {
         None
     }
+    /// Whether [`Awareness::auxiliary_loss`] wants view 2's features from
+    /// the method's momentum (target) backbone, detached, where it has one
+    /// (AugSelf with its authors' MoCo: `y2 = target_backbone(x2)`).
+    fn target_features_for_view2(&self) -> bool {
+        false
+    }
     /// An extra loss on the backbone features of both views, with its name.
     /// `backbone` is there for a component that makes views of its own
     /// (affine prediction's extra transform of view 1).

@@ -2,8 +2,9 @@
 //! or the ImageNet stem (7x7 stride 2 + max-pool), a width multiplier and
 //! configurable blocks per stage. ResNet-18 is `width = 64, blocks = [2,2,2,2]`.
 
+use burn::module::Param;
 use burn::nn::{
-    BatchNorm, BatchNormConfig, PaddingConfig2d,
+    BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d,
     conv::{Conv2d, Conv2dConfig},
     pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
 };
@@ -37,6 +38,38 @@ pub struct BackboneConfig {
     /// hashed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hypernet: Option<HypernetLayout>,
+    /// How the convolutions are initialised: `torchvision` (its ResNets'
+    /// Kaiming-normal, fan-out, ReLU gain, which every official code
+    /// inherits) or `pytorch` (nn.Conv2d's default, Kaiming-uniform with
+    /// a = sqrt(5): Augur's earlier init). Unset: `pytorch`, what a config
+    /// stored before the option meant; planning writes it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<ConvInit>,
+    /// The last batch norm of each residual block starts at zero, so each
+    /// block starts as the identity (torchvision's `zero_init_residual`, set
+    /// by AugSelf, CASSLE, EquiMod, hierarchical and amortised invariance;
+    /// solo-learn does not). Unset: false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zero_init_residual: Option<bool>,
+}
+
+/// The convolutions' initialisation ([`BackboneConfig::init`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvInit {
+    Torchvision,
+    Pytorch,
+}
+
+impl ConvInit {
+    fn initializer(self) -> Initializer {
+        match self {
+            // kaiming_normal_(mode="fan_out", nonlinearity="relu"): std sqrt(2 / fan_out).
+            ConvInit::Torchvision => Initializer::KaimingNormal { gain: 2f64.sqrt(), fan_out_only: true },
+            // nn.Conv2d.reset_parameters (burn's default for a convolution).
+            ConvInit::Pytorch => Conv2dConfig::new([1, 1], [1, 1]).initializer,
+        }
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -52,6 +85,8 @@ impl Default for BackboneConfig {
             blocks: vec![2, 2, 2, 2],
             invariance: 0,
             hypernet: None,
+            init: None,
+            zero_init_residual: None,
         }
     }
 }
@@ -96,8 +131,15 @@ impl BackboneConfig {
     }
 }
 
-fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
-    grouped_conv(cin, cout, k, stride, 1, device)
+/// A backbone convolution, initialised by `init`.
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, init: ConvInit, device: &Device) -> Conv2d {
+    let pad = k / 2;
+    Conv2dConfig::new([cin, cout], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(false)
+        .with_initializer(init.initializer())
+        .init(device)
 }
 
 /// A bias-free square convolution with padding `k / 2`, in `groups` groups
@@ -143,10 +185,12 @@ pub struct Shortcut {
 }
 
 impl BasicBlock {
-    fn new(cin: usize, cout: usize, stride: usize, invariance: usize, layout: HypernetLayout, device: &Device) -> Self {
+    fn new(cin: usize, cout: usize, stride: usize, cfg: &BackboneConfig, device: &Device) -> Self {
+        let (invariance, layout) = (cfg.invariance, cfg.hypernet.unwrap_or_default());
+        let init = cfg.init.unwrap_or(ConvInit::Pytorch);
         let projected = stride != 1 || cin != cout;
         let shortcut = projected.then(|| Shortcut {
-            conv: conv(cin, cout, 1, stride, device),
+            conv: conv(cin, cout, 1, stride, init, device),
             bn: BatchNormConfig::new(cout).init(device),
         });
         let mut hyper = Vec::new();
@@ -158,11 +202,15 @@ impl BasicBlock {
             }
         }
         let embedding = (invariance > 0 && layout == HypernetLayout::Official).then(|| InvarianceEmbedding::new(invariance, device));
+        let mut bn2 = BatchNormConfig::new(cout).init(device);
+        if cfg.zero_init_residual == Some(true) {
+            bn2.gamma = Param::from_tensor(Tensor::zeros([cout], device));
+        }
         Self {
-            conv1: conv(cin, cout, 3, stride, device),
+            conv1: conv(cin, cout, 3, stride, init, device),
             bn1: BatchNormConfig::new(cout).init(device),
-            conv2: conv(cout, cout, 3, 1, device),
-            bn2: BatchNormConfig::new(cout).init(device),
+            conv2: conv(cout, cout, 3, 1, init, device),
+            bn2,
             shortcut,
             hyper,
             embedding,
@@ -212,10 +260,11 @@ impl ResNet {
     pub fn new(cfg: &BackboneConfig, device: &Device) -> Self {
         let imagenet = cfg.stem == "imagenet";
         let layout = cfg.hypernet.unwrap_or_default();
+        let init = cfg.init.unwrap_or(ConvInit::Pytorch);
         let stem_conv = if imagenet {
-            conv(3, cfg.width, 7, 2, device)
+            conv(3, cfg.width, 7, 2, init, device)
         } else {
-            conv(3, cfg.width, 3, 1, device)
+            conv(3, cfg.width, 3, 1, init, device)
         };
         let stem_pool = imagenet.then(|| {
             MaxPool2dConfig::new([3, 3])
@@ -233,7 +282,7 @@ impl ResNet {
                 let blocks = (0..n)
                     .map(|b| {
                         let stride = if i > 0 && b == 0 { 2 } else { 1 };
-                        let block = BasicBlock::new(cin, cout, stride, cfg.invariance, layout, device);
+                        let block = BasicBlock::new(cin, cout, stride, cfg, device);
                         cin = cout;
                         block
                     })
@@ -321,6 +370,33 @@ impl ResNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// torchvision's init draws each convolution with std sqrt(2 / fan_out);
+    /// zero_init_residual zeroes every block's last batch-norm scale; an
+    /// unset init is PyTorch's default (uniform within 1 / sqrt(fan_in)).
+    #[test]
+    fn torchvision_init_and_zero_init_residual() {
+        let device = Device::flex();
+        device.seed(4);
+        let cfg = BackboneConfig { width: 32, blocks: vec![1, 1], init: Some(ConvInit::Torchvision), zero_init_residual: Some(true), ..Default::default() };
+        let net = cfg.init(&device);
+        let w: Vec<f32> = net.stages[1].blocks[0].conv1.weight.val().into_data().iter::<f32>().collect();
+        let std = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
+        let want = (2.0f32 / (64.0 * 9.0)).sqrt();
+        assert!((std / want - 1.0).abs() < 0.05, "std {std} vs {want}");
+        for stage in &net.stages {
+            for block in &stage.blocks {
+                assert!(block.bn2.gamma.val().into_data().iter::<f32>().all(|g| g == 0.0));
+                assert!(block.bn1.gamma.val().into_data().iter::<f32>().all(|g| g == 1.0));
+            }
+        }
+        let plain = BackboneConfig { width: 32, blocks: vec![1, 1], ..Default::default() }.init(&device);
+        // That convolution takes 32 channels: fan_in 32 * 9.
+        let bound = 1.0 / (32.0f32 * 9.0).sqrt();
+        let w: Vec<f32> = plain.stages[1].blocks[0].conv1.weight.val().into_data().iter::<f32>().collect();
+        assert!(w.iter().all(|v| v.abs() <= bound) && w.iter().any(|v| v.abs() > 0.9 * bound), "PyTorch's default: uniform within 1/sqrt(fan_in)");
+        assert!(plain.stages[0].blocks[0].bn2.gamma.val().into_data().iter::<f32>().all(|g| g == 1.0));
+    }
 
     #[test]
     fn resnet18_shape_and_size() {

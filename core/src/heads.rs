@@ -31,6 +31,14 @@ pub fn moco_v2_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
     config
 }
 
+/// The MoCo projector of AugSelf's and CASSLE's code (`load_mlp(d, d, 128,
+/// num_layers=2, last_bn=False)`: a bias-free Linear, BN, ReLU, Linear with
+/// a bias): `Linear-BN-ReLU, Linear` (the first bias, cancelled by the BN,
+/// kept: one bias switch per MLP).
+pub fn augself_moco_projector(input: usize, hidden: usize, out: usize) -> MlpConfig {
+    MlpConfig::new(&[input, hidden, out])
+}
+
 /// MoCo v3 (Chen et al. 2021) on a ResNet, as the official `MoCo_ResNet`
 /// builds it: two bias-free layers, the last batch norm without affine
 /// parameters, `Linear-BN-ReLU, Linear-BN(affine=False)`.

@@ -86,6 +86,19 @@ pub enum Directions {
     One,
 }
 
+/// What joins MoCo's queue after each step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enqueue {
+    /// The momentum encoder's keys (MoCo, solo-learn, amortised invariance).
+    #[default]
+    Keys,
+    /// The online queries, detached: AugSelf's and CASSLE's MoCo base
+    /// (`trainers.py` / `trainers_cond.py` `moco`: `keys = all_gather(z1)`
+    /// joins the queue).
+    Queries,
+}
+
 /// Where MoCo v2's negatives come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -191,20 +204,31 @@ pub fn moco_queue_loss(
     queues: &mut MocoQueues,
     temperature: f64,
     directions: Directions,
+    enqueue: Enqueue,
 ) -> Tensor<1> {
     let [q1, q2] = online;
     let [k1, k2] = target;
+    // What joins the queues in place of each view's keys.
+    let joining = |q: &Tensor<2>, k: Tensor<2>| match enqueue {
+        Enqueue::Keys => k,
+        Enqueue::Queries => q.clone().detach(),
+    };
     let direction = |q: Tensor<2>, k: Tensor<2>, negatives: Option<Tensor<2>>| match negatives {
         Some(negatives) => info_nce_queue(q, k, negatives, temperature),
         None => info_nce(q, k, None, temperature),
     };
     if directions == Directions::One {
-        let loss = direction(q1, k2.clone(), queues.negatives_for(0));
-        queues.push_view(1, k2);
+        let loss = direction(q1.clone(), k2.clone(), queues.negatives_for(0));
+        // The keys are view 2's; the queries view 1's.
+        let joins = match enqueue {
+            Enqueue::Keys => k2,
+            Enqueue::Queries => q1.detach(),
+        };
+        queues.push_view(1, joins);
         return loss;
     }
-    let loss = direction(q1, k2.clone(), queues.negatives_for(0)) + direction(q2, k1.clone(), queues.negatives_for(1));
-    queues.push([k1, k2]);
+    let loss = direction(q1.clone(), k2.clone(), queues.negatives_for(0)) + direction(q2.clone(), k1.clone(), queues.negatives_for(1));
+    queues.push([joining(&q1, k1), joining(&q2, k2)]);
     match directions {
         Directions::Mean => loss.div_scalar(2.0),
         Directions::Sum | Directions::One => loss,
@@ -265,12 +289,14 @@ pub fn barlow_twins(z1: Tensor<2>, z2: Tensor<2>, lambda: f64) -> Tensor<1> {
     on_diag + off_diag.mul_scalar(lambda)
 }
 
-/// VICReg's weights: invariance, variance, covariance.
+/// VICReg's weights: invariance, variance, covariance, and how the two
+/// branches' variance hinges combine.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VicregWeights {
     pub invariance: f64,
     pub variance: f64,
     pub covariance: f64,
+    pub branches: VarianceBranches,
 }
 
 impl Default for VicregWeights {
@@ -279,8 +305,20 @@ impl Default for VicregWeights {
             invariance: 25.0,
             variance: 25.0,
             covariance: 1.0,
+            branches: VarianceBranches::Mean,
         }
     }
+}
+
+/// How VICReg's variance term combines the two branches' hinges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VarianceBranches {
+    /// Half their sum, as the authors' `main_vicreg.py` (`std_loss = mean(relu(1 - std_x)) / 2 + mean(relu(1 - std_y)) / 2`).
+    #[default]
+    Mean,
+    /// Their sum, as solo-learn's `variance_loss` (twice the authors' term at the same weight).
+    Sum,
 }
 
 /// VICReg's variance term of one branch: the mean over dimensions of
@@ -310,7 +348,10 @@ pub fn vicreg(z1: Tensor<2>, z2: Tensor<2>, w: VicregWeights) -> Tensor<1> {
     let (v1, c1) = branch(z1);
     let (v2, c2) = branch(z2);
     invariance.mul_scalar(w.invariance)
-        + (v1 + v2).mul_scalar(w.variance / 2.0)
+        + (v1 + v2).mul_scalar(match w.branches {
+            VarianceBranches::Mean => w.variance / 2.0,
+            VarianceBranches::Sum => w.variance,
+        })
         + (c1 + c2).mul_scalar(w.covariance)
 }
 
@@ -400,11 +441,23 @@ mod tests {
         for (layout, directions, expected) in cases {
             let mut queues = MocoQueues::new(layout, 4);
             // Step 1: empty queues, in-batch negatives (none besides the positive): loss 0.
-            let first: f32 = moco_queue_loss([v(1.0, 0.0), v(0.0, 1.0)], [v(0.0, 1.0), v(1.0, 0.0)], &mut queues, 1.0, directions).into_scalar();
+            let first: f32 = moco_queue_loss([v(1.0, 0.0), v(0.0, 1.0)], [v(0.0, 1.0), v(1.0, 0.0)], &mut queues, 1.0, directions, Enqueue::Keys).into_scalar();
             assert!(first.abs() < 1e-6, "{layout:?} {directions:?}: first step {first}");
-            let got: f32 = moco_queue_loss([v(1.0, 0.0), v(0.0, 1.0)], [v(0.0, 1.0), v(1.0, 0.0)], &mut queues, 1.0, directions).into_scalar();
+            let got: f32 = moco_queue_loss([v(1.0, 0.0), v(0.0, 1.0)], [v(0.0, 1.0), v(1.0, 0.0)], &mut queues, 1.0, directions, Enqueue::Keys).into_scalar();
             assert!((got as f64 - expected).abs() < 1e-5, "{layout:?} {directions:?}: {got} vs {expected}");
         }
+        // AugSelf's and CASSLE's MoCo: one direction, the queries enqueued.
+        // Step 1 pushes q1 = [1, 0] (the key was [0, 1]); step 2's q1 = [0, 1]
+        // against k2 = [0, 1] and the queue {[1, 0]}: logits [1, 0], ln(1 + 1/e).
+        let mut queues = MocoQueues::new(QueueLayout::Shared, 4);
+        moco_queue_loss([v(1.0, 0.0), v(0.0, 1.0)], [v(0.0, 1.0), v(0.0, 1.0)], &mut queues, 1.0, Directions::One, Enqueue::Queries);
+        let got: f32 = moco_queue_loss([v(0.0, 1.0), v(0.0, 1.0)], [v(0.0, 1.0), v(0.0, 1.0)], &mut queues, 1.0, Directions::One, Enqueue::Queries).into_scalar();
+        assert!((got as f64 - (1.0 + 1.0 / e).ln()).abs() < 1e-5, "queries enqueued: {got}");
+        // With the keys enqueued the queue holds [0, 1] instead: ln 2.
+        let mut queues = MocoQueues::new(QueueLayout::Shared, 4);
+        moco_queue_loss([v(1.0, 0.0), v(0.0, 1.0)], [v(0.0, 1.0), v(0.0, 1.0)], &mut queues, 1.0, Directions::One, Enqueue::Keys);
+        let got: f32 = moco_queue_loss([v(0.0, 1.0), v(0.0, 1.0)], [v(0.0, 1.0), v(0.0, 1.0)], &mut queues, 1.0, Directions::One, Enqueue::Keys).into_scalar();
+        assert!((got as f64 - 2f64.ln()).abs() < 1e-5, "keys enqueued: {got}");
     }
 
     /// The official start: full queues of random unit vectors, the same for
@@ -427,7 +480,7 @@ mod tests {
         let v = |x: f32, y: f32| t2(&[x, y], [1, 2], &device);
         let first = |start| {
             let mut queues = MocoQueues::with_start(start, QueueLayout::PerView, 8, 2, 1, &device);
-            moco_queue_loss([v(1.0, 0.0), v(0.0, 1.0)], [v(1.0, 0.0), v(0.0, 1.0)], &mut queues, 1.0, Directions::Mean).into_scalar()
+            moco_queue_loss([v(1.0, 0.0), v(0.0, 1.0)], [v(1.0, 0.0), v(0.0, 1.0)], &mut queues, 1.0, Directions::Mean, Enqueue::Keys).into_scalar()
         };
         let (empty, random): (f32, f32) = (first(QueueStart::Empty), first(QueueStart::Random));
         assert!(empty.abs() < 1e-6, "in-batch negatives, none besides the positive: {empty}");
@@ -456,9 +509,17 @@ mod tests {
         // invariance: mean of [0,0,0,4] = 1
         // z1: both columns [0,2]: var 2, std sqrt(2.0001) > 1, hinge 0; cov off-diag 2 -> (4+4)/2 = 4
         // z2: col0 var 2 (hinge 0), col1 var 0 -> std 0.01, hinge 0.99; mean hinge 0.495; cov 0
-        let w = VicregWeights { invariance: 1.0, variance: 1.0, covariance: 1.0 };
-        let got: f32 = vicreg(z1, z2, w).into_scalar();
+        let w = VicregWeights { invariance: 1.0, variance: 1.0, covariance: 1.0, branches: VarianceBranches::Mean };
+        let got: f32 = vicreg(z1.clone(), z2.clone(), w).into_scalar();
         let expected = 1.0 + (0.0 + 0.495) / 2.0 + 4.0;
         assert!((got as f64 - expected).abs() < 1e-3, "{got} vs {expected}");
+        // solo-learn's form: the hinges summed, so the variance term doubles.
+        let summed: f32 = vicreg(z1.clone(), z2.clone(), VicregWeights { branches: VarianceBranches::Sum, ..w }).into_scalar();
+        assert!((summed as f64 - (1.0 + 0.495 + 4.0)).abs() < 1e-3, "{summed}");
+        // Each term alone, by its weight.
+        let only = |i, v, c| -> f64 { vicreg(z1.clone(), z2.clone(), VicregWeights { invariance: i, variance: v, covariance: c, ..w }).into_scalar::<f32>() as f64 };
+        assert!((only(1.0, 0.0, 0.0) - 1.0).abs() < 1e-5);
+        assert!((only(0.0, 1.0, 0.0) - 0.2475).abs() < 1e-4);
+        assert!((only(0.0, 0.0, 1.0) - 4.0).abs() < 1e-4);
     }
 }

@@ -271,6 +271,24 @@ pub struct TwoView {
     momentum: Option<MomentumBranch<Mlp>>,
     objective: Box<dyn Objective>,
     aware: Vec<Box<dyn Awareness>>,
+    /// Dropout on the backbone features before the projectors, in training
+    /// ([`TwoView::with_feature_dropout`]), and the run's seed its masks draw from.
+    feature_dropout: f64,
+    seed: u64,
+}
+
+/// `x` with each entry zeroed with probability `p` and the rest scaled by
+/// `1 / (1 - p)` (inverted dropout, as `F.dropout` in training), the mask
+/// drawn on the host from (seed, step, stream) so a resumed run draws the
+/// same masks.
+pub fn dropout(x: Tensor<2>, p: f64, seed: u64, step: usize, stream: u64) -> Tensor<2> {
+    use rand::Rng;
+    let [n, d] = x.dims();
+    let mut rng = crate::augment::image_rng(seed ^ 0xD0D0_0000_0000_0000, step as u64, stream);
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let mask: Vec<f32> = (0..n * d).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect();
+    let mask = Tensor::from_data(TensorData::new(mask, [n, d]), &x.device());
+    x * mask
 }
 
 impl TwoView {
@@ -306,7 +324,23 @@ impl TwoView {
             momentum,
             objective,
             aware: Vec::new(),
+            feature_dropout: 0.0,
+            seed: ctx.seed,
         }
+    }
+
+    /// Dropout with probability `p` on each view's backbone features before
+    /// the projector, online and momentum branch alike (amortised
+    /// invariance's hypernetwork ResNet: `drop_rate = 0.2` before
+    /// `predictor_b`, its momentum encoder in training mode too).
+    pub fn with_feature_dropout(mut self, p: f64) -> Self {
+        self.feature_dropout = p;
+        self
+    }
+
+    /// View `view`'s features after the feature dropout (branch 0 online, 1 momentum).
+    fn dropped(&self, features: Tensor<2>, step: usize, view: u64, branch: u64) -> Tensor<2> {
+        if self.feature_dropout > 0.0 { dropout(features, self.feature_dropout, self.seed, step, 2 * branch + view) } else { features }
     }
 
     /// The projection of one view's features: conditioned by every
@@ -392,6 +426,7 @@ impl Method for TwoView {
         let [f1, f2] = features.clone();
         let head = self.projector_index(batch.invariance.as_deref());
         let online_projector = self.projectors[head].module().clone();
+        let (f1, f2) = (self.dropped(f1, info.step, 0, 0), self.dropped(f2, info.step, 1, 0));
         let projections = [
             self.project(f1, &batch.records[0], false, &online_projector),
             self.project(f2, &batch.records[1], false, &online_projector),
@@ -400,12 +435,17 @@ impl Method for TwoView {
             Some(p) => projections.clone().map(|z| p.module().forward(z)),
             None => projections.clone(),
         };
+        // View 2's features from the momentum backbone, for a component
+        // that asks for them.
+        let mut target_view2: Option<Tensor<2>> = None;
         let target = match (&self.target, &mut self.momentum) {
             (Target::Momentum(_), Some(m)) => {
                 let tb = m.backbone.get_or_copy(backbone);
                 let keys = batch.views.clone().map(|v| tb.forward_with(v.detach(), batch.invariance_vector()));
                 let projector = m.heads[head].get().expect("taken at construction").clone();
                 let [k1, k2] = keys;
+                target_view2 = Some(k2.clone().detach());
+                let (k1, k2) = (self.dropped(k1, info.step, 0, 1), self.dropped(k2, info.step, 1, 1));
                 [
                     self.project(k1, &batch.records[0], true, &projector).detach(),
                     self.project(k2, &batch.records[1], true, &projector).detach(),
@@ -421,7 +461,11 @@ impl Method for TwoView {
             terms.push(("base".to_string(), loss.clone().detach()));
         }
         for a in &mut self.aware {
-            if let Some((name, extra)) = a.auxiliary_loss(features.clone(), batch, backbone, info) {
+            let features = match (&target_view2, a.target_features_for_view2()) {
+                (Some(y2), true) => [features[0].clone(), y2.clone()],
+                _ => features.clone(),
+            };
+            if let Some((name, extra)) = a.auxiliary_loss(features, batch, backbone, info) {
                 terms.push((name, extra.clone().detach()));
                 loss = loss + extra;
             }
@@ -444,6 +488,10 @@ impl Method for TwoView {
     }
 
     fn add_awareness(&mut self, mut components: Vec<Box<dyn Awareness>>) -> Result<(), String> {
+        let momentum = matches!(self.target, Target::Momentum(_));
+        if !momentum && components.iter().any(|c| c.target_features_for_view2()) {
+            return Err("a component asks for view 2's features from the momentum backbone (augself view2_features = \"target\"), and this method has none; use it with byol, moco_v2 or moco_v3, or set view2_features = \"online\"".into());
+        }
         for c in &mut components {
             c.bind_projector(&self.projector_config, &self.device);
         }

@@ -59,6 +59,10 @@ pub struct OptionDoc {
 pub trait Options: Default + Serialize + Sized {
     /// Parse and check a table; unset keys take their defaults.
     fn parse(table: &serde_json::Value) -> Result<Self, OptionError>;
+    /// Parse a table stored with a run: planning writes every key, so a key
+    /// it lacks was added after the run was stored, and takes the value its
+    /// absence meant then (an option's `; before` value), not today's default.
+    fn parse_stored(table: &serde_json::Value) -> Result<Self, OptionError>;
     /// Every option, in declaration order.
     fn describe() -> Vec<OptionDoc>;
 }
@@ -68,6 +72,8 @@ pub trait Options: Default + Serialize + Sized {
 pub struct OptionsSpec {
     /// The table parsed, checked, and written back with every default.
     pub resolve: fn(&serde_json::Value) -> Result<serde_json::Value, OptionError>,
+    /// The same for a table stored with a run ([`Options::parse_stored`]).
+    pub resolve_stored: fn(&serde_json::Value) -> Result<serde_json::Value, OptionError>,
     pub describe: fn() -> Vec<OptionDoc>,
 }
 
@@ -75,6 +81,7 @@ impl OptionsSpec {
     pub fn of<T: Options>() -> Self {
         OptionsSpec {
             resolve: |table| T::parse(table).map(|o| serde_json::to_value(o).expect("options serialise")),
+            resolve_stored: |table| T::parse_stored(table).map(|o| serde_json::to_value(o).expect("options serialise")),
             describe: T::describe,
         }
     }
@@ -133,7 +140,9 @@ pub mod check {
 }
 
 /// Declare a component's options once: each field with its doc comment,
-/// type, default and, after `=>`, an optional check (a function of the
+/// type, default, after `; before` the value a stored run that lacks the key
+/// means (for an option added with a default that changes what such a run
+/// did; [`Options::parse_stored`]), and after `=>` an optional check (a function of the
 /// value returning `Result<(), String>`, e.g. from [`check`]). An optional
 /// trailing `validate = path;` checks combinations of keys
 /// (`fn(&Self) -> Result<(), OptionError>`). Generates the struct (with
@@ -145,7 +154,7 @@ macro_rules! options {
         $vis:vis struct $name:ident {
             $(
                 $(#[doc = $doc:literal])*
-                $field:ident : $ty:ty = $default:expr $(=> $check:expr)?
+                $field:ident : $ty:ty = $default:expr $(; before $before:expr)? $(=> $check:expr)?
             ),* $(,)?
         }
         $(validate = $validate:path;)?
@@ -162,9 +171,13 @@ macro_rules! options {
             }
         }
 
-        impl $crate::options::Options for $name {
-            fn parse(table: &$crate::options::Value) -> ::std::result::Result<Self, $crate::options::OptionError> {
-                let mut out = Self::default();
+        impl $name {
+            /// What a stored table without a key meant.
+            fn before_default() -> Self {
+                Self { $( $field: $crate::__option_before!($default $(, $before)?), )* }
+            }
+
+            fn parse_from(mut out: Self, table: &$crate::options::Value) -> ::std::result::Result<Self, $crate::options::OptionError> {
                 for (key, value) in $crate::options::entries(table)? {
                     $(
                         if key == stringify!($field) {
@@ -184,6 +197,16 @@ macro_rules! options {
                 $( $validate(&out)?; )?
                 Ok(out)
             }
+        }
+
+        impl $crate::options::Options for $name {
+            fn parse(table: &$crate::options::Value) -> ::std::result::Result<Self, $crate::options::OptionError> {
+                Self::parse_from(Self::default(), table)
+            }
+
+            fn parse_stored(table: &$crate::options::Value) -> ::std::result::Result<Self, $crate::options::OptionError> {
+                Self::parse_from(Self::before_default(), table)
+            }
 
             fn describe() -> Vec<$crate::options::OptionDoc> {
                 let defaults = Self::default();
@@ -196,6 +219,18 @@ macro_rules! options {
                 )*]
             }
         }
+    };
+}
+
+/// [`options!`](crate::options!)'s `; before` value, else the default.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __option_before {
+    ($default:expr) => {
+        $default
+    };
+    ($default:expr, $before:expr) => {
+        $before
     };
 }
 
@@ -212,6 +247,8 @@ mod tests {
             temperature: f64 = 0.5 => check::positive,
             width: usize = 8 => check::nonzero,
             name: String = "cat".into(),
+            /// Added later: new runs get 2, a stored table without it meant 1.
+            form: u32 = 2; before 1,
         }
         validate = demo_rule;
     }
@@ -223,8 +260,19 @@ mod tests {
     #[test]
     fn unset_keys_take_defaults_and_resolve_writes_them() {
         let spec = OptionsSpec::of::<Demo>();
-        assert_eq!((spec.resolve)(&json!({"width": 4})).unwrap(), json!({"temperature": 0.5, "width": 4, "name": "cat"}));
-        assert_eq!((spec.resolve)(&serde_json::Value::Null).unwrap(), json!({"temperature": 0.5, "width": 8, "name": "cat"}));
+        assert_eq!((spec.resolve)(&json!({"width": 4})).unwrap(), json!({"temperature": 0.5, "width": 4, "name": "cat", "form": 2}));
+        assert_eq!((spec.resolve)(&serde_json::Value::Null).unwrap(), json!({"temperature": 0.5, "width": 8, "name": "cat", "form": 2}));
+    }
+
+    /// A table stored before `form` existed means its `before` value; one
+    /// that names it (every table planned since) means what it says.
+    #[test]
+    fn a_stored_table_without_a_later_key_keeps_its_old_meaning() {
+        let spec = OptionsSpec::of::<Demo>();
+        assert_eq!((spec.resolve_stored)(&json!({"width": 4}))
+            .unwrap()["form"], json!(1));
+        assert_eq!((spec.resolve_stored)(&json!({"width": 4, "form": 2})).unwrap()["form"], json!(2));
+        assert_eq!(Demo::default().form, 2);
     }
 
     #[test]
@@ -246,7 +294,7 @@ mod tests {
     fn describe_lists_docs_and_defaults_in_order() {
         let docs = Demo::describe();
         let keys: Vec<&str> = docs.iter().map(|d| d.key).collect();
-        assert_eq!(keys, ["temperature", "width", "name"]);
+        assert_eq!(keys, ["temperature", "width", "name", "form"]);
         assert_eq!(docs[0].doc, "A temperature. Second line.");
         assert_eq!((docs[0].default.as_str(), docs[2].default.as_str()), ("0.5", "\"cat\""));
         assert_eq!(docs[1].doc, "");

@@ -56,9 +56,30 @@ pub struct Component {
     /// Its options table: resolving it, listing it.
     pub options: OptionsSpec,
     pub factory: Factory,
+    /// A method's default augmentation recipe (its authors' pipeline,
+    /// `augur_core::augment::recipes`), written into each run that names
+    /// none. `None`: `simclr-cifar`.
+    pub recipe: Option<String>,
+    /// A method whose authors start each residual block at the identity
+    /// (`model.zero_init_residual` by default).
+    pub zero_init_residual: bool,
 }
 
 impl Component {
+    /// Declare a method's authors' augmentation recipe (a name of
+    /// `augur_core::augment::recipes::RECIPES`), the default of its runs.
+    pub fn recipe(&mut self, name: &str) -> &mut Self {
+        self.recipe = Some(name.to_string());
+        self
+    }
+
+    /// Declare that a method's authors zero-initialise each residual
+    /// block's last batch norm (torchvision's `zero_init_residual`).
+    pub fn zero_init_residual(&mut self) -> &mut Self {
+        self.zero_init_residual = true;
+        self
+    }
+
     pub fn kind(&self) -> ComponentKind {
         match self.factory {
             Factory::Method(_) => ComponentKind::Method,
@@ -77,18 +98,19 @@ impl Registry {
     /// Register a method under `name` (what `method.name` selects in a
     /// sweep) whose `[method]` table is `O` (declared with
     /// [`options!`](crate::options!)).
-    pub fn method<O: Options>(&mut self, name: &str, summary: &str, factory: MethodFactory) {
-        self.push(name, summary, OptionsSpec::of::<O>(), Factory::Method(factory));
+    pub fn method<O: Options>(&mut self, name: &str, summary: &str, factory: MethodFactory) -> &mut Component {
+        self.push(name, summary, OptionsSpec::of::<O>(), Factory::Method(factory))
     }
 
     /// Register an augmentation-aware component under `name` (what
     /// `method.aware` lists in a sweep) whose `[method.<name>]` table is `O`.
-    pub fn awareness<O: Options>(&mut self, name: &str, summary: &str, factory: AwarenessFactory) {
-        self.push(name, summary, OptionsSpec::of::<O>(), Factory::Awareness(factory));
+    pub fn awareness<O: Options>(&mut self, name: &str, summary: &str, factory: AwarenessFactory) -> &mut Component {
+        self.push(name, summary, OptionsSpec::of::<O>(), Factory::Awareness(factory))
     }
 
-    fn push(&mut self, name: &str, summary: &str, options: OptionsSpec, factory: Factory) {
-        self.components.push(Component { name: name.to_string(), summary: summary.to_string(), options, factory });
+    fn push(&mut self, name: &str, summary: &str, options: OptionsSpec, factory: Factory) -> &mut Component {
+        self.components.push(Component { name: name.to_string(), summary: summary.to_string(), options, factory, recipe: None, zero_init_residual: false });
+        self.components.last_mut().expect("just pushed")
     }
 
     pub fn find(&self, kind: ComponentKind, name: &str) -> Option<&Component> {

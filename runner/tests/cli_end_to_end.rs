@@ -159,7 +159,10 @@ fn bad_input_gives_one_line_errors_and_keeps_finished_runs() {
     for (name, extra, key, needle) in [
         ("scale", "[base.augment]\ncrop_scale = [1.2, 0.1]", "crop_scale", "must satisfy 0 < min <= max <= 1"),
         ("jitter", "[base.augment]\njitter_p = 2.0", "jitter_p", "must lie in [0, 1]"),
-        ("preset", "[base.augment]\npreset = \"nonesuch\"", "preset", "unknown augmentation preset `nonesuch`"),
+        ("preset", "[base.augment]\npreset = \"nonesuch\"", "preset", "augment.preset = `nonesuch` is not a recipe; use one of `simclr-cifar`"),
+        ("blur_p", "[base.augment]\nblur_p = \"high\"", "blur_p", "a probability must be a number (both views) or a pair [view 1, view 2]"),
+        ("kernel", "[base.augment]\nblur_kernel = 8", "blur_kernel", "blur_kernel must be an odd kernel side"),
+        ("pair", "[base.augment]\nsolarize_p = [0.0, 1.5]", "solarize_p", "augment.solarize_p = 1.5 must lie in [0, 1]"),
     ] {
         let text = tiny_sweep(SYNTHETIC, extra);
         let line = text.lines().position(|l| l.starts_with(key)).unwrap() + 1;

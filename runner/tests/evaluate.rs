@@ -68,10 +68,11 @@ fn protocols_on_a_finished_run_are_stored_with_their_settings() {
     assert!(out.status.success(), "{}", stderr(&out));
     let predictability = rows("predictability");
     let keys: Vec<&str> = predictability.iter().map(|e| e.task.as_str()).collect();
-    for key in ["crop", "color", "flip", "grayscale"] {
+    // SimCLR's recipe (solo-symmetric) blurs and never solarizes.
+    for key in ["crop", "color", "flip", "grayscale", "blur"] {
         assert!(keys.contains(&key), "{key} in {keys:?}");
     }
-    assert!(!keys.contains(&"blur"), "the preset never blurs: no score for it ({keys:?})");
+    assert!(!keys.contains(&"solarize"), "the recipe never solarizes: no score for it ({keys:?})");
     assert!(predictability.iter().all(|e| if e.metric == "r2" { e.value <= 1.0 } else { (0.0..=100.0).contains(&e.value) }));
 
     let out = augur(&["eval", "1", "--protocol", "equivariance", "--images", "32", "--store", store_arg]);
@@ -89,7 +90,7 @@ fn protocols_on_a_finished_run_are_stored_with_their_settings() {
     for key in ["crop", "color", "flip", "grayscale"] {
         assert!(law_keys.contains(&(key, "r2")), "{key} in {law_keys:?}");
     }
-    assert!(!keys.iter().chain(&law_keys).any(|(k, _)| *k == "blur"), "the preset never blurs: no score for it ({keys:?})");
+    assert!(!keys.iter().chain(&law_keys).any(|(k, _)| *k == "solarize"), "the recipe never solarizes: no score for it ({keys:?})");
     assert!(equivariance.iter().chain(&law).all(|e| if e.metric == "r2" { e.value <= 1.0 } else { (0.0..=100.0).contains(&e.value) }), "{equivariance:?}");
 
     // SimCLR keeps its feature whole: a part of it is skipped, saying why

@@ -8,6 +8,8 @@ use std::collections::BTreeSet;
 
 use anyhow::{Result, anyhow, bail};
 use augur_core::augment::Pipeline;
+use augur_core::backbone::ConvInit;
+use augur_core::plugin::ComponentKind;
 use augur_core::burn::tensor::Device;
 
 use crate::data::Dataset;
@@ -35,12 +37,24 @@ pub fn resolve_methods(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
         // Options resolve the same on every device: check them on the CPU, so
         // a sweep for a GPU machine can be submitted from any machine.
         let device = Device::flex();
-        let (method, resolved) = pretrain::build_method_resolved(&run.config, plugins, &device).map_err(|e| {
+        let (method, resolved) = pretrain::build_method_resolved(&run.config, plugins, &device, pretrain::Reading::Planned).map_err(|e| {
             let key = e.downcast_ref::<MethodOptionError>().map_or("method.name", |o| o.key.as_str());
             anyhow!("{}: {e:#}", at(key))
         })?;
         run.config.method.options = resolved;
         run.reads = method.descriptor_keys();
+        // The augmentations written out in full: the recipe the sweep names,
+        // else the method's authors' recipe, every field filled from it.
+        let component = plugins.find(ComponentKind::Method, &run.config.method.name)?;
+        let recipe = component.recipe.as_deref().unwrap_or("simclr-cifar");
+        run.config.augment = run.config.augment.resolved(recipe).map_err(|e| anyhow!("{}: {e}", at("augment.preset")))?;
+        // The backbone's init written out too: torchvision's, as every
+        // official code builds its ResNets, and the method's authors' choice
+        // of zero-initialised residual blocks (the base method's: an
+        // ablation's arms share one backbone init).
+        let model = &mut run.config.model;
+        model.init.get_or_insert(ConvInit::Torchvision);
+        model.zero_init_residual.get_or_insert(component.zero_init_residual);
     }
     Ok(())
 }

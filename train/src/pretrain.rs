@@ -43,9 +43,20 @@ pub fn device_of(cfg: &RunConfig) -> Result<Device> {
 
 /// Build the run's method from its plugin, with the augmentation-aware
 /// components `method.aware` names (each configured by its own
-/// `method.<name>` table). Also used to validate a sweep before it runs.
+/// `method.<name>` table), reading the config as stored: a key its tables
+/// lack takes the value its absence meant when the run was stored.
 pub fn build_method(cfg: &RunConfig, plugins: &Plugins, device: &Device) -> Result<Box<dyn Method>> {
-    Ok(build_method_resolved(cfg, plugins, device)?.0)
+    Ok(build_method_resolved(cfg, plugins, device, Reading::Stored)?.0)
+}
+
+/// How a config's `[method]` tables are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// A new run's, being planned: unset keys take today's defaults.
+    Planned,
+    /// A stored run's: planning wrote every key, so a missing one was added
+    /// later and means what its absence meant then (`OptionsSpec::resolve_stored`).
+    Stored,
 }
 
 /// An error in a run's `[method]` tables, at the dotted key it concerns
@@ -71,8 +82,12 @@ impl MethodOptionError {
 }
 
 /// Resolve a component's table: parsed, checked, every default filled in.
-fn resolve(table: &str, component: &Component, value: serde_json::Value) -> Result<serde_json::Value, MethodOptionError> {
-    (component.options.resolve)(&value).map_err(|e| MethodOptionError::at(table, e))
+fn resolve(table: &str, component: &Component, value: serde_json::Value, reading: Reading) -> Result<serde_json::Value, MethodOptionError> {
+    let resolve = match reading {
+        Reading::Planned => component.options.resolve,
+        Reading::Stored => component.options.resolve_stored,
+    };
+    resolve(&value).map_err(|e| MethodOptionError::at(table, e))
 }
 
 /// [`build_method`], and the run's `[method]` options as the plugins
@@ -84,6 +99,7 @@ pub fn build_method_resolved(
     cfg: &RunConfig,
     plugins: &Plugins,
     device: &Device,
+    reading: Reading,
 ) -> Result<(Box<dyn Method>, serde_json::Map<String, serde_json::Value>)> {
     let name = &cfg.method.name;
     let component = plugins.find(ComponentKind::Method, name).map_err(|e| MethodOptionError {
@@ -107,7 +123,7 @@ pub fn build_method_resolved(
         let table = format!("method.{aware}");
         let found = plugins.find(ComponentKind::Awareness, aware).map_err(|e| MethodOptionError::of_table(&table, format!("{e:#}")))?;
         let value = options.remove(aware).unwrap_or(serde_json::Value::Null);
-        tables.push((aware.clone(), found, resolve(&table, found, value)?));
+        tables.push((aware.clone(), found, resolve(&table, found, value, reading)?));
     }
     // A sweep may configure components that only some of its runs list in
     // `aware` (an ablation over `method.aware`): their tables are checked
@@ -115,9 +131,9 @@ pub fn build_method_resolved(
     let unlisted: Vec<String> = options.keys().filter(|k| plugins.find(ComponentKind::Awareness, k).is_ok()).cloned().collect();
     for aware in unlisted {
         let found = plugins.find(ComponentKind::Awareness, &aware)?;
-        resolve(&format!("method.{aware}"), found, options.remove(&aware).expect("listed above"))?;
+        resolve(&format!("method.{aware}"), found, options.remove(&aware).expect("listed above"), reading)?;
     }
-    let method_options = resolve("method", component, serde_json::Value::Object(options))?;
+    let method_options = resolve("method", component, serde_json::Value::Object(options), reading)?;
 
     let mut components = Vec::new();
     for (aware, found, table) in &tables {

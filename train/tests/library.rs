@@ -34,3 +34,4 @@ fn the_library_trains_and_evaluates_a_run_into_memory() {
     }
     assert!(recorded.evaluations.iter().all(|r| r.value.is_finite()));
 }
+

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use augur_core::affine::{self, AffineComponent, AffineRanges, Warp};
+use augur_core::affine::{self, AffineComponent, AffineMatrix, AffineRanges, Warp};
 use augur_core::aware::{AwareContext, Awareness};
 use augur_core::backbone::ResNet;
 use augur_core::blocks::{Mlp, MlpConfig, Trainable};
@@ -62,6 +62,9 @@ augur_core::options! {
         interpolation: Interpolation = Interpolation::Nearest,
         /// Outside the source: "black" (official) or the dataset "mean".
         fill: Fill = Fill::Black,
+        /// The shear's matrix: "torchvision" (official: area set by the scale alone)
+        /// or "augur" (the earlier one, whose area also moves with the shear).
+        matrix: AffineMatrix = AffineMatrix::Torchvision; before AffineMatrix::Augur,
         /// Which parts vary; the others stay at identity and leave the target.
         components: Vec<AffineComponent> = AffineRanges::default().components,
         /// Rotation in [-rotation, rotation] degrees.
@@ -105,6 +108,7 @@ impl AffinePrediction {
                 Fill::Black => batch.black,
                 Fill::Mean => [0.0; 3],
             },
+            matrix: self.options.matrix,
         };
         let warped = affine::warp(batch.views[0].clone(), &transforms, how);
         let records = batch.records[0].iter().zip(transforms).map(|(r, t)| AugmentationRecord { affine: Some(t), ..r.clone() }).collect();

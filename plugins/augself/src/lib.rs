@@ -4,7 +4,8 @@
 //! Regression keys: MSE on tanh of the head; `flip`: binary cross-entropy on
 //! "both views share their flip state". Symmetrised as the official code
 //! does: one head call on the `2n` batch `[y1, y2; y2, y1]`, the second half
-//! predicting the negated target, the loss the mean over all `2n` rows.
+//! predicting view 2 against view 1 (`extract_diff(t2, t1, w2, w1)`: the
+//! crop centres mirrored by view 2's flip), the loss the mean over all `2n` rows.
 //! Loss added to the method's: `sum_k lambda_k L_k`.
 
 use std::collections::BTreeMap;
@@ -33,8 +34,13 @@ augur_core::options! {
         lambdas: BTreeMap<String, f64> = BTreeMap::new(),
         /// Hidden width of each head.
         hidden: usize = 512 => check::nonzero,
-        /// The crop target's centres mirrored by "view1"'s flip (official) or each by its "own".
-        crop_flip: CropFlip = CropFlip::View1,
+        /// The crop target's centres: "official" (each half's centres mirrored by its first view's flip),
+        /// "view1" (both halves by view 1's flip, the second half negated: Augur's form before 2026-12-07)
+        /// or "own" (each centre by its own view's flip).
+        crop_flip: CropFlip = CropFlip::Official,
+        /// View 2's features for the heads: the "online" backbone's, or the momentum "target"
+        /// backbone's where the method has one (the authors' MoCo: `y2 = target_backbone(x2)`).
+        view2_features: View2 = View2::Online,
     }
     validate = lambdas_of_keys;
 }
@@ -56,12 +62,26 @@ fn lambdas_of_keys(o: &Options) -> Result<(), OptionError> {
     Ok(())
 }
 
+/// Where view 2's features come from.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum View2 {
+    Online,
+    Target,
+}
+
 /// Which flip mirrors the crop centres of the `crop` target.
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 enum CropFlip {
-    /// Both centres by view 1's flip, as the official `extract_diff`
-    /// (`transforms.py`: `center2[f1, 1] = 1 - center2[f1, 1]`).
+    /// As the official code: `extract_diff(t1, t2, w1, w2)` for the first
+    /// half mirrors both centres by view 1's flip (`transforms.py`:
+    /// `center2[f1, 1] = 1 - center2[f1, 1]`), and the second half is
+    /// `extract_diff(t2, t1, w2, w1)` (`trainers.py`), which mirrors both by
+    /// view 2's flip. Where the flips differ the two halves' x targets are
+    /// then equal, not opposite.
+    Official,
+    /// Both halves by view 1's flip, the second half the first negated.
     View1,
     /// Each centre by its own view's flip: where the crop sits in the image
     /// the network sees (Augur's earlier target).
@@ -71,43 +91,64 @@ enum CropFlip {
 struct AugSelf {
     keys: Vec<DescriptorKey>,
     crop_flip: CropFlip,
+    view2: View2,
     weights: Vec<f64>,
     /// One head per key (a `Vec` of modules is itself a module).
     heads: Trainable<Vec<Mlp>>,
 }
 
-/// The target of `key` for a batch: the relative descriptor of view 1
-/// against view 2.
-fn targets(batch: &ViewBatch, key: DescriptorKey, crop_flip: CropFlip) -> Tensor<2> {
+/// The targets of `key` for a batch's two halves (`n` rows each): view 1
+/// against view 2, then view 2 against view 1. Every key but the crop is a
+/// difference of per-view values, so its second half is the first negated
+/// (`flip`, "same flip state", is the same in both).
+fn targets(batch: &ViewBatch, key: DescriptorKey, crop_flip: CropFlip) -> [Tensor<2>; 2] {
     if key != DescriptorKey::Crop || crop_flip == CropFlip::Own {
-        return batch.relative(&DescriptorSchema::new(&[key]));
+        let first = batch.relative(&DescriptorSchema::new(&[key]));
+        let second = if key == DescriptorKey::Flip { first.clone() } else { first.clone().neg() };
+        return [first, second];
     }
-    // View 2's centre mirrored by view 1's flip: where the two flips differ,
-    // the other side of view 2's own-flip centre.
-    let rows: Vec<f32> = batch.records[0]
-        .iter()
-        .zip(&batch.records[1])
-        .flat_map(|(a, b)| {
-            let (ca, mut cb) = (a.key_values(key), b.key_values(key));
-            if a.flipped != b.flipped {
-                cb[1] = 1.0 - cb[1];
-            }
-            (0..4).map(move |i| ca[i] - cb[i])
-        })
-        .collect();
-    Tensor::from_data(TensorData::new(rows, [batch.batch_size(), 4]), &batch.device())
+    let rows = |mirror_by_second: bool| -> Vec<f32> {
+        let [view1, view2] = &batch.records;
+        view1
+            .iter()
+            .zip(view2)
+            .flat_map(|(a, b)| {
+                let mirror = if mirror_by_second { b.flipped } else { a.flipped };
+                let (ca, cb) = (crop_mirrored(a, mirror), crop_mirrored(b, mirror));
+                (0..4).map(move |i| ca[i] - cb[i])
+            })
+            .collect()
+    };
+    let tensor = |rows: Vec<f32>| Tensor::from_data(TensorData::new(rows, [batch.batch_size(), 4]), &batch.device());
+    let first = tensor(rows(false));
+    let second = match crop_flip {
+        // extract_diff(t2, t1, w2, w1): view 2 against view 1, mirrored by view 2's flip.
+        CropFlip::Official => tensor(rows(true)).neg(),
+        _ => first.clone().neg(),
+    };
+    [first, second]
+}
+
+/// A view's crop descriptor `[cy, cx, h, w]` with `cx` mirrored when
+/// `mirror` (whatever the view's own flip).
+fn crop_mirrored(record: &augur_core::record::AugmentationRecord, mirror: bool) -> [f32; 4] {
+    let mut values: [f32; 4] = record.key_values(DescriptorKey::Crop).try_into().expect("crop has 4 values");
+    // key_values mirrors by the view's own flip; undo, then mirror as asked.
+    if record.flipped != mirror {
+        values[1] = 1.0 - values[1];
+    }
+    values
 }
 
 /// One key's loss from the head's single call on `both` (`[y1, y2; y2, y1]`,
-/// `2n` rows) against `target` (`n` rows, view 1 against view 2): the second
-/// half's target is the negated descriptor (for `flip`, "same flip state",
-/// the same); the mean over all `2n` rows.
-fn key_loss(head: &Mlp, key: DescriptorKey, both: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
+/// `2n` rows) against the two halves' targets; the mean over all `2n` rows.
+fn key_loss(head: &Mlp, key: DescriptorKey, both: Tensor<2>, [first, second]: [Tensor<2>; 2]) -> Tensor<1> {
     let prediction = head.forward(both);
+    let target = Tensor::cat(vec![first, second], 0);
     if key == DescriptorKey::Flip {
-        bce_with_logits(prediction, Tensor::cat(vec![target.clone(), target], 0))
+        bce_with_logits(prediction, target)
     } else {
-        (prediction.tanh() - Tensor::cat(vec![target.clone(), target.neg()], 0)).square().mean()
+        (prediction.tanh() - target).square().mean()
     }
 }
 
@@ -121,6 +162,10 @@ fn bce_with_logits(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
 impl Awareness for AugSelf {
     fn descriptor_keys(&self) -> Vec<DescriptorKey> {
         self.keys.clone()
+    }
+
+    fn target_features_for_view2(&self) -> bool {
+        self.view2 == View2::Target
     }
 
     fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch, _backbone: &ResNet, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
@@ -166,6 +211,7 @@ fn build(ctx: &AwareContext) -> Result<Box<dyn Awareness>, String> {
     Ok(Box::new(AugSelf {
         keys: schema.keys,
         crop_flip: o.crop_flip,
+        view2: o.view2_features,
         weights,
         heads: Trainable::new(heads, &ctx.optimizer),
     }))
@@ -199,16 +245,21 @@ mod tests {
             rotated: None,
             originals: None,
         };
-        let crop: Vec<f32> = targets(&batch, DescriptorKey::Crop, CropFlip::Own).into_data().iter::<f32>().collect();
+        let values = |t: Tensor<2>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
+        let [crop, second] = targets(&batch, DescriptorKey::Crop, CropFlip::Own).map(values);
         assert_eq!(crop, a.relative(&b, &[DescriptorKey::Crop]));
         assert_eq!(crop, vec![0.5 - 0.5, 0.25 - 0.5, 0.5 - 1.0, 0.5 - 1.0]);
-        let flip: Vec<f32> = targets(&batch, DescriptorKey::Flip, CropFlip::View1).into_data().iter::<f32>().collect();
-        assert_eq!(flip, vec![0.0], "the views differ in flip state");
+        assert_eq!(second, crop.iter().map(|v| -v).collect::<Vec<_>>());
+        let [flip, flip_second] = targets(&batch, DescriptorKey::Flip, CropFlip::Official).map(values);
+        assert_eq!((flip, flip_second), (vec![0.0], vec![0.0]), "the views differ in flip state, in both orders");
     }
 
-    /// The official crop target mirrors both centres by view 1's flip.
+    /// The worked pair: view 1 unflipped with centre x 0.25, view 2
+    /// flipped with raw centre x 0.75. Official (`extract_diff(t1, t2, ..)`
+    /// then `extract_diff(t2, t1, ..)`): x target -0.5 in both halves; the
+    /// negated second half (`crop_flip = "view1"`) gives -0.5 / +0.5.
     #[test]
-    fn the_official_crop_target_mirrors_by_view_1s_flip() {
+    fn the_official_crop_target_mirrors_each_half_by_its_first_views_flip() {
         let device = Device::flex();
         let mut a = AugmentationRecord::identity(32, 32);
         a.crop = CropBox { top: 0.0, left: 0.0, height: 16.0, width: 16.0 }; // centre x 0.25
@@ -225,9 +276,19 @@ mod tests {
             rotated: None,
             originals: None,
         };
-        let x = |flip| targets(&batch, DescriptorKey::Crop, flip).into_data().iter::<f32>().nth(1).unwrap();
-        assert_eq!(x(CropFlip::View1), 0.25 - 0.75);
-        assert_eq!(x(CropFlip::Own), 0.25 - 0.25, "its own flip puts view 2's centre at 0.25");
+        let x = |flip| targets(&batch, DescriptorKey::Crop, flip).map(|t| t.into_data().iter::<f32>().nth(1).unwrap());
+        assert_eq!(x(CropFlip::Official), [-0.5, -0.5]);
+        assert_eq!(x(CropFlip::View1), [-0.5, 0.5]);
+        assert_eq!(x(CropFlip::Own), [0.0, 0.0], "its own flip puts view 2's centre at 0.25");
+        // The same pair, view 1 flipped instead: mirrored by view 1 in the
+        // first half (0.75 - 0.25), by view 2 (unflipped) in the second
+        // (0.75 - 0.25 read from view 2's side: 0.75 - 0.25 = 0.5, negated).
+        let mut swapped = batch.records.clone();
+        swapped[0][0].flipped = true;
+        swapped[1][0].flipped = false;
+        let batch = ViewBatch { records: swapped, ..batch };
+        let x = targets(&batch, DescriptorKey::Crop, CropFlip::Official).map(|t| t.into_data().iter::<f32>().nth(1).unwrap());
+        assert_eq!(x, [0.5, 0.5]);
     }
 
     /// The loss is the official single call on the 2n batch: with the
@@ -243,7 +304,7 @@ mod tests {
         let y2 = Tensor::<2>::random([5, 4], normal, &device).mul_scalar(3.0).add_scalar(1.0);
         let target = Tensor::<2>::random([5, 4], normal, &device).mul_scalar(0.3);
         let both = Tensor::cat(vec![Tensor::cat(vec![y1.clone(), y2.clone()], 1), Tensor::cat(vec![y2.clone(), y1.clone()], 1)], 0);
-        let got: f32 = key_loss(&head, DescriptorKey::Crop, both.clone(), target.clone()).into_scalar();
+        let got: f32 = key_loss(&head, DescriptorKey::Crop, both.clone(), [target.clone(), target.clone().neg()]).into_scalar();
         let expected_target = Tensor::cat(vec![target.clone(), target.clone().neg()], 0);
         let expected: f32 = (head.forward(both).tanh() - expected_target).square().mean().into_scalar();
         assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");

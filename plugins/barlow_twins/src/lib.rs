@@ -43,7 +43,7 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 }
 
 fn register(registry: &mut Registry) {
-    registry.method::<Options>("barlow_twins", "Barlow Twins: cross-correlation of the two views' projections towards the identity", build);
+    registry.method::<Options>("barlow_twins", "Barlow Twins: cross-correlation of the two views' projections towards the identity", build).recipe("solo-asymmetric");
 }
 
 augur_core::export_plugin!(register);

@@ -41,7 +41,7 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 }
 
 fn register(registry: &mut Registry) {
-    registry.method::<Options>("byol", "BYOL: online predictor regresses an EMA target network, no negatives", build);
+    registry.method::<Options>("byol", "BYOL: online predictor regresses an EMA target network, no negatives", build).recipe("solo-asymmetric");
 }
 
 augur_core::export_plugin!(register);

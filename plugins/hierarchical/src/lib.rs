@@ -291,7 +291,8 @@ fn register(registry: &mut Registry) {
         "hierarchical",
         "Hierarchical invariance with expanded views: a view pair and a loss per backbone stage (needs augment.stages)",
         build,
-    );
+    )
+    .zero_init_residual();
 }
 
 augur_core::export_plugin!(register);

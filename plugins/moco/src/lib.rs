@@ -29,7 +29,7 @@ use std::path::Path;
 
 use augur_core::heads;
 use augur_core::burn::prelude::*;
-use augur_core::losses::{Directions, MocoQueues, QueueLayout, QueueStart, info_nce, moco_queue_loss};
+use augur_core::losses::{Directions, Enqueue, MocoQueues, QueueLayout, QueueStart, info_nce, moco_queue_loss};
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView, ViewBatch};
 use augur_core::options::check;
 use augur_core::plugin::Registry;
@@ -56,16 +56,33 @@ augur_core::options! {
         proj_hidden: usize = 2048 => check::nonzero,
         /// Projection dimension.
         proj_out: usize = 128 => check::nonzero,
+        /// What joins the queue: the momentum encoder's "keys" (MoCo, solo-learn) or the
+        /// online "queries" (AugSelf's and CASSLE's MoCo base).
+        enqueue: Enqueue = Enqueue::Keys,
+        /// "solo" (Linear-ReLU-Linear, solo-learn's MoCo v2+) or "augself" (Linear-BN-ReLU-Linear:
+        /// AugSelf's and CASSLE's `load_mlp(d, d, 128, num_layers=2, last_bn=False)`).
+        projector: V2Head = V2Head::Solo,
     }
+}
+
+/// MoCo v2's projector.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum V2Head {
+    Solo,
+    Augself,
 }
 
 augur_core::options! {
     /// `[method]` options of `amortised`: MoCo v2's, per invariance setting.
     struct AmortisedOptions {
-        /// InfoNCE temperature.
-        temperature: f64 = 0.2 => check::positive,
-        /// Negative keys kept per setting.
-        queue_size: usize = 4096 => check::nonzero,
+        /// InfoNCE temperature (the README's ResNet-50 command: `--moco-t 0.1`).
+        temperature: f64 = 0.1 => check::positive,
+        /// Negative keys kept per setting (the official `MoCo(K=65536)`).
+        queue_size: usize = 65536 => check::nonzero,
+        /// Dropout on the pooled features before the projectors, in training (the official
+        /// hypernetwork ResNet's `drop_rate = 0.2`, before `predictor_b`); 0: none (Augur's earlier form).
+        dropout: f64 = 0.2; before 0.0 => dropout_probability,
         /// EMA coefficient of the key encoder (constant, as the official code).
         momentum: f64 = 0.99 => check::unit_interval,
         /// "one" (view 1's queries, view 2's keys enqueued; official) or "sum" (symmetric, Augur's earlier form).
@@ -79,6 +96,10 @@ augur_core::options! {
         /// Projection dimension.
         proj_out: usize = 128 => check::nonzero,
     }
+}
+
+fn dropout_probability(p: &f64) -> Result<(), String> {
+    if (0.0..1.0).contains(p) { Ok(()) } else { Err(format!("must lie in [0, 1), not {p}")) }
 }
 
 fn one_or_sum(d: &Directions) -> Result<(), String> {
@@ -104,6 +125,7 @@ enum Projectors {
 struct QueueInfoNce {
     temperature: f64,
     directions: Directions,
+    enqueue: Enqueue,
     /// Makes the queues of a setting seen for the first time.
     new_queues: Box<dyn Fn(usize) -> MocoQueues + Send>,
     queues: BTreeMap<Vec<bool>, MocoQueues>,
@@ -116,7 +138,7 @@ impl QueueInfoNce {
         let (seed, device) = (ctx.seed, ctx.device.clone());
         // Each setting's queues their own stream, apart from the run's other draws.
         let new_queues = move |nth: usize| MocoQueues::with_start(start, layout, capacity, dim, seed ^ 0x0C0_0E5E_0000_0000 ^ (nth as u64) << 8, &device);
-        Self { temperature, directions, new_queues: Box::new(new_queues), queues: BTreeMap::new(), setting: Vec::new(), device: ctx.device.clone() }
+        Self { temperature, directions, enqueue: Enqueue::Keys, new_queues: Box::new(new_queues), queues: BTreeMap::new(), setting: Vec::new(), device: ctx.device.clone() }
     }
 }
 
@@ -132,7 +154,7 @@ impl Objective for QueueInfoNce {
     fn loss(&mut self, online: [Tensor<2>; 2], target: [Tensor<2>; 2]) -> Tensor<1> {
         let nth = self.queues.len();
         let queues = self.queues.entry(self.setting.clone()).or_insert_with(|| (self.new_queues)(nth));
-        moco_queue_loss(online, target, queues, self.temperature, self.directions)
+        moco_queue_loss(online, target, queues, self.temperature, self.directions, self.enqueue)
     }
 
     /// The queues travel with the checkpoint: a resumed run meets the
@@ -165,9 +187,13 @@ impl Objective for QueueInfoNce {
 
 fn moco_v2(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let o: V2Options = ctx.options()?;
-    let projector = heads::moco_v2_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
+    let projector = match o.projector {
+        V2Head::Solo => heads::moco_v2_projector(ctx.projector_input, o.proj_hidden, o.proj_out),
+        V2Head::Augself => heads::augself_moco_projector(ctx.projector_input, o.proj_hidden, o.proj_out),
+    };
     let target = Target::Momentum(MomentumSchedule { base: o.momentum, last: o.final_momentum });
-    let objective = QueueInfoNce::new(ctx, o.temperature, o.directions, o.queue_start, o.queues, o.queue_size, o.proj_out);
+    let mut objective = QueueInfoNce::new(ctx, o.temperature, o.directions, o.queue_start, o.queues, o.queue_size, o.proj_out);
+    objective.enqueue = o.enqueue;
     Ok(Box::new(TwoView::new(projector, None, target, Box::new(objective), ctx)))
 }
 
@@ -180,7 +206,7 @@ fn amortised(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let target = Target::Momentum(MomentumSchedule { base: o.momentum, last: o.momentum });
     // One queue per setting, of view 2's keys with one direction (`builder.py`).
     let objective = QueueInfoNce::new(ctx, o.temperature, o.directions, o.queue_start, QueueLayout::Shared, o.queue_size, o.proj_out);
-    let method = TwoView::new(projector, None, target, Box::new(objective), ctx);
+    let method = TwoView::new(projector, None, target, Box::new(objective), ctx).with_feature_dropout(o.dropout);
     Ok(Box::new(match o.projectors {
         Projectors::PerSetting => method.with_projector_per_setting(ctx.backbone.invariance, ctx),
         Projectors::Shared => method,
@@ -251,13 +277,16 @@ fn register(registry: &mut Registry) {
         "moco_v2",
         "MoCo v2 (solo-learn's v2+): momentum key encoder, FIFO queues of negatives, symmetric InfoNCE",
         moco_v2,
-    );
+    )
+    .recipe("solo-symmetric-weak");
     registry.method::<AmortisedOptions>(
         "amortised",
         "Amortised invariance (MoCo v2 on a hypernetwork ResNet, model.invariance): one queue of negatives per invariance setting",
         amortised,
-    );
-    registry.method::<V3Options>("moco_v3", "MoCo v3: momentum key encoder, predictor, in-batch negatives", moco_v3);
+    )
+    .recipe("amortised")
+    .zero_init_residual();
+    registry.method::<V3Options>("moco_v3", "MoCo v3: momentum key encoder, predictor, in-batch negatives", moco_v3).recipe("solo-asymmetric");
 }
 
 augur_core::export_plugin!(register);

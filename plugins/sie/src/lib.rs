@@ -25,7 +25,7 @@ use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
 use augur_core::heads;
 use augur_core::hyper::{HyperMlp, HyperMlpConfig};
-use augur_core::losses::{VicregWeights, variance_hinge, vicreg};
+use augur_core::losses::{VarianceBranches, VicregWeights, variance_hinge, vicreg};
 use augur_core::method::{Method, MethodContext, StepInfo, StepOutput, ViewBatch};
 use augur_core::options::check;
 use augur_core::plugin::Registry;
@@ -102,7 +102,7 @@ impl Method for Sie {
         let invariance = (x_inv.clone() - y_inv.clone()).square().mean().mul_scalar(o.sim_coeff);
         let equivariance = (predicted.clone() - y_equi.clone()).square().mean().mul_scalar(o.equi_factor * o.sim_coeff);
         // Variance and covariance on [inv, equi] of each view, and the prediction's variance.
-        let weights = VicregWeights { invariance: 0.0, variance: o.std_coeff, covariance: o.cov_coeff };
+        let weights = VicregWeights { invariance: 0.0, variance: o.std_coeff, covariance: o.cov_coeff, branches: VarianceBranches::Mean };
         let regularisation = vicreg(Tensor::cat(vec![x_inv, x_equi], 1), Tensor::cat(vec![y_inv, y_equi], 1), weights)
             + variance_hinge(predicted).mul_scalar(o.std_coeff / 2.0);
         let terms = vec![

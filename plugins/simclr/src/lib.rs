@@ -79,7 +79,7 @@ fn simclr(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 }
 
 fn register(registry: &mut Registry) {
-    registry.method::<SimclrOptions>("simclr", "SimCLR: MLP projector + NT-Xent over both views", simclr);
+    registry.method::<SimclrOptions>("simclr", "SimCLR: MLP projector + NT-Xent over both views", simclr).recipe("solo-symmetric");
 }
 
 augur_core::export_plugin!(register);

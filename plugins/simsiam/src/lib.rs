@@ -38,7 +38,7 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 }
 
 fn register(registry: &mut Registry) {
-    registry.method::<Options>("simsiam", "SimSiam: predictor + stop-gradient, negative cosine, no negatives", build);
+    registry.method::<Options>("simsiam", "SimSiam: predictor + stop-gradient, negative cosine, no negatives", build).recipe("solo-symmetric-weak");
 }
 
 augur_core::export_plugin!(register);

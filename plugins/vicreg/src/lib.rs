@@ -4,7 +4,7 @@
 
 use augur_core::heads;
 use augur_core::burn::prelude::*;
-use augur_core::losses::{VicregWeights, vicreg};
+use augur_core::losses::{VarianceBranches, VicregWeights, vicreg};
 use augur_core::method::{Method, MethodContext, Objective, Target, TwoView};
 use augur_core::options::check;
 use augur_core::plugin::Registry;
@@ -22,6 +22,9 @@ augur_core::options! {
         proj_hidden: usize = 2048 => check::nonzero,
         /// Expander output dimension.
         proj_out: usize = 2048 => check::nonzero,
+        /// The two branches' variance hinges: "mean" (the authors' main_vicreg.py: half their sum)
+        /// or "sum" (solo-learn's variance_loss).
+        variance_branches: VarianceBranches = VarianceBranches::Mean,
     }
 }
 
@@ -37,12 +40,12 @@ impl Objective for Vicreg {
 fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
     let o: Options = ctx.options()?;
     let projector = heads::vicreg_expander(ctx.projector_input, o.proj_hidden, o.proj_out);
-    let weights = VicregWeights { invariance: o.sim_weight, variance: o.var_weight, covariance: o.cov_weight };
+    let weights = VicregWeights { invariance: o.sim_weight, variance: o.var_weight, covariance: o.cov_weight, branches: o.variance_branches };
     Ok(Box::new(TwoView::new(projector, None, Target::Online, Box::new(Vicreg(weights)), ctx)))
 }
 
 fn register(registry: &mut Registry) {
-    registry.method::<Options>("vicreg", "VICReg: invariance + variance hinge + covariance decorrelation", build);
+    registry.method::<Options>("vicreg", "VICReg: invariance + variance hinge + covariance decorrelation", build).recipe("solo-vicreg");
 }
 
 augur_core::export_plugin!(register);

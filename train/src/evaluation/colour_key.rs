@@ -31,7 +31,7 @@ pub struct ColourKey {
 /// `images` images of `split`, with `views` crop views each (a fifth held out).
 pub fn colour_key(split: &Split, pipeline: &Pipeline, images: usize, views: usize, seed: u64, device: &Device) -> ColourKey {
     let mut crops = pipeline.clone();
-    (crops.jitter_p, crops.grayscale_p, crops.blur_p, crops.solarize_p) = (0.0, 0.0, 0.0, 0.0);
+    (crops.jitter_p, crops.grayscale_p, crops.blur_p, crops.solarize_p) = ([0.0; 2], [0.0; 2], [0.0; 2], [0.0; 2]);
     let n = images.min(split.len());
     let refs: Vec<_> = (0..n).map(|i| split.image(i)).collect();
     let plane = split.side * split.side;

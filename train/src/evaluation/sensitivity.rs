@@ -38,11 +38,11 @@ pub fn single_augmentations(side: usize) -> Vec<(&'static str, Pipeline)> {
             let mut p = none.clone();
             match augmentation {
                 Augmentation::Crop => p.crop_scale = [0.2, 1.0],
-                Augmentation::Flip => p.flip_p = 1.0,
-                Augmentation::Color => p.jitter_p = 1.0,
-                Augmentation::Grayscale => p.grayscale_p = 1.0,
-                Augmentation::Blur => p.blur_p = 1.0,
-                Augmentation::Solarize => p.solarize_p = 1.0,
+                Augmentation::Flip => p.flip_p = [1.0; 2],
+                Augmentation::Color => p.jitter_p = [1.0; 2],
+                Augmentation::Grayscale => p.grayscale_p = [1.0; 2],
+                Augmentation::Blur => p.blur_p = [1.0; 2],
+                Augmentation::Solarize => p.solarize_p = [1.0; 2],
             }
             (augmentation.name(), p)
         })

@@ -82,6 +82,12 @@ test_size = 32
 [base.model]
 width = 8
 blocks = [1, 1]
+# The pin holds Augur's earlier init and recipe, named (planning would
+# otherwise write torchvision's init and SimCLR's solo-symmetric recipe).
+init = "pytorch"
+zero_init_residual = false
+[base.augment]
+preset = "simclr-cifar"
 [base.method]
 name = "simclr"
 temperature = 0.5

@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 use crate::record::{Augmentation, AugmentationRecord, ColorJitter, CropBox, DescriptorKey, JitterOp};
 use crate::views::{StageViews, ViewBatch};
 
+pub mod recipes;
+pub mod resample;
+
+pub use resample::{BlurKernel, Interpolation, blur_kernel_size};
+
 /// A borrowed RGB image, channel-major (`[3, height, width]`), bytes 0..=255.
 #[derive(Clone, Copy, Debug)]
 pub struct ImageRef<'a> {
@@ -55,26 +60,40 @@ impl ImageF32 {
     }
 }
 
-/// The augmentation section of a run config: a preset plus overrides.
-/// Unset fields take the preset's value.
+/// The augmentation section of a run config: a recipe (`preset`) plus
+/// overrides. Unset fields take the recipe's value; an unset recipe is
+/// `simclr-cifar`, what a config stored before recipes existed meant.
+/// Planning writes every field out ([`AugmentConfig::resolved`]), so a
+/// stored run never depends on a default.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AugmentConfig {
-    /// `simclr-cifar` (default), `simclr-imagenet`, or `none`.
+    /// A recipe of [`recipes::RECIPES`] (`solo-symmetric`, `augself-stl10`, ...).
     pub preset: Option<String>,
     pub crop_scale: Option<[f32; 2]>,
     pub crop_ratio: Option<[f32; 2]>,
-    pub flip_p: Option<f32>,
-    pub jitter_p: Option<f32>,
+    pub flip_p: Option<PerView>,
+    pub jitter_p: Option<PerView>,
     pub brightness: Option<f32>,
     pub contrast: Option<f32>,
     pub saturation: Option<f32>,
     pub hue: Option<f32>,
-    pub grayscale_p: Option<f32>,
-    pub blur_p: Option<f32>,
+    pub grayscale_p: Option<PerView>,
+    pub blur_p: Option<PerView>,
     pub blur_sigma: Option<[f32; 2]>,
-    pub solarize_p: Option<f32>,
+    pub solarize_p: Option<PerView>,
     pub solarize_threshold: Option<f32>,
+    /// The blur's kernel: an odd side (torchvision, kornia), `"pil"`
+    /// (PIL's `GaussianBlur(radius)`) or `"tenth"` (Augur's earlier rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blur_kernel: Option<BlurKernel>,
+    /// The crop's resize filter: `"bilinear"` or `"bicubic"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpolation: Option<Interpolation>,
+    /// Filter when shrinking, as PIL and torchvision's `antialias=True`
+    /// (`false`: Augur's earlier bilinear, which samples 2x2 pixels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub antialias: Option<bool>,
     /// Expanded views (hierarchical invariance): a view per backbone stage,
     /// the first with every augmentation but these, each later stage adding
     /// the next of them, e.g. `["grayscale", "blur", "flip"]`. Empty: one view.
@@ -114,7 +133,72 @@ pub enum InvarianceViews {
     Groups,
 }
 
+/// A probability for both views, or one per view (`[view 1, view 2]`): the
+/// asymmetric recipes (BYOL's blur 1.0 / 0.1 and solarize 0 / 0.2).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PerView {
+    Both(f32),
+    Each([f32; 2]),
+}
+
+impl<'de> Deserialize<'de> for PerView {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Both(f32),
+            Each([f32; 2]),
+        }
+        match Raw::deserialize(d) {
+            Ok(Raw::Both(p)) => Ok(PerView::Both(p)),
+            Ok(Raw::Each(pair)) => Ok(PerView::Each(pair)),
+            Err(_) => Err(serde::de::Error::custom("a probability must be a number (both views) or a pair [view 1, view 2], e.g. 0.5 or [1.0, 0.1]")),
+        }
+    }
+}
+
+impl PerView {
+    /// `[view 1, view 2]`.
+    pub fn pair(self) -> [f32; 2] {
+        match self {
+            PerView::Both(p) => [p, p],
+            PerView::Each(pair) => pair,
+        }
+    }
+}
+
 impl AugmentConfig {
+    /// The config with every field written out: the recipe it names, else
+    /// `default_recipe` (the method's authors' recipe), and each unset field
+    /// from that recipe. A run's stored config is this, so a later change of
+    /// a default never changes what a stored run means.
+    pub fn resolved(&self, default_recipe: &str) -> Result<Self, String> {
+        let recipe = recipes::recipe(self.preset.as_deref().unwrap_or(default_recipe))?;
+        macro_rules! fill {
+            ($($f:ident),*) => { AugmentConfig { $( $f: self.$f.clone().or(recipe.$f), )* ..self.clone() } };
+        }
+        Ok(fill!(
+            preset,
+            crop_scale,
+            crop_ratio,
+            flip_p,
+            jitter_p,
+            brightness,
+            contrast,
+            saturation,
+            hue,
+            grayscale_p,
+            blur_p,
+            blur_sigma,
+            solarize_p,
+            solarize_threshold,
+            blur_kernel,
+            interpolation,
+            antialias
+        ))
+    }
+
     /// The config with the defaults that change what a run does written
     /// out, so runs of different behaviour hash differently: the stage draw
     /// of expanded views (before 2026-12-03 the only draw was `nested`).
@@ -167,17 +251,21 @@ pub struct Pipeline {
     pub output_size: usize,
     pub crop_scale: [f32; 2],
     pub crop_ratio: [f32; 2],
-    pub flip_p: f32,
-    pub jitter_p: f32,
+    /// Each probability per view: `[view 1, view 2]` ([`PerView`]).
+    pub flip_p: [f32; 2],
+    pub jitter_p: [f32; 2],
     pub brightness: f32,
     pub contrast: f32,
     pub saturation: f32,
     pub hue: f32,
-    pub grayscale_p: f32,
-    pub blur_p: f32,
+    pub grayscale_p: [f32; 2],
+    pub blur_p: [f32; 2],
     pub blur_sigma: [f32; 2],
-    pub solarize_p: f32,
+    pub solarize_p: [f32; 2],
     pub solarize_threshold: f32,
+    pub blur_kernel: BlurKernel,
+    pub interpolation: Interpolation,
+    pub antialias: bool,
     /// See [`AugmentConfig::stages`].
     pub stages: Vec<Augmentation>,
     /// See [`AugmentConfig::stage_draw`].
@@ -197,71 +285,40 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A named preset at the given output side.
+    /// A named recipe ([`recipes::RECIPES`]) at the given output side.
     pub fn preset(name: &str, output_size: usize) -> Result<Self, String> {
-        let simclr = Pipeline {
+        Self::from_config(&AugmentConfig { preset: Some(name.into()), ..Default::default() }, output_size)
+    }
+
+    /// Resolve a config: its recipe (unset: `simclr-cifar`, what configs
+    /// stored before recipes meant), then its overrides; then validate.
+    pub fn from_config(cfg: &AugmentConfig, output_size: usize) -> Result<Self, String> {
+        let full = cfg.resolved("simclr-cifar")?;
+        let set = |name: &str| format!("augment.{name}: the recipe sets it");
+        let mut p = Pipeline {
             output_size,
-            crop_scale: [0.2, 1.0],
-            crop_ratio: [3.0 / 4.0, 4.0 / 3.0],
-            flip_p: 0.5,
-            jitter_p: 0.8,
-            brightness: 0.4,
-            contrast: 0.4,
-            saturation: 0.4,
-            hue: 0.1,
-            grayscale_p: 0.2,
-            blur_p: 0.0,
-            blur_sigma: [0.1, 2.0],
-            solarize_p: 0.0,
-            solarize_threshold: 0.5,
+            crop_scale: full.crop_scale.ok_or_else(|| set("crop_scale"))?,
+            crop_ratio: full.crop_ratio.ok_or_else(|| set("crop_ratio"))?,
+            flip_p: full.flip_p.ok_or_else(|| set("flip_p"))?.pair(),
+            jitter_p: full.jitter_p.ok_or_else(|| set("jitter_p"))?.pair(),
+            brightness: full.brightness.ok_or_else(|| set("brightness"))?,
+            contrast: full.contrast.ok_or_else(|| set("contrast"))?,
+            saturation: full.saturation.ok_or_else(|| set("saturation"))?,
+            hue: full.hue.ok_or_else(|| set("hue"))?,
+            grayscale_p: full.grayscale_p.ok_or_else(|| set("grayscale_p"))?.pair(),
+            blur_p: full.blur_p.ok_or_else(|| set("blur_p"))?.pair(),
+            blur_sigma: full.blur_sigma.ok_or_else(|| set("blur_sigma"))?,
+            solarize_p: full.solarize_p.ok_or_else(|| set("solarize_p"))?.pair(),
+            solarize_threshold: full.solarize_threshold.ok_or_else(|| set("solarize_threshold"))?,
+            blur_kernel: full.blur_kernel.ok_or_else(|| set("blur_kernel"))?,
+            interpolation: full.interpolation.ok_or_else(|| set("interpolation"))?,
+            antialias: full.antialias.ok_or_else(|| set("antialias"))?,
             stages: Vec::new(),
             stage_draw: StageDraw::Independent,
             invariance_views: InvarianceViews::Official,
             rotation_side: None,
             originals: false,
         };
-        match name {
-            "simclr-cifar" => Ok(simclr),
-            "simclr-imagenet" => Ok(Pipeline {
-                crop_scale: [0.08, 1.0],
-                blur_p: 0.5,
-                ..simclr
-            }),
-            "none" => Ok(Pipeline {
-                crop_scale: [1.0, 1.0],
-                crop_ratio: [1.0, 1.0],
-                flip_p: 0.0,
-                jitter_p: 0.0,
-                grayscale_p: 0.0,
-                ..simclr
-            }),
-            other => Err(format!(
-                "unknown augmentation preset `{other}`; use `simclr-cifar`, `simclr-imagenet` or `none`"
-            )),
-        }
-    }
-
-    /// Resolve a config: its preset, then its overrides; then validate.
-    pub fn from_config(cfg: &AugmentConfig, output_size: usize) -> Result<Self, String> {
-        let mut p = Self::preset(cfg.preset.as_deref().unwrap_or("simclr-cifar"), output_size)?;
-        macro_rules! over {
-            ($($f:ident),*) => { $( if let Some(v) = cfg.$f { p.$f = v; } )* };
-        }
-        over!(
-            crop_scale,
-            crop_ratio,
-            flip_p,
-            jitter_p,
-            brightness,
-            contrast,
-            saturation,
-            hue,
-            grayscale_p,
-            blur_p,
-            blur_sigma,
-            solarize_p,
-            solarize_threshold
-        );
         p.stages = cfg.stages.iter().map(|s| parse_stage(s)).collect::<Result<_, _>>()?;
         p.stage_draw = cfg.stage_draw.unwrap_or_default();
         p.invariance_views = cfg.invariance_views.unwrap_or_default();
@@ -282,17 +339,27 @@ impl Pipeline {
     }
 
     fn validate(&self) -> Result<(), String> {
-        for (name, v) in [
+        for (name, pair) in [
             ("flip_p", self.flip_p),
             ("jitter_p", self.jitter_p),
             ("grayscale_p", self.grayscale_p),
             ("blur_p", self.blur_p),
             ("solarize_p", self.solarize_p),
-            ("solarize_threshold", self.solarize_threshold),
+            ("solarize_threshold", [self.solarize_threshold; 2]),
         ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(format!("augment.{name} = {v} must lie in [0, 1]"));
+            for v in pair {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(format!("augment.{name} = {v} must lie in [0, 1]"));
+                }
             }
+        }
+        if let BlurKernel::Size(k) = self.blur_kernel {
+            if k % 2 == 0 {
+                return Err(format!("augment.blur_kernel = {k} must be odd"));
+            }
+        }
+        if !self.antialias && self.interpolation == Interpolation::Bicubic {
+            return Err("augment.interpolation = \"bicubic\" is implemented antialiased only (as PIL resizes); set augment.antialias = true".into());
         }
         let [s0, s1] = self.crop_scale;
         if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) {
@@ -328,7 +395,7 @@ impl Pipeline {
 
     /// Make one view of `img` and its record.
     pub fn view(&self, img: ImageRef, rng: &mut impl Rng) -> (ImageF32, AugmentationRecord) {
-        self.view_stages(img, rng).pop().expect("at least one stage")
+        self.view_stages(img, 0, rng).pop().expect("at least one stage")
     }
 
     /// The views of `img` at every stage (one without `stages`). Stage 1
@@ -337,16 +404,16 @@ impl Pipeline {
     /// [`StageDraw::Independent`] each stage is a view of its own (own crop
     /// and jitter); with [`StageDraw::Nested`] each is the previous stage's
     /// image with the one augmentation added.
-    pub fn view_stages(&self, img: ImageRef, rng: &mut impl Rng) -> Vec<(ImageF32, AugmentationRecord)> {
+    pub fn view_stages(&self, img: ImageRef, view: usize, rng: &mut impl Rng) -> Vec<(ImageF32, AugmentationRecord)> {
         match self.stage_draw {
             StageDraw::Independent => (0..=self.stages.len())
-                .map(|k| self.one_view(img, rng, |op| !self.stages[k..].contains(&op)))
+                .map(|k| self.one_view(img, view, rng, |op| !self.stages[k..].contains(&op)))
                 .collect(),
             StageDraw::Nested => {
-                let mut stages = vec![self.one_view(img, rng, |op| !self.stages.contains(&op))];
+                let mut stages = vec![self.one_view(img, view, rng, |op| !self.stages.contains(&op))];
                 for &op in &self.stages {
                     let (mut out, mut record) = stages.last().expect("stage 1").clone();
-                    self.apply(op, &mut out, &mut record, rng);
+                    self.apply(op, view, &mut out, &mut record, rng);
                     stages.push((out, record));
                 }
                 stages
@@ -357,36 +424,36 @@ impl Pipeline {
     /// One view of `img` with the augmentations `enabled` says (a stage
     /// never switches off crop or colour), each drawn in the pipeline's
     /// order: crop, flip, colour jitter, grayscale, blur, solarize.
-    fn one_view(&self, img: ImageRef, rng: &mut impl Rng, enabled: impl Fn(Augmentation) -> bool) -> (ImageF32, AugmentationRecord) {
+    fn one_view(&self, img: ImageRef, view: usize, rng: &mut impl Rng, enabled: impl Fn(Augmentation) -> bool) -> (ImageF32, AugmentationRecord) {
         let mut record = AugmentationRecord::identity(img.height, img.width);
         let mut out = ImageF32::from_u8(img);
         for augmentation in Augmentation::ALL {
             if enabled(augmentation) {
-                self.apply(augmentation, &mut out, &mut record, rng);
+                self.apply(augmentation, view, &mut out, &mut record, rng);
             }
         }
         (out, record)
     }
 
-    /// One augmentation, drawn with its probability (the crop always),
-    /// recorded if applied.
-    fn apply(&self, augmentation: Augmentation, out: &mut ImageF32, record: &mut AugmentationRecord, rng: &mut impl Rng) {
+    /// One augmentation for view `view` (0 or 1), drawn with that view's
+    /// probability (the crop always), recorded if applied.
+    fn apply(&self, augmentation: Augmentation, view: usize, out: &mut ImageF32, record: &mut AugmentationRecord, rng: &mut impl Rng) {
         match augmentation {
-            // Random resized crop (bilinear) of the source image.
+            // Random resized crop of the source image.
             Augmentation::Crop => {
                 let crop = sample_crop(out.height, out.width, self.crop_scale, self.crop_ratio, rng);
                 record.crop = crop;
-                *out = resized_crop(out, crop, self.output_size);
+                *out = self.resize(out, crop);
             }
             Augmentation::Flip => {
-                if rng.random::<f32>() < self.flip_p {
+                if rng.random::<f32>() < self.flip_p[view] {
                     hflip(out);
                     record.flipped = true;
                 }
             }
             // Colour jitter, factors and order sampled.
             Augmentation::Color => {
-                if rng.random::<f32>() < self.jitter_p {
+                if rng.random::<f32>() < self.jitter_p[view] {
                     let before = out.channel_means();
                     let mut order = [JitterOp::Brightness, JitterOp::Contrast, JitterOp::Saturation, JitterOp::Hue];
                     let jitter = ColorJitter {
@@ -407,20 +474,20 @@ impl Pipeline {
                 }
             }
             Augmentation::Grayscale => {
-                if rng.random::<f32>() < self.grayscale_p {
+                if rng.random::<f32>() < self.grayscale_p[view] {
                     to_grayscale(out);
                     record.grayscale = true;
                 }
             }
             Augmentation::Blur => {
-                if rng.random::<f32>() < self.blur_p {
+                if rng.random::<f32>() < self.blur_p[view] {
                     let sigma = rng.random_range(self.blur_sigma[0]..=self.blur_sigma[1]);
-                    gaussian_blur(out, sigma);
+                    resample::blur(out, sigma, self.blur_kernel);
                     record.blur_sigma = Some(sigma);
                 }
             }
             Augmentation::Solarize => {
-                if rng.random::<f32>() < self.solarize_p {
+                if rng.random::<f32>() < self.solarize_p[view] {
                     solarize(out, self.solarize_threshold);
                     record.solarized = true;
                 }
@@ -437,8 +504,8 @@ impl Pipeline {
             .enumerate()
             .map(|(i, img)| {
                 let mut rng = image_rng(seed, step, i as u64);
-                let a = self.view_stages(*img, &mut rng);
-                let b = self.view_stages(*img, &mut rng);
+                let a = self.view_stages(*img, 0, &mut rng);
+                let b = self.view_stages(*img, 1, &mut rng);
                 (a, b)
             })
             .collect();
@@ -470,7 +537,16 @@ impl Pipeline {
     fn originals_of(&self, images: &[ImageRef]) -> Vec<f32> {
         // The identity record's crop: the whole image.
         let whole = |img: &ImageRef| AugmentationRecord::identity(img.height, img.width).crop;
-        images.par_iter().flat_map_iter(|img| resized_crop(&ImageF32::from_u8(*img), whole(img), self.output_size).data).collect()
+        images.par_iter().flat_map_iter(|img| self.resize(&ImageF32::from_u8(*img), whole(img)).data).collect()
+    }
+
+    /// `crop` of `src` at the output side, with the recipe's filter.
+    pub fn resize(&self, src: &ImageF32, crop: CropBox) -> ImageF32 {
+        if self.antialias {
+            resample::resized_crop_antialiased(src, crop, self.output_size, self.interpolation)
+        } else {
+            resized_crop(src, crop, self.output_size)
+        }
     }
 
     /// This pipeline for a method that reads `keys`: E-SSL's rotated views
@@ -565,9 +641,9 @@ impl Pipeline {
         // The official appearance-only views (`dorsal_augmentations`): every
         // appearance augmentation but solarize always applied.
         if official && setting == [0.0, 1.0] {
-            p.jitter_p = 1.0;
-            p.grayscale_p = 1.0;
-            p.blur_p = 1.0;
+            p.jitter_p = [1.0; 2];
+            p.grayscale_p = [1.0; 2];
+            p.blur_p = [1.0; 2];
         }
         if official && setting.len() == 5 {
             p.switch_off(Augmentation::Flip);
@@ -587,11 +663,11 @@ impl Pipeline {
                 self.crop_scale = [1.0, 1.0];
                 self.crop_ratio = [1.0, 1.0];
             }
-            Augmentation::Flip => self.flip_p = 0.0,
-            Augmentation::Color => self.jitter_p = 0.0,
-            Augmentation::Grayscale => self.grayscale_p = 0.0,
-            Augmentation::Blur => self.blur_p = 0.0,
-            Augmentation::Solarize => self.solarize_p = 0.0,
+            Augmentation::Flip => self.flip_p = [0.0; 2],
+            Augmentation::Color => self.jitter_p = [0.0; 2],
+            Augmentation::Grayscale => self.grayscale_p = [0.0; 2],
+            Augmentation::Blur => self.blur_p = [0.0; 2],
+            Augmentation::Solarize => self.solarize_p = [0.0; 2],
         }
     }
 }
@@ -826,60 +902,9 @@ pub fn to_grayscale(img: &mut ImageF32) {
     }
 }
 
-/// Kernel side for blur: about 10% of the image side, odd, at least 3.
-pub fn blur_kernel_size(side: usize) -> usize {
-    let k = ((side as f32) * 0.1).round() as usize;
-    (k.max(3)) | 1
-}
-
-/// Separable gaussian blur with reflect padding (torchvision's `gaussian_blur`).
+/// Separable gaussian blur, [`BlurKernel::Tenth`]'s kernel, reflect padding.
 pub fn gaussian_blur(img: &mut ImageF32, sigma: f32) {
-    let k = blur_kernel_size(img.height.min(img.width));
-    let half = (k / 2) as isize;
-    let mut kernel: Vec<f32> = (0..k)
-        .map(|i| {
-            let x = i as f32 - half as f32;
-            (-0.5 * (x / sigma).powi(2)).exp()
-        })
-        .collect();
-    let sum: f32 = kernel.iter().sum();
-    kernel.iter_mut().for_each(|v| *v /= sum);
-    let (h, w) = (img.height as isize, img.width as isize);
-    let reflect = |i: isize, n: isize| -> usize {
-        let mut i = i;
-        if i < 0 {
-            i = -i;
-        }
-        if i >= n {
-            i = 2 * (n - 1) - i;
-        }
-        i.clamp(0, n - 1) as usize
-    };
-    let plane = img.plane();
-    let mut tmp = vec![0.0f32; plane];
-    for c in 0..3 {
-        let ch = &mut img.data[c * plane..(c + 1) * plane];
-        for y in 0..h {
-            for x in 0..w {
-                let mut acc = 0.0;
-                for (j, kv) in kernel.iter().enumerate() {
-                    let xx = reflect(x + j as isize - half, w);
-                    acc += kv * ch[(y * w) as usize + xx];
-                }
-                tmp[(y * w + x) as usize] = acc;
-            }
-        }
-        for y in 0..h {
-            for x in 0..w {
-                let mut acc = 0.0;
-                for (j, kv) in kernel.iter().enumerate() {
-                    let yy = reflect(y + j as isize - half, h);
-                    acc += kv * tmp[yy * w as usize + x as usize];
-                }
-                ch[(y * w + x) as usize] = acc;
-            }
-        }
-    }
+    resample::blur(img, sigma, BlurKernel::Tenth)
 }
 
 pub fn solarize(img: &mut ImageF32, threshold: f32) {
@@ -908,7 +933,7 @@ mod tests {
     /// and the draw is a function of (seed, step).
     #[test]
     fn invariance_settings_keep_only_their_augmentations() {
-        let cfg = AugmentConfig { blur_p: Some(0.5), solarize_p: Some(0.3), ..Default::default() };
+        let cfg = AugmentConfig { blur_p: Some(PerView::Both(0.5)), solarize_p: Some(PerView::Both(0.3)), ..Default::default() };
         let p = Pipeline::from_config(&cfg, 12).unwrap();
         let bytes: Vec<Vec<u8>> = (0..64).map(|_| test_image(16, 16)).collect();
         let imgs: Vec<ImageRef> = bytes.iter().map(|b| ImageRef { data: b, height: 16, width: 16 }).collect();
@@ -968,8 +993,8 @@ mod tests {
     fn independent_stages_draw_their_own_views() {
         let cfg = AugmentConfig {
             stages: vec!["grayscale".into(), "blur".into(), "flip".into()],
-            grayscale_p: Some(0.5),
-            blur_p: Some(0.5),
+            grayscale_p: Some(PerView::Both(0.5)),
+            blur_p: Some(PerView::Both(0.5)),
             ..Default::default()
         };
         let p = Pipeline::from_config(&cfg, 12).unwrap();
@@ -1010,8 +1035,8 @@ mod tests {
         let cfg = AugmentConfig {
             stages: vec!["grayscale".into(), "blur".into(), "flip".into()],
             stage_draw: Some(StageDraw::Nested),
-            grayscale_p: Some(0.5),
-            blur_p: Some(0.5),
+            grayscale_p: Some(PerView::Both(0.5)),
+            blur_p: Some(PerView::Both(0.5)),
             ..Default::default()
         };
         let p = Pipeline::from_config(&cfg, 12).unwrap();
@@ -1061,7 +1086,7 @@ mod tests {
         }
         assert!(applied.iter().all(|&n| n > 5 && n < 43), "each stage's augmentation drawn for some views, not all: {applied:?}");
         // Without stages, views are exactly the one-stage pipeline's (old runs reproduce).
-        let plain = Pipeline::from_config(&AugmentConfig { grayscale_p: Some(0.5), blur_p: Some(0.5), ..Default::default() }, 12).unwrap();
+        let plain = Pipeline::from_config(&AugmentConfig { grayscale_p: Some(PerView::Both(0.5)), blur_p: Some(PerView::Both(0.5)), ..Default::default() }, 12).unwrap();
         let one = plain.two_views(&imgs, 5, 2);
         assert!(one.stages.is_empty());
         let mut rng = image_rng(5, 2, 0);
@@ -1238,7 +1263,7 @@ mod tests {
             width: 4,
         };
         let mut p = Pipeline::preset("none", 4).unwrap();
-        p.flip_p = 1.0;
+        p.flip_p = [1.0; 2];
         let (v, rec) = p.view(img, &mut image_rng(0, 0, 0));
         let plain = ImageF32::from_u8(img);
         assert!(rec.flipped);
@@ -1314,7 +1339,7 @@ mod tests {
             width: 8,
         };
         let mut p = Pipeline::preset("none", 8).unwrap();
-        p.jitter_p = 1.0;
+        p.jitter_p = [1.0; 2];
         let (v, r) = p.view(img, &mut image_rng(1, 0, 0));
         let before = ImageF32::from_u8(img).channel_means();
         let after = v.channel_means();
@@ -1345,14 +1370,14 @@ mod tests {
     #[test]
     fn config_overrides_and_rejects_bad_values() {
         let cfg = AugmentConfig {
-            flip_p: Some(0.0),
+            flip_p: Some(PerView::Both(0.0)),
             ..Default::default()
         };
         let p = Pipeline::from_config(&cfg, 32).unwrap();
-        assert_eq!(p.flip_p, 0.0);
-        assert_eq!(p.jitter_p, 0.8);
+        assert_eq!(p.flip_p, [0.0; 2]);
+        assert_eq!(p.jitter_p, [0.8; 2]);
         let bad = AugmentConfig {
-            grayscale_p: Some(1.5),
+            grayscale_p: Some(PerView::Both(1.5)),
             ..Default::default()
         };
         assert!(Pipeline::from_config(&bad, 32).unwrap_err().contains("grayscale_p"));
