@@ -20,6 +20,8 @@ import torch
 import torchvision
 import torchvision.transforms.functional as F
 
+from common import rust_const  # scripts/reference/common.py
+
 h, w = 4, 5
 raw = torch.tensor([(i * 37 + i // 7) % 256 for i in range(3 * h * w)], dtype=torch.float32)
 img = (raw / 255.0).reshape(3, h, w)
@@ -45,13 +47,9 @@ pil_weighted = F.adjust_brightness(F.adjust_saturation(F.adjust_hue(F.adjust_con
 torchvision.transforms._functional_tensor.rgb_to_grayscale = tensor_gray
 
 
-def rust(name, t):
-    values = ", ".join(f"{v:.6}" for v in t.flatten().tolist())
-    print(f"const {name}: [f32; {t.numel()}] = [{values}];")
-
 
 print(f"// torch {torch.__version__}, torchvision {torchvision.__version__}")
-rust("TORCHVISION_JITTERED", jittered)
-rust("TORCHVISION_BLURRED", blurred)
+rust_const("TORCHVISION_JITTERED", jittered)
+rust_const("TORCHVISION_BLURRED", blurred)
 print(f"// red weighed 0.299 (PIL) instead of 0.2989: max |change| {(pil_weighted - jittered).abs().max().item():.2g}")
 print(f"// saturation and brightness swapped: max |change| {(swapped - jittered).abs().max().item():.2g}")

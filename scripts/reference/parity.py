@@ -11,14 +11,16 @@ evaluated by the same weighted kNN, 3 seeds each. docs/benchmarks.md,
     target/release/augur run experiments/parity-cifar10.toml --store parity.db
 
 `prepare` writes a CIFAR-10 subset as PNG (lossless, so both sides decode the
-same pixels): the first 500 training images of each class (file names
-sorted) and the first 200 test images of each class. Both sides train on
+same pixels): the first 250 training images of each class (file names
+sorted) and the first 100 test images of each class. Both sides train on
 all of train/ and evaluate on test/ with train/ as the kNN bank.
 
 What `train` mirrors of Augur, point by point (each Augur item named):
-- backbone: torchvision's resnet18 with the CIFAR stem (3x3 conv1, no
-  max-pool), torchvision's init (`model.init = "torchvision"`), no
-  zero-initialised residuals;
+- backbone: torchvision's resnet18 layout with the CIFAR stem (3x3 conv1,
+  no max-pool) at half width (`--width 32`: 32-64-128-256 channels, 2.8M
+  parameters; `--width 64` is resnet18 itself, four times the compute, which
+  a 2-core CPU cannot spend on 12 runs), torchvision's init
+  (`model.init = "torchvision"`), no zero-initialised residuals;
 - SimCLR: the authors' head (`heads::simclr_projector`: bias-free Linear
   drawn from N(0, 0.01^2), BN, ReLU, bias-free Linear, BN that scales only),
   NT-Xent over the 2n views at temperature 0.2;
@@ -32,7 +34,7 @@ What `train` mirrors of Augur, point by point (each Augur item named):
   normalised by the training images' per-channel mean and population std;
 - SGD (momentum 0.9, weight decay 5e-4 on every parameter), linear warmup
   over 10 steps to lr 0.3 then cosine to zero, per step; batch 128, last
-  partial batch dropped, a new permutation each epoch; 5 epochs;
+  partial batch dropped, a new permutation each epoch; 4 epochs (76 steps);
 - kNN as Augur's `knn` protocol: eval-mode features, L2-normalised, the
   k = 20 most similar bank images vote with weight exp(sim / 0.1).
 """
@@ -51,10 +53,9 @@ import torchvision
 import torchvision.transforms as T
 from PIL import Image, ImageFilter, ImageOps
 
+from common import files_of, nt_xent, weighted_knn  # scripts/reference/common.py
 
-def files_of(split_dir):
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-    return classes, {c: sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")) for c in classes}
+
 
 
 def prepare(data, out, train_per_class, test_per_class):
@@ -113,9 +114,24 @@ def recipe(method, mean, std):
     return view((0.4, 0.4, 0.2, 0.1), 0.0, 0.0), view((0.4, 0.4, 0.2, 0.1), 0.0, 0.2)
 
 
-def backbone():
-    net = torchvision.models.resnet18()
-    net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+class ResNet18(torchvision.models.resnet.ResNet):
+    """torchvision's ResNet-18 with its stage widths scaled: `width` 64 is
+    resnet18 itself."""
+
+    def __init__(self, width):
+        self.width = width
+        super().__init__(torchvision.models.resnet.BasicBlock, [2, 2, 2, 2])
+
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
+        if planes == 64:  # layer1: the stem gives `width` channels, not 64
+            self.inplanes = self.width
+        return super()._make_layer(block, planes * self.width // 64, blocks, stride, dilate)
+
+
+def backbone(width):
+    net = ResNet18(width)
+    net.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+    net.bn1 = nn.BatchNorm2d(width)
     nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
     net.maxpool = nn.Identity()
     net.fc = nn.Identity()
@@ -135,13 +151,6 @@ def mlp(dim, hidden, out):
     return nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out))
 
 
-def nt_xent(z1, z2, temperature):
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    sim = z @ z.t() / temperature
-    sim.fill_diagonal_(float("-inf"))
-    n = z1.shape[0]
-    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
-    return F.cross_entropy(sim, targets)
 
 
 def byol_loss(p, z):
@@ -156,16 +165,22 @@ def learning_rate(peak, step, warmup, total):
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def train(method, images, mean, std, epochs, batch, lr, seed):
+def train(method, images, mean, std, epochs, batch, lr, seed, width, at_init):
+    """The trained backbone; `at_init(net)` is called on the initial one
+    first (eval mode draws nothing, so the training that follows is the same)."""
     torch.manual_seed(seed)
     random.seed(seed)
     t1, t2 = recipe(method, mean, std)
-    net = backbone()
+    net = backbone(width)
+    at_init(net)
+    if epochs == 0:
+        return net
+    dim = 8 * width
     if method == "simclr":
-        projector, predictor = simclr_head(512, 2048, 128), None
+        projector, predictor = simclr_head(dim, 2048, 128), None
         modules = [net, projector]
     else:
-        projector, predictor = mlp(512, 4096, 256), mlp(256, 4096, 256)
+        projector, predictor = mlp(dim, 4096, 256), mlp(256, 4096, 256)
         modules = [net, projector, predictor]
         target_net, target_projector = copy.deepcopy(net), copy.deepcopy(projector)
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
@@ -216,17 +231,6 @@ def features(net, images, mean, std, batch=256):
     return torch.cat(out)
 
 
-def weighted_knn(train_f, train_y, test_f, test_y, k, temperature):
-    train_f, test_f = F.normalize(train_f, dim=1), F.normalize(test_f, dim=1)
-    classes = int(train_y.max()) + 1
-    correct = 0
-    for i in range(0, len(test_f), 256):
-        sim = test_f[i:i + 256] @ train_f.t()
-        top, idx = sim.topk(k, dim=1)
-        weights = (top.double() / temperature).exp()
-        scores = torch.zeros(len(top), classes, dtype=torch.float64).scatter_add_(1, train_y[idx], weights)
-        correct += (scores.argmax(1) == test_y[i:i + 256]).sum().item()
-    return correct / len(test_f)
 
 
 def main():
@@ -235,13 +239,14 @@ def main():
     pre = sub.add_parser("prepare")
     pre.add_argument("--data", type=Path, required=True)
     pre.add_argument("--out", type=Path, required=True)
-    pre.add_argument("--train-per-class", type=int, default=500)
-    pre.add_argument("--test-per-class", type=int, default=200)
+    pre.add_argument("--train-per-class", type=int, default=250)
+    pre.add_argument("--test-per-class", type=int, default=100)
     tr = sub.add_parser("train")
     tr.add_argument("--method", choices=["simclr", "byol"], required=True)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--folder", type=Path, required=True)
-    tr.add_argument("--epochs", type=int, default=5)
+    tr.add_argument("--epochs", type=int, default=4, help="0: only the random-init figure")
+    tr.add_argument("--width", type=int, default=32)
     tr.add_argument("--batch", type=int, default=128)
     tr.add_argument("--lr", type=float, default=0.3)
     a = p.parse_args()
@@ -256,9 +261,16 @@ def main():
     std = (pixels.pow(2).mean(dim=(0, 2, 3)) - mean.pow(2)).clamp_min(1e-8).sqrt()
     mean, std = mean.tolist(), std.tolist()
     start = time.time()
-    net = train(a.method, train_images, mean, std, a.epochs, a.batch, a.lr, a.seed)
-    acc = weighted_knn(features(net, train_images, mean, std), train_y, features(net, test_images, mean, std), test_y, 20, 0.1)
-    print(f"parity {a.method} seed {a.seed}: kNN (k 20, T 0.1) {100 * acc:.2f}% top-1 on {len(test_y)} test images, bank {len(train_y)}; {time.time() - start:.0f} s", flush=True)
+
+    def knn(net):
+        return 100 * weighted_knn(features(net, train_images, mean, std), train_y, features(net, test_images, mean, std), test_y, int(train_y.max()) + 1, 20, 0.1)
+
+    def at_init(net):
+        print(f"parity {a.method} seed {a.seed}: random init kNN (k 20, T 0.1) {knn(net):.2f}%", flush=True)
+
+    net = train(a.method, train_images, mean, std, a.epochs, a.batch, a.lr, a.seed, a.width, at_init)
+    if a.epochs > 0:
+        print(f"parity {a.method} seed {a.seed}: kNN (k 20, T 0.1) {knn(net):.2f}% top-1 on {len(test_y)} test images, bank {len(train_y)}; {time.time() - start:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torchvision
 import torchvision.transforms.functional as F
+
+from common import rust_const  # scripts/reference/common.py
 from PIL import Image, ImageFilter
 
 h, w = 16, 14
@@ -37,16 +39,12 @@ pil = Image.fromarray(raw.reshape(3, h, w).permute(1, 2, 0).numpy().astype(np.ui
 pil_blurred = torch.from_numpy(np.array(pil.filter(ImageFilter.GaussianBlur(radius=1.3)))).permute(2, 0, 1).float() / 255.0
 
 
-def rust(name, t):
-    values = ", ".join(f"{v:.6}" for v in t.flatten().tolist())
-    print(f"const {name}: [f32; {t.numel()}] = [{values}];")
-
 
 import PIL
 print(f"// torch {torch.__version__}, torchvision {torchvision.__version__}, Pillow {PIL.__version__}")
-rust("TORCHVISION_BILINEAR_AA", bilinear)
-rust("TORCHVISION_BICUBIC_AA", bicubic)
-rust("TORCHVISION_BILINEAR_PLAIN", plain)
-rust("TORCHVISION_BLUR_9", blurred)
-rust("PIL_BLUR_1_3", pil_blurred)
+rust_const("TORCHVISION_BILINEAR_AA", bilinear)
+rust_const("TORCHVISION_BICUBIC_AA", bicubic)
+rust_const("TORCHVISION_BILINEAR_PLAIN", plain)
+rust_const("TORCHVISION_BLUR_9", blurred)
+rust_const("PIL_BLUR_1_3", pil_blurred)
 print(f"// antialiased vs plain bilinear: max |difference| {(bilinear - plain).abs().max().item():.3g}")

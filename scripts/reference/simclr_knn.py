@@ -33,6 +33,8 @@ import torchvision
 import torchvision.transforms as T
 from PIL import Image
 
+from common import files_of, nt_xent, weighted_knn  # scripts/reference/common.py
+
 
 def backbone():
     net = torchvision.models.resnet18()
@@ -42,9 +44,6 @@ def backbone():
     return net
 
 
-def files_of(split_dir):
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-    return classes, {c: sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")) for c in classes}
 
 
 def write_eval_folder(data, out, per_class):
@@ -67,13 +66,6 @@ def load_folder(split_dir):
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0, torch.tensor(labels)
 
 
-def nt_xent(z1, z2, temperature):
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    sim = z @ z.t() / temperature
-    sim.fill_diagonal_(float("-inf"))
-    n = z1.shape[0]
-    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
-    return F.cross_entropy(sim, targets)
 
 
 def train(data, n_images, epochs, batch, seed):
@@ -126,16 +118,6 @@ def features(net, images, mean, std, batch=256):
     return torch.cat(out)
 
 
-def weighted_knn(train_f, train_y, test_f, test_y, classes, k, temperature):
-    train_f, test_f = F.normalize(train_f, dim=1), F.normalize(test_f, dim=1)
-    correct = 0
-    for i in range(0, len(test_f), 256):
-        sim = test_f[i:i + 256] @ train_f.t()
-        top, idx = sim.topk(k, dim=1)
-        weights = (top.double() / temperature).exp()
-        scores = torch.zeros(len(top), classes, dtype=torch.float64).scatter_add_(1, train_y[idx], weights)
-        correct += (scores.argmax(1) == test_y[i:i + 256]).sum().item()
-    return correct / len(test_f)
 
 
 def main():
