@@ -293,7 +293,7 @@ pub enum Command {
     },
     /// Measure training throughput (images/s) and augmentation speed on this machine.
     Bench(crate::bench::BenchArgs),
-    /// Save a PNG of dataset images next to two augmented views of each, as a sweep's base makes them.
+    /// Save a PNG of dataset images next to two augmented views of each, as the sweep's first run makes them (its recipe).
     Views {
         /// The sweep file (TOML); its [base] data and augment sections are used.
         file: PathBuf,
@@ -516,11 +516,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Views { file, out, count } => {
-            save_views(&file, &out, count)?;
+            save_views(&file, &out, count, &Plugins::load_dir(&dir)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ColourKey { file, images, views } => {
-            colour_key(&file, images, views)?;
+            colour_key(&file, images, views, &Plugins::load_dir(&dir)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::HueFolder { src, out, bins, min_saturation, min_coloured } => {

@@ -34,12 +34,11 @@ pub fn scaffold_plugin(name: &str, dir: &Path) -> Result<PathBuf> {
 
 /// `augur colour-key`: instance identification from views' mean colour
 /// on a sweep's dataset ([`augur_train::evaluation::colour_key`]).
-pub fn colour_key(file: &Path, images: usize, views: usize) -> Result<()> {
+pub fn colour_key(file: &Path, images: usize, views: usize, plugins: &Plugins) -> Result<()> {
     if images < 2 || views < 2 {
         anyhow::bail!("--images and --views must be at least 2");
     }
-    let sweep = SweepFile::load(file)?;
-    let cfg = &sweep.runs.first().ok_or_else(|| anyhow!("{} has no runs", file.display()))?.config;
+    let cfg = &first_run_planned(file, plugins)?;
     let data = Dataset::load(&cfg.data)?;
     let pipeline = augur_core::augment::Pipeline::from_config(&cfg.augment, data.test.side).map_err(|e| anyhow!(e))?;
     let key = augur_train::evaluation::colour_key::colour_key(&data.test, &pipeline, images, views, cfg.seed, &augur_core::burn::tensor::Device::flex());
@@ -54,10 +53,20 @@ pub fn colour_key(file: &Path, images: usize, views: usize) -> Result<()> {
     Ok(())
 }
 
-/// `augur views`: rows of (image, view 1, view 2), 4x upscaled, as a PNG.
-pub fn save_views(file: &Path, out: &Path, count: usize) -> Result<()> {
-    let sweep = SweepFile::load(file)?;
-    let cfg = &sweep.runs.first().ok_or_else(|| anyhow!("{} has no runs", file.display()))?.config;
+/// The first run of a sweep file as planning stores it: its augmentations
+/// are the recipe the run will train with (the method's, where the file
+/// names none).
+fn first_run_planned(file: &Path, plugins: &Plugins) -> Result<augur_train::RunConfig> {
+    let mut sweep = SweepFile::load(file)?;
+    sweep.runs.truncate(1);
+    augur_train::planning::resolve_methods(&mut sweep, plugins)?;
+    Ok(sweep.runs.into_iter().next().ok_or_else(|| anyhow!("{} has no runs", file.display()))?.config)
+}
+
+/// `augur views`: rows of (image, view 1, view 2), 4x upscaled, as a PNG,
+/// with the augmentations the sweep's first run trains with.
+pub fn save_views(file: &Path, out: &Path, count: usize, plugins: &Plugins) -> Result<()> {
+    let cfg = &first_run_planned(file, plugins)?;
     let data = Dataset::load(&cfg.data)?;
     let side = data.train.side;
     let pipeline = augur_core::augment::Pipeline::from_config(&cfg.augment, side).map_err(|e| anyhow!(e))?;
