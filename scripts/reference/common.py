@@ -1,4 +1,5 @@
-"""What the reference scripts share: the class folders of a split, NT-Xent,
+"""What the reference scripts share: the class folders of a split and PNG
+copies of them, NT-Xent,
 known answers printed as Rust constants, and Augur's `knn` protocol (solo-learn's weighted kNN) on features already
 extracted."""
 import torch
@@ -9,6 +10,19 @@ def files_of(split_dir):
     """The class names (sorted) and each class's image files (sorted)."""
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     return classes, {c: sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")) for c in classes}
+
+
+def write_png_subset(data, out, limits):
+    """The first `limits[split]` images of each class of DATA/split (all of
+    them for None), in file-name order, as lossless PNG under OUT/split."""
+    from PIL import Image
+    for split, limit in limits.items():
+        classes, files = files_of(data / split)
+        for c in classes:
+            target = out / split / c
+            target.mkdir(parents=True, exist_ok=True)
+            for i, f in enumerate(files[c][:limit]):
+                Image.open(f).convert("RGB").save(target / f"{i:05d}.png")
 
 
 def weighted_knn(train_f, train_y, test_f, test_y, classes, k, temperature):

@@ -53,19 +53,11 @@ import torchvision
 import torchvision.transforms as T
 from PIL import Image, ImageFilter, ImageOps
 
-from common import files_of, nt_xent, weighted_knn  # scripts/reference/common.py
-
-
+from common import files_of, nt_xent, weighted_knn, write_png_subset  # scripts/reference/common.py
 
 
 def prepare(data, out, train_per_class, test_per_class):
-    for split, limit in (("train", train_per_class), ("test", test_per_class)):
-        classes, files = files_of(data / split)
-        for c in classes:
-            target = out / split / c
-            target.mkdir(parents=True, exist_ok=True)
-            for i, f in enumerate(files[c][:limit]):
-                Image.open(f).convert("RGB").save(target / f"{i:05d}.png")
+    write_png_subset(data, out, {"train": train_per_class, "test": test_per_class})
     print(f"wrote {out}: {train_per_class} train and {test_per_class} test images per class")
 
 
@@ -151,8 +143,6 @@ def mlp(dim, hidden, out):
     return nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out))
 
 
-
-
 def byol_loss(p, z):
     return (2 - 2 * F.cosine_similarity(p, z.detach(), dim=1)).mean()
 
@@ -229,8 +219,6 @@ def features(net, images, mean, std, batch=256):
         for i in range(0, len(images), batch):
             out.append(net(torch.stack([to_tensor(im) for im in images[i:i + batch]])))
     return torch.cat(out)
-
-
 
 
 def main():

@@ -33,7 +33,7 @@ import torchvision
 import torchvision.transforms as T
 from PIL import Image
 
-from common import files_of, nt_xent, weighted_knn  # scripts/reference/common.py
+from common import files_of, nt_xent, weighted_knn, write_png_subset  # scripts/reference/common.py
 
 
 def backbone():
@@ -44,16 +44,8 @@ def backbone():
     return net
 
 
-
-
 def write_eval_folder(data, out, per_class):
-    for split, limit in (("train", per_class), ("test", None)):
-        classes, files = files_of(data / split)
-        for c in classes:
-            target = out / split / c
-            target.mkdir(parents=True, exist_ok=True)
-            for i, f in enumerate(files[c][:limit]):
-                Image.open(f).convert("RGB").save(target / f"{i:05d}.png")
+    write_png_subset(data, out, {"train": per_class, "test": None})
 
 
 def load_folder(split_dir):
@@ -64,8 +56,6 @@ def load_folder(split_dir):
             images.append(np.asarray(Image.open(f).convert("RGB")))
             labels.append(label)
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0, torch.tensor(labels)
-
-
 
 
 def train(data, n_images, epochs, batch, seed):
@@ -116,8 +106,6 @@ def features(net, images, mean, std, batch=256):
             x = (images[i:i + batch] - mean[None, :, None, None]) / std[None, :, None, None]
             out.append(net(x))
     return torch.cat(out)
-
-
 
 
 def main():
