@@ -3,6 +3,12 @@
 //! feature, compiles src/fused/native.cpp against torch-sys's libtorch.
 use std::process::Command;
 
+/// The plugin contract's version: what the traits a plugin implements take.
+/// Raised when they change shape, so a plugin built against an earlier one
+/// is refused with a message to rebuild it (2: one `Backbone` type where
+/// methods, components and momentum copies took `&ResNet`).
+const PLUGIN_CONTRACT: u32 = 2;
+
 fn main() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let version = Command::new(&rustc)
@@ -18,7 +24,7 @@ fn main() {
     features.sort();
     let profile = std::env::var("PROFILE").unwrap_or_default();
     println!(
-        "cargo:rustc-env=AUGUR_FINGERPRINT=augur-core {} | {} | burn 0.22.1 [flex,autodiff{}] | {}",
+        "cargo:rustc-env=AUGUR_FINGERPRINT=augur-core {} contract {PLUGIN_CONTRACT} | {} | burn 0.22.1 [flex,autodiff{}] | {}",
         std::env::var("CARGO_PKG_VERSION").unwrap(),
         version,
         features.iter().map(|f| format!(",{f}")).collect::<String>(),

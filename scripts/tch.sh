@@ -37,6 +37,8 @@ torch_version=2.9.0
 torchvision_version=0.24.0
 # safetensors: the round-trip test and the README's snippet load `augur export`'s files with it.
 safetensors_version=0.8.0
+# timm: the ViT parity reference (its vit_small_patch16_224 on Augur's exported weights).
+timm_version=1.0.31
 venv=${AUGUR_TORCH_VENV:-$HOME/.cache/augur/torch-$torch_version}
 
 if [ $# -eq 0 ]; then
@@ -45,13 +47,13 @@ if [ $# -eq 0 ]; then
 fi
 
 installed() {
-    "$venv/bin/python" -c "import torch, torchvision, safetensors, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2> /dev/null
+    "$venv/bin/python" -c "import torch, torchvision, safetensors, timm, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version' or timm.__version__ != '$timm_version')" 2> /dev/null
 }
 if ! installed; then
-    echo "scripts/tch.sh: installing PyTorch $torch_version, torchvision $torchvision_version and safetensors $safetensors_version from PyPI into $venv" >&2
+    echo "scripts/tch.sh: installing PyTorch $torch_version, torchvision $torchvision_version, safetensors $safetensors_version and timm $timm_version from PyPI into $venv" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        "torch==$torch_version" "torchvision==$torchvision_version" "safetensors==$safetensors_version"
+        "torch==$torch_version" "torchvision==$torchvision_version" "safetensors==$safetensors_version" "timm==$timm_version"
     installed || { echo "error: PyTorch $torch_version did not install into $venv" >&2; exit 1; }
 fi
 

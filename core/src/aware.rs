@@ -11,7 +11,7 @@ use std::path::Path;
 use burn::prelude::*;
 use burn::tensor::Gradients;
 
-use crate::backbone::ResNet;
+use crate::backbone::Backbone;
 use crate::blocks::MlpConfig;
 use crate::optim::OptimizerSpec;
 use crate::method::{StepInfo, ViewBatch};
@@ -79,7 +79,7 @@ pub trait Awareness: Send {
     /// An extra loss on the backbone features of both views, with its name.
     /// `backbone` is there for a component that makes views of its own
     /// (affine prediction's extra transform of view 1).
-    fn auxiliary_loss(&mut self, _features: [Tensor<2>; 2], _batch: &ViewBatch, _backbone: &ResNet, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
+    fn auxiliary_loss(&mut self, _features: [Tensor<2>; 2], _batch: &ViewBatch, _backbone: &Backbone, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
         None
     }
     /// Step the component's own parameters.

@@ -548,11 +548,7 @@ mod tests {
     #[test]
     fn a_step_moves_backbone_weights() {
         let device = Device::flex().autodiff();
-        let cfg = crate::backbone::BackboneConfig {
-            width: 4,
-            blocks: vec![1, 1],
-            ..Default::default()
-        };
+        let cfg = crate::backbone::BackboneConfig::resnet(4, &[1, 1]);
         let mut net = Trainable::new(cfg.init(&device), &OptimizerSpec::default());
         let before = flat_params(net.module());
         let x = Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device);

@@ -260,10 +260,10 @@ mod tests {
         use crate::backbone::BackboneConfig;
         let device = Device::flex();
         let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
-        let cfg = BackboneConfig { width: 4, blocks: vec![1, 1], invariance: 2, ..Default::default() };
-        assert!(cfg.init(&device).stem_hyper.is_empty(), "the official stem is an ordinary convolution");
+        let cfg = BackboneConfig { invariance: 2, ..BackboneConfig::resnet(4, &[1, 1]) };
+        assert!(cfg.init(&device).as_resnet().unwrap().stem_hyper.is_empty(), "the official stem is an ordinary convolution");
         let scaled = BackboneConfig { hypernet: Some(HypernetLayout::Scaled), ..cfg.clone() }.init(&device);
-        assert_eq!(scaled.stem_hyper.len(), 1, "Augur's earlier layout generates the stem");
+        assert_eq!(scaled.as_resnet().unwrap().stem_hyper.len(), 1, "Augur's earlier layout generates the stem");
         let net = cfg.init(&device);
         let ones = net.forward_with(x.clone(), Some(Tensor::ones([2], &device)));
         net.forward(x.clone()).into_data().assert_approx_eq::<f32>(&ones.clone().into_data(), Tolerance::absolute(1e-6));

@@ -2,7 +2,7 @@
 //!
 //! - [`record`]: the augmentation record and its descriptor schema (the spine);
 //! - [`augment`]: the view pipeline that produces records;
-//! - [`backbone`]: ResNet backbones;
+//! - [`backbone`]: the one backbone type every method takes (ResNets, basic and bottleneck);
 //! - [`hyper`]: hypernetwork convolutions (amortised invariance);
 //! - [`norm`]: batch norm as the backbones and heads apply it;
 //! - [`fused`]: burn backend extensions (fused batch norm);

@@ -18,7 +18,7 @@ use burn::prelude::*;
 use burn::tensor::Gradients;
 
 use crate::aware::Awareness;
-use crate::backbone::ResNet;
+use crate::backbone::Backbone;
 use crate::backbone::BackboneConfig;
 use crate::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
 use crate::optim::OptimizerSpec;
@@ -49,11 +49,11 @@ pub struct StepOutput {
 /// A self-supervised method: everything between the backbone's features and the loss.
 pub trait Method: Send {
     /// The loss of one batch.
-    fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, info: &StepInfo) -> StepOutput;
+    fn forward(&mut self, backbone: &Backbone, batch: &ViewBatch, info: &StepInfo) -> StepOutput;
     /// Step the parameters the method owns with its share of `grads`.
     fn optimize(&mut self, grads: &mut Gradients, lr: f64);
     /// Work after the optimizer step: momentum-encoder updates, queues.
-    fn after_step(&mut self, _backbone: &ResNet, _info: &StepInfo) {}
+    fn after_step(&mut self, _backbone: &Backbone, _info: &StepInfo) {}
     /// Save the method's own modules into `dir` (a checkpoint folder).
     fn save(&self, dir: &Path) -> Result<(), String>;
     /// Restore what [`Method::save`] wrote.
@@ -149,7 +149,7 @@ impl MethodContext {
 
 /// The momentum copy of the runner's backbone a target branch runs: taken
 /// at the first step (the backbone is the runner's, not the method's).
-pub fn target_backbone(ctx: &MethodContext) -> MomentumCopy<ResNet> {
+pub fn target_backbone(ctx: &MethodContext) -> MomentumCopy<Backbone> {
     let (config, device) = (ctx.backbone.clone(), ctx.device.clone());
     MomentumCopy::lazy("target_backbone", move || config.init(&device))
 }
@@ -213,7 +213,7 @@ pub enum Target {
 /// first step, and copies of the method's heads `H`, moved toward the
 /// online ones after every step by the schedule's coefficient.
 pub struct MomentumBranch<H: Module> {
-    pub backbone: MomentumCopy<ResNet>,
+    pub backbone: MomentumCopy<Backbone>,
     /// One per online head (a [`TwoView`]: per projector).
     pub heads: Vec<MomentumCopy<H>>,
     pub schedule: MomentumSchedule,
@@ -227,7 +227,7 @@ impl<H: Module> MomentumBranch<H> {
     /// After a step: backbone and heads moved toward `backbone` and
     /// `online` (one per head), once the backbone's copy exists (from the
     /// first step on). Returns the coefficient used, if it moved.
-    pub fn update<'a>(&mut self, backbone: &ResNet, online: impl IntoIterator<Item = &'a H>, info: &StepInfo) -> Option<f64>
+    pub fn update<'a>(&mut self, backbone: &Backbone, online: impl IntoIterator<Item = &'a H>, info: &StepInfo) -> Option<f64>
     where
         H: 'a,
     {
@@ -401,7 +401,7 @@ impl TwoView {
     }
 
     /// The momentum network, if this method has one and it exists yet.
-    pub fn momentum_network(&self) -> Option<(&ResNet, &Mlp)> {
+    pub fn momentum_network(&self) -> Option<(&Backbone, &Mlp)> {
         let m = self.momentum.as_ref()?;
         Some((m.backbone.get()?, m.heads[self.default_projector()].get()?))
     }
@@ -421,7 +421,7 @@ impl Method for TwoView {
         Some(self.project(features, records, false, &projector))
     }
 
-    fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, info: &StepInfo) -> StepOutput {
+    fn forward(&mut self, backbone: &Backbone, batch: &ViewBatch, info: &StepInfo) -> StepOutput {
         let features = batch.views.clone().map(|v| backbone.forward_with(v, batch.invariance_vector()));
         let [f1, f2] = features.clone();
         let head = self.projector_index(batch.invariance.as_deref());
@@ -499,7 +499,7 @@ impl Method for TwoView {
         Ok(())
     }
 
-    fn after_step(&mut self, backbone: &ResNet, info: &StepInfo) {
+    fn after_step(&mut self, backbone: &Backbone, info: &StepInfo) {
         // The copies move once the backbone's exists (from the first step on).
         let momentum = self.momentum.as_mut().and_then(|m| m.update(backbone, self.projectors.iter().map(|p| p.module()), info));
         for a in &mut self.aware {
@@ -564,7 +564,7 @@ mod tests {
     #[test]
     fn a_projector_per_setting_steps_only_the_batchs() {
         let device = Device::flex().autodiff();
-        let backbone_cfg = BackboneConfig { width: 4, blocks: vec![1, 1], invariance: 2, ..Default::default() };
+        let backbone_cfg = BackboneConfig { invariance: 2, ..BackboneConfig::resnet(4, &[1, 1]) };
         let ctx = MethodContext::new(backbone_cfg.clone(), device.clone(), OptimizerSpec::default(), serde_json::json!({}));
         let schedule = MomentumSchedule { base: 0.9, last: 0.9 };
         let mut method = TwoView::new(MlpConfig::new(&[8, 8, 4]), None, Target::Momentum(schedule), Box::new(Byol), &ctx)
@@ -594,11 +594,7 @@ mod tests {
     #[test]
     fn momentum_network_is_moved_by_ema_not_by_the_optimizer() {
         let device = Device::flex().autodiff();
-        let backbone_cfg = BackboneConfig {
-            width: 4,
-            blocks: vec![1, 1],
-            ..Default::default()
-        };
+        let backbone_cfg = BackboneConfig::resnet(4, &[1, 1]);
         let ctx = MethodContext::new(backbone_cfg.clone(), device.clone(), OptimizerSpec::default(), serde_json::json!({}));
         let schedule = MomentumSchedule { base: 0.9, last: 0.9 };
         let mut method = TwoView::new(

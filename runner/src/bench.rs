@@ -129,7 +129,7 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
         r18.data.image_size = Some(32);
         cases.push(("resnet18-cifar".into(), r18.clone()));
         // Half width at twice the batch: more, smaller kernels per image.
-        r18.model.width = 32;
+        r18.model.width = Some(32);
         r18.train.batch_size = 256;
         cases.push(("resnet18-cifar-w32".into(), r18));
     }
@@ -204,9 +204,6 @@ fn reference_step_args(cfg: &RunConfig, steps: usize, threads: usize) -> Result<
     let OptimizerSpec::Sgd { momentum, weight_decay } = cfg.optimizer else {
         bail!("--pytorch compares SGD steps; the sweep's optimizer is another");
     };
-    if cfg.model.stem != "cifar" {
-        bail!("--pytorch compares the CIFAR stem; the sweep's model.stem is `{}`", cfg.model.stem);
-    }
     let option = |key: &str| {
         cfg.method.options.get(key).and_then(|v| v.as_f64()).ok_or_else(|| anyhow!("the simclr plugin resolved no `{key}` option"))
     };
@@ -214,13 +211,16 @@ fn reference_step_args(cfg: &RunConfig, steps: usize, threads: usize) -> Result<
         DeviceName::Cuda(i) => format!("cuda:{i}"),
         _ => "cpu".into(),
     };
+    let shape = cfg.model.resnet_shape().map_err(|e| anyhow!(e))?;
     let mut a = vec![
         format!("--device={device}"),
         format!("--threads={threads}"),
-        format!("--width={}", cfg.model.width),
+        format!("--width={}", shape.width),
+        format!("--block={}", shape.block.name()),
+        format!("--stem={}", cfg.model.stem()),
         "--blocks".into(),
     ];
-    a.extend(cfg.model.blocks.iter().map(|b| b.to_string()));
+    a.extend(shape.blocks.iter().map(|b| b.to_string()));
     a.extend([
         format!("--image-size={}", cfg.data.image_size.unwrap_or(32)),
         format!("--batch={}", cfg.train.batch_size),

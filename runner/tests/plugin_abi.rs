@@ -88,21 +88,23 @@ fn simclr_plugin_trains_backbone_and_projector_across_the_boundary() {
 
 /// Build a shared library that exports a fingerprint of another Augur.
 fn build_foreign_plugin(dir: &Path) -> std::path::PathBuf {
+    build_plugin_with_fingerprint(dir, "augur-core 0.0.1 | rustc 1.70.0 (old) | burn 0.21.0 [flex,autodiff] | release")
+}
+
+/// Build a shared library that exports `fingerprint` and must never be registered.
+fn build_plugin_with_fingerprint(dir: &Path, fingerprint: &str) -> std::path::PathBuf {
     let src = dir.join("foreign.rs");
-    std::fs::write(
-        &src,
-        r#"
+    let code = r#"
 #[unsafe(no_mangle)]
 pub extern "C" fn augur_plugin_fingerprint() -> *const std::ffi::c_char {
-    c"augur-core 0.0.1 | rustc 1.70.0 (old) | burn 0.21.0 [flex,autodiff] | release".as_ptr()
+    c"FINGERPRINT".as_ptr()
 }
 #[unsafe(no_mangle)]
 pub extern "C" fn augur_plugin_register() {
     panic!("must never be called: the fingerprint does not match");
 }
-"#,
-    )
-    .unwrap();
+"#;
+    std::fs::write(&src, code.replace("FINGERPRINT", fingerprint)).unwrap();
     let out = dir.join(format!("libaugur_plugin_foreign{}", std::env::consts::DLL_SUFFIX));
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let status = Command::new(rustc)
@@ -128,6 +130,20 @@ fn a_plugin_with_another_fingerprint_is_refused() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.starts_with("error: plugin") && e.contains("augur-core 0.0.1") && e.lines().count() == 1, "{e}");
+}
+
+/// A plugin written against the `&ResNet` contract: the same toolchain and
+/// augur-core version as this runner, built before contracts were numbered
+/// (its fingerprint has no `contract`), is refused with what changed.
+#[test]
+fn a_plugin_of_the_resnet_contract_is_refused_with_a_rebuild_message() {
+    let tmp = tempdir();
+    let ours = augur_core::plugin::FINGERPRINT;
+    assert!(ours.contains(" contract 2 "), "{ours}");
+    let old = ours.replacen(" contract 2", "", 1);
+    let lib = build_plugin_with_fingerprint(tmp.path(), &old);
+    let err = load_plugin(&lib).err().expect("refused").to_string();
+    assert!(err.contains("plugin contract 1, this runner's is 2") && err.contains("`&ResNet`") && err.contains("rebuild the plugin"), "{err}");
 }
 
 #[test]

@@ -2,11 +2,14 @@
 step as Augur's (same ResNet, projector, NT-Xent, SGD with momentum and weight
 decay, batch), timed the same way, printed as one JSON line.
 
-The model mirrors core/src/backbone.rs and the simclr plugin: a CIFAR stem
-(3x3 conv, BN, ReLU, no max-pool), basic blocks with a 1x1 conv + BN shortcut
-where the shape changes, global average pooling; projector Linear-BN-ReLU-Linear.
+The model mirrors core/src/backbone/resnet.rs and the simclr plugin: a CIFAR
+stem (3x3 conv, BN, ReLU, no max-pool) or the ImageNet stem (7x7 stride 2,
+BN, ReLU, 3x3 stride 2 max-pool), basic or bottleneck blocks (torchvision's
+v1.5: stride on the 3x3) with a 1x1 conv + BN shortcut where the shape
+changes, global average pooling; projector Linear-BN-ReLU-Linear.
 
     python scripts/reference/bench_step.py --device cpu --width 64 --blocks 2 2 2 2 --batch 128
+    python scripts/reference/bench_step.py --block bottleneck --stem imagenet --blocks 3 4 6 3 --image-size 224 --batch 16
 """
 import argparse
 import json
@@ -38,34 +41,66 @@ class DecomposedBatchNorm2d(nn.BatchNorm2d):
 BatchNorm2d = nn.BatchNorm2d
 
 
+def projection(cin, cout, stride):
+    """The shortcut's 1x1 conv + BN where the shape changes, else None."""
+    if stride == 1 and cin == cout:
+        return None
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False), BatchNorm2d(cout))
+
+
 class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
+    expansion = 1
+
+    def __init__(self, cin, width, stride):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = BatchNorm2d(cout)
-        self.shortcut = None
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False), BatchNorm2d(cout))
+        self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
+        self.bn1 = BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+        self.bn2 = BatchNorm2d(width)
+        self.shortcut = projection(cin, width, stride)
+
+    def residual(self, x):
+        return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
 
     def forward(self, x):
         identity = x if self.shortcut is None else self.shortcut(x)
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + identity)
+        return F.relu(self.residual(x) + identity)
+
+
+class Bottleneck(BasicBlock):
+    """torchvision's v1.5 bottleneck: 1x1 down, 3x3 with the stride, 1x1 up to 4x."""
+    expansion = 4
+
+    def __init__(self, cin, width, stride):
+        nn.Module.__init__(self)
+        self.conv1 = nn.Conv2d(cin, width, 1, 1, 0, bias=False)
+        self.bn1 = BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, width * 4, 1, 1, 0, bias=False)
+        self.bn3 = BatchNorm2d(width * 4)
+        self.shortcut = projection(cin, width * 4, stride)
+
+    def residual(self, x):
+        out = F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+        return self.bn3(self.conv3(out))
+
 
 
 class ResNet(nn.Module):
-    def __init__(self, width, blocks):
+    def __init__(self, width, blocks, block="basic", stem="cifar"):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), BatchNorm2d(width), nn.ReLU())
+        if stem == "imagenet":
+            self.stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), BatchNorm2d(width), nn.ReLU(),
+                                      nn.MaxPool2d(3, 2, 1))
+        else:
+            self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), BatchNorm2d(width), nn.ReLU())
+        kind = Bottleneck if block == "bottleneck" else BasicBlock
         layers, cin = [], width
         for i, n in enumerate(blocks):
-            cout = width << i
             for b in range(n):
-                layers.append(BasicBlock(cin, cout, 2 if i > 0 and b == 0 else 1))
-                cin = cout
+                layers.append(kind(cin, width << i, 2 if i > 0 and b == 0 else 1))
+                cin = (width << i) * kind.expansion
         self.layers = nn.Sequential(*layers)
         self.feature_dim = cin
 
@@ -88,6 +123,8 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: PyTorch's default)")
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--blocks", type=int, nargs="+", default=[2, 2, 2, 2])
+    p.add_argument("--block", choices=["basic", "bottleneck"], default="basic")
+    p.add_argument("--stem", choices=["cifar", "imagenet"], default="cifar")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--proj-hidden", type=int, default=0, help="0: the backbone's feature dimension")
@@ -110,7 +147,7 @@ def main():
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     device = torch.device(a.device)
-    backbone = ResNet(a.width, a.blocks)
+    backbone = ResNet(a.width, a.blocks, a.block, a.stem)
     hidden = a.proj_hidden or backbone.feature_dim
     projector = nn.Sequential(nn.Linear(backbone.feature_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, a.proj_out))
     model = nn.ModuleDict({"backbone": backbone, "projector": projector}).to(device)

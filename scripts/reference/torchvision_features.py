@@ -9,11 +9,11 @@ BATCH_DIR holds `images.f32` (float32, little-endian, row-major) and
 `torch_features.f32` there, and the loaded weights back out as PyTorch
 checkpoints for `augur import` to read: `torch.pth` (the state dict) and
 `solo.ckpt` (solo-learn's form: `state_dict` with `backbone.` keys beside a
-projector's). The network is built from the file's metadata
-(`width`, `blocks`, `stem`) out of torchvision's own `BasicBlock`; for
-`arch = resnet18` or `resnet34` the script also checks that its names and
-shapes are exactly those of `torchvision.models.resnet18`/`resnet34` without
-`fc`, so the file loads into torchvision's model as well.
+projector's). A file whose `arch` torchvision names (`resnet18` ...
+`resnet152`) loads into torchvision's own model (`fc` replaced by the
+identity; the CIFAR stem as solo-learn makes it: a 3x3 stride-1 `conv1`, no
+max-pool); another shape is built from the metadata (`width`, `blocks`,
+`block`, `stem`) out of torchvision's `BasicBlock` or `Bottleneck`.
 """
 import json
 import sys
@@ -24,13 +24,13 @@ import torch.nn as nn
 import torchvision
 from safetensors import safe_open
 from safetensors.torch import load_file
-from torchvision.models.resnet import BasicBlock, conv1x1
+from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
 
 class TorchvisionLayoutResNet(nn.Module):
-    """torchvision's ResNet (BasicBlock) with any width and blocks per stage."""
+    """torchvision's ResNet (BasicBlock or Bottleneck) with any width and blocks per stage."""
 
-    def __init__(self, width, blocks, cifar_stem):
+    def __init__(self, width, blocks, cifar_stem, block=BasicBlock):
         super().__init__()
         if cifar_stem:
             self.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
@@ -44,14 +44,15 @@ class TorchvisionLayoutResNet(nn.Module):
         self.stages = len(blocks)
         for i, n in enumerate(blocks):
             planes = width << i
+            out = planes * block.expansion
             layers = []
             for j in range(n):
                 stride = 2 if i > 0 and j == 0 else 1
                 downsample = None
-                if stride != 1 or inplanes != planes:
-                    downsample = nn.Sequential(conv1x1(inplanes, planes, stride), nn.BatchNorm2d(planes))
-                layers.append(BasicBlock(inplanes, planes, stride, downsample))
-                inplanes = planes
+                if stride != 1 or inplanes != out:
+                    downsample = nn.Sequential(conv1x1(inplanes, out, stride), nn.BatchNorm2d(out))
+                layers.append(block(inplanes, planes, stride, downsample))
+                inplanes = out
             setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
 
@@ -67,15 +68,17 @@ def main(weights, batch_dir):
         meta = f.metadata()
     state = load_file(weights)
     width, blocks = int(meta["width"]), json.loads(meta["blocks"])
-    net = TorchvisionLayoutResNet(width, blocks, meta["stem"].startswith("cifar"))
+    cifar = meta["stem"].startswith("cifar")
+    if meta["arch"] in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"):
+        net = getattr(torchvision.models, meta["arch"])()
+        net.fc = nn.Identity()
+        if cifar:
+            net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+    else:
+        block = Bottleneck if meta.get("block") == "bottleneck" else BasicBlock
+        net = TorchvisionLayoutResNet(width, blocks, cifar, block)
     net.load_state_dict(state, strict=True)
-    if meta["arch"] in ("resnet18", "resnet34"):
-        reference = getattr(torchvision.models, meta["arch"])().state_dict()
-        want = {k: tuple(v.shape) for k, v in reference.items() if not k.startswith("fc.")}
-        if meta["stem"].startswith("cifar"):
-            want["conv1.weight"] = (64, 3, 3, 3)
-        got = {k: tuple(v.shape) for k, v in state.items()}
-        assert got == want, f"not torchvision's {meta['arch']}: {sorted(set(got.items()) ^ set(want.items()))}"
     net.eval()
     batch_dir = Path(batch_dir)
     shape = json.loads((batch_dir / "images.json").read_text())["shape"]

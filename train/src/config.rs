@@ -209,6 +209,7 @@ impl RunConfig {
     /// numbers normalised (`1.0` and `1` are the same value).
     pub fn canonical_json(&self) -> String {
         let mut filled = self.clone();
+        filled.model = self.model.filled();
         filled.augment = self.augment.filled_for(self.model.invariance);
         if self.model.invariance > 0 && filled.model.hypernet.is_none() {
             filled.model.hypernet = Some(augur_core::hyper::HypernetLayout::default());

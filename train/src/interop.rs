@@ -1,6 +1,6 @@
 //! Backbones in and out in PyTorch's layout. An Augur ResNet has
-//! torchvision's structure (basic blocks, a projected shortcut where the
-//! shape changes), so its weights carry torchvision's names: the stem is
+//! torchvision's structure (basic or bottleneck blocks, a projected shortcut
+//! where the shape changes), so its weights carry torchvision's names: the stem is
 //! `conv1`/`bn1`, stage `i` block `j` is `layer{i+1}.{j}`, the shortcut
 //! `downsample.0` (conv) and `downsample.1` (batch norm), batch-norm scale
 //! and shift `weight`/`bias`; there is no `fc`. [`export_backbone`] writes
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use augur_core::backbone::{BackboneConfig, ResNet};
+use augur_core::backbone::{Backbone, BackboneConfig, Block};
 use augur_core::burn::prelude::*;
 use augur_core::burn::store::{ApplyError, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
 use sha2::{Digest, Sha256};
@@ -42,7 +42,7 @@ pub fn torchvision_name(burn_path: &str) -> Option<String> {
             }
             let stage: usize = i.parse().ok()?;
             let rest = match *rest {
-                "conv1" | "bn1" | "conv2" | "bn2" => rest.to_string(),
+                "conv1" | "bn1" | "conv2" | "bn2" | "conv3" | "bn3" => rest.to_string(),
                 "shortcut.conv" => "downsample.0".into(),
                 "shortcut.bn" => "downsample.1".into(),
                 _ => return None,
@@ -67,37 +67,38 @@ fn torchvision_to_burn(prefix: &str, stages: usize) -> Result<KeyRemapper> {
     KeyRemapper::from_patterns(patterns).map_err(|e| anyhow!("bad key pattern: {e}"))
 }
 
-/// The torchvision architectures Augur's ResNet can hold (basic blocks).
+/// A torchvision ResNet (`resnet18` ... `resnet152`) with the given stem.
 pub fn torchvision_arch(name: &str, stem: &str) -> Result<BackboneConfig> {
-    let blocks = match name {
-        "resnet18" => vec![2, 2, 2, 2],
-        "resnet34" => vec![3, 4, 6, 3],
-        "resnet50" | "resnet101" | "resnet152" => bail!("--arch {name} has bottleneck blocks, which Augur's ResNet does not build; use resnet18 or resnet34"),
-        other => bail!("--arch {other} is unknown; use resnet18 or resnet34"),
-    };
+    if !name.starts_with("resnet") || name == "resnet" {
+        bail!("--arch {name} is unknown; use one of resnet18, resnet34, resnet50, resnet101, resnet152");
+    }
     if stem != "cifar" && stem != "imagenet" {
         bail!("--stem {stem} is unknown; use cifar (3x3 conv, no max-pool) or imagenet (7x7 stride 2 + max-pool)");
     }
-    Ok(BackboneConfig { stem: stem.into(), width: 64, blocks, ..Default::default() })
+    BackboneConfig::named(name, stem).map_err(|e| anyhow!("{}", e.replace("model.arch =", "--arch")))
 }
 
 /// The name torchvision gives a ResNet of this shape, if it has one.
-fn torchvision_name_of(cfg: &BackboneConfig) -> Option<&'static str> {
-    match (cfg.width, cfg.blocks.as_slice()) {
-        (64, [2, 2, 2, 2]) => Some("resnet18"),
-        (64, [3, 4, 6, 3]) => Some("resnet34"),
-        _ => None,
-    }
+fn torchvision_name_of(cfg: &BackboneConfig) -> Option<String> {
+    let shape = cfg.resnet_shape().ok()?;
+    ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+        .into_iter()
+        .find(|name| BackboneConfig::named(name, cfg.stem()).ok().and_then(|c| c.resnet_shape().ok()) == Some(shape.clone()))
+        .map(String::from)
 }
 
 /// Writes `backbone` (of shape `cfg`) to `path` as safetensors with
 /// torchvision's names, `steps` as every batch norm's `num_batches_tracked`,
 /// and `metadata` beside what says how to rebuild the network (`arch`,
 /// `stem`, `width`, `blocks`, `layout`). Returns the number of tensors.
-pub fn export_backbone(backbone: &ResNet, cfg: &BackboneConfig, steps: i64, metadata: BTreeMap<String, String>, path: &Path) -> Result<usize> {
+pub fn export_backbone(backbone: &Backbone, cfg: &BackboneConfig, steps: i64, metadata: BTreeMap<String, String>, path: &Path) -> Result<usize> {
     if cfg.invariance > 0 {
         bail!("this run's backbone is an amortised (hypernetwork) ResNet, whose convolutions are generated per invariance vector: it has no torchvision layout to export to");
     }
+    if backbone.as_resnet().is_none() {
+        bail!("this run's backbone is a ViT (model.arch = `{}`): `augur export` writes torchvision ResNets; timm's ViT names are not built yet", cfg.arch);
+    }
+    let shape = cfg.resnet_shape().map_err(|e| anyhow!(e))?;
     let mut tensors: BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for tensor in backbone.collect(None, None, true) {
         let name = torchvision_name(&tensor.name).ok_or_else(|| anyhow!("no torchvision name for `{}`", tensor.name))?;
@@ -117,14 +118,19 @@ pub fn export_backbone(backbone: &ResNet, cfg: &BackboneConfig, steps: i64, meta
         .map_err(|e| anyhow!("cannot lay out the tensors: {e}"))?;
     let mut info: HashMap<String, String> = metadata.into_iter().collect();
     info.insert("format".into(), "pt".into());
-    info.insert("layout".into(), "torchvision ResNet (BasicBlock), no fc".into());
-    info.insert("arch".into(), torchvision_name_of(cfg).unwrap_or("resnet").into());
-    info.insert("stem".into(), match cfg.stem.as_str() {
+    let block = match shape.block {
+        Block::Basic => "BasicBlock",
+        Block::Bottleneck => "Bottleneck",
+    };
+    info.insert("layout".into(), format!("torchvision ResNet ({block}), no fc"));
+    info.insert("arch".into(), torchvision_name_of(cfg).unwrap_or_else(|| "resnet".into()));
+    info.insert("stem".into(), match cfg.stem() {
         "cifar" => "cifar: conv1 is 3x3 stride 1 padding 1, no max-pool".into(),
         _ => "imagenet: conv1 is 7x7 stride 2 padding 3, then a 3x3 stride 2 max-pool".into(),
     });
-    info.insert("width".into(), cfg.width.to_string());
-    info.insert("blocks".into(), format!("{:?}", cfg.blocks));
+    info.insert("width".into(), shape.width.to_string());
+    info.insert("blocks".into(), format!("{:?}", shape.blocks));
+    info.insert("block".into(), shape.block.name().into());
     let count = views.len();
     safetensors::tensor::serialize_to_file(views, Some(info), path).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(count)
@@ -142,12 +148,13 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// outside the prefix are ignored; `fc.*` and `num_batches_tracked` too.
 /// Missing keys, unexpected keys under the prefix and wrong shapes are one
 /// error that lists them.
-pub fn import_backbone(path: &Path, cfg: &BackboneConfig, key_prefix: &str, device: &Device) -> Result<ResNet> {
+pub fn import_backbone(path: &Path, cfg: &BackboneConfig, key_prefix: &str, device: &Device) -> Result<Backbone> {
     if !path.is_file() {
         bail!("no checkpoint at {}", path.display());
     }
+    let shape = cfg.resnet_shape().map_err(|e| anyhow!(e))?;
     let mut backbone = cfg.init(device);
-    let remap = torchvision_to_burn(&regex_escape(key_prefix), cfg.blocks.len())?;
+    let remap = torchvision_to_burn(&regex_escape(key_prefix), shape.blocks.len())?;
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let result = match extension {
         "safetensors" => {
@@ -163,10 +170,25 @@ pub fn import_backbone(path: &Path, cfg: &BackboneConfig, key_prefix: &str, devi
         }
         other => bail!("{}: `.{other}` is not a checkpoint format Augur reads; give a .safetensors, .pth, .pt or .ckpt file", path.display()),
     };
+    // The first shape mismatch leads (it says which arch the file is), then
+    // each list with its count and its first names.
     let mut problems = Vec::new();
+    if !result.errors.is_empty() {
+        let name = |path: &str| format!("{key_prefix}{}", torchvision_name(path).unwrap_or_else(|| path.to_string()));
+        let errors: Vec<String> = result
+            .errors
+            .iter()
+            .map(|e| match e {
+                ApplyError::ShapeMismatch { path, expected, found } => format!("{} has shape {:?} where {:?} is needed", name(path), found.to_vec(), expected.to_vec()),
+                ApplyError::DTypeMismatch { path, expected, found } => format!("{} is {found:?} where {expected:?} is needed", name(path)),
+                other => other.to_string(),
+            })
+            .collect();
+        problems.push(format!("wrong shapes or types ({}): {}", errors.len(), first_of(&errors, "; ")));
+    }
     if !result.missing.is_empty() {
         let names: Vec<String> = result.missing.iter().map(|(p, _)| format!("{key_prefix}{}", torchvision_name(p).unwrap_or_else(|| p.clone()))).collect();
-        problems.push(format!("missing keys ({}): {}", names.len(), names.join(", ")));
+        problems.push(format!("missing keys ({}): {}", names.len(), first_of(&names, ", ")));
     }
     // Left over: keys that were mapped (now burn paths) but fit nothing, and
     // keys under the prefix that are not the backbone's; the classifier
@@ -184,31 +206,27 @@ pub fn import_backbone(path: &Path, cfg: &BackboneConfig, key_prefix: &str, devi
         })
         .collect();
     if !unexpected.is_empty() {
-        problems.push(format!("unexpected keys ({}): {}", unexpected.len(), unexpected.join(", ")));
-    }
-    if !result.errors.is_empty() {
-        let name = |path: &str| format!("{key_prefix}{}", torchvision_name(path).unwrap_or_else(|| path.to_string()));
-        let errors: Vec<String> = result
-            .errors
-            .iter()
-            .map(|e| match e {
-                ApplyError::ShapeMismatch { path, expected, found } => format!("{} has shape {:?} where {:?} is needed", name(path), found.to_vec(), expected.to_vec()),
-                ApplyError::DTypeMismatch { path, expected, found } => format!("{} is {found:?} where {expected:?} is needed", name(path)),
-                other => other.to_string(),
-            })
-            .collect();
-        problems.push(format!("wrong shapes or types: {}", errors.join("; ")));
+        problems.push(format!("unexpected keys ({}): {}", unexpected.len(), first_of(&unexpected, ", ")));
     }
     if !problems.is_empty() {
         bail!(
             "{} does not fit a torchvision {} ({} stem) under key prefix `{key_prefix}`: {}",
             path.display(),
-            torchvision_name_of(cfg).unwrap_or("ResNet"),
-            cfg.stem,
+            torchvision_name_of(cfg).unwrap_or_else(|| "ResNet".into()),
+            cfg.stem(),
             problems.join("; ")
         );
     }
     Ok(backbone)
+}
+
+/// The first ten of `items` joined by `sep`, then how many more there are.
+fn first_of(items: &[String], sep: &str) -> String {
+    let shown = items.iter().take(10).cloned().collect::<Vec<_>>().join(sep);
+    match items.len().saturating_sub(10) {
+        0 => shown,
+        more => format!("{shown}{sep}and {more} more"),
+    }
 }
 
 /// `s` with regex metacharacters escaped (a key prefix is literal text).
@@ -222,7 +240,7 @@ mod tests {
 
     #[test]
     fn every_resnet_tensor_has_its_torchvision_name() {
-        let cfg = BackboneConfig { width: 8, blocks: vec![2, 1], ..Default::default() };
+        let cfg = BackboneConfig::resnet(8, &[2, 1]);
         let net = cfg.init(&Device::flex());
         let names: Vec<String> = net.collect(None, None, true).iter().map(|t| torchvision_name(&t.name).unwrap_or_else(|| panic!("{}", t.name))).collect();
         for want in ["conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var", "layer1.1.conv2.weight", "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_var"] {
@@ -232,9 +250,24 @@ mod tests {
     }
 
     #[test]
-    fn a_bottleneck_resnet_is_refused_by_name() {
-        assert!(torchvision_arch("resnet50", "cifar").unwrap_err().to_string().contains("bottleneck"));
+    fn bottleneck_tensors_have_their_torchvision_names() {
+        let net = BackboneConfig::bottleneck(4, &[2, 1]).init(&Device::flex());
+        let names: Vec<String> = net.collect(None, None, true).iter().map(|t| torchvision_name(&t.name).unwrap_or_else(|| panic!("{}", t.name))).collect();
+        for want in ["layer1.0.conv3.weight", "layer1.0.bn3.running_var", "layer1.0.downsample.0.weight", "layer2.0.downsample.1.bias"] {
+            assert!(names.contains(&want.to_string()), "{want} in {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.starts_with("layer1.1.downsample")), "the second block keeps its shape");
+    }
+
+    #[test]
+    fn torchvision_archs_by_name() {
+        let r50 = torchvision_arch("resnet50", "cifar").unwrap();
+        assert_eq!(r50.resnet_shape().unwrap().block, Block::Bottleneck);
+        assert_eq!(torchvision_name_of(&r50).as_deref(), Some("resnet50"));
         assert!(torchvision_arch("resnet18", "tiny").unwrap_err().to_string().contains("--stem"));
-        assert_eq!(torchvision_arch("resnet34", "imagenet").unwrap().blocks, vec![3, 4, 6, 3]);
+        assert!(torchvision_arch("resnet51", "cifar").unwrap_err().to_string().contains("resnet50"));
+        assert_eq!(torchvision_arch("resnet34", "imagenet").unwrap().resnet_shape().unwrap().blocks, vec![3, 4, 6, 3]);
+        assert_eq!(torchvision_name_of(&BackboneConfig::resnet(64, &[3, 4, 6, 3])).as_deref(), Some("resnet34"));
+        assert_eq!(torchvision_name_of(&BackboneConfig::resnet(32, &[3, 4, 6, 3])), None);
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{Result, anyhow, bail};
 use augur_core::augment::Pipeline;
-use augur_core::backbone::ConvInit;
+use augur_core::backbone::{ConvInit, Family};
 use augur_core::plugin::ComponentKind;
 use augur_core::burn::tensor::Device;
 
@@ -22,6 +22,9 @@ use crate::sweep::SweepFile;
 /// ones the plugins resolved (defaults filled in), so its canonical config
 /// and hash say what actually runs.
 pub fn check_sweep(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
+    // A ViT's position embedding is made for the images' side (data
+    // first: the methods are built with it).
+    size_vits(sweep)?;
     resolve_methods(sweep, plugins)?;
     check_data(sweep)
 }
@@ -53,10 +56,46 @@ pub fn resolve_methods(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
         // of zero-initialised residual blocks (the base method's: an
         // ablation's arms share one backbone init).
         let model = &mut run.config.model;
-        model.init.get_or_insert(ConvInit::Torchvision);
-        model.zero_init_residual.get_or_insert(component.zero_init_residual);
+        match model.family() {
+            Ok(Family::Vit(_)) => {
+                model.init.get_or_insert(ConvInit::Timm);
+            }
+            _ => {
+                model.init.get_or_insert(ConvInit::Torchvision);
+                model.zero_init_residual.get_or_insert(component.zero_init_residual);
+            }
+        }
+        *model = model.filled();
     }
     Ok(())
+}
+
+/// Each ViT run's `model.image_size` written as its dataset's side, and its
+/// patch checked against it.
+fn size_vits(sweep: &mut SweepFile) -> Result<()> {
+    let (file, source) = (sweep.path.clone(), sweep.source.clone());
+    let at = |key: &str| format!("{}:{}", file.display(), crate::sweep::line_of_key_in(&source, key));
+    let mut errors = Vec::new();
+    let mut sides: std::collections::BTreeMap<String, usize> = Default::default();
+    for run in sweep.runs.iter_mut().filter(|r| matches!(r.config.model.family(), Ok(Family::Vit(_)))) {
+        let described = format!("{:?}", run.config.data);
+        let side = match sides.get(&described) {
+            Some(side) => *side,
+            None => {
+                let data = Dataset::load(&run.config.data).map_err(|e| anyhow!("[data] {e:#}"))?;
+                sides.insert(described, data.train.side);
+                data.train.side
+            }
+        };
+        run.config.model.image_size.get_or_insert(side);
+        if let Err(e) = run.config.model.validate() {
+            errors.push(e);
+        }
+    }
+    match errors.first() {
+        Some(e) => bail!("{}: {e} (data.image_size or the dataset's side)", at("model.patch")),
+        None => Ok(()),
+    }
 }
 
 /// Every dataset the sweep names loads, and every run's augmentations and

@@ -117,6 +117,19 @@ pub fn read_fingerprint(lib: &libloading::Library, path: &Path) -> Result<String
     Ok(unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
 }
 
+/// What each plugin contract changed (core/build.rs's `PLUGIN_CONTRACT`).
+const CONTRACT_CHANGES: [(u32, &str); 1] = [(2, "methods, components and momentum copies take `&Backbone` where they took `&ResNet`")];
+
+/// The plugin contract a fingerprint names; 1 for one from before contracts
+/// were numbered.
+fn contract_of(fingerprint: &str) -> u32 {
+    fingerprint
+        .split_once(" contract ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Load one plugin: check its fingerprint, then let it register.
 pub fn load_plugin(path: &Path) -> Result<Plugin> {
     // SAFETY: loading a library runs its initialisers; Augur plugins have none
@@ -129,6 +142,14 @@ pub fn load_plugin(path: &Path) -> Result<Plugin> {
         )
     })?;
     let fingerprint = read_fingerprint(&lib, path)?;
+    let (theirs, ours) = (contract_of(&fingerprint), contract_of(FINGERPRINT));
+    if theirs != ours {
+        bail!(
+            "plugin {} was built against plugin contract {theirs}, this runner's is {ours} ({}): rebuild the plugin against this augur-core (cargo build --release; docs/writing-a-plugin.md says what changed); plugin fingerprint `{fingerprint}`, runner fingerprint `{FINGERPRINT}`",
+            path.display(),
+            CONTRACT_CHANGES.iter().filter(|(n, _)| *n > theirs && *n <= ours).map(|(n, what)| format!("{n}: {what}")).collect::<Vec<_>>().join("; ")
+        );
+    }
     if fingerprint != FINGERPRINT {
         bail!(
             "plugin {} was built for another Augur: plugin fingerprint `{fingerprint}`, runner fingerprint `{FINGERPRINT}`; rebuild the plugin with the same toolchain and Cargo.lock as the runner (cargo build --release)",

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use augur_core::augment::{AugmentConfig, ImageRef, Pipeline};
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::blocks::Trainable;
 use augur_core::burn::prelude::*;
 use augur_core::aware::{AwareContext, Awareness};
@@ -208,7 +208,7 @@ pub fn method_pipeline(augment: &AugmentConfig, side: usize, method: &dyn Method
 /// and the method's own steps, the method's post-step work. A panic in the
 /// method (a plugin) becomes this run's error, not the runner's.
 pub fn train_step(
-    backbone: &mut Trainable<ResNet>,
+    backbone: &mut Trainable<Backbone>,
     method: &mut dyn Method,
     batch: &ViewBatch,
     info: &StepInfo,
@@ -408,7 +408,7 @@ pub const INIT_ORDER: &str = "materialized";
 
 /// What a training step updates: the backbone, the method, the online probe.
 struct Model<'a> {
-    backbone: &'a mut Trainable<ResNet>,
+    backbone: &'a mut Trainable<Backbone>,
     method: &'a mut dyn Method,
     probe: Option<&'a mut OnlineProbe>,
 }

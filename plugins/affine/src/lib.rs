@@ -14,7 +14,7 @@ use std::path::Path;
 
 use augur_core::affine::{self, AffineComponent, AffineMatrix, AffineRanges, Warp};
 use augur_core::aware::{AwareContext, Awareness};
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::blocks::{Mlp, MlpConfig, Trainable};
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
@@ -123,7 +123,7 @@ impl AffinePrediction {
 }
 
 impl Awareness for AffinePrediction {
-    fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch, backbone: &ResNet, info: &StepInfo) -> Option<(String, Tensor<1>)> {
+    fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch, backbone: &Backbone, info: &StepInfo) -> Option<(String, Tensor<1>)> {
         let (warped, records) = self.warped_view(batch, info.step);
         let targets = self.targets(&records, &batch.device());
         let [r1, _] = features;

@@ -16,7 +16,7 @@ use augur_core::blocks::{Mlp, MlpConfig, Trainable};
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
 use augur_core::burn::tensor::activation::log_sigmoid;
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::method::{StepInfo, ViewBatch};
 use augur_core::options::{OptionError, check};
 use augur_core::plugin::Registry;
@@ -168,7 +168,7 @@ impl Awareness for AugSelf {
         self.view2 == View2::Target
     }
 
-    fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch, _backbone: &ResNet, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
+    fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch, _backbone: &Backbone, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
         let [y1, y2] = features;
         // Both orders in one batch, as the official `SSObjective` does
         // (trainers.py): `[y1, y2; y2, y1]`, so the heads' batch norm sees

@@ -14,7 +14,7 @@
 //! docs/fidelity.md lists each point.
 
 use augur_core::aware::{AwareContext, Awareness};
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::blocks::{Mlp, MlpConfig, Trainable};
 use augur_core::burn;
 use augur_core::burn::prelude::*;
@@ -149,7 +149,7 @@ impl Awareness for EquiMod {
         true
     }
 
-    fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch, backbone: &ResNet, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
+    fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], batch: &ViewBatch, backbone: &Backbone, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
         let originals = batch.originals.as_ref().expect("the pipeline makes the originals for a component that needs them");
         let n = batch.batch_size();
         let heads = self.heads.module();

@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use augur_core::aware::{AwareContext, Awareness};
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::blocks::Trainable;
 use augur_core::burn;
 use augur_core::burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -84,7 +84,7 @@ impl Awareness for Essl {
         vec![DescriptorKey::Rotation]
     }
 
-    fn auxiliary_loss(&mut self, _features: [Tensor<2>; 2], batch: &ViewBatch, backbone: &ResNet, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
+    fn auxiliary_loss(&mut self, _features: [Tensor<2>; 2], batch: &ViewBatch, backbone: &Backbone, _info: &StepInfo) -> Option<(String, Tensor<1>)> {
         let rotated = batch.rotated.as_ref().expect("the pipeline makes rotated views for a method that reads `rotation`");
         // The backbone sees the 4n rotated views as one batch, as officially.
         let logits = self.head.module().forward(backbone.forward(rotated.views.clone()));

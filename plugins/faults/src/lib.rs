@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use augur_core::aware::{AwareContext, Awareness};
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::burn::prelude::*;
 use augur_core::burn::tensor::Gradients;
 use augur_core::method::{StepInfo, ViewBatch};
@@ -39,7 +39,7 @@ struct PanicAtStep {
 }
 
 impl Awareness for PanicAtStep {
-    fn auxiliary_loss(&mut self, _features: [Tensor<2>; 2], _batch: &ViewBatch, _backbone: &ResNet, info: &StepInfo) -> Option<(String, Tensor<1>)> {
+    fn auxiliary_loss(&mut self, _features: [Tensor<2>; 2], _batch: &ViewBatch, _backbone: &Backbone, info: &StepInfo) -> Option<(String, Tensor<1>)> {
         if info.step == self.step {
             panic!("panic_at_step: the fault this test asked for, at step {}", self.step);
         }
@@ -69,7 +69,7 @@ impl NanAtStep {
 }
 
 impl Awareness for NanAtStep {
-    fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], _batch: &ViewBatch, _backbone: &ResNet, info: &StepInfo) -> Option<(String, Tensor<1>)> {
+    fn auxiliary_loss(&mut self, features: [Tensor<2>; 2], _batch: &ViewBatch, _backbone: &Backbone, info: &StepInfo) -> Option<(String, Tensor<1>)> {
         if !self.fires(info.step) {
             return None;
         }

@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::blocks::{Mlp, MlpConfig, MomentumCopy, Trainable};
 use augur_core::heads;
 use augur_core::lift::{LiftKind, StageLifts};
@@ -142,12 +142,12 @@ impl Hierarchical {
 }
 
 /// Feature maps of both views after stage `k` (0-based).
-fn stage_maps(backbone: &ResNet, views: &[Tensor<4>; 2], k: usize) -> [Tensor<4>; 2] {
+fn stage_maps(backbone: &Backbone, views: &[Tensor<4>; 2], k: usize) -> [Tensor<4>; 2] {
     views.clone().map(|v| backbone.forward_stage_maps(v, k + 1).pop().expect("k + 1 stages"))
 }
 
 impl Method for Hierarchical {
-    fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, _info: &StepInfo) -> StepOutput {
+    fn forward(&mut self, backbone: &Backbone, batch: &ViewBatch, _info: &StepInfo) -> StepOutput {
         assert_eq!(batch.stages.len() + 1, self.stages, "one view pair per backbone stage (checked when the method was built)");
         let heads = self.heads.module();
         let mut total: Option<Tensor<1>> = None;
@@ -194,7 +194,7 @@ impl Method for Hierarchical {
         }
     }
 
-    fn after_step(&mut self, backbone: &ResNet, info: &StepInfo) {
+    fn after_step(&mut self, backbone: &Backbone, info: &StepInfo) {
         if let Some(m) = &mut self.momentum {
             m.update(backbone, [self.heads.module()], info);
         }
@@ -236,18 +236,18 @@ fn build(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 
 fn hierarchical(ctx: &MethodContext) -> Result<Hierarchical, String> {
     let o: Options = ctx.options()?;
-    let stages = ctx.backbone.blocks.len();
+    let widths = ctx.backbone.stage_dims();
+    let stages = widths.len();
     if stages < 2 {
-        return Err("hierarchical needs a backbone with at least two stages (model.blocks)".into());
+        return Err(format!("hierarchical needs a backbone with at least two stages (model.blocks); model.arch = `{}` has {stages}", ctx.backbone.arch));
     }
     if ctx.projector_input != ctx.feature_dim {
         return Err("hierarchical takes no augmentation-aware components (its expanded views already condition the projectors)".into());
     }
     let d = ctx.feature_dim;
     let device = &ctx.device;
-    let width = |k: usize| ctx.backbone.width << k;
     let make_heads = || {
-        let lifts = StageLifts::new(o.lift, &(0..stages).map(width).collect::<Vec<_>>(), device);
+        let lifts = StageLifts::new(o.lift, &widths[..stages], device);
         let expands = if o.expanded { (1..stages).map(|_| MlpConfig::new(&[4, o.expanded_dim]).with_last_bn(true).init(device)).collect() } else { Vec::new() };
         let projectors = (0..stages)
             .map(|k| {
@@ -310,7 +310,7 @@ mod tests {
     #[test]
     fn byol_targets_move_by_ema_not_by_the_optimizer() {
         let device = Device::flex().autodiff();
-        let backbone_cfg = BackboneConfig { width: 4, blocks: vec![1, 1], ..Default::default() };
+        let backbone_cfg = BackboneConfig::resnet(4, &[1, 1]);
         let options = augur_core::serde_json::json!({"base": "byol", "proj_hidden": 8, "proj_out": 4, "pred_hidden": 8, "expanded_dim": 4, "base_momentum": 0.9});
         let ctx = MethodContext::new(backbone_cfg.clone(), device.clone(), OptimizerSpec::default(), options);
         let mut method = hierarchical(&ctx).unwrap();
@@ -345,7 +345,7 @@ mod tests {
     fn stage_projectors_last_bn_follows_the_option() {
         // Autodiff: `require_grad` only means something there.
         let device = Device::flex().autodiff();
-        let backbone_cfg = BackboneConfig { width: 4, blocks: vec![1, 1], ..Default::default() };
+        let backbone_cfg = BackboneConfig::resnet(4, &[1, 1]);
         let trainable_params = |options| {
             let ctx = MethodContext::new(backbone_cfg.clone(), device.clone(), OptimizerSpec::default(), options);
             let method = hierarchical(&ctx).unwrap();

@@ -18,7 +18,7 @@
 
 use std::path::Path;
 
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::blocks::{Mlp, MlpConfig, Trainable};
 use augur_core::burn;
 use augur_core::burn::prelude::*;
@@ -93,7 +93,7 @@ impl Sie {
 }
 
 impl Method for Sie {
-    fn forward(&mut self, backbone: &ResNet, batch: &ViewBatch, _info: &StepInfo) -> StepOutput {
+    fn forward(&mut self, backbone: &Backbone, batch: &ViewBatch, _info: &StepInfo) -> StepOutput {
         let [h1, h2] = batch.views.clone().map(|v| backbone.forward_with(v, batch.invariance_vector()));
         let (x_inv, x_equi) = self.embed_parts(h1.clone());
         let (y_inv, y_equi) = self.embed_parts(h2);
@@ -187,7 +187,7 @@ mod tests {
     use augur_core::optim::OptimizerSpec;
 
     fn sie(options: augur_core::serde_json::Value) -> Result<Box<dyn Method>, String> {
-        let backbone = BackboneConfig { width: 4, blocks: vec![1, 1], ..Default::default() };
+        let backbone = BackboneConfig::resnet(4, &[1, 1]);
         build(&MethodContext::new(backbone, Device::flex(), OptimizerSpec::default(), options))
     }
 
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn the_representation_splits_as_configured() {
         let device = Device::flex();
-        let backbone = BackboneConfig { width: 8, blocks: vec![1, 1], ..Default::default() };
+        let backbone = BackboneConfig::resnet(8, &[1, 1]);
         let ctx = MethodContext::new(backbone, device.clone(), OptimizerSpec::default(), augur_core::serde_json::json!({"equi": 4, "proj_hidden": 32, "proj_out": 16}));
         let o: Options = ctx.options().unwrap();
         assert_eq!(ctx.feature_dim, 16);

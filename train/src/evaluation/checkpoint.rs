@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use augur_core::augment::Pipeline;
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::burn::prelude::*;
 use augur_core::blocks::load_module;
 use augur_core::method::Method;
@@ -112,7 +112,7 @@ pub struct Request {
 /// in eval mode on the plain device; the invariance protocol differentiates
 /// through it). `dir` is the checkpoint's folder, or for the random
 /// initialisation the folder its feature cache is written to.
-fn backbone_of(cfg: &RunConfig, checkpoint: Checkpoint, dir: &Path, ad: &Device) -> Result<ResNet> {
+fn backbone_of(cfg: &RunConfig, checkpoint: Checkpoint, dir: &Path, ad: &Device) -> Result<Backbone> {
     match checkpoint {
         Checkpoint::Final => load_module(cfg.model.init(ad), dir, "backbone").map_err(|e| anyhow!(e)),
         Checkpoint::RandomInit => {
@@ -213,7 +213,7 @@ fn feature_part(cfg: &RunConfig, checkpoint: Checkpoint, dir: &Path, plugins: &P
 
 /// Projector features of every image of a split: backbone features, then
 /// the method's projector under the identity augmentation.
-fn projector_features(backbone: &ResNet, method: &mut dyn Method, data: &Dataset, split: &Split, batch: usize, device: &Device) -> Result<Features> {
+fn projector_features(backbone: &Backbone, method: &mut dyn Method, data: &Dataset, split: &Split, batch: usize, device: &Device) -> Result<Features> {
     let f = extract(backbone, data, split, batch, device);
     let mut out = Vec::new();
     let mut dim = 0;
@@ -429,7 +429,7 @@ fn json(settings: impl serde::Serialize) -> serde_json::Value {
 fn test_view_features(
     cfg: &RunConfig,
     data: &Dataset,
-    backbone: &ResNet,
+    backbone: &Backbone,
     n: usize,
     keys: &[DescriptorKey],
     batch: usize,

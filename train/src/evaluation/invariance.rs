@@ -7,7 +7,7 @@
 //! stays in (0, 1) but moves 4x slower near 0.5. Features depend on the
 //! vector, so every step runs the backbone.
 
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::burn;
 use augur_core::blocks::Trainable;
 use augur_core::burn::module::{Module, Param};
@@ -57,7 +57,7 @@ impl InvarianceReadout {
         if self.sigmoid { sigmoid(self.vector.val()) } else { self.vector.val() }
     }
 
-    pub fn forward(&self, backbone: &ResNet, x: Tensor<4>) -> Tensor<2> {
+    pub fn forward(&self, backbone: &Backbone, x: Tensor<4>) -> Tensor<2> {
         self.head.forward(backbone.forward_with(x, Some(self.invariance())))
     }
 }
@@ -90,7 +90,7 @@ pub struct InvarianceFit {
 /// `backbone` is frozen (`Module::freeze`: no gradients of its own, batch
 /// norm on running statistics) on the autodiff device `ad`.
 #[allow(clippy::too_many_arguments)]
-pub fn fit(backbone: &ResNet, data: &Dataset, task: usize, train_images: usize, test_images: usize, epochs: usize, batch: usize, seed: u64, param: VectorParam, ad: &Device) -> InvarianceFit {
+pub fn fit(backbone: &Backbone, data: &Dataset, task: usize, train_images: usize, test_images: usize, epochs: usize, batch: usize, seed: u64, param: VectorParam, ad: &Device) -> InvarianceFit {
     let k = backbone.invariance_dims();
     let classes = data.tasks[task].classes.len();
     ad.seed(seed);
@@ -142,7 +142,7 @@ mod tests {
         let data = Dataset { name: "synthetic".into(), train: split.clone(), test: split, tasks, mean: [0.5; 3], std: [0.25; 3] };
         let ad = Device::flex().autodiff();
         ad.seed(0);
-        let cfg = BackboneConfig { width: 8, blocks: vec![1, 1], invariance: 2, ..Default::default() };
+        let cfg = BackboneConfig { invariance: 2, ..BackboneConfig::resnet(8, &[1, 1]) };
         let backbone = cfg.init(&ad);
         // Calibrate batch norm's running statistics (a trained backbone has
         // them; at initialisation they are 0 and 1 and the features vanish).

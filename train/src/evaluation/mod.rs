@@ -21,7 +21,7 @@
 //!   mean colour carries (a dataset's instance-discrimination shortcut).
 
 use anyhow::{Result, bail};
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::burn::prelude::*;
 
 use crate::config::EvalConfig;
@@ -78,14 +78,14 @@ pub fn normalized_pixels(split: &Split, idx: impl Iterator<Item = usize>, mean: 
 }
 
 /// Extract backbone features of a whole split, in batches, in eval mode.
-pub fn extract(backbone: &ResNet, data: &Dataset, split: &Split, batch: usize, device: &Device) -> Features {
+pub fn extract(backbone: &Backbone, data: &Dataset, split: &Split, batch: usize, device: &Device) -> Features {
     let px = normalized_pixels(split, 0..split.len(), data.mean, data.std);
     features_of_pixels(&backbone.valid(), px, split.side, batch, device)
 }
 
 /// Features of normalised pixels `[n, 3, side, side]`, in batches; `model`
 /// is in eval mode (`valid()`).
-pub fn features_of_pixels(model: &ResNet, pixels: Vec<f32>, side: usize, batch: usize, device: &Device) -> Features {
+pub fn features_of_pixels(model: &Backbone, pixels: Vec<f32>, side: usize, batch: usize, device: &Device) -> Features {
     let per_image = 3 * side * side;
     let mut out = Vec::with_capacity(pixels.len() / per_image * model.feature_dim());
     for chunk in pixels.chunks(batch * per_image) {
@@ -117,7 +117,7 @@ pub(crate) fn argmax(v: &[f64]) -> usize {
 /// What `augur run` measures on a backbone (`checkpoint` is `random_init`
 /// or `final`): sensitivity if `cfg.sensitivity_images > 0`, then kNN and
 /// the linear probe for every task of `data`.
-pub fn evaluate(backbone: &ResNet, data: &Dataset, cfg: &EvalConfig, checkpoint: &str, seed: u64, device: &Device) -> Result<Vec<Evaluation>> {
+pub fn evaluate(backbone: &Backbone, data: &Dataset, cfg: &EvalConfig, checkpoint: &str, seed: u64, device: &Device) -> Result<Vec<Evaluation>> {
     let train = extract(backbone, data, &data.train, cfg.batch_size, device);
     let test = extract(backbone, data, &data.test, cfg.batch_size, device);
     if train.data.iter().chain(&test.data).any(|v| !v.is_finite()) {

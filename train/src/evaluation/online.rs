@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::blocks::Trainable;
 use augur_core::burn::nn::{Linear, LinearConfig};
 use augur_core::burn::prelude::*;
@@ -66,7 +66,7 @@ impl OnlineProbe {
     }
 
     /// Top-1 accuracy (%) of every head on the test split, features in eval mode.
-    pub fn accuracy(&self, backbone: &ResNet, data: &Dataset, batch: usize, device: &Device) -> Vec<(String, f64)> {
+    pub fn accuracy(&self, backbone: &Backbone, data: &Dataset, batch: usize, device: &Device) -> Vec<(String, f64)> {
         let features = extract(backbone, data, &data.test, batch, device);
         let x = Tensor::<2>::from_data(TensorData::new(features.data.clone(), [features.len(), features.dim]), device);
         self.heads

@@ -3,7 +3,7 @@
 //! x' another image. Lower means less invariant to t.
 
 use augur_core::augment::{Pipeline, image_rng};
-use augur_core::backbone::ResNet;
+use augur_core::backbone::Backbone;
 use augur_core::record::Augmentation;
 use augur_core::burn::prelude::*;
 use serde::Serialize;
@@ -65,14 +65,14 @@ fn mean_cosine(a: &Features, b: &Features, pair: impl Fn(usize) -> usize) -> f64
 /// Augmentation sensitivity (CASSLE paper): for each single augmentation t,
 /// mean cos(f(x), f(t(x))) minus mean cos(f(x), f(t(x'))), x' another image
 /// (the next one). Lower means less invariant to t. On `images` test images.
-pub fn sensitivity(backbone: &ResNet, data: &Dataset, images: usize, batch: usize, seed: u64, device: &Device) -> Vec<(&'static str, f64)> {
+pub fn sensitivity(backbone: &Backbone, data: &Dataset, images: usize, batch: usize, seed: u64, device: &Device) -> Vec<(&'static str, f64)> {
     let augmentations = single_augmentations(data.test.side);
     sensitivity_of(backbone, data, images, batch, seed, device, augmentations)
 }
 
 /// [`sensitivity`] for the given augmentations.
 pub fn sensitivity_of(
-    backbone: &ResNet,
+    backbone: &Backbone,
     data: &Dataset,
     images: usize,
     batch: usize,
@@ -114,7 +114,7 @@ mod tests {
         let device = Device::flex();
         let (split, tasks) = crate::data::synthetic(16, 16, 0);
         let data = Dataset { name: "s".into(), train: split.clone(), test: split, tasks, mean: [0.4; 3], std: [0.25; 3] };
-        let backbone = augur_core::backbone::BackboneConfig { width: 4, blocks: vec![1, 1], ..Default::default() }.init(&device);
+        let backbone = augur_core::backbone::BackboneConfig::resnet(4, &[1, 1]).init(&device);
         let identity = vec![("identity", Pipeline::preset("none", 16).unwrap())];
         let got = sensitivity_of(&backbone, &data, 16, 8, 0, &device, identity)[0].1;
         // By hand: positive = cos(f(x), f(x)) = 1, negative = mean cos(f(x_i), f(x_{i+1})).

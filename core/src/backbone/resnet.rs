@@ -1,133 +1,49 @@
-//! Backbones: ResNet with basic blocks, the CIFAR stem (3x3 conv, no max-pool)
-//! or the ImageNet stem (7x7 stride 2 + max-pool), a width multiplier and
-//! configurable blocks per stage. ResNet-18 is `width = 64, blocks = [2,2,2,2]`.
+//! torchvision's ResNets: basic blocks (ResNet-18/34) or bottleneck blocks
+//! (ResNet-50 and up, torchvision's v1.5: the stride on the 3x3), the CIFAR
+//! stem (3x3 conv, no max-pool) or the ImageNet stem (7x7 stride 2 +
+//! max-pool), any first-stage width and blocks per stage, and the
+//! amortised-invariance form whose convolutions a hypernetwork generates.
+//! Parameter paths follow torchvision's modules (`conv1`..`conv3`,
+//! `bn1`..`bn3`, the projected shortcut), which `train/src/interop.rs` maps
+//! to torchvision's names.
 
 use burn::module::Param;
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d,
+    BatchNorm, BatchNormConfig, PaddingConfig2d,
     conv::{Conv2d, Conv2dConfig},
     pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
 };
 use burn::prelude::*;
-
-use crate::hyper::{HyperConv2d, HypernetLayout, InvarianceEmbedding};
-use crate::norm::{batch_norm_2d, batch_norm_relu_2d};
 use serde::{Deserialize, Serialize};
 
-/// The model section of a run config.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BackboneConfig {
-    /// Only `resnet` for now (basic blocks).
-    pub arch: String,
-    /// `cifar` (3x3 conv, no max-pool) or `imagenet` (7x7 stride 2 + max-pool).
-    pub stem: String,
-    /// Channels of the first stage; stages double it. 64 for ResNet-18.
-    pub width: usize,
-    /// Basic blocks per stage; [2, 2, 2, 2] for ResNet-18.
-    pub blocks: Vec<usize>,
-    /// Amortised invariance (Chavhan et al. 2023): the length of the
-    /// invariance vector every convolution's weights are generated from
-    /// (2: spatial, appearance; 5: crop, colour jitter, grayscale, blur,
-    /// solarize with the official views, see `augment.invariance_views`).
-    /// 0: an ordinary ResNet.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub invariance: usize,
-    /// With `invariance`: how the convolutions are generated (default
-    /// `official`, see [`HypernetLayout`]); filled in before such a run is
-    /// hashed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hypernet: Option<HypernetLayout>,
-    /// How the convolutions are initialised: `torchvision` (its ResNets'
-    /// Kaiming-normal, fan-out, ReLU gain, which every official code
-    /// inherits) or `pytorch` (nn.Conv2d's default, Kaiming-uniform with
-    /// a = sqrt(5): Augur's earlier init). Unset: `pytorch`, what a config
-    /// stored before the option meant; planning writes it out.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub init: Option<ConvInit>,
-    /// The last batch norm of each residual block starts at zero, so each
-    /// block starts as the identity (torchvision's `zero_init_residual`, set
-    /// by AugSelf, CASSLE, EquiMod, hierarchical and amortised invariance;
-    /// solo-learn does not). Unset: false.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub zero_init_residual: Option<bool>,
-}
+use super::{BackboneConfig, ConvInit, ResNetShape};
+use crate::hyper::{HyperConv2d, HypernetLayout, InvarianceEmbedding};
+use crate::norm::{batch_norm_2d, batch_norm_relu_2d};
 
-/// The convolutions' initialisation ([`BackboneConfig::init`]).
+/// A residual block's kind (`model.block`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ConvInit {
-    Torchvision,
-    Pytorch,
+pub enum Block {
+    /// Two 3x3 convolutions (ResNet-18/34).
+    Basic,
+    /// 1x1 down, 3x3, 1x1 up to 4x the stage width (ResNet-50 and up).
+    Bottleneck,
 }
 
-impl ConvInit {
-    fn initializer(self) -> Initializer {
+impl Block {
+    /// Output channels per stage width.
+    pub fn expansion(self) -> usize {
         match self {
-            // kaiming_normal_(mode="fan_out", nonlinearity="relu"): std sqrt(2 / fan_out).
-            ConvInit::Torchvision => Initializer::KaimingNormal { gain: 2f64.sqrt(), fan_out_only: true },
-            // nn.Conv2d.reset_parameters (burn's default for a convolution).
-            ConvInit::Pytorch => Conv2dConfig::new([1, 1], [1, 1]).initializer,
+            Block::Basic => 1,
+            Block::Bottleneck => 4,
         }
     }
-}
 
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-impl Default for BackboneConfig {
-    fn default() -> Self {
-        Self {
-            arch: "resnet".into(),
-            stem: "cifar".into(),
-            width: 64,
-            blocks: vec![2, 2, 2, 2],
-            invariance: 0,
-            hypernet: None,
-            init: None,
-            zero_init_residual: None,
+    pub fn name(self) -> &'static str {
+        match self {
+            Block::Basic => "basic",
+            Block::Bottleneck => "bottleneck",
         }
-    }
-}
-
-impl BackboneConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.arch != "resnet" {
-            return Err(format!("model.arch = `{}` is unknown; use `resnet`", self.arch));
-        }
-        if self.stem != "cifar" && self.stem != "imagenet" {
-            return Err(format!("model.stem = `{}` is unknown; use `cifar` or `imagenet`", self.stem));
-        }
-        if self.width == 0 {
-            return Err("model.width must be positive".into());
-        }
-        if self.blocks.is_empty() || self.blocks.contains(&0) {
-            return Err(format!(
-                "model.blocks = {:?} needs at least one stage and at least one block per stage",
-                self.blocks
-            ));
-        }
-        if ![0, 2, 5].contains(&self.invariance) {
-            return Err(format!(
-                "model.invariance = {} is not a mode; use 2 (spatial, appearance), 5 (crop, jitter, grayscale, blur, solarize) or 0 (off)",
-                self.invariance
-            ));
-        }
-        Ok(())
-    }
-
-    /// Dimension of the pooled feature the backbone outputs.
-    pub fn feature_dim(&self) -> usize {
-        self.width << (self.blocks.len() - 1)
-    }
-
-    /// The backbone with its weights drawn now (not at first use), so they
-    /// depend on the device's seed alone ([`crate::blocks::materialize`]).
-    pub fn init(&self, device: &Device) -> ResNet {
-        let resnet = ResNet::new(self, device);
-        crate::blocks::materialize(&resnet);
-        resnet
     }
 }
 
@@ -163,13 +79,17 @@ fn conv_for(plain: &Conv2d, generated: Option<&HyperConv2d>, x: Tensor<4>, v: Op
     }
 }
 
-/// conv-bn-relu-conv-bn plus a (projected) shortcut, then relu.
+/// A residual block: basic (conv3x3-bn-relu-conv3x3-bn) or bottleneck
+/// (conv1x1-bn-relu-conv3x3-bn-relu-conv1x1-bn, `conv3`/`bn3` present),
+/// plus a (projected) shortcut, then relu.
 #[derive(Module, Debug)]
-pub struct BasicBlock {
+pub struct ResidualBlock {
     conv1: Conv2d,
     bn1: BatchNorm,
     conv2: Conv2d,
     bn2: BatchNorm,
+    conv3: Option<Conv2d>,
+    bn3: Option<BatchNorm>,
     shortcut: Option<Shortcut>,
     /// Amortised invariance: generators of conv1, conv2 and the shortcut's
     /// conv (which then replace them); empty in an ordinary ResNet.
@@ -184,10 +104,23 @@ pub struct Shortcut {
     bn: BatchNorm,
 }
 
-impl BasicBlock {
-    fn new(cin: usize, cout: usize, stride: usize, cfg: &BackboneConfig, device: &Device) -> Self {
+/// A batch norm of `c` channels whose scale starts at zero when `zero`
+/// (the block's last: torchvision's `zero_init_residual`).
+fn last_norm(c: usize, zero: bool, device: &Device) -> BatchNorm {
+    let mut bn = BatchNormConfig::new(c).init(device);
+    if zero {
+        bn.gamma = Param::from_tensor(Tensor::zeros([c], device));
+    }
+    bn
+}
+
+impl ResidualBlock {
+    /// A block from `cin` channels to `width * expansion`, striding at its 3x3.
+    fn new(block: Block, cin: usize, width: usize, stride: usize, cfg: &BackboneConfig, device: &Device) -> Self {
         let (invariance, layout) = (cfg.invariance, cfg.hypernet.unwrap_or_default());
         let init = cfg.init.unwrap_or(ConvInit::Pytorch);
+        let zero = cfg.zero_init_residual == Some(true);
+        let cout = width * block.expansion();
         let projected = stride != 1 || cin != cout;
         let shortcut = projected.then(|| Shortcut {
             conv: conv(cin, cout, 1, stride, init, device),
@@ -202,18 +135,29 @@ impl BasicBlock {
             }
         }
         let embedding = (invariance > 0 && layout == HypernetLayout::Official).then(|| InvarianceEmbedding::new(invariance, device));
-        let mut bn2 = BatchNormConfig::new(cout).init(device);
-        if cfg.zero_init_residual == Some(true) {
-            bn2.gamma = Param::from_tensor(Tensor::zeros([cout], device));
-        }
-        Self {
-            conv1: conv(cin, cout, 3, stride, init, device),
-            bn1: BatchNormConfig::new(cout).init(device),
-            conv2: conv(cout, cout, 3, 1, init, device),
-            bn2,
-            shortcut,
-            hyper,
-            embedding,
+        match block {
+            Block::Basic => Self {
+                conv1: conv(cin, cout, 3, stride, init, device),
+                bn1: BatchNormConfig::new(cout).init(device),
+                conv2: conv(cout, cout, 3, 1, init, device),
+                bn2: last_norm(cout, zero, device),
+                conv3: None,
+                bn3: None,
+                shortcut,
+                hyper,
+                embedding,
+            },
+            Block::Bottleneck => Self {
+                conv1: conv(cin, width, 1, 1, init, device),
+                bn1: BatchNormConfig::new(width).init(device),
+                conv2: conv(width, width, 3, stride, init, device),
+                bn2: BatchNormConfig::new(width).init(device),
+                conv3: Some(conv(width, cout, 1, 1, init, device)),
+                bn3: Some(last_norm(cout, zero, device)),
+                shortcut,
+                hyper,
+                embedding,
+            },
         }
     }
 
@@ -224,14 +168,20 @@ impl BasicBlock {
             None => x.clone(),
         };
         let out = batch_norm_relu_2d(&self.bn1, conv_for(&self.conv1, self.hyper.get(0), x, v, e));
-        let out = batch_norm_2d(&self.bn2, conv_for(&self.conv2, self.hyper.get(1), out, v, e));
+        let out = match (&self.conv3, &self.bn3) {
+            (Some(conv3), Some(bn3)) => {
+                let out = batch_norm_relu_2d(&self.bn2, crate::fused::conv::forward(&self.conv2, out));
+                batch_norm_2d(bn3, crate::fused::conv::forward(conv3, out))
+            }
+            _ => batch_norm_2d(&self.bn2, conv_for(&self.conv2, self.hyper.get(1), out, v, e)),
+        };
         crate::fused::relu::relu(out + identity)
     }
 }
 
 #[derive(Module, Debug)]
 pub struct Stage {
-    blocks: Vec<BasicBlock>,
+    blocks: Vec<ResidualBlock>,
 }
 
 /// `[batch, channels]`: the mean of each channel of a `[batch, channels,
@@ -251,20 +201,21 @@ pub struct ResNet {
     /// Amortised invariance: the stem convolution's generator (empty in an ordinary ResNet).
     pub(crate) stem_hyper: Vec<HyperConv2d>,
     #[module(skip)]
-    feature_dim: usize,
+    stage_dims: Vec<usize>,
     #[module(skip)]
     invariance: usize,
 }
 
 impl ResNet {
-    pub fn new(cfg: &BackboneConfig, device: &Device) -> Self {
-        let imagenet = cfg.stem == "imagenet";
+    /// The ResNet of `shape` with `cfg`'s stem, init and invariance.
+    pub fn new(cfg: &BackboneConfig, shape: &ResNetShape, device: &Device) -> Self {
+        let imagenet = cfg.stem() == "imagenet";
         let layout = cfg.hypernet.unwrap_or_default();
         let init = cfg.init.unwrap_or(ConvInit::Pytorch);
         let stem_conv = if imagenet {
-            conv(3, cfg.width, 7, 2, init, device)
+            conv(3, shape.width, 7, 2, init, device)
         } else {
-            conv(3, cfg.width, 3, 1, init, device)
+            conv(3, shape.width, 3, 1, init, device)
         };
         let stem_pool = imagenet.then(|| {
             MaxPool2dConfig::new([3, 3])
@@ -272,18 +223,18 @@ impl ResNet {
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init()
         });
-        let mut cin = cfg.width;
-        let stages = cfg
+        let mut cin = shape.width;
+        let stages = shape
             .blocks
             .iter()
             .enumerate()
             .map(|(i, &n)| {
-                let cout = cfg.width << i;
+                let width = shape.width << i;
                 let blocks = (0..n)
                     .map(|b| {
                         let stride = if i > 0 && b == 0 { 2 } else { 1 };
-                        let block = BasicBlock::new(cin, cout, stride, cfg, device);
-                        cin = cout;
+                        let block = ResidualBlock::new(shape.block, cin, width, stride, cfg, device);
+                        cin = width * shape.block.expansion();
                         block
                     })
                     .collect();
@@ -292,20 +243,25 @@ impl ResNet {
             .collect();
         Self {
             stem_conv,
-            stem_bn: BatchNormConfig::new(cfg.width).init(device),
+            stem_bn: BatchNormConfig::new(shape.width).init(device),
             stem_pool,
             stages,
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             // The official code keeps an ordinary stem.
             stem_hyper: if cfg.invariance > 0 && layout == HypernetLayout::Scaled {
                 let (k, stride) = if imagenet { (7, 2) } else { (3, 1) };
-                vec![HyperConv2d::new(cfg.invariance, 3, cfg.width, k, stride, layout, device)]
+                vec![HyperConv2d::new(cfg.invariance, 3, shape.width, k, stride, layout, device)]
             } else {
                 Vec::new()
             },
-            feature_dim: cfg.feature_dim(),
+            stage_dims: shape.stage_dims(),
             invariance: cfg.invariance,
         }
+    }
+
+    /// Output channels of each stage.
+    pub fn stage_dims(&self) -> &[usize] {
+        &self.stage_dims
     }
 
     /// Length of the invariance vector (0: an ordinary ResNet).
@@ -314,7 +270,7 @@ impl ResNet {
     }
 
     pub fn feature_dim(&self) -> usize {
-        self.feature_dim
+        *self.stage_dims.last().expect("a ResNet has at least one stage")
     }
 
     /// Pooled features `[batch, feature_dim]` of images `[batch, 3, h, w]`.
@@ -338,7 +294,7 @@ impl ResNet {
         self.forward_stages_with(x, n, None)
     }
 
-    /// The feature maps `[batch, width << k, h_k, w_k]` after each of the
+    /// The feature maps `[batch, stage_dims[k], h_k, w_k]` after each of the
     /// first `n` stages, unpooled (hierarchical's lifting blocks).
     pub fn forward_stage_maps(&self, x: Tensor<4>, n: usize) -> Vec<Tensor<4>> {
         self.stage_maps_with(x, n, None)
@@ -370,6 +326,11 @@ impl ResNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::module::Module;
+
+    fn resnet(cfg: &BackboneConfig, device: &Device) -> ResNet {
+        cfg.init(device).as_resnet().expect("a ResNet config").clone()
+    }
 
     /// torchvision's init draws each convolution with std sqrt(2 / fan_out);
     /// zero_init_residual zeroes every block's last batch-norm scale; an
@@ -378,8 +339,8 @@ mod tests {
     fn torchvision_init_and_zero_init_residual() {
         let device = Device::flex();
         device.seed(4);
-        let cfg = BackboneConfig { width: 32, blocks: vec![1, 1], init: Some(ConvInit::Torchvision), zero_init_residual: Some(true), ..Default::default() };
-        let net = cfg.init(&device);
+        let cfg = BackboneConfig { init: Some(ConvInit::Torchvision), zero_init_residual: Some(true), ..BackboneConfig::resnet(32, &[1, 1]) };
+        let net = resnet(&cfg, &device);
         let w: Vec<f32> = net.stages[1].blocks[0].conv1.weight.val().into_data().iter::<f32>().collect();
         let std = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
         let want = (2.0f32 / (64.0 * 9.0)).sqrt();
@@ -390,45 +351,57 @@ mod tests {
                 assert!(block.bn1.gamma.val().into_data().iter::<f32>().all(|g| g == 1.0));
             }
         }
-        let plain = BackboneConfig { width: 32, blocks: vec![1, 1], ..Default::default() }.init(&device);
+        let plain = resnet(&BackboneConfig::resnet(32, &[1, 1]), &device);
         // That convolution takes 32 channels: fan_in 32 * 9.
         let bound = 1.0 / (32.0f32 * 9.0).sqrt();
         let w: Vec<f32> = plain.stages[1].blocks[0].conv1.weight.val().into_data().iter::<f32>().collect();
         assert!(w.iter().all(|v| v.abs() <= bound) && w.iter().any(|v| v.abs() > 0.9 * bound), "PyTorch's default: uniform within 1/sqrt(fan_in)");
         assert!(plain.stages[0].blocks[0].bn2.gamma.val().into_data().iter::<f32>().all(|g| g == 1.0));
+        // A bottleneck block's last norm is its third.
+        let bottleneck = resnet(&BackboneConfig { zero_init_residual: Some(true), ..BackboneConfig::bottleneck(8, &[1, 1]) }, &device);
+        let block = &bottleneck.stages[0].blocks[0];
+        assert!(block.bn3.as_ref().unwrap().gamma.val().into_data().iter::<f32>().all(|g| g == 0.0));
+        assert!(block.bn2.gamma.val().into_data().iter::<f32>().all(|g| g == 1.0));
     }
 
     #[test]
     fn resnet18_shape_and_size() {
         let device = Device::flex();
-        let cfg = BackboneConfig::default();
-        let net = cfg.init(&device);
+        let net = BackboneConfig::default().init(&device);
         // ResNet-18 trunk without the fc layer: 11.17M parameters.
         let n = net.num_params();
         assert!((11_100_000..11_250_000).contains(&n), "{n}");
-        let small = BackboneConfig {
-            width: 8,
-            blocks: vec![1, 1],
-            ..Default::default()
-        };
-        let net = small.init(&device);
+        let net = BackboneConfig::resnet(8, &[1, 1]).init(&device);
         let y = net.forward(Tensor::zeros([2, 3, 16, 16], &device));
         assert_eq!(y.dims(), [2, 16]);
         let stages = net.forward_stages(Tensor::zeros([2, 3, 16, 16], &device), 2);
         assert_eq!(stages[0].dims(), [2, 8]);
     }
 
+    /// torchvision's resnet50 without its fc: 23,508,032 parameters
+    /// (25,557,032 - 2048 * 1000 - 1000), features of width 2048. burn
+    /// counts the batch norms' running means and variances too (26,560
+    /// channels, twice).
+    #[test]
+    fn resnet50_shape_and_size() {
+        let device = Device::flex();
+        let cfg = BackboneConfig::named("resnet50", "imagenet").unwrap();
+        let net = cfg.init(&device);
+        assert_eq!(net.num_params(), 23_508_032 + 2 * 26_560);
+        assert_eq!(net.stage_dims(), [256, 512, 1024, 2048]);
+        let tiny = BackboneConfig::bottleneck(4, &[1, 2]).init(&device);
+        let maps = tiny.forward_stage_maps(Tensor::zeros([2, 3, 16, 16], &device), 2);
+        assert_eq!(maps[0].dims(), [2, 16, 16, 16]);
+        assert_eq!(maps[1].dims(), [2, 32, 8, 8]);
+        assert_eq!(tiny.forward(Tensor::zeros([2, 3, 16, 16], &device)).dims(), [2, 32]);
+    }
+
     #[test]
     fn bad_configs_are_rejected() {
-        let cfg = BackboneConfig {
-            stem: "tiny".into(),
-            ..Default::default()
-        };
+        let cfg = BackboneConfig { stem: Some("tiny".into()), ..Default::default() };
         assert!(cfg.validate().unwrap_err().contains("model.stem"));
-        let cfg = BackboneConfig {
-            blocks: vec![],
-            ..Default::default()
-        };
-        assert!(cfg.validate().is_err());
+        assert!(BackboneConfig::resnet(8, &[]).validate().is_err());
+        let hyper = BackboneConfig { invariance: 2, ..BackboneConfig::bottleneck(8, &[1]) };
+        assert!(hyper.validate().unwrap_err().contains("basic"));
     }
 }
