@@ -214,11 +214,11 @@ pub enum Command {
         #[arg(long, default_value = "augur.db")]
         store: String,
     },
-    /// Make a PyTorch or safetensors checkpoint (torchvision ResNet names) a finished run that `augur eval` and the dashboard read.
+    /// Make a PyTorch or safetensors checkpoint (torchvision ResNet or timm ViT names) a finished run that `augur eval` and the dashboard read.
     Import {
         /// A `.safetensors`, `.pth`, `.pt` or Lightning `.ckpt` (its `state_dict`) file.
         file: PathBuf,
-        /// torchvision's architecture: resnet18 or resnet34.
+        /// The checkpoint's architecture: a torchvision ResNet (resnet18 ... resnet152) or a timm ViT (vit_small_patch16_224, vit_tiny_patch4_32, ...).
         #[arg(long)]
         arch: String,
         /// `cifar` (3x3 conv, no max-pool) or `imagenet` (7x7 stride 2 + max-pool).

@@ -121,7 +121,7 @@ pub fn import(store_location: &str, file: &Path, arch: &str, stem: &str, key_pre
     let backbone = import_backbone(file, &model, key_prefix, &Device::flex())?;
     let config = serde_json::json!({
         "seed": 0,
-        "data": {"dataset": "folder", "image_size": if stem == "cifar" { 32 } else { 224 }},
+        "data": {"dataset": "folder", "image_size": model.image_size.unwrap_or(if stem == "cifar" { 32 } else { 224 })},
         "model": model,
         "method": {"name": "imported"},
         "train": {"steps": 0, "batch_size": 256, "lr": 0.0},

@@ -122,10 +122,15 @@ fn an_exported_resnet18_is_pytorchs_and_its_checkpoints_come_back() {
 /// `batch_dir`) and checks its eval-mode features on [`batch`] against
 /// `ours` within 1e-4 of the largest; returns that largest feature.
 fn assert_torchvision_features(python: &Path, exported: &Path, batch_dir: &Path, ours: &[f32], says: &str) -> f32 {
+    assert_reference_features("torchvision_features.py", python, exported, batch_dir, ours, says)
+}
+
+/// The same with reference script `script` (under scripts/reference/).
+fn assert_reference_features(script: &str, python: &Path, exported: &Path, batch_dir: &Path, ours: &[f32], says: &str) -> f32 {
     std::fs::create_dir_all(batch_dir).unwrap();
     std::fs::write(batch_dir.join("images.f32"), batch().iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
     std::fs::write(batch_dir.join("images.json"), format!("{{\"shape\": [{IMAGES}, 3, {SIDE}, {SIDE}]}}")).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/reference/torchvision_features.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/reference").join(script);
     let o = std::process::Command::new(python).arg(&script).arg(exported).arg(batch_dir).output().expect("python runs");
     assert!(o.status.success(), "PyTorch could not load the export: {}", stderr(&o));
     assert!(stdout(&o).contains(says), "{}", stdout(&o));
@@ -161,6 +166,36 @@ fn an_exported_resnet50_is_torchvisions_and_comes_back() {
     let runs = Store::open_read_only(&store).unwrap().runs(None).unwrap();
     let imported = runs.iter().find(|r| r.sweep == "torch").expect("the imported run").id;
     assert!(max_difference(&ours, &features_of(&store, imported)) <= 1e-6 * scale, "the imported ResNet-50 gives other features");
+}
+
+/// A trained ViT-Tiny (4 px patches at 16 px) exported with timm's names is
+/// timm's `VisionTransformer` of that shape (`vit_tiny_patch4_16`): the
+/// same class-token features within 1e-4, and PyTorch's checkpoint of it
+/// imports back (`--arch vit_tiny_patch4_16`) to the same weights.
+#[test]
+fn an_exported_vit_is_timms_and_comes_back() {
+    let dir = tempdir();
+    let store = run_of(dir.path(), "arch = \"vit_tiny\"\npatch = 4");
+    let store_arg = store.to_str().unwrap();
+    let exported = dir.path().join("vit.safetensors");
+    let o = augur(&["export", "1", "--out", exported.to_str().unwrap(), "--store", store_arg]);
+    // cls, pos, patch (2), 12 blocks of 12, final norm (2).
+    assert!(o.status.success() && stdout(&o).contains("150 tensors"), "{}{}", stdout(&o), stderr(&o));
+    let ours = features_of(&store, 1);
+    assert_eq!(ours.len(), IMAGES * 192);
+    let Some(python) = torch_python("the timm round trip of a ViT") else { return };
+    let batch_dir = dir.path().join("batch");
+    let scale = assert_reference_features("timm_features.py", &python, &exported, &batch_dir, &ours, "vit_tiny_patch4_16, 150 tensors loaded strictly");
+    let pth = batch_dir.join("torch.pth");
+    let o = augur(&["import", pth.to_str().unwrap(), "--arch", "vit_tiny_patch4_16", "--stem", "cifar", "--store", store_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let runs = Store::open_read_only(&store).unwrap().runs(None).unwrap();
+    let imported = runs.iter().find(|r| r.sweep == "torch").expect("the imported run").id;
+    assert!(max_difference(&ours, &features_of(&store, imported)) <= 1e-6 * scale, "the imported ViT gives other features");
+    // The same file named as a ViT-Small: the first mismatch and its shapes.
+    let o = augur(&["import", pth.to_str().unwrap(), "--arch", "vit_small_patch4_16", "--stem", "cifar", "--name", "wrong", "--store", store_arg]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("does not fit a timm vit_small_patch4_16") && e.contains("cls_token has shape [1, 1, 192] where [1, 1, 384] is needed"), "{e}");
 }
 
 #[test]

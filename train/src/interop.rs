@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use augur_core::backbone::{Backbone, BackboneConfig, Block};
 use augur_core::burn::prelude::*;
-use augur_core::burn::store::{ApplyError, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
+use augur_core::burn::store::{ApplyError, BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
 use sha2::{Digest, Sha256};
 
 /// The torchvision name of a parameter or buffer of Augur's ResNet (a burn
@@ -67,15 +67,44 @@ fn torchvision_to_burn(prefix: &str, stages: usize) -> Result<KeyRemapper> {
     KeyRemapper::from_patterns(patterns).map_err(|e| anyhow!("bad key pattern: {e}"))
 }
 
-/// A torchvision ResNet (`resnet18` ... `resnet152`) with the given stem.
+/// The backbone a checkpoint's `--arch` names: a torchvision ResNet
+/// (`resnet18` ... `resnet152`, with `stem`) or a timm ViT
+/// (`vit_tiny_patch16_224`, `vit_small_patch16_224`, `vit_base_patch16_224`,
+/// or another patch and side in the same form).
 pub fn torchvision_arch(name: &str, stem: &str) -> Result<BackboneConfig> {
+    if let Some(vit) = timm_vit(name) {
+        return vit;
+    }
     if !name.starts_with("resnet") || name == "resnet" {
-        bail!("--arch {name} is unknown; use one of resnet18, resnet34, resnet50, resnet101, resnet152");
+        bail!("--arch {name} is unknown; use one of resnet18, resnet34, resnet50, resnet101, resnet152, or a timm ViT such as vit_small_patch16_224");
     }
     if stem != "cifar" && stem != "imagenet" {
         bail!("--stem {stem} is unknown; use cifar (3x3 conv, no max-pool) or imagenet (7x7 stride 2 + max-pool)");
     }
     BackboneConfig::named(name, stem).map_err(|e| anyhow!("{}", e.replace("model.arch =", "--arch")))
+}
+
+/// `vit_{size}_patch{p}_{side}` as a config, if `name` has that form.
+fn timm_vit(name: &str) -> Option<Result<BackboneConfig>> {
+    let rest = name.strip_prefix("vit_")?;
+    let (size, rest) = rest.split_once("_patch")?;
+    let (patch, side) = rest.split_once('_')?;
+    if !["tiny", "small", "base"].contains(&size) {
+        return Some(Err(anyhow!("--arch {name}: the timm ViT sizes Augur builds are vit_tiny, vit_small and vit_base")));
+    }
+    let (Ok(patch), Ok(side)) = (patch.parse::<usize>(), side.parse::<usize>()) else {
+        return Some(Err(anyhow!("--arch {name}: a timm ViT is named vit_SIZE_patchP_SIDE, e.g. vit_small_patch16_224")));
+    };
+    let cfg = BackboneConfig { arch: format!("vit_{size}"), patch: Some(patch), image_size: Some(side), ..Default::default() };
+    Some(cfg.validate().map(|_| cfg).map_err(|e| anyhow!("--arch {name}: {}", e.replace("model.arch = ", ""))))
+}
+
+/// The name timm gives a ViT of this config, if it has one.
+fn timm_name_of(cfg: &BackboneConfig) -> Option<String> {
+    let spec = cfg.vit_spec().ok()?;
+    let name = format!("{}_patch{}_{}", cfg.arch, spec.patch, spec.image_size);
+    let named = timm_vit(&name)?.ok()?.vit_spec().ok()?;
+    (named.shape == spec.shape).then_some(name)
 }
 
 /// The name torchvision gives a ResNet of this shape, if it has one.
@@ -96,7 +125,7 @@ pub fn export_backbone(backbone: &Backbone, cfg: &BackboneConfig, steps: i64, me
         bail!("this run's backbone is an amortised (hypernetwork) ResNet, whose convolutions are generated per invariance vector: it has no torchvision layout to export to");
     }
     if backbone.as_resnet().is_none() {
-        bail!("this run's backbone is a ViT (model.arch = `{}`): `augur export` writes torchvision ResNets; timm's ViT names are not built yet", cfg.arch);
+        return export_vit(backbone, cfg, metadata, path);
     }
     let shape = cfg.resnet_shape().map_err(|e| anyhow!(e))?;
     let mut tensors: BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
@@ -136,6 +165,42 @@ pub fn export_backbone(backbone: &Backbone, cfg: &BackboneConfig, steps: i64, me
     Ok(count)
 }
 
+/// A ViT's tensors under timm's names (its module paths already are;
+/// burn-store's PyTorch adapter transposes the linear weights and names the
+/// norms' `weight`/`bias`), the metadata saying how to rebuild it.
+fn export_vit(backbone: &Backbone, cfg: &BackboneConfig, metadata: BTreeMap<String, String>, path: &Path) -> Result<usize> {
+    let spec = cfg.vit_spec().map_err(|e| anyhow!(e))?;
+    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    for tensor in backbone.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true) {
+        let name = tensor.name.clone();
+        let shape = tensor.shape.to_vec();
+        let bytes = tensor.into_bytes().map_err(|e| anyhow!("cannot read {name}: {e:?}"))?;
+        tensors.insert(name, (shape, bytes.to_vec()));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, (shape, bytes))| Ok((name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)?)))
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+        .map_err(|e| anyhow!("cannot lay out the tensors: {e}"))?;
+    let mut info: HashMap<String, String> = metadata.into_iter().collect();
+    info.insert("format".into(), "pt".into());
+    info.insert("layout".into(), "timm VisionTransformer, class token, no head".into());
+    info.insert("arch".into(), timm_name_of(cfg).unwrap_or_else(|| "vit".into()));
+    for (key, value) in [
+        ("width", spec.shape.dim.to_string()),
+        ("depth", spec.shape.depth.to_string()),
+        ("heads", spec.shape.heads.to_string()),
+        ("patch", spec.patch.to_string()),
+        ("image_size", spec.image_size.to_string()),
+        ("pool", format!("{:?}", spec.pool).to_lowercase()),
+    ] {
+        info.insert(key.into(), value);
+    }
+    let count = views.len();
+    safetensors::tensor::serialize_to_file(views, Some(info), path).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(count)
+}
+
 /// Hex sha256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -152,9 +217,16 @@ pub fn import_backbone(path: &Path, cfg: &BackboneConfig, key_prefix: &str, devi
     if !path.is_file() {
         bail!("no checkpoint at {}", path.display());
     }
-    let shape = cfg.resnet_shape().map_err(|e| anyhow!(e))?;
+    let vit = cfg.vit_spec().is_ok();
     let mut backbone = cfg.init(device);
-    let remap = torchvision_to_burn(&regex_escape(key_prefix), shape.blocks.len())?;
+    let prefix = regex_escape(key_prefix);
+    let remap = if vit {
+        KeyRemapper::from_patterns(vec![(format!("^{prefix}(.+)$"), "$1".to_string())]).map_err(|e| anyhow!("bad key pattern: {e}"))?
+    } else {
+        torchvision_to_burn(&prefix, cfg.resnet_shape().map_err(|e| anyhow!(e))?.blocks.len())?
+    };
+    // Burn paths to the file's names: a ViT's are timm's, a ResNet's torchvision's.
+    let file_name = |path: &str| if vit { path.replace("gamma", "weight").replace("beta", "bias") } else { torchvision_name(path).unwrap_or_else(|| path.to_string()) };
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let result = match extension {
         "safetensors" => {
@@ -174,7 +246,7 @@ pub fn import_backbone(path: &Path, cfg: &BackboneConfig, key_prefix: &str, devi
     // each list with its count and its first names.
     let mut problems = Vec::new();
     if !result.errors.is_empty() {
-        let name = |path: &str| format!("{key_prefix}{}", torchvision_name(path).unwrap_or_else(|| path.to_string()));
+        let name = |path: &str| format!("{key_prefix}{}", file_name(path));
         let errors: Vec<String> = result
             .errors
             .iter()
@@ -187,7 +259,7 @@ pub fn import_backbone(path: &Path, cfg: &BackboneConfig, key_prefix: &str, devi
         problems.push(format!("wrong shapes or types ({}): {}", errors.len(), first_of(&errors, "; ")));
     }
     if !result.missing.is_empty() {
-        let names: Vec<String> = result.missing.iter().map(|(p, _)| format!("{key_prefix}{}", torchvision_name(p).unwrap_or_else(|| p.clone()))).collect();
+        let names: Vec<String> = result.missing.iter().map(|(p, _)| format!("{key_prefix}{}", file_name(p))).collect();
         problems.push(format!("missing keys ({}): {}", names.len(), first_of(&names, ", ")));
     }
     // Left over: keys that were mapped (now burn paths) but fit nothing, and
@@ -198,7 +270,12 @@ pub fn import_backbone(path: &Path, cfg: &BackboneConfig, key_prefix: &str, devi
         .iter()
         .filter(|k| !k.ends_with("num_batches_tracked"))
         .filter_map(|k| {
-            if k.starts_with("stem_") || k.starts_with("stages.") {
+            if vit {
+                // Keys under the prefix lost it; those naming a part of timm's
+                // ViT are unexpected (its classifier `head` is not the backbone's).
+                const VIT_ROOTS: [&str; 7] = ["cls_token", "pos_embed", "patch_embed.", "blocks.", "norm.", "reg_token", "dist_token"];
+                VIT_ROOTS.iter().any(|root| k.starts_with(root)).then(|| format!("{key_prefix}{k}"))
+            } else if k.starts_with("stem_") || k.starts_with("stages.") {
                 Some(format!("{key_prefix}{}", torchvision_name(k).unwrap_or_else(|| k.clone())))
             } else {
                 k.strip_prefix(key_prefix).filter(|rest| !rest.starts_with("fc.")).map(|_| k.clone())
@@ -209,13 +286,12 @@ pub fn import_backbone(path: &Path, cfg: &BackboneConfig, key_prefix: &str, devi
         problems.push(format!("unexpected keys ({}): {}", unexpected.len(), first_of(&unexpected, ", ")));
     }
     if !problems.is_empty() {
-        bail!(
-            "{} does not fit a torchvision {} ({} stem) under key prefix `{key_prefix}`: {}",
-            path.display(),
-            torchvision_name_of(cfg).unwrap_or_else(|| "ResNet".into()),
-            cfg.stem(),
-            problems.join("; ")
-        );
+        let target = if vit {
+            format!("timm {}", timm_name_of(cfg).unwrap_or_else(|| "ViT".into()))
+        } else {
+            format!("torchvision {} ({} stem)", torchvision_name_of(cfg).unwrap_or_else(|| "ResNet".into()), cfg.stem())
+        };
+        bail!("{} does not fit a {target} under key prefix `{key_prefix}`: {}", path.display(), problems.join("; "));
     }
     Ok(backbone)
 }
@@ -257,6 +333,17 @@ mod tests {
             assert!(names.contains(&want.to_string()), "{want} in {names:?}");
         }
         assert!(!names.iter().any(|n| n.starts_with("layer1.1.downsample")), "the second block keeps its shape");
+    }
+
+    #[test]
+    fn timm_vits_by_name() {
+        let small = torchvision_arch("vit_small_patch16_224", "cifar").unwrap();
+        assert_eq!((small.arch.as_str(), small.patch, small.image_size), ("vit_small", Some(16), Some(224)));
+        assert_eq!(timm_name_of(&small).as_deref(), Some("vit_small_patch16_224"));
+        assert!(torchvision_arch("vit_small_patch16_40", "cifar").unwrap_err().to_string().contains("does not divide"));
+        assert!(torchvision_arch("vit_huge_patch14_224", "cifar").unwrap_err().to_string().contains("vit_huge"));
+        // MoCo v3's 12-head vit_small is not timm's name.
+        assert_eq!(timm_name_of(&BackboneConfig { heads: Some(12), ..small }), None);
     }
 
     #[test]
