@@ -1,5 +1,6 @@
 """What the reference scripts share: the class folders of a split and PNG
-copies of them, NT-Xent,
+copies of them, NT-Xent, a network's eval-mode features on a test batch
+written for runner/tests/interop.rs,
 known answers printed as Rust constants, and Augur's `knn` protocol (solo-learn's weighted kNN) on features already
 extracted."""
 import torch
@@ -23,6 +24,21 @@ def write_png_subset(data, out, limits):
             target.mkdir(parents=True, exist_ok=True)
             for i, f in enumerate(files[c][:limit]):
                 Image.open(f).convert("RGB").save(target / f"{i:05d}.png")
+
+
+def features_on_batch(net, batch_dir):
+    """`net`'s eval-mode features on BATCH_DIR/images.f32 (float32,
+    little-endian, shape in images.json), written to torch_features.f32
+    there with the weights as torch.pth beside them; returns the features."""
+    import json
+    net.eval()
+    shape = json.loads((batch_dir / "images.json").read_text())["shape"]
+    images = torch.frombuffer(bytearray((batch_dir / "images.f32").read_bytes()), dtype=torch.float32).reshape(shape)
+    with torch.no_grad():
+        features = net(images)
+    (batch_dir / "torch_features.f32").write_bytes(features.contiguous().numpy().astype("<f4").tobytes())
+    torch.save(net.state_dict(), batch_dir / "torch.pth")
+    return features
 
 
 def weighted_knn(train_f, train_y, test_f, test_y, classes, k, temperature):

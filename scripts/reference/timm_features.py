@@ -15,13 +15,14 @@ names and shapes of timm's own model of that size at that patch and side.
 """
 import sys
 from pathlib import Path
-import json
 
 import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer
+
+from common import features_on_batch  # scripts/reference/common.py
 
 
 def main(weights, batch_dir):
@@ -40,14 +41,8 @@ def main(weights, batch_dir):
         got = {k: tuple(v.shape) for k, v in net.state_dict().items()}
         assert got == want, f"not timm's {meta['arch']}: {sorted(set(got.items()) ^ set(want.items()))}"
     net.load_state_dict(state, strict=True)
-    net.eval()
     batch_dir = Path(batch_dir)
-    shape = json.loads((batch_dir / "images.json").read_text())["shape"]
-    images = torch.frombuffer(bytearray((batch_dir / "images.f32").read_bytes()), dtype=torch.float32).reshape(shape)
-    with torch.no_grad():
-        features = net(images)
-    (batch_dir / "torch_features.f32").write_bytes(features.contiguous().numpy().astype("<f4").tobytes())
-    torch.save(net.state_dict(), batch_dir / "torch.pth")
+    features = features_on_batch(net, batch_dir)
     print(f"{meta['arch']}, {len(state)} tensors loaded strictly; features {tuple(features.shape)}")
 
 

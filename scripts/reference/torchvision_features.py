@@ -26,6 +26,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
+from common import features_on_batch  # scripts/reference/common.py
+
 
 class TorchvisionLayoutResNet(nn.Module):
     """torchvision's ResNet (BasicBlock or Bottleneck) with any width and blocks per stage."""
@@ -79,14 +81,8 @@ def main(weights, batch_dir):
         block = Bottleneck if meta.get("block") == "bottleneck" else BasicBlock
         net = TorchvisionLayoutResNet(width, blocks, cifar, block)
     net.load_state_dict(state, strict=True)
-    net.eval()
     batch_dir = Path(batch_dir)
-    shape = json.loads((batch_dir / "images.json").read_text())["shape"]
-    images = torch.frombuffer(bytearray((batch_dir / "images.f32").read_bytes()), dtype=torch.float32).reshape(shape)
-    with torch.no_grad():
-        features = net(images)
-    (batch_dir / "torch_features.f32").write_bytes(features.contiguous().numpy().astype("<f4").tobytes())
-    torch.save(net.state_dict(), batch_dir / "torch.pth")
+    features = features_on_batch(net, batch_dir)
     solo = {f"backbone.{k}": v for k, v in net.state_dict().items()}
     solo["projector.0.weight"] = torch.zeros(8, features.shape[1])
     torch.save({"state_dict": solo, "epoch": 1}, batch_dir / "solo.ckpt")
