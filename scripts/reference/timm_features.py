@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import timm
-import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer
