@@ -22,9 +22,6 @@ use crate::sweep::SweepFile;
 /// ones the plugins resolved (defaults filled in), so its canonical config
 /// and hash say what actually runs.
 pub fn check_sweep(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
-    // A ViT's position embedding is made for the images' side (data
-    // first: the methods are built with it).
-    size_vits(sweep)?;
     resolve_methods(sweep, plugins)?;
     check_data(sweep)
 }
@@ -70,45 +67,24 @@ pub fn resolve_methods(sweep: &mut SweepFile, plugins: &Plugins) -> Result<()> {
     Ok(())
 }
 
-/// Each ViT run's `model.image_size` written as its dataset's side, and its
-/// patch checked against it.
-fn size_vits(sweep: &mut SweepFile) -> Result<()> {
-    let (file, source) = (sweep.path.clone(), sweep.source.clone());
-    let at = |key: &str| format!("{}:{}", file.display(), crate::sweep::line_of_key_in(&source, key));
-    let mut errors = Vec::new();
-    let mut sides: std::collections::BTreeMap<String, usize> = Default::default();
-    for run in sweep.runs.iter_mut().filter(|r| matches!(r.config.model.family(), Ok(Family::Vit(_)))) {
-        let described = format!("{:?}", run.config.data);
-        let side = match sides.get(&described) {
-            Some(side) => *side,
-            None => {
-                let data = Dataset::load(&run.config.data).map_err(|e| anyhow!("[data] {e:#}"))?;
-                sides.insert(described, data.train.side);
-                data.train.side
-            }
-        };
-        run.config.model.image_size.get_or_insert(side);
-        if let Err(e) = run.config.model.validate() {
-            errors.push(e);
-        }
-    }
-    match errors.first() {
-        Some(e) => bail!("{}: {e} (data.image_size or the dataset's side)", at("model.patch")),
-        None => Ok(()),
-    }
-}
-
 /// Every dataset the sweep names loads, and every run's augmentations and
 /// batch fit it: what a run would otherwise find out only when it starts.
-pub fn check_data(sweep: &SweepFile) -> Result<()> {
-    let at = |key: &str| format!("{}:{}", sweep.path.display(), sweep.line_of_key(key));
+/// A ViT run's `model.image_size` is written as its dataset's side (its
+/// position embedding is made for it) and its patch checked against it.
+pub fn check_data(sweep: &mut SweepFile) -> Result<()> {
+    let (file, source) = (sweep.path.clone(), sweep.source.clone());
+    let at = |key: &str| format!("{}:{}", file.display(), crate::sweep::line_of_key_in(&source, key));
     let datasets: BTreeSet<String> = sweep.runs.iter().map(|r| format!("{:?}", r.config.data)).collect();
     for described in datasets {
         let run = sweep.runs.iter().find(|r| format!("{:?}", r.config.data) == described).expect("from these runs");
         let dc = &run.config.data;
         let key = if dc.path.is_some() { "data.path" } else { "data.dataset" };
         let data = Dataset::load(dc).map_err(|e| anyhow!("{}: [data] {e:#}", at(key)))?;
-        for run in sweep.runs.iter().filter(|r| format!("{:?}", r.config.data) == described) {
+        for run in sweep.runs.iter_mut().filter(|r| format!("{:?}", r.config.data) == described) {
+            if matches!(run.config.model.family(), Ok(Family::Vit(_))) {
+                run.config.model.image_size.get_or_insert(data.train.side);
+                run.config.model.validate().map_err(|e| anyhow!("{}: {e} (data.image_size or the dataset's side)", at("model.patch")))?;
+            }
             // The pipeline's errors name their key (`augment.jitter_p = 2 must ...`).
             Pipeline::from_config(&run.config.augment, data.train.side).map_err(|e| {
                 let key = e.strip_prefix("augment.").and_then(|rest| rest.split([' ', '=']).next()).map(|k| format!("augment.{k}"));
