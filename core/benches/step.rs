@@ -41,7 +41,7 @@ fn main() {
     for (i, on) in [false, true].into_iter().enumerate() {
         fused::set_enabled(Fused::Sgd, on);
         fused::set_enabled(Fused::Ema, on);
-        let mut optim = spec.build();
+        let mut optim = spec.build_for(&model);
         let mut module = Some(model.clone());
         sgd[i] = millis(REPEATS, || {
             let m = module.take().unwrap();

@@ -491,8 +491,8 @@ pub struct Trainable<M: Module> {
 impl<M: Module> Trainable<M> {
     pub fn new(module: M, spec: &OptimizerSpec) -> Self {
         Self {
+            optim: spec.build_for(&module),
             module: Some(module),
-            optim: spec.build(),
         }
     }
 
@@ -530,7 +530,8 @@ impl<M: Module> Trainable<M> {
         self.module = Some(load_module(module, dir, name)?);
         let path = dir.join(format!("{name}.optim.bpk"));
         if path.exists() {
-            let optim = std::mem::replace(&mut self.optim, OptimizerSpec::default().build());
+            // A placeholder while the loaded state replaces the optimizer (its groups stay).
+            let optim = std::mem::replace(&mut self.optim, ModuleOptimizer::from(burn::optim::SgdConfig::new().build()));
             self.optim = optim.load(&path).map_err(|e| format!("cannot load {}: {e:?}", path.display()))?;
         }
         Ok(())

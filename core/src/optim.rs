@@ -1,7 +1,11 @@
 //! Optimizers a run can name in its `[optimizer]` table: burn's SGD, Adam
 //! and AdamW, and LARS, which burn does not ship and solo-learn uses for BYOL,
 //! Barlow Twins and VICReg (layer-wise trust ratio on top of momentum SGD).
+//! Two options shared by them: which parameters weight decay leaves alone
+//! ([`DecayExempt`], the ViT recipe's), and gradient clipping.
 
+use burn::grad_clipping::GradientClipping;
+use burn::module::{ModuleVisitor, Param, ParamGroup};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::{Momentum, MomentumConfig};
 use burn::optim::{AdamConfig, AdamWConfig, LearningRate, ModuleOptimizer, Optimizer, SgdConfig, SgdState};
@@ -21,6 +25,10 @@ pub enum OptimizerSpec {
         momentum: f64,
         #[serde(default = "default_weight_decay")]
         weight_decay: f64,
+        #[serde(default, skip_serializing_if = "DecayExempt::is_none")]
+        decay_exempt: DecayExempt,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clip_grad: Option<f64>,
     },
     /// Adam with L2 weight decay (added to the gradient, as PyTorch's
     /// `Adam(weight_decay=..)`; the affine method's official optimiser),
@@ -28,12 +36,20 @@ pub enum OptimizerSpec {
     Adam {
         #[serde(default)]
         weight_decay: f64,
+        #[serde(default, skip_serializing_if = "DecayExempt::is_none")]
+        decay_exempt: DecayExempt,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clip_grad: Option<f64>,
     },
     /// AdamW with decoupled weight decay, PyTorch's defaults otherwise
     /// (betas 0.9, 0.999; eps 1e-8).
     Adamw {
         #[serde(default = "default_adamw_decay")]
         weight_decay: f64,
+        #[serde(default, skip_serializing_if = "DecayExempt::is_none")]
+        decay_exempt: DecayExempt,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clip_grad: Option<f64>,
     },
     /// LARS (You et al. 2017) as solo-learn runs it: momentum SGD whose
     /// step for each weight tensor is scaled by the trust ratio
@@ -52,7 +68,70 @@ pub enum OptimizerSpec {
         clip_lr: bool,
         #[serde(default = "default_true")]
         exclude_bias_n_norm: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clip_grad: Option<f64>,
     },
+}
+
+/// Which parameters weight decay leaves alone (`optimizer.decay_exempt`).
+/// Left out of a run's hash when `none`, so runs recorded before it keep
+/// their identity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecayExempt {
+    /// Every parameter is decayed: `optimizer(model.parameters())`, as
+    /// MoCo v3's main_moco.py builds its AdamW and LARS.
+    #[default]
+    None,
+    /// Tensors of rank <= 1 (biases, norm scales and shifts) are not:
+    /// solo-learn's `exclude_bias_n_norm_wd`.
+    BiasNorm,
+    /// Those and a ViT's class token and position embedding: timm's
+    /// `param_groups_weight_decay` with the model's `no_weight_decay()`
+    /// (DeiT's, MAE's and DINO's recipe).
+    BiasNormEmbed,
+}
+
+impl DecayExempt {
+    pub fn is_none(&self) -> bool {
+        *self == DecayExempt::None
+    }
+
+    /// The paths (as burn's optimizer names them) of `module`'s parameters
+    /// this rule exempts.
+    pub fn paths_in<M: Module>(self, module: &M) -> Vec<String> {
+        struct Exempt {
+            rule: DecayExempt,
+            path: Vec<String>,
+            found: Vec<String>,
+        }
+        impl ModuleVisitor for Exempt {
+            fn enter_module(&mut self, name: &str, _container: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _name: &str, _container: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
+                let last = self.path.last().map(String::as_str).unwrap_or("");
+                let embedding = matches!(last, "cls_token" | "pos_embed");
+                let exempt = match self.rule {
+                    DecayExempt::None => false,
+                    DecayExempt::BiasNorm => D <= 1,
+                    DecayExempt::BiasNormEmbed => D <= 1 || embedding,
+                };
+                if exempt {
+                    self.found.push(self.path.join("."));
+                }
+            }
+        }
+        if self.is_none() {
+            return Vec::new();
+        }
+        let mut visitor = Exempt { rule: self, path: Vec::new(), found: Vec::new() };
+        module.visit(&mut visitor);
+        visitor.found
+    }
 }
 
 fn default_momentum() -> f64 {
@@ -76,19 +155,37 @@ fn default_true() -> bool {
 
 impl Default for OptimizerSpec {
     fn default() -> Self {
-        OptimizerSpec::Sgd {
-            momentum: default_momentum(),
-            weight_decay: default_weight_decay(),
-        }
+        OptimizerSpec::sgd(default_momentum(), default_weight_decay())
+    }
+}
+
+impl OptimizerSpec {
+    /// SGD with every parameter decayed and no clipping.
+    pub fn sgd(momentum: f64, weight_decay: f64) -> Self {
+        OptimizerSpec::Sgd { momentum, weight_decay, decay_exempt: DecayExempt::None, clip_grad: None }
+    }
+
+    pub fn adam(weight_decay: f64) -> Self {
+        OptimizerSpec::Adam { weight_decay, decay_exempt: DecayExempt::None, clip_grad: None }
+    }
+
+    pub fn adamw(weight_decay: f64) -> Self {
+        OptimizerSpec::Adamw { weight_decay, decay_exempt: DecayExempt::None, clip_grad: None }
     }
 }
 
 impl OptimizerSpec {
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(clip) = self.clip_grad() {
+            if !(clip > 0.0 && clip.is_finite()) {
+                return Err(format!("optimizer.clip_grad = {clip} must be a positive number (DINO uses 3.0)"));
+            }
+        }
         match *self {
             OptimizerSpec::Sgd {
                 momentum,
                 weight_decay,
+                ..
             } => {
                 if !(0.0..1.0).contains(&momentum) {
                     return Err(format!("optimizer.momentum = {momentum} must lie in [0, 1)"));
@@ -97,7 +194,7 @@ impl OptimizerSpec {
                     return Err(format!("optimizer.weight_decay = {weight_decay} must be >= 0"));
                 }
             }
-            OptimizerSpec::Adam { weight_decay } | OptimizerSpec::Adamw { weight_decay } => {
+            OptimizerSpec::Adam { weight_decay, .. } | OptimizerSpec::Adamw { weight_decay, .. } => {
                 if weight_decay < 0.0 {
                     return Err(format!("optimizer.weight_decay = {weight_decay} must be >= 0"));
                 }
@@ -122,47 +219,93 @@ impl OptimizerSpec {
         Ok(())
     }
 
-    /// The optimizer; SGD is [`FusedSgd`] unless [`Fused::Sgd`] is off
-    /// (the same updates, and the same checkpoint names, as burn's `Sgd`).
-    pub fn build(&self) -> ModuleOptimizer {
+    /// Gradient clipping, per parameter tensor: each gradient whose L2 norm
+    /// exceeds `clip_grad` is scaled down to it (DINO's `clip_gradients`,
+    /// burn's `GradientClipping::Norm`).
+    pub fn clip_grad(&self) -> Option<f64> {
         match *self {
-            OptimizerSpec::Sgd {
-                momentum,
-                weight_decay,
-            } if fused::enabled(Fused::Sgd) => ModuleOptimizer::from(FusedSgd { momentum, weight_decay }),
-            OptimizerSpec::Sgd {
-                momentum,
-                weight_decay,
-            } => SgdConfig::new()
-                .with_momentum((momentum > 0.0).then(|| {
-                    MomentumConfig::new()
-                        .with_momentum(momentum)
-                        .with_dampening(0.0)
-                }))
-                .with_weight_decay(
-                    (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
-                )
-                .init(),
+            OptimizerSpec::Sgd { clip_grad, .. }
+            | OptimizerSpec::Adam { clip_grad, .. }
+            | OptimizerSpec::Adamw { clip_grad, .. }
+            | OptimizerSpec::Lars { clip_grad, .. } => clip_grad,
+        }
+    }
+
+    /// LARS has its own rule (`exclude_bias_n_norm`).
+    pub fn decay_exempt(&self) -> DecayExempt {
+        match *self {
+            OptimizerSpec::Sgd { decay_exempt, .. }
+            | OptimizerSpec::Adam { decay_exempt, .. }
+            | OptimizerSpec::Adamw { decay_exempt, .. } => decay_exempt,
+            OptimizerSpec::Lars { .. } => DecayExempt::None,
+        }
+    }
+
+    fn weight_decay(&self) -> f64 {
+        match *self {
+            OptimizerSpec::Sgd { weight_decay, .. }
+            | OptimizerSpec::Adam { weight_decay, .. }
+            | OptimizerSpec::Adamw { weight_decay, .. }
+            | OptimizerSpec::Lars { weight_decay, .. } => weight_decay,
+        }
+    }
+
+    /// The optimizer of `module`'s parameters: [`DecayExempt`]'s parameters
+    /// form a group of their own, the same optimizer without decay (burn's
+    /// `ModuleOptimizer::with_group`). SGD is [`FusedSgd`] unless
+    /// [`Fused::Sgd`] is off (the same updates, and the same checkpoint
+    /// names, as burn's `Sgd`).
+    pub fn build_for<M: Module>(&self, module: &M) -> ModuleOptimizer {
+        let clip = self.clip_grad().map(|c| GradientClipping::Norm(c as f32));
+        let whole = self.place(self.weight_decay(), Whole(clip.clone()));
+        let exempt = self.decay_exempt().paths_in(module);
+        if exempt.is_empty() {
+            return whole;
+        }
+        self.place(0.0, Group(whole, ParamGroup::from_paths(exempt), clip))
+    }
+
+    /// This optimizer, with `weight_decay`, handed to `place`.
+    fn place(&self, weight_decay: f64, place: impl Place) -> ModuleOptimizer {
+        let decay = (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32));
+        match *self {
+            OptimizerSpec::Sgd { momentum, .. } if fused::enabled(Fused::Sgd) => {
+                place.place(FusedSgd { momentum, weight_decay })
+            }
+            OptimizerSpec::Sgd { momentum, .. } => place.place(
+                SgdConfig::new()
+                    .with_momentum((momentum > 0.0).then(|| {
+                        MomentumConfig::new()
+                            .with_momentum(momentum)
+                            .with_dampening(0.0)
+                    }))
+                    .with_weight_decay(decay)
+                    .build(),
+            ),
             // PyTorch's Adam/AdamW defaults (burn's epsilon is 1e-5).
-            OptimizerSpec::Adam { weight_decay } => AdamConfig::new()
-                .with_beta_1(0.9)
-                .with_beta_2(0.999)
-                .with_epsilon(1e-8)
-                .with_weight_decay((weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)))
-                .init(),
-            OptimizerSpec::Adamw { weight_decay } => AdamWConfig::new()
-                .with_beta_1(0.9)
-                .with_beta_2(0.999)
-                .with_epsilon(1e-8)
-                .with_weight_decay(weight_decay as f32)
-                .init(),
+            OptimizerSpec::Adam { .. } => place.place(
+                AdamConfig::new()
+                    .with_beta_1(0.9)
+                    .with_beta_2(0.999)
+                    .with_epsilon(1e-8)
+                    .with_weight_decay(decay)
+                    .build(),
+            ),
+            OptimizerSpec::Adamw { .. } => place.place(
+                AdamWConfig::new()
+                    .with_beta_1(0.9)
+                    .with_beta_2(0.999)
+                    .with_epsilon(1e-8)
+                    .with_weight_decay(weight_decay as f32)
+                    .build(),
+            ),
             OptimizerSpec::Lars {
                 momentum,
-                weight_decay,
                 eta,
                 clip_lr,
                 exclude_bias_n_norm,
-            } => ModuleOptimizer::from(Lars {
+                ..
+            } => place.place(Lars {
                 momentum: Momentum::new(&MomentumConfig::new().with_momentum(momentum).with_dampening(0.0)),
                 weight_decay,
                 eta,
@@ -170,6 +313,33 @@ impl OptimizerSpec {
                 exclude_bias_n_norm,
             }),
         }
+    }
+}
+
+/// Where [`OptimizerSpec::place`] puts the optimizer it builds.
+trait Place {
+    fn place<O: Optimizer>(self, optim: O) -> ModuleOptimizer;
+}
+
+/// As the optimizer of every parameter.
+struct Whole(Option<GradientClipping>);
+
+impl Place for Whole {
+    fn place<O: Optimizer>(self, optim: O) -> ModuleOptimizer {
+        let whole = ModuleOptimizer::from(optim);
+        match self.0 {
+            Some(clip) => whole.with_grad_clipping(clip),
+            None => whole,
+        }
+    }
+}
+
+/// As the optimizer of one group of parameters of a whole one.
+struct Group(ModuleOptimizer, ParamGroup, Option<GradientClipping>);
+
+impl Place for Group {
+    fn place<O: Optimizer>(self, optim: O) -> ModuleOptimizer {
+        self.0.with_group(self.1, optim, self.2)
     }
 }
 
@@ -301,7 +471,7 @@ mod tests {
         // PyTorch's SGD: g' = x + wd w; v = g' (first), v = m v + g'; w -= lr v.
         // Step 1: g' = [0.5 + 0.1, 0.25 - 0.2] = [0.6, 0.05], w = [0.7, -2.025].
         // Step 2: g' = [0.57, 0.0475], v = [1.11, 0.0925], w = [0.145, -2.07125].
-        let spec = OptimizerSpec::Sgd { momentum: 0.9, weight_decay: 0.1 };
+        let spec = OptimizerSpec::sgd(0.9, 0.1);
         let [one, two] = two_steps(&spec, [1.0, -2.0], [0.5, 0.25], 0.5);
         assert_close(&one, &[0.7, -2.025]);
         assert_close(&two, &[0.145, -2.07125]);
@@ -313,7 +483,7 @@ mod tests {
         // constant gradient the bias-corrected moments are g and g², so each
         // step is w (1 - lr wd) - lr g / (|g| + eps).
         let (lr, wd) = (0.5f64, 0.1f64);
-        let spec = OptimizerSpec::Adamw { weight_decay: wd };
+        let spec = OptimizerSpec::adamw(wd);
         let (w, x) = ([1.0f32, -2.0], [0.5f32, 0.25]);
         let [one, two] = two_steps(&spec, w, x, lr);
         let step = |w: f64, g: f64| w * (1.0 - lr * wd) - lr * g / (g.abs() + 1e-8);
@@ -329,7 +499,7 @@ mod tests {
         // step the update is lr g' / (|g'| + eps) and the weights are not
         // shrunk separately. Step 2's g' differs (w moved), so compute it.
         let (lr, wd) = (0.1f64, 0.5f64);
-        let spec = OptimizerSpec::Adam { weight_decay: wd };
+        let spec = OptimizerSpec::adam(wd);
         let (w, x) = ([1.0f32, -2.0], [0.5f32, 0.25]);
         let [one, two] = two_steps(&spec, w, x, lr);
         let g1: Vec<f64> = (0..2).map(|i| x[i] as f64 + wd * w[i] as f64).collect();
@@ -346,6 +516,69 @@ mod tests {
         assert_close(&two, &w2);
     }
 
+    /// One step of a `Linear(2, 1)` with bias, weights `w`, bias `b`, loss
+    /// `w · x + b`: the gradients are `x` and 1.
+    fn one_step_with_bias(spec: &OptimizerSpec, w: [f32; 2], b: f32, x: [f32; 2], lr: f64) -> (Vec<f32>, f32) {
+        use burn::module::Param;
+        let device = Device::flex().autodiff();
+        let mut layer = burn::nn::LinearConfig::new(2, 1).init(&device);
+        layer.weight = Param::from_tensor(Tensor::<2>::from_data([[w[0]], [w[1]]], &device));
+        layer.bias = Some(Param::from_tensor(Tensor::<1>::from_data([b], &device)));
+        let mut trainable = crate::blocks::Trainable::new(layer, spec);
+        let mut grads = trainable.module().forward(Tensor::<2>::from_data([x], &device)).sum().backward();
+        trainable.step(&mut grads, lr);
+        let layer = trainable.module();
+        (values(layer.weight.val()), values(layer.bias.as_ref().unwrap().val())[0])
+    }
+
+    #[test]
+    fn an_exempt_bias_is_not_decayed_and_the_weights_are() {
+        // AdamW's first step: w (1 - lr wd) - lr g / (|g| + eps), g = x for
+        // the weights and 1 for the bias.
+        let (lr, wd) = (0.1f64, 0.5f64);
+        let adam = |w: f64, g: f64, decay: f64| w * (1.0 - lr * decay) - lr * g / (g.abs() + 1e-8);
+        let (w, b, x) = ([1.0f32, -2.0], 3.0f32, [0.5f32, 0.25]);
+        let exempt = OptimizerSpec::Adamw { weight_decay: wd, decay_exempt: DecayExempt::BiasNorm, clip_grad: None };
+        let (weights, bias) = one_step_with_bias(&exempt, w, b, x, lr);
+        assert_close(&weights, &[adam(1.0, 0.5, wd), adam(-2.0, 0.25, wd)]);
+        assert_close(&[bias], &[adam(3.0, 1.0, 0.0)]);
+        let (_, decayed) = one_step_with_bias(&OptimizerSpec::adamw(wd), w, b, x, lr);
+        assert_close(&[decayed], &[adam(3.0, 1.0, wd)]);
+    }
+
+    #[test]
+    fn clip_grad_scales_each_gradient_down_to_its_norm() {
+        // Plain SGD: the weight gradient [3, 4] (norm 5) is clipped to norm
+        // 1, the bias gradient 1 is left as it is.
+        let spec = OptimizerSpec::Sgd { momentum: 0.0, weight_decay: 0.0, decay_exempt: DecayExempt::None, clip_grad: Some(1.0) };
+        let (weights, bias) = one_step_with_bias(&spec, [1.0, -2.0], 3.0, [3.0, 4.0], 0.5);
+        assert_close(&weights, &[1.0 - 0.5 * 0.6, -2.0 - 0.5 * 0.8]);
+        assert_close(&[bias], &[3.0 - 0.5]);
+        assert!(OptimizerSpec::Sgd { momentum: 0.0, weight_decay: 0.0, decay_exempt: DecayExempt::None, clip_grad: Some(0.0) }
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn decay_exempt_finds_biases_norms_and_the_vit_embeddings() {
+        let device = Device::flex();
+        let vit = crate::backbone::BackboneConfig::vit(16, 1, 2, 4, 16).init(&device);
+        let exempt = DecayExempt::BiasNormEmbed.paths_in(&vit);
+        for path in ["cls_token", "pos_embed", "norm.gamma", "norm.beta", "blocks.0.attn.qkv.bias"] {
+            assert!(exempt.iter().any(|p| p == path), "{path} not in {exempt:?}");
+        }
+        assert!(!exempt.iter().any(|p| p.ends_with("weight")), "{exempt:?}");
+        let bias_norm = DecayExempt::BiasNorm.paths_in(&vit);
+        assert_eq!(bias_norm.len() + 2, exempt.len(), "the embeddings are the difference");
+        let resnet = crate::backbone::BackboneConfig::bottleneck(4, &[1, 1]).init(&device);
+        let exempt = DecayExempt::BiasNorm.paths_in(&resnet);
+        // Batch norm's running statistics are rank-1 tensors too; they get no
+        // gradient, so their group changes nothing.
+        let norm = |p: &String| ["gamma", "beta", "running_mean", "running_var"].iter().any(|n| p.ends_with(n));
+        assert!(exempt.iter().any(|p| p.ends_with("bn3.gamma")) && exempt.iter().all(norm), "{exempt:?}");
+        assert!(DecayExempt::None.paths_in(&resnet).is_empty());
+    }
+
     #[test]
     fn lars_parses_with_solo_learn_defaults() {
         let spec: OptimizerSpec = serde_json::from_value(serde_json::json!({"name": "lars"})).unwrap();
@@ -356,10 +589,11 @@ mod tests {
                 weight_decay: 1e-5,
                 eta: 0.02,
                 clip_lr: true,
-                exclude_bias_n_norm: true
+                exclude_bias_n_norm: true,
+                clip_grad: None,
             }
         );
-        assert!(OptimizerSpec::Lars { momentum: 0.9, weight_decay: 0.0, eta: 0.0, clip_lr: true, exclude_bias_n_norm: true }
+        assert!(OptimizerSpec::Lars { momentum: 0.9, weight_decay: 0.0, eta: 0.0, clip_lr: true, exclude_bias_n_norm: true, clip_grad: None }
             .validate()
             .is_err());
     }

@@ -20,7 +20,7 @@ use augur_core::backbone::BackboneConfig;
 use augur_core::blocks::Trainable;
 use augur_core::fused::{self, Fused};
 use augur_core::method::StepInfo;
-use augur_core::optim::OptimizerSpec;
+use augur_core::optim::{DecayExempt, OptimizerSpec};
 use augur_core::precision::{self, Precision};
 use clap::Args;
 
@@ -201,8 +201,8 @@ fn reference_step_args(cfg: &RunConfig, steps: usize, threads: usize) -> Result<
     if cfg.method.name != "simclr" {
         bail!("--pytorch compares SimCLR steps; the sweep's method is `{}`", cfg.method.name);
     }
-    let OptimizerSpec::Sgd { momentum, weight_decay } = cfg.optimizer else {
-        bail!("--pytorch compares SGD steps; the sweep's optimizer is another");
+    let OptimizerSpec::Sgd { momentum, weight_decay, decay_exempt: DecayExempt::None, clip_grad: None } = cfg.optimizer else {
+        bail!("--pytorch compares plain SGD steps (no decay_exempt, no clip_grad); the sweep's optimizer is another");
     };
     let option = |key: &str| {
         cfg.method.options.get(key).and_then(|v| v.as_f64()).ok_or_else(|| anyhow!("the simclr plugin resolved no `{key}` option"))

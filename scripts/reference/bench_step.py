@@ -10,6 +10,10 @@ changes, global average pooling; projector Linear-BN-ReLU-Linear.
 
     python scripts/reference/bench_step.py --device cpu --width 64 --blocks 2 2 2 2 --batch 128
     python scripts/reference/bench_step.py --block bottleneck --stem imagenet --blocks 3 4 6 3 --image-size 224 --batch 16
+    python scripts/reference/bench_step.py --arch vit --width 384 --depth 12 --heads 6 --patch 16 --image-size 224 --batch 8
+
+`--arch vit` trains timm's `VisionTransformer` (class-token features, no
+head) in place of the ResNet, as core/src/backbone/vit.rs mirrors it.
 """
 import argparse
 import json
@@ -108,6 +112,15 @@ class ResNet(nn.Module):
         return F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1)
 
 
+def vision_transformer(a):
+    """timm's ViT of the given shape, its features the class token after the final norm."""
+    from timm.models.vision_transformer import VisionTransformer
+    net = VisionTransformer(img_size=a.image_size, patch_size=a.patch, embed_dim=a.width, depth=a.depth,
+                            num_heads=a.heads, num_classes=0, global_pool="token")
+    net.feature_dim = a.width
+    return net
+
+
 def nt_xent(z1, z2, temperature):
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     n = z1.shape[0]
@@ -121,7 +134,11 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: PyTorch's default)")
-    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--arch", choices=["resnet", "vit"], default="resnet")
+    p.add_argument("--width", type=int, default=64, help="a ResNet's first stage width, a ViT's embedding width")
+    p.add_argument("--depth", type=int, default=12, help="ViT blocks")
+    p.add_argument("--heads", type=int, default=6, help="ViT attention heads")
+    p.add_argument("--patch", type=int, default=16, help="ViT patch side")
     p.add_argument("--blocks", type=int, nargs="+", default=[2, 2, 2, 2])
     p.add_argument("--block", choices=["basic", "bottleneck"], default="basic")
     p.add_argument("--stem", choices=["cifar", "imagenet"], default="cifar")
@@ -147,7 +164,7 @@ def main():
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     device = torch.device(a.device)
-    backbone = ResNet(a.width, a.blocks, a.block, a.stem)
+    backbone = vision_transformer(a) if a.arch == "vit" else ResNet(a.width, a.blocks, a.block, a.stem)
     hidden = a.proj_hidden or backbone.feature_dim
     projector = nn.Sequential(nn.Linear(backbone.feature_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, a.proj_out))
     model = nn.ModuleDict({"backbone": backbone, "projector": projector}).to(device)

@@ -101,6 +101,10 @@ pub struct TrainConfig {
     /// Linear warmup steps, then cosine decay to zero.
     #[serde(default)]
     pub warmup_steps: usize,
+    /// The warmup in epochs instead (MoCo v3's `--warmup-epochs`): that
+    /// many epochs' steps. Left out of the run's hash when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<usize>,
     /// Save a checkpoint every this many steps (0: only at the end).
     #[serde(default)]
     pub checkpoint_every: usize,
@@ -110,6 +114,13 @@ pub struct TrainConfig {
     /// hash when fp32, so runs recorded before it keep their identity.
     #[serde(default, skip_serializing_if = "Precision::is_fp32")]
     pub precision: Precision,
+}
+
+impl TrainConfig {
+    /// Warmup steps, given `per_epoch` steps an epoch.
+    pub fn warmup(&self, per_epoch: usize) -> usize {
+        self.warmup_epochs.map_or(self.warmup_steps, |epochs| epochs * per_epoch)
+    }
 }
 
 /// `[eval]`: protocols run on frozen backbone features after training.
@@ -185,6 +196,9 @@ impl RunConfig {
             (Some(_), Some(_)) => return Err("give train.steps or train.epochs, not both".into()),
             (None, None) => return Err("train.steps or train.epochs is required".into()),
             _ => {}
+        }
+        if t.warmup_epochs.is_some() && t.warmup_steps > 0 {
+            return Err("give train.warmup_steps or train.warmup_epochs, not both".into());
         }
         if t.batch_size < 2 {
             return Err(format!("train.batch_size = {} must be at least 2", t.batch_size));

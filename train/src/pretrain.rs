@@ -443,7 +443,7 @@ fn train_loop(
         let (prepared, labels) = rx.recv().context("the augmentation thread stopped early")?;
         let batch = prepared.to_device(ad);
         let n = batch.batch_size();
-        let lr = learning_rate(cfg.train.lr, step, cfg.train.warmup_steps, total);
+        let lr = learning_rate(cfg.train.lr, step, cfg.train.warmup(per_epoch), total);
         let info = StepInfo {
             step,
             total_steps: total,

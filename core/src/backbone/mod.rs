@@ -348,9 +348,6 @@ impl BackboneConfig {
                 self.invariance
             ));
         }
-        if self.invariance > 0 && shape.block != Block::Basic {
-            return Err("model.invariance (the hypernetwork ResNet) is built for basic blocks; use block = \"basic\" (resnet18, resnet34)".into());
-        }
         Ok(())
     }
 
@@ -374,7 +371,7 @@ impl BackboneConfig {
             ));
         }
         if self.invariance > 0 {
-            return Err("model.invariance (the hypernetwork backbone) is built for ResNets; use arch = \"resnet18\" or a basic-block \"resnet\"".into());
+            return Err("model.invariance (the hypernetwork backbone) is built for ResNets; use a ResNet (arch = \"resnet18\", \"resnet50\" or \"resnet\")".into());
         }
         Ok(())
     }

@@ -94,6 +94,9 @@ pub struct ResidualBlock {
     /// Amortised invariance: generators of conv1, conv2 and the shortcut's
     /// conv (which then replace them); empty in an ordinary ResNet.
     hyper: Vec<HyperConv2d>,
+    /// A bottleneck's generator of conv3 (`hypernet3` in the official
+    /// `hyper_resnet.py`).
+    hyper3: Option<HyperConv2d>,
     /// The official layout's embedding of `v`, shared by the block's generators.
     embedding: Option<InvarianceEmbedding>,
 }
@@ -126,12 +129,20 @@ impl ResidualBlock {
             conv: conv(cin, cout, 1, stride, init, device),
             bn: BatchNormConfig::new(cout).init(device),
         });
-        let mut hyper = Vec::new();
+        // The generators: the official Bottleneck's hypernet1-3 and
+        // hypernet_down (`hyper_resnet.py:438-442`), or the basic block's two.
+        let (mut hyper, mut hyper3) = (Vec::new(), None);
         if invariance > 0 {
-            hyper.push(HyperConv2d::new(invariance, cin, cout, 3, stride, layout, device));
-            hyper.push(HyperConv2d::new(invariance, cout, cout, 3, 1, layout, device));
+            let generator = |cin, cout, kernel, stride| HyperConv2d::new(invariance, cin, cout, kernel, stride, layout, device);
+            match block {
+                Block::Basic => hyper.extend([generator(cin, cout, 3, stride), generator(cout, cout, 3, 1)]),
+                Block::Bottleneck => {
+                    hyper.extend([generator(cin, width, 1, 1), generator(width, width, 3, stride)]);
+                    hyper3 = Some(generator(width, cout, 1, 1));
+                }
+            }
             if projected {
-                hyper.push(HyperConv2d::new(invariance, cin, cout, 1, stride, layout, device));
+                hyper.push(generator(cin, cout, 1, stride));
             }
         }
         let embedding = (invariance > 0 && layout == HypernetLayout::Official).then(|| InvarianceEmbedding::new(invariance, device));
@@ -145,6 +156,7 @@ impl ResidualBlock {
                 bn3: None,
                 shortcut,
                 hyper,
+                hyper3,
                 embedding,
             },
             Block::Bottleneck => Self {
@@ -156,6 +168,7 @@ impl ResidualBlock {
                 bn3: Some(last_norm(cout, zero, device)),
                 shortcut,
                 hyper,
+                hyper3,
                 embedding,
             },
         }
@@ -170,8 +183,8 @@ impl ResidualBlock {
         let out = batch_norm_relu_2d(&self.bn1, conv_for(&self.conv1, self.hyper.get(0), x, v, e));
         let out = match (&self.conv3, &self.bn3) {
             (Some(conv3), Some(bn3)) => {
-                let out = batch_norm_relu_2d(&self.bn2, crate::fused::conv::forward(&self.conv2, out));
-                batch_norm_2d(bn3, crate::fused::conv::forward(conv3, out))
+                let out = batch_norm_relu_2d(&self.bn2, conv_for(&self.conv2, self.hyper.get(1), out, v, e));
+                batch_norm_2d(bn3, conv_for(conv3, self.hyper3.as_ref(), out, v, e))
             }
             _ => batch_norm_2d(&self.bn2, conv_for(&self.conv2, self.hyper.get(1), out, v, e)),
         };
@@ -401,7 +414,25 @@ mod tests {
         let cfg = BackboneConfig { stem: Some("tiny".into()), ..Default::default() };
         assert!(cfg.validate().unwrap_err().contains("model.stem"));
         assert!(BackboneConfig::resnet(8, &[]).validate().is_err());
-        let hyper = BackboneConfig { invariance: 2, ..BackboneConfig::bottleneck(8, &[1]) };
-        assert!(hyper.validate().unwrap_err().contains("basic"));
+    }
+
+    /// The official hyper ResNet-50's block: generators for all three
+    /// convolutions and the projected shortcut, conv3's too (a generated
+    /// kernel per invariance vector changes the features).
+    #[test]
+    fn a_bottleneck_hypernetwork_generates_every_convolution() {
+        let device = Device::flex();
+        let cfg = BackboneConfig { invariance: 2, ..BackboneConfig::bottleneck(4, &[1, 1]) };
+        cfg.validate().unwrap();
+        let net = cfg.init(&device);
+        let x = Tensor::<4>::random([2, 3, 16, 16], burn::tensor::Distribution::Default, &device);
+        let a = net.forward_with(x.clone(), Some(Tensor::from_data([1.0f32, 0.0], &device)));
+        let b = net.forward_with(x, Some(Tensor::from_data([0.0f32, 1.0], &device)));
+        assert_eq!(a.dims(), [2, 32]);
+        let differ: f32 = (a - b).abs().sum().into_scalar();
+        assert!(differ > 1e-4, "{differ}");
+        let block = &net.as_resnet().unwrap().stages[0].blocks[0];
+        assert_eq!(block.hyper.len(), 3, "conv1, conv2 and the shortcut");
+        assert!(block.hyper3.is_some(), "conv3");
     }
 }

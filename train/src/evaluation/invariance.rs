@@ -96,7 +96,7 @@ pub fn fit(backbone: &Backbone, data: &Dataset, task: usize, train_images: usize
     ad.seed(seed);
     // Adam without decay, lr 0.01, for the readout and the vector (the
     // official code's two Adams have these settings).
-    let mut readout = Trainable::new(InvarianceReadout::new(k, backbone.feature_dim(), classes, param, ad), &OptimizerSpec::Adamw { weight_decay: 0.0 });
+    let mut readout = Trainable::new(InvarianceReadout::new(k, backbone.feature_dim(), classes, param, ad), &OptimizerSpec::adamw(0.0));
     let n = train_images.min(data.train.len());
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

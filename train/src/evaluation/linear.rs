@@ -81,10 +81,7 @@ pub fn linear_probe(
     let layer = seeded_linear(d, classes, seed, &ad);
     let mut probe = Trainable::new(
         layer,
-        &OptimizerSpec::Sgd {
-            momentum: 0.9,
-            weight_decay: 0.0,
-        },
+        &OptimizerSpec::sgd(0.9, 0.0),
     );
     let batch = cfg.linear_batch_size.min(n);
     let steps_per_epoch = n.div_ceil(batch);

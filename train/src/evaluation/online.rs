@@ -46,7 +46,7 @@ pub struct OnlineProbe {
 
 impl OnlineProbe {
     pub fn new(data: &Dataset, feature_dim: usize, device: &Device) -> Self {
-        let spec = OptimizerSpec::Sgd { momentum: 0.9, weight_decay: 0.0 };
+        let spec = OptimizerSpec::sgd(0.9, 0.0);
         let heads = data
             .tasks
             .iter()
