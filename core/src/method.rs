@@ -266,7 +266,10 @@ pub struct TwoView {
     projectors: Vec<Trainable<Mlp>>,
     /// Length of the invariance vector when there is one projector per setting.
     setting_dims: usize,
-    predictor: Option<Trainable<Mlp>>,
+    /// The predictor's shape, if the method has one.
+    predictor_config: Option<MlpConfig>,
+    /// No predictor, one, or one per setting (beside the projectors).
+    predictors: Vec<Trainable<Mlp>>,
     target: Target,
     momentum: Option<MomentumBranch<Mlp>>,
     objective: Box<dyn Objective>,
@@ -319,7 +322,8 @@ impl TwoView {
             device: ctx.device.clone(),
             projectors: vec![Trainable::new(online, &ctx.optimizer)],
             setting_dims: 0,
-            predictor: predictor.map(|p| Trainable::new(p.init(&ctx.device), &ctx.optimizer)),
+            predictors: predictor.iter().map(|p| Trainable::new(p.init(&ctx.device), &ctx.optimizer)).collect(),
+            predictor_config: predictor,
             target,
             momentum,
             objective,
@@ -360,10 +364,10 @@ impl TwoView {
         projector.forward(input)
     }
 
-    /// One projector (and momentum copy) per setting of a `k`-entry
-    /// invariance vector (amortised invariance's official heads: each
-    /// setting's views are projected by its own head), chosen by the
-    /// batch's setting; the momentum copies all move every step.
+    /// One projector (and momentum copy), and predictor if there is one,
+    /// per setting of a `k`-entry invariance vector (amortised invariance's
+    /// official heads: each setting's views go through their own), chosen
+    /// by the batch's setting; the momentum copies all move every step.
     pub fn with_projector_per_setting(mut self, k: usize, ctx: &MethodContext) -> Self {
         let count = crate::augment::invariance_settings(k).len();
         for i in 1..count {
@@ -372,6 +376,9 @@ impl TwoView {
                 m.heads.push(MomentumCopy::of(&indexed("target_projector", i), self.projector_config.init(&ctx.device), &online));
             }
             self.projectors.push(Trainable::new(online, &ctx.optimizer));
+            if let Some(p) = &self.predictor_config {
+                self.predictors.push(Trainable::new(p.init(&ctx.device), &ctx.optimizer));
+            }
         }
         self.setting_dims = k;
         self
@@ -431,7 +438,7 @@ impl Method for TwoView {
             self.project(f1, &batch.records[0], false, &online_projector),
             self.project(f2, &batch.records[1], false, &online_projector),
         ];
-        let online = match &self.predictor {
+        let online = match self.predictors.get(head).or(self.predictors.first()) {
             Some(p) => projections.clone().map(|z| p.module().forward(z)),
             None => projections.clone(),
         };
@@ -479,7 +486,7 @@ impl Method for TwoView {
         for p in &mut self.projectors {
             p.step(grads, lr);
         }
-        if let Some(p) = &mut self.predictor {
+        for p in &mut self.predictors {
             p.step(grads, lr);
         }
         for a in &mut self.aware {
@@ -511,8 +518,8 @@ impl Method for TwoView {
         for (i, p) in self.projectors.iter().enumerate() {
             p.save(dir, &indexed("projector", i))?;
         }
-        if let Some(p) = &self.predictor {
-            p.save(dir, "predictor")?;
+        for (i, p) in self.predictors.iter().enumerate() {
+            p.save(dir, &indexed("predictor", i))?;
         }
         if let Some(m) = &self.momentum {
             m.save(dir)?;
@@ -528,8 +535,8 @@ impl Method for TwoView {
         for (i, p) in self.projectors.iter_mut().enumerate() {
             p.load(dir, &indexed("projector", i))?;
         }
-        if let Some(p) = &mut self.predictor {
-            p.load(dir, "predictor")?;
+        for (i, p) in self.predictors.iter_mut().enumerate() {
+            p.load(dir, &indexed("predictor", i))?;
         }
         if let Some(m) = &mut self.momentum {
             m.load(dir)?;

@@ -1,5 +1,6 @@
 //! `augur bench`: training throughput (images/s) of a sweep's model and of
-//! ResNet-18 at batch 128, and augmentation speed, on this machine.
+//! ResNet-18 at batch 128 (with `--paper-scale`, also ResNet-50 and ViT-S/16
+//! at 224 px), and augmentation speed, on this machine.
 //!
 //! Each figure times real work: the view pipeline on synthetic images, and
 //! full SimCLR steps (forward, backward, optimizer) through the loaded plugin.
@@ -16,7 +17,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
 use augur_core::augment::{ImageRef, Pipeline};
-use augur_core::backbone::BackboneConfig;
+use augur_core::backbone::{BackboneConfig, Family, Pool, PosEmbed};
 use augur_core::blocks::Trainable;
 use augur_core::fused::{self, Fused};
 use augur_core::method::StepInfo;
@@ -45,6 +46,13 @@ pub struct BenchArgs {
     /// Skip the ResNet-18 cases.
     #[arg(long)]
     pub skip_resnet18: bool,
+    /// Also time torchvision's ResNet-50 (ImageNet stem) and timm's
+    /// ViT-S/16 at 224 px, at `--paper-batch`.
+    #[arg(long)]
+    pub paper_scale: bool,
+    /// Batch size of the `--paper-scale` cases.
+    #[arg(long, default_value_t = 8)]
+    pub paper_batch: usize,
     /// Time only the default path (every fused operation on), not each
     /// fused operation switched off and on.
     #[arg(long)]
@@ -133,6 +141,21 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
         r18.train.batch_size = 256;
         cases.push(("resnet18-cifar-w32".into(), r18));
     }
+    if args.paper_scale {
+        let at_224 = |model: BackboneConfig| {
+            let mut cfg = base.clone();
+            cfg.model = model;
+            cfg.data.image_size = Some(224);
+            cfg.train.batch_size = args.paper_batch;
+            cfg
+        };
+        let mut resnet50 = BackboneConfig::named("resnet50", "imagenet").map_err(|e| anyhow!(e))?;
+        resnet50.init = Some(augur_core::backbone::ConvInit::Torchvision);
+        cases.push(("resnet50-224".into(), at_224(resnet50)));
+        let vit_small = BackboneConfig { arch: "vit_small".into(), patch: Some(16), image_size: Some(224), ..Default::default() };
+        vit_small.validate().map_err(|e| anyhow!(e))?;
+        cases.push(("vit_small_patch16-224".into(), at_224(vit_small)));
+    }
     // Each fused operation off and on, so every gain can be attributed:
     // `unfused` is the path before the extensions, each `+op` adds one.
     // Cumulative: `unfused`, then one more operation per line; the last line
@@ -211,16 +234,32 @@ fn reference_step_args(cfg: &RunConfig, steps: usize, threads: usize) -> Result<
         DeviceName::Cuda(i) => format!("cuda:{i}"),
         _ => "cpu".into(),
     };
-    let shape = cfg.model.resnet_shape().map_err(|e| anyhow!(e))?;
-    let mut a = vec![
-        format!("--device={device}"),
-        format!("--threads={threads}"),
-        format!("--width={}", shape.width),
-        format!("--block={}", shape.block.name()),
-        format!("--stem={}", cfg.model.stem()),
-        "--blocks".into(),
-    ];
-    a.extend(shape.blocks.iter().map(|b| b.to_string()));
+    let mut a = vec![format!("--device={device}"), format!("--threads={threads}")];
+    match cfg.model.family().map_err(|e| anyhow!(e))? {
+        Family::ResNet(shape) => {
+            a.extend([
+                format!("--width={}", shape.width),
+                format!("--block={}", shape.block.name()),
+                format!("--stem={}", cfg.model.stem()),
+                "--blocks".into(),
+            ]);
+            a.extend(shape.blocks.iter().map(|b| b.to_string()));
+        }
+        Family::Vit(spec) => {
+            // timm's VisionTransformer of this shape (its learned position
+            // embedding and class-token features: the bench's ViT).
+            if spec.pos_embed != PosEmbed::Learned || spec.pool != Pool::Cls || spec.frozen_patch_embed {
+                bail!("--pytorch compares timm's ViT (learned position embedding, class token, trained patch projection)");
+            }
+            a.extend([
+                "--arch=vit".into(),
+                format!("--width={}", spec.shape.dim),
+                format!("--depth={}", spec.shape.depth),
+                format!("--heads={}", spec.shape.heads),
+                format!("--patch={}", spec.patch),
+            ]);
+        }
+    }
     a.extend([
         format!("--image-size={}", cfg.data.image_size.unwrap_or(32)),
         format!("--batch={}", cfg.train.batch_size),

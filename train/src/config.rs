@@ -225,7 +225,8 @@ impl RunConfig {
         let mut filled = self.clone();
         filled.model = self.model.filled();
         filled.augment = self.augment.filled_for(self.model.invariance);
-        if self.model.invariance > 0 && filled.model.hypernet.is_none() {
+        let resnet = self.model.resnet_shape().is_ok();
+        if self.model.invariance > 0 && resnet && filled.model.hypernet.is_none() {
             filled.model.hypernet = Some(augur_core::hyper::HypernetLayout::default());
         }
         let value = normalise_numbers(serde_json::to_value(&filled).expect("a config serialises"));

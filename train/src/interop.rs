@@ -122,7 +122,7 @@ fn torchvision_name_of(cfg: &BackboneConfig) -> Option<String> {
 /// `stem`, `width`, `blocks`, `layout`). Returns the number of tensors.
 pub fn export_backbone(backbone: &Backbone, cfg: &BackboneConfig, steps: i64, metadata: BTreeMap<String, String>, path: &Path) -> Result<usize> {
     if cfg.invariance > 0 {
-        bail!("this run's backbone is an amortised (hypernetwork) ResNet, whose convolutions are generated per invariance vector: it has no torchvision layout to export to");
+        bail!("this run's backbone is amortised (a ResNet whose convolutions are generated per invariance vector, or a ViT with an invariance token): torchvision and timm have no layout to export it to");
     }
     if backbone.as_resnet().is_none() {
         return export_vit(backbone, cfg, metadata, path);

@@ -39,7 +39,7 @@ fn small_options(component: &Component) -> String {
 fn needs(name: &str) -> (&'static str, &'static str) {
     match name {
         "hierarchical" => ("", "[base.augment]\nstages = [\"grayscale\"]\ngrayscale_p = 0.5"),
-        "amortised" => ("invariance = 2", ""),
+        "amortised" | "amortised_vit" => ("invariance = 2", ""),
         _ => ("", ""),
     }
 }
@@ -115,10 +115,9 @@ fn every_registered_method_and_component_trains_on_a_tiny_resnet50() {
 
 #[test]
 fn every_registered_method_and_component_trains_on_a_tiny_vit() {
-    // Per-stage methods need stages; the hypernetwork backbone is a ResNet.
+    // Per-stage methods need stages.
     every_component_trains_on(TINY_VIT, "a tiny ViT", |m| match m {
         "hierarchical" => Some("at least two stages"),
-        "amortised" => Some("built for ResNets"),
         _ => None,
     });
 }

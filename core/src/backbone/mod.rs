@@ -86,9 +86,14 @@ pub struct BackboneConfig {
     /// invariance vector every convolution's weights are generated from
     /// (2: spatial, appearance; 5: crop, colour jitter, grayscale, blur,
     /// solarize with the official views, see `augment.invariance_views`).
-    /// 0: an ordinary ResNet.
+    /// 0: an ordinary backbone. A ViT takes it as an invariance token
+    /// (the official `PromptVisionTransformerMoCo`, see `prompt_mlps`).
     #[serde(skip_serializing_if = "is_zero")]
     pub invariance: usize,
+    /// ViTs with `invariance`: how many MLPs of the invariance vector are
+    /// averaged into its token (the official `num_inv_fc`). Unset: 256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_mlps: Option<usize>,
     /// With `invariance`: how the convolutions are generated (default
     /// `official`, see [`HypernetLayout`]); filled in before such a run is
     /// hashed.
@@ -208,6 +213,7 @@ impl Default for BackboneConfig {
             frozen_patch_embed: None,
             image_size: None,
             invariance: 0,
+            prompt_mlps: None,
             hypernet: None,
             init: None,
             zero_init_residual: None,
@@ -287,6 +293,8 @@ impl BackboneConfig {
             pool: self.pool.unwrap_or(Pool::Cls),
             init,
             frozen_patch_embed: self.frozen_patch_embed.unwrap_or(false),
+            invariance: self.invariance,
+            prompt_mlps: self.prompt_mlps.unwrap_or(256),
         })
     }
 
@@ -370,8 +378,14 @@ impl BackboneConfig {
                 spec.patch, spec.image_size
             ));
         }
-        if self.invariance > 0 {
-            return Err("model.invariance (the hypernetwork backbone) is built for ResNets; use a ResNet (arch = \"resnet18\", \"resnet50\" or \"resnet\")".into());
+        if ![0, 2, 5].contains(&self.invariance) {
+            return Err(format!("model.invariance = {} is not a mode; use 2 (spatial, appearance), 5 or 0 (off)", self.invariance));
+        }
+        if self.hypernet.is_some() {
+            return Err("model.hypernet is the ResNet's generated convolutions; a ViT takes the invariance as a token (model.prompt_mlps): remove it".into());
+        }
+        if self.prompt_mlps == Some(0) || (self.prompt_mlps.is_some() && self.invariance == 0) {
+            return Err("model.prompt_mlps needs model.invariance = 2 or 5 and must be positive".into());
         }
         Ok(())
     }
@@ -398,6 +412,7 @@ impl BackboneConfig {
                 filled.pos_embed = Some(spec.pos_embed);
                 filled.pool = Some(spec.pool);
                 filled.frozen_patch_embed = Some(spec.frozen_patch_embed);
+                filled.prompt_mlps = (spec.invariance > 0).then_some(spec.prompt_mlps);
             }
             Err(_) => {}
         }
@@ -466,7 +481,7 @@ impl Backbone {
     pub fn forward_with(&self, x: Tensor<4>, v: Option<Tensor<1>>) -> Tensor<2> {
         match self {
             Backbone::ResNet(r) => r.forward_with(x, v),
-            Backbone::Vit(t) => t.forward(x),
+            Backbone::Vit(t) => t.forward_with(x, v),
         }
     }
 
@@ -474,7 +489,7 @@ impl Backbone {
     pub fn invariance_dims(&self) -> usize {
         match self {
             Backbone::ResNet(r) => r.invariance_dims(),
-            Backbone::Vit(_) => 0,
+            Backbone::Vit(t) => t.invariance_dims(),
         }
     }
 

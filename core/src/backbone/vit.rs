@@ -75,6 +75,42 @@ pub struct VitSpec {
     pub init: VitInit,
     /// MoCo v3's `stop_grad_conv1`: the patch projection stays at its random init.
     pub frozen_patch_embed: bool,
+    /// Amortised invariance: the invariance vector's length (0: none).
+    pub invariance: usize,
+    /// With `invariance`: the MLPs averaged into its token.
+    pub prompt_mlps: usize,
+}
+
+/// Amortised invariance's ViT form (`PromptVisionTransformerMoCo`, the
+/// official `vits.py:38-106`): `Linear(k, dim)-ReLU-Linear(dim, dim)` MLPs of
+/// the invariance vector (`inv_fc`, PyTorch's default init: they are made
+/// after timm's `init_weights`), their outputs averaged into one token that
+/// follows the class token and the patches, without a position embedding.
+#[derive(Module, Debug)]
+pub struct InvariancePrompt {
+    mlps: Vec<PromptMlp>,
+}
+
+#[derive(Module, Debug)]
+pub struct PromptMlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl InvariancePrompt {
+    fn new(k: usize, dim: usize, count: usize, device: &Device) -> Self {
+        let mlps = (0..count)
+            .map(|_| PromptMlp { fc1: LinearConfig::new(k, dim).init(device), fc2: LinearConfig::new(dim, dim).init(device) })
+            .collect();
+        Self { mlps }
+    }
+
+    /// The invariance token `[1, 1, dim]` for `v` (`[k]`).
+    fn token(&self, v: &Tensor<1>) -> Tensor<3> {
+        let v = v.clone().unsqueeze::<2>();
+        let outputs: Vec<Tensor<2>> = self.mlps.iter().map(|m| m.fc2.forward(burn::tensor::activation::relu(m.fc1.forward(v.clone())))).collect();
+        Tensor::cat(outputs, 0).mean_dim(0).unsqueeze::<3>()
+    }
 }
 
 #[derive(Module, Debug)]
@@ -133,6 +169,8 @@ pub struct VisionTransformer {
     pos_embed: Param<Tensor<3>>,
     blocks: Vec<TransformerBlock>,
     norm: LayerNorm,
+    /// Amortised invariance's token maker (none in an ordinary ViT).
+    prompt: Option<InvariancePrompt>,
     #[module(skip)]
     pool: Pool,
     #[module(skip)]
@@ -209,6 +247,7 @@ impl VisionTransformer {
             pos_embed,
             blocks,
             norm: norm(),
+            prompt: (spec.invariance > 0).then(|| InvariancePrompt::new(spec.invariance, dim, spec.prompt_mlps, device)),
             pool: spec.pool,
             patch: p,
         }
@@ -235,27 +274,52 @@ impl VisionTransformer {
     }
 
     /// Every token after the final norm, `[batch, 1 + patches, dim]`: the
-    /// class token first.
+    /// class token first (and, in an amortised ViT, the invariance token of
+    /// every invariance last).
     pub fn tokens(&self, x: Tensor<4>) -> Tensor<3> {
+        self.tokens_with(x, None)
+    }
+
+    /// The tokens with, in an amortised ViT, the invariance token of `v`
+    /// (all ones when `None`) last: `[batch, 1 + patches + 1, dim]`.
+    fn tokens_with(&self, x: Tensor<4>, v: Option<Tensor<1>>) -> Tensor<3> {
         let [b, _, h, _] = x.dims();
         let grid = h / self.patch;
         let patches = self.patch_embed.proj.forward(x).flatten::<3>(2, 3).swap_dims(1, 2);
         let dim = self.feature_dim();
+        let device = patches.device();
         let cls = self.cls_token.val().expand([b, 1, dim]);
         let mut x = Tensor::cat(vec![cls, patches], 1) + self.position_embedding(grid);
+        if let Some(prompt) = &self.prompt {
+            let v = v.unwrap_or_else(|| Tensor::ones([self.invariance_dims()], &device));
+            x = Tensor::cat(vec![x, prompt.token(&v).expand([b, 1, dim])], 1);
+        }
         for block in &self.blocks {
             x = block.forward(x);
         }
         self.norm.forward(x)
     }
 
+    /// Length of the invariance vector (0: an ordinary ViT).
+    pub fn invariance_dims(&self) -> usize {
+        self.prompt.as_ref().map_or(0, |p| p.mlps.first().map_or(0, |m| m.fc1.weight.dims()[0]))
+    }
+
     /// The pooled feature `[batch, dim]`: the class token or the patches' mean.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let tokens = self.tokens(x);
-        let [b, n, dim] = tokens.dims();
+        self.forward_with(x, None)
+    }
+
+    /// The pooled feature for invariance vector `v` (see [`Self::tokens_with`]);
+    /// the mean pool averages the patch tokens only.
+    pub fn forward_with(&self, x: Tensor<4>, v: Option<Tensor<1>>) -> Tensor<2> {
+        let [_, _, h, w] = x.dims();
+        let patches = (h / self.patch) * (w / self.patch);
+        let tokens = self.tokens_with(x, v);
+        let [b, _, dim] = tokens.dims();
         match self.pool {
             Pool::Cls => tokens.narrow(1, 0, 1).reshape([b, dim]),
-            Pool::Mean => tokens.narrow(1, 1, n - 1).mean_dim(1).reshape([b, dim]),
+            Pool::Mean => tokens.narrow(1, 1, patches).mean_dim(1).reshape([b, dim]),
         }
     }
 }
@@ -265,7 +329,7 @@ mod tests {
     use super::*;
 
     fn tiny(pool: Pool, pos_embed: PosEmbed, init: VitInit) -> VitSpec {
-        VitSpec { shape: VitShape { dim: 16, depth: 2, heads: 2 }, patch: 4, image_size: 16, pos_embed, pool, init, frozen_patch_embed: false }
+        VitSpec { shape: VitShape { dim: 16, depth: 2, heads: 2 }, patch: 4, image_size: 16, pos_embed, pool, init, frozen_patch_embed: false, invariance: 0, prompt_mlps: 0 }
     }
 
     /// timm's vit_small_patch16_224 without its head: 21,665,664 parameters
@@ -273,7 +337,7 @@ mod tests {
     #[test]
     fn vit_small_size_and_token_shapes() {
         let device = Device::flex();
-        let spec = VitSpec { shape: VitShape { dim: 384, depth: 12, heads: 6 }, patch: 16, image_size: 224, pos_embed: PosEmbed::Learned, pool: Pool::Cls, init: VitInit::Timm, frozen_patch_embed: false };
+        let spec = VitSpec { shape: VitShape { dim: 384, depth: 12, heads: 6 }, patch: 16, image_size: 224, pos_embed: PosEmbed::Learned, pool: Pool::Cls, init: VitInit::Timm, frozen_patch_embed: false, invariance: 0, prompt_mlps: 0 };
         let net = VisionTransformer::new(&spec, &device);
         assert_eq!(burn::module::Module::num_params(&net), 21_665_664);
         let tiny = VisionTransformer::new(&tiny(Pool::Cls, PosEmbed::Learned, VitInit::Timm), &device);
@@ -311,5 +375,24 @@ mod tests {
         assert!(net.patch_embed.proj.weight.val().grad(&grads).is_none());
         // Mean pooling does not read the class token, but attention mixes it in.
         assert!(net.cls_token.val().grad(&grads).is_some() && net.blocks[0].attn.qkv.weight.val().grad(&grads).is_some());
+    }
+
+    /// The official prompt ViT: the invariance token joins the sequence,
+    /// so the class token follows the vector; an ordinary ViT has no token.
+    #[test]
+    fn an_amortised_vit_follows_its_invariance_vector() {
+        let device = Device::flex();
+        let spec = VitSpec { invariance: 2, prompt_mlps: 3, ..tiny(Pool::Cls, PosEmbed::Learned, VitInit::Timm) };
+        let net = VisionTransformer::new(&spec, &device);
+        assert_eq!(net.invariance_dims(), 2);
+        let x = Tensor::<4>::random([2, 3, 16, 16], Distribution::Default, &device);
+        assert_eq!(net.tokens(x.clone()).dims(), [2, 1 + 16 + 1, 16]);
+        let a = net.forward_with(x.clone(), Some(Tensor::from_data([1.0f32, 0.0], &device)));
+        let b = net.forward_with(x.clone(), Some(Tensor::from_data([0.0f32, 1.0], &device)));
+        let differ: f32 = (a - b).abs().sum().into_scalar();
+        assert!(differ > 1e-4, "{differ}");
+        let plain = VisionTransformer::new(&tiny(Pool::Cls, PosEmbed::Learned, VitInit::Timm), &device);
+        assert_eq!(plain.invariance_dims(), 0);
+        assert_eq!(plain.tokens(x).dims(), [2, 17, 16]);
     }
 }

@@ -17,6 +17,9 @@
 //!   projector per setting; the loss is the official `moco/builder.py`'s,
 //!   view 1's queries against view 2's keys, view 2's keys enqueued.
 //!   Downstream, `augur eval --protocol invariance` learns the vector.
+//! - `amortised_vit`: amortised invariance's ViT form, MoCo v3 on a ViT
+//!   that takes the vector as a token (`model.invariance` on a ViT), with
+//!   a projector and predictor per setting.
 //! - `moco_v3`: in-batch negatives, no queue; momentum on a cosine to 1;
 //!   loss scaled by 2T. Its heads are the official `MoCo_ResNet`'s by
 //!   default (2-layer projector ending in a non-affine BN, 2-layer predictor
@@ -29,7 +32,7 @@ use std::path::Path;
 
 use augur_core::heads;
 use augur_core::burn::prelude::*;
-use augur_core::losses::{Directions, Enqueue, MocoQueues, QueueLayout, QueueStart, info_nce, moco_queue_loss};
+use augur_core::losses::{Directions, Enqueue, MocoQueues, QueueLayout, QueueStart, cross_entropy, info_nce, moco_queue_loss};
 use augur_core::method::{Method, MethodContext, MomentumSchedule, Objective, Target, TwoView, ViewBatch};
 use augur_core::options::check;
 use augur_core::plugin::Registry;
@@ -214,6 +217,41 @@ fn amortised(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
 }
 
 augur_core::options! {
+    /// `[method]` options of `amortised_vit`: MoCo v3's, per invariance setting.
+    struct AmortisedVitOptions {
+        /// InfoNCE temperature (the README's ViT command: `--moco-t 0.2`).
+        temperature: f64 = 0.2 => check::positive,
+        /// EMA coefficient at the start, cosine to 1 (`--moco-m-cos`).
+        base_momentum: f64 = 0.99 => check::unit_interval,
+        /// Hidden width of the projectors and predictors (`--moco-mlp-dim 4096`).
+        proj_hidden: usize = 4096 => check::nonzero,
+        /// Projection dimension (`--moco-dim 256`).
+        proj_out: usize = 256 => check::nonzero,
+        /// Cosine logits, as MoCo v3 and the paper; false: the official code's `contrastive_loss`
+        /// (`moco/builder.py:106-114`), which leaves out MoCo v3's normalisation of q and k.
+        normalise: bool = true,
+    }
+}
+
+/// Amortised invariance's ViT form (`MoCo_ViT` over
+/// `PromptVisionTransformerMoCo`, `moco/builder.py:268-280, 333-343`):
+/// MoCo v3's symmetric in-batch loss, a 3-layer projector and 2-layer
+/// predictor per setting, the momentum encoder on a cosine to 1.
+fn amortised_vit(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
+    let o: AmortisedVitOptions = ctx.options()?;
+    let k = ctx.backbone.invariance;
+    if k == 0 {
+        return Err("amortised_vit needs a backbone that takes an invariance vector: set model.invariance = 2 (spatial, appearance)".into());
+    }
+    let projector = heads::moco_v3_vit_projector(ctx.projector_input, o.proj_hidden, o.proj_out);
+    // `_build_mlp(2, dim, mlp_dim, dim)`: the predictor is as wide as the projector.
+    let predictor = heads::moco_v3_vit_predictor(o.proj_out, o.proj_hidden);
+    let target = Target::Momentum(MomentumSchedule { base: o.base_momentum, last: 1.0 });
+    let method = TwoView::new(projector, Some(predictor), target, Box::new(InBatchInfoNce { temperature: o.temperature, normalise: o.normalise }), ctx);
+    Ok(Box::new(method.with_projector_per_setting(k, ctx)))
+}
+
+augur_core::options! {
     /// `[method]` options of `moco_v3`.
     struct V3Options {
         /// InfoNCE temperature (solo-learn's CIFAR recipe; the official ResNet default is 1.0).
@@ -242,9 +280,11 @@ enum V3Layout {
     Vit,
 }
 
-/// Symmetric in-batch InfoNCE, scaled by 2T as in the MoCo v3 code.
+/// Symmetric in-batch InfoNCE, scaled by 2T as in the MoCo v3 code; on
+/// cosine logits, or (`normalise = false`) on raw dot products.
 struct InBatchInfoNce {
     temperature: f64,
+    normalise: bool,
 }
 
 impl Objective for InBatchInfoNce {
@@ -252,7 +292,15 @@ impl Objective for InBatchInfoNce {
         let [q1, q2] = online;
         let [k1, k2] = target;
         let t = self.temperature;
-        (info_nce(q1, k2, None, t) + info_nce(q2, k1, None, t)).mul_scalar(2.0 * t)
+        let one = |q: Tensor<2>, k: Tensor<2>| {
+            if self.normalise {
+                info_nce(q, k, None, t)
+            } else {
+                let targets: Vec<usize> = (0..q.dims()[0]).collect();
+                cross_entropy(q.matmul(k.transpose()) / t, &targets)
+            }
+        };
+        (one(q1, k2) + one(q2, k1)).mul_scalar(2.0 * t)
     }
 }
 
@@ -269,7 +317,7 @@ fn moco_v3(ctx: &MethodContext) -> Result<Box<dyn Method>, String> {
         ),
     };
     let target = Target::Momentum(MomentumSchedule { base: o.base_momentum, last: 1.0 });
-    Ok(Box::new(TwoView::new(projector, Some(predictor), target, Box::new(InBatchInfoNce { temperature: o.temperature }), ctx)))
+    Ok(Box::new(TwoView::new(projector, Some(predictor), target, Box::new(InBatchInfoNce { temperature: o.temperature, normalise: true }), ctx)))
 }
 
 fn register(registry: &mut Registry) {
@@ -286,7 +334,33 @@ fn register(registry: &mut Registry) {
     )
     .recipe("amortised")
     .zero_init_residual();
+    registry.method::<AmortisedVitOptions>(
+        "amortised_vit",
+        "Amortised invariance's ViT form (MoCo v3 on a ViT with an invariance token, model.invariance): heads per invariance setting",
+        amortised_vit,
+    )
+    .recipe("amortised");
     registry.method::<V3Options>("moco_v3", "MoCo v3: momentum key encoder, predictor, in-batch negatives", moco_v3).recipe("solo-asymmetric");
 }
 
 augur_core::export_plugin!(register);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two in-batch losses by hand on q = k = [[2, 0], [0, 1]] at T = 1:
+    /// cosine logits [[1, 0], [0, 1]], raw ones [[4, 0], [0, 1]]; each
+    /// direction is the mean cross-entropy, the sum is scaled by 2T.
+    #[test]
+    fn in_batch_losses_by_hand() {
+        let device = Device::flex();
+        let rows = || Tensor::<2>::from_data([[2.0f32, 0.0], [0.0, 1.0]], &device);
+        let ce = |own: f64, other: f64| -(own.exp() / (own.exp() + other.exp())).ln();
+        for (normalise, want) in [(true, ce(1.0, 0.0)), (false, (ce(4.0, 0.0) + ce(1.0, 0.0)) / 2.0)] {
+            let mut loss = InBatchInfoNce { temperature: 1.0, normalise };
+            let got: f32 = loss.loss([rows(), rows()], [rows(), rows()]).into_scalar();
+            assert!((got as f64 - 2.0 * 2.0 * want).abs() < 1e-5, "normalise {normalise}: {got} vs {}", 4.0 * want);
+        }
+    }
+}
