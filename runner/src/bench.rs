@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// Batch size of the `--paper-scale` cases.
     #[arg(long, default_value_t = 8)]
     pub paper_batch: usize,
+    /// Time only the training cases whose name starts with this (e.g.
+    /// `resnet50`), so that a process's peak memory is one case's.
+    #[arg(long)]
+    pub only: Option<String>,
     /// Time only the default path (every fused operation on), not each
     /// fused operation switched off and on.
     #[arg(long)]
@@ -155,6 +159,12 @@ pub fn run(args: &BenchArgs, plugin_dir: &Path) -> Result<()> {
         let vit_small = BackboneConfig { arch: "vit_small".into(), patch: Some(16), image_size: Some(224), ..Default::default() };
         vit_small.validate().map_err(|e| anyhow!(e))?;
         cases.push(("vit_small_patch16-224".into(), at_224(vit_small)));
+    }
+    if let Some(only) = &args.only {
+        cases.retain(|(label, _)| label.starts_with(only.as_str()));
+        if cases.is_empty() {
+            bail!("--only {only} names no case; the cases start with the sweep's name, resnet18-cifar, resnet50-224 or vit_small_patch16-224");
+        }
     }
     // Each fused operation off and on, so every gain can be attributed:
     // `unfused` is the path before the extensions, each `+op` adds one.
@@ -304,14 +314,7 @@ fn time_case(cfg: &RunConfig, plugins: &Plugins, steps: usize) -> Result<(usize,
     let side = cfg.data.image_size.unwrap_or(32);
     let batch = cfg.train.batch_size;
     let (split, tasks) = synthetic(batch, side, 1);
-    let data = Dataset {
-        name: "synthetic".into(),
-        train: split.clone(),
-        test: split,
-        tasks,
-        mean: [0.5; 3],
-        std: [0.25; 3],
-    };
+    let data = Dataset { mean: [0.5; 3], std: [0.25; 3], ..Dataset::of("synthetic", split.clone(), split, tasks) };
     let device = train::device_of(cfg)?;
     let ad = device.autodiff();
     ad.seed(cfg.seed);

@@ -137,6 +137,25 @@ fn bad_input_gives_one_line_errors_and_keeps_finished_runs() {
     std::fs::write(d.join("folder/train/b/broken.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
     let folder = write(d, "folder.toml", &tiny_sweep(&format!("dataset = \"folder\"\npath = \"{}\"\nimage_size = 8", d.join("folder").display()), ""));
     assert_fails_with(&augur(&["run", folder.to_str().unwrap(), "--store", s]), &["broken.jpg", "cannot decode"]);
+    std::fs::remove_file(d.join("folder/train/b/broken.jpg")).unwrap();
+
+    // A classes file naming a class without a folder, a class folder
+    // without images, a file that is not an image: each named at start.
+    let classes = d.join("classes.txt");
+    std::fs::write(&classes, "# two of them
+a
+c
+").unwrap();
+    let subset = write(d, "subset.toml", &tiny_sweep(&format!("dataset = \"folder\"\npath = \"{}\"\nimage_size = 8\nclasses_file = \"{}\"", d.join("folder").display(), classes.display()), ""));
+    assert_fails_with(&augur(&["run", subset.to_str().unwrap(), "--store", s]), &["subset.toml:", "classes.txt", "class `c`", "no such folder"]);
+    std::fs::create_dir_all(d.join("folder/train/c")).unwrap();
+    std::fs::create_dir_all(d.join("folder/test/c")).unwrap();
+    assert_fails_with(&augur(&["run", subset.to_str().unwrap(), "--store", s]), &["folder/train/c", "holds no images"]);
+    std::fs::remove_dir(d.join("folder/train/c")).unwrap();
+    std::fs::remove_dir(d.join("folder/test/c")).unwrap();
+    std::fs::write(d.join("folder/test/a/notes.txt"), "not an image").unwrap();
+    assert_fails_with(&augur(&["run", folder.to_str().unwrap(), "--store", s]), &["notes.txt", "is not an image"]);
+    std::fs::remove_file(d.join("folder/test/a/notes.txt")).unwrap();
 
     // Malformed TOML: the line of the problem is named.
     let bad = write(d, "bad.toml", &tiny_sweep(SYNTHETIC, "").replace("lr = 0.1", "lr = [oops"));

@@ -59,7 +59,7 @@ fn default_device() -> String {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// `synthetic`, `palette` (generated), `cifar10`, `cifar100` or `folder`.
+    /// `synthetic`, `palette` (generated), `cifar10`, `cifar100`, `stl10` or `folder`.
     pub dataset: String,
     /// Directory of the data (not for `synthetic`).
     #[serde(default)]
@@ -76,6 +76,17 @@ pub struct DataConfig {
     /// Seed of the synthetic generator and of the subsets.
     #[serde(default)]
     pub data_seed: u64,
+    /// `folder` only: a text file naming the class folders to use, one per
+    /// line (`#` comments), their labels in its order; e.g. ImageNet-100 out
+    /// of ImageNet-1k (`datasets/imagenet100.txt`). Unset: every class
+    /// folder, sorted. Left out of the run's hash when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes_file: Option<PathBuf>,
+    /// `stl10` only: pretrain on the 100,000 unlabeled images too (train
+    /// + unlabeled, as the papers do; evaluations use train and test).
+    /// Left out of the run's hash when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlabeled: Option<bool>,
 }
 
 /// `[method]`: a registered method name and its own options.
@@ -176,16 +187,22 @@ impl RunConfig {
                     return Err(format!("data.path is not used by the generated dataset `{}`; remove it", d.dataset));
                 }
             }
-            "cifar10" | "cifar100" | "folder" => {
+            "cifar10" | "cifar100" | "stl10" | "folder" => {
                 if d.path.is_none() {
                     return Err(format!("data.path is required for dataset `{}`", d.dataset));
                 }
             }
             other => {
                 return Err(format!(
-                    "data.dataset = `{other}` is unknown; use synthetic, palette, cifar10, cifar100 or folder"
+                    "data.dataset = `{other}` is unknown; use synthetic, palette, cifar10, cifar100, stl10 or folder"
                 ));
             }
+        }
+        if d.unlabeled.is_some() && d.dataset != "stl10" {
+            return Err(format!("data.unlabeled adds STL-10's unlabeled split; dataset `{}` has none: remove it", d.dataset));
+        }
+        if d.classes_file.is_some() && d.dataset != "folder" {
+            return Err(format!("data.classes_file selects class folders of an image folder; dataset `{}` has none: remove it", d.dataset));
         }
         if d.image_size == Some(0) {
             return Err("data.image_size must be positive".into());

@@ -1,10 +1,10 @@
 //! Datasets, decoded once and held in memory as u8 (channel-major):
-//! the synthetic shapes-and-colours set, CIFAR-10/100 binaries, and image
-//! folders (`train/<class>/*.jpg|png`, `test/<class>/...`).
+//! the synthetic shapes-and-colours set, CIFAR-10/100 and STL-10 binaries,
+//! and image folders (`train/<class>/*.jpg|png`, `test/<class>/...`).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use augur_core::augment::ImageRef;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -77,14 +77,33 @@ pub struct Dataset {
     pub name: String,
     pub train: Split,
     pub test: Split,
+    /// The images pretraining draws from when they are more than `train`'s:
+    /// `train` then an unlabeled split (STL-10's with `data.unlabeled`),
+    /// whose labels are [`NO_LABEL`]. `None`: `train`.
+    pub pretrain: Option<Split>,
     pub tasks: Vec<Task>,
     /// Per-channel mean and std of the training images, in [0, 1] units.
     pub mean: [f32; 3],
     pub std: [f32; 3],
 }
 
+/// The label of an image without one (an unlabeled split's).
+pub const NO_LABEL: u16 = u16::MAX;
+
 impl Dataset {
+    /// A dataset of a train and a test split, pretraining on `train`.
+    pub fn of(name: &str, train: Split, test: Split, tasks: Vec<Task>) -> Dataset {
+        let (mean, std) = channel_stats(&train);
+        Dataset { name: name.into(), train, test, pretrain: None, tasks, mean, std }
+    }
+
+    /// The images pretraining draws from: `train`, and the unlabeled split if any.
+    pub fn pretraining(&self) -> &Split {
+        self.pretrain.as_ref().unwrap_or(&self.train)
+    }
+
     pub fn load(cfg: &DataConfig) -> Result<Dataset> {
+        let mut unlabeled = None;
         let (name, train, test, tasks) = match cfg.dataset.as_str() {
             "synthetic" | "palette" => {
                 let side = cfg.image_size.unwrap_or(32);
@@ -106,6 +125,12 @@ impl Dataset {
                 let name = path.file_name().map(|s| s.to_string_lossy().into_owned());
                 (name.unwrap_or_else(|| "folder".into()), train, test, tasks)
             }
+            "stl10" => {
+                let path = cfg.path.as_deref().expect("validated: stl10 needs a path");
+                let (train, test, extra, tasks) = load_stl10(path, cfg)?;
+                unlabeled = extra;
+                ("stl10".into(), train, test, tasks)
+            }
             other => bail!("data.dataset = `{other}` is unknown"),
         };
         let train = train.subset(cfg.train_size, cfg.data_seed);
@@ -113,15 +138,15 @@ impl Dataset {
         if train.is_empty() || test.is_empty() {
             bail!("dataset `{name}` has an empty train or test split");
         }
-        let (mean, std) = channel_stats(&train);
-        Ok(Dataset {
-            name,
-            train,
-            test,
-            tasks,
-            mean,
-            std,
-        })
+        let mut data = Dataset::of(&name, train, test, tasks);
+        if let Some(mut extra) = unlabeled {
+            // The labelled images first, then the unlabeled ones.
+            let mut pretrain = data.train.clone();
+            pretrain.images.append(&mut extra.images);
+            pretrain.labels[0].append(&mut extra.labels[0]);
+            data.pretrain = Some(pretrain);
+        }
+        Ok(data)
     }
 }
 
@@ -477,6 +502,83 @@ pub fn read_cifar_records(bytes: &[u8], hundred: bool, split: &mut Split) -> Res
     Ok(())
 }
 
+// ---------------------------------------------------------------- STL-10
+
+/// STL-10's binary layout (`stl10_binary`: `train_X.bin`, `train_y.bin`,
+/// `test_X.bin`, `test_y.bin`, `unlabeled_X.bin`, `class_names.txt`):
+/// 96 x 96 RGB images, each channel stored column by column, labels 1-10
+/// one byte each. The unlabeled split is read only when asked
+/// (`data.unlabeled`).
+fn load_stl10(path: &Path, cfg: &DataConfig) -> Result<(Split, Split, Option<Split>, Vec<Task>)> {
+    let dir = if path.join("stl10_binary").is_dir() { path.join("stl10_binary") } else { path.to_path_buf() };
+    if !dir.join("train_X.bin").exists() {
+        bail!("{} holds no train_X.bin; point data.path at STL-10's stl10_binary folder (or its parent)", dir.display());
+    }
+    if let Some(side) = cfg.image_size.filter(|&s| s != STL10_SIDE) {
+        bail!("data.image_size = {side}, but STL-10 holds {STL10_SIDE} px images; remove image_size or set it to {STL10_SIDE}");
+    }
+    let read = |images: &str, labels: Option<&str>| -> Result<Split> {
+        let p = dir.join(images);
+        let bytes = std::fs::read(&p).with_context(|| format!("cannot read STL-10 file {}", p.display()))?;
+        let labels = match labels {
+            Some(name) => {
+                let p = dir.join(name);
+                let raw = std::fs::read(&p).with_context(|| format!("cannot read STL-10 file {}", p.display()))?;
+                Some((p, raw))
+            }
+            None => None,
+        };
+        stl10_split(&bytes, labels.as_ref().map(|(p, raw)| (p.as_path(), raw.as_slice()))).with_context(|| format!("STL-10 file {}", p.display()))
+    };
+    let train = read("train_X.bin", Some("train_y.bin"))?;
+    let test = read("test_X.bin", Some("test_y.bin"))?;
+    let unlabeled = if cfg.unlabeled == Some(true) { Some(read("unlabeled_X.bin", None)?) } else { None };
+    let names: Option<Vec<String>> = std::fs::read_to_string(dir.join("class_names.txt"))
+        .ok()
+        .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect::<Vec<_>>())
+        .filter(|n| n.len() == 10);
+    let classes = names.unwrap_or_else(|| STL10_CLASSES.iter().map(|s| s.to_string()).collect());
+    Ok((train, test, unlabeled, class_task(classes)))
+}
+
+const STL10_SIDE: usize = 96;
+
+const STL10_CLASSES: [&str; 10] = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"];
+
+/// A split from STL-10's image bytes (and label bytes, 1-10; none for the
+/// unlabeled split, whose labels are [`NO_LABEL`]). Channels are stored
+/// column-major: pixel (row, col) of a channel is byte `col * 96 + row`.
+pub fn stl10_split(images: &[u8], labels: Option<(&Path, &[u8])>) -> Result<Split> {
+    let plane = STL10_SIDE * STL10_SIDE;
+    let record = 3 * plane;
+    if images.is_empty() || images.len() % record != 0 {
+        bail!("truncated or not an STL-10 image file: {} bytes is not a whole number of {record}-byte images", images.len());
+    }
+    let n = images.len() / record;
+    let labels: Vec<u16> = match labels {
+        Some((path, raw)) => {
+            if raw.len() != n {
+                bail!("{} holds {} labels for {n} images", path.display(), raw.len());
+            }
+            raw.iter()
+                .map(|&l| if (1..=10).contains(&l) { Ok(l as u16 - 1) } else { Err(anyhow!("{}: label {l} out of range 1..=10", path.display())) })
+                .collect::<Result<_>>()?
+        }
+        None => vec![NO_LABEL; n],
+    };
+    let mut out = vec![0u8; images.len()];
+    for (src, dst) in images.chunks(record).zip(out.chunks_mut(record)) {
+        for c in 0..3 {
+            for col in 0..STL10_SIDE {
+                for row in 0..STL10_SIDE {
+                    dst[c * plane + row * STL10_SIDE + col] = src[c * plane + col * STL10_SIDE + row];
+                }
+            }
+        }
+    }
+    Ok(Split { images: out, side: STL10_SIDE, labels: vec![labels] })
+}
+
 // ---------------------------------------------------------------- image folder
 
 /// The one task of a classification dataset.
@@ -487,24 +589,59 @@ fn class_task(classes: Vec<String>) -> Vec<Task> {
     }]
 }
 
-/// `root/train/<class>/*` and `root/test/<class>/*`, resized to
-/// `image_size`; only the subset `train_size` / `test_size` keep is decoded.
+/// `root/train/<class>/*` and `root/test/<class>/*` (or `root/val/`, as
+/// ImageNet ships it), resized to `image_size`; only the subset
+/// `train_size` / `test_size` keep is decoded. With `classes_file`, only
+/// the classes it names, labelled in its order.
 fn load_folder(root: &Path, cfg: &DataConfig) -> Result<(Split, Split, Vec<Task>)> {
     let side = cfg.image_size.unwrap_or(32);
     if !root.is_dir() {
         bail!("data.path {} is not a directory", root.display());
     }
-    let classes = class_dirs(&root.join("train"))?;
-    let test_classes = class_dirs(&root.join("test"))?;
-    if classes != test_classes {
-        bail!(
-            "{}: train/ and test/ have different class folders",
-            root.display()
-        );
-    }
-    let train = read_folder_split(&root.join("train"), &classes, side, cfg.train_size, cfg.data_seed)?;
-    let test = read_folder_split(&root.join("test"), &classes, side, cfg.test_size, cfg.data_seed.wrapping_add(1))?;
+    let train_dir = root.join("train");
+    let test_dir = if !root.join("test").is_dir() && root.join("val").is_dir() { root.join("val") } else { root.join("test") };
+    let classes = match &cfg.classes_file {
+        Some(file) => {
+            let classes = read_classes_file(file)?;
+            for dir in [&train_dir, &test_dir] {
+                if let Some(missing) = classes.iter().find(|c| !dir.join(c).is_dir()) {
+                    bail!("data.classes_file {} names class `{missing}`, but {} has no such folder", file.display(), dir.join(missing).display());
+                }
+            }
+            classes
+        }
+        None => {
+            let classes = class_dirs(&train_dir)?;
+            if classes != class_dirs(&test_dir)? {
+                bail!("{}: {} and {} have different class folders; name the classes to use in data.classes_file", root.display(), train_dir.display(), test_dir.display());
+            }
+            classes
+        }
+    };
+    let train = read_folder_split(&train_dir, &classes, side, cfg.train_size, cfg.data_seed)?;
+    let test = read_folder_split(&test_dir, &classes, side, cfg.test_size, cfg.data_seed.wrapping_add(1))?;
     Ok((train, test, class_task(classes)))
+}
+
+/// The class names of a classes file: one per line, blank lines and `#`
+/// comments skipped, each named once.
+fn read_classes_file(file: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read data.classes_file {}", file.display()))?;
+    let mut classes: Vec<String> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let name = line.split('#').next().unwrap_or("").trim();
+        if name.is_empty() {
+            continue;
+        }
+        if classes.iter().any(|c| c == name) {
+            bail!("{}:{}: class `{name}` is named twice", file.display(), n + 1);
+        }
+        classes.push(name.to_string());
+    }
+    if classes.is_empty() {
+        bail!("data.classes_file {} names no classes (one folder name per line)", file.display());
+    }
+    Ok(classes)
 }
 
 fn class_dirs(dir: &Path) -> Result<Vec<String>> {
@@ -526,15 +663,26 @@ fn class_dirs(dir: &Path) -> Result<Vec<String>> {
 fn read_folder_split(dir: &Path, classes: &[String], side: usize, limit: Option<usize>, seed: u64) -> Result<Split> {
     let mut files: Vec<(PathBuf, u16)> = Vec::new();
     for (label, class) in classes.iter().enumerate() {
-        let mut these: Vec<PathBuf> = std::fs::read_dir(dir.join(class))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                matches!(
-                    p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
-                    Some("jpg" | "jpeg" | "png")
-                )
-            })
-            .collect();
+        let class_dir = dir.join(class);
+        let mut these: Vec<PathBuf> = Vec::new();
+        for entry in std::fs::read_dir(&class_dir).with_context(|| format!("cannot read class folder {}", class_dir.display()))? {
+            let path = entry?.path();
+            let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            let image = matches!(
+                path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+                Some("jpg" | "jpeg" | "png")
+            );
+            if !image || !path.is_file() {
+                bail!("{} is not an image (.jpg, .jpeg or .png); an image folder's class folders hold only images: move it out", path.display());
+            }
+            these.push(path);
+        }
+        if these.is_empty() {
+            bail!("class folder {} holds no images; remove it, or leave it out of data.classes_file", class_dir.display());
+        }
         these.sort();
         files.extend(these.into_iter().map(|p| (p, label as u16)));
     }
@@ -580,6 +728,75 @@ fn decode_image(path: &Path, side: usize) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A classes file picks class folders and orders their labels (as
+    /// CASSLE's ImageNet100 does); ImageNet's `val/` is the test split.
+    #[test]
+    fn a_classes_file_selects_and_orders_the_classes() {
+        let root = std::env::temp_dir().join(format!("augur-classes-{}", std::process::id()));
+        for (split, class, shade) in [("train", "a", 10u8), ("train", "b", 200), ("train", "c", 90), ("val", "a", 10), ("val", "b", 200), ("val", "c", 90)] {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            image::RgbImage::from_pixel(4, 4, image::Rgb([shade; 3])).save(dir.join("0.png")).unwrap();
+        }
+        let file = root.join("classes.txt");
+        std::fs::write(&file, "b  # first\n\na\n").unwrap();
+        let cfg = DataConfig { dataset: "folder".into(), path: Some(root.clone()), image_size: Some(4), train_size: None, test_size: None, data_seed: 0, classes_file: Some(file.clone()), unlabeled: None };
+        let (train, test, tasks) = load_folder(&root, &cfg).unwrap();
+        assert_eq!(tasks[0].classes, ["b", "a"]);
+        assert_eq!((train.len(), test.len()), (2, 2));
+        // Label 0 is class b's image (shade 200).
+        let b = train.labels[0].iter().position(|&l| l == 0).unwrap();
+        assert_eq!(train.image(b).data[0], 200);
+        std::fs::write(&file, "a\na\n").unwrap();
+        let err = format!("{:#}", load_folder(&root, &cfg).unwrap_err());
+        assert!(err.contains("classes.txt:2") && err.contains("named twice"), "{err}");
+        std::fs::remove_dir_all(&root).ok();
+    }
+
+    /// STL-10's layout: channels stored column by column, labels 1-10;
+    /// with `unlabeled`, pretraining draws from train then the unlabeled
+    /// images, which have no label.
+    #[test]
+    fn stl10_binaries_are_read_in_their_layout() {
+        let dir = std::env::temp_dir().join(format!("augur-stl10-{}", std::process::id())).join("stl10_binary");
+        std::fs::create_dir_all(&dir).unwrap();
+        let plane = 96 * 96;
+        // Image k: channel c's byte at (row, col) is stored at col * 96 + row.
+        let image = |k: u8| -> Vec<u8> {
+            let mut bytes = vec![0u8; 3 * plane];
+            for c in 0..3 {
+                for col in 0..96 {
+                    for row in 0..96 {
+                        bytes[c * plane + col * 96 + row] = (k as usize * 50 + c * 10 + (row % 2) * 5 + (col % 3)) as u8;
+                    }
+                }
+            }
+            bytes
+        };
+        std::fs::write(dir.join("train_X.bin"), [image(0), image(1)].concat()).unwrap();
+        std::fs::write(dir.join("train_y.bin"), [3u8, 10]).unwrap();
+        std::fs::write(dir.join("test_X.bin"), image(2)).unwrap();
+        std::fs::write(dir.join("test_y.bin"), [1u8]).unwrap();
+        std::fs::write(dir.join("unlabeled_X.bin"), [image(3), image(4), image(1)].concat()).unwrap();
+        let mut cfg = DataConfig { dataset: "stl10".into(), path: Some(dir.parent().unwrap().to_path_buf()), image_size: None, train_size: None, test_size: None, data_seed: 0, classes_file: None, unlabeled: None };
+        let data = Dataset::load(&cfg).unwrap();
+        assert_eq!((data.train.len(), data.test.len(), data.pretraining().len()), (2, 1, 2));
+        assert_eq!(data.train.labels[0], [2, 9]);
+        assert_eq!(data.tasks[0].classes[9], "truck");
+        // Row 1, column 2 of image 1's green channel: 50 + 10 + 5 + 2.
+        assert_eq!(data.train.image(1).data[plane + 96 + 2], 67);
+        cfg.unlabeled = Some(true);
+        let data = Dataset::load(&cfg).unwrap();
+        assert_eq!(data.pretraining().len(), 5);
+        assert_eq!(data.pretraining().labels[0], [2, 9, NO_LABEL, NO_LABEL, NO_LABEL]);
+        assert_eq!(data.pretraining().image(2).data[0], 150);
+        std::fs::write(dir.join("test_y.bin"), [11u8]).unwrap();
+        assert!(format!("{:#}", Dataset::load(&cfg).unwrap_err()).contains("label 11"));
+        std::fs::write(dir.join("test_X.bin"), &image(2)[..1000]).unwrap();
+        assert!(format!("{:#}", Dataset::load(&cfg).unwrap_err()).contains("test_X.bin"));
+        std::fs::remove_dir_all(dir.parent().unwrap()).ok();
+    }
 
     #[test]
     fn synthetic_is_seeded_and_labelled() {

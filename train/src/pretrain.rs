@@ -251,7 +251,8 @@ fn produce_batches(
     total: usize,
     tx: std::sync::mpsc::SyncSender<(ViewBatch<Vec<f32>>, Vec<Vec<u16>>)>,
 ) {
-    let n = data.train.len();
+    let images_of = data.pretraining();
+    let n = images_of.len();
     let batch = cfg.train.batch_size.min(n);
     let per_epoch = (n / batch).max(1);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -266,11 +267,10 @@ fn produce_batches(
         let slot = step % per_epoch;
         let images: Vec<ImageRef> = order[slot * batch..(slot + 1) * batch]
             .iter()
-            .map(|&i| data.train.image(i))
+            .map(|&i| images_of.image(i))
             .collect();
         let prepared = pipeline.two_views_for(cfg.model.invariance, &images, cfg.seed, step as u64).normalised(data.mean, data.std);
-        let labels = data
-            .train
+        let labels = images_of
             .labels
             .iter()
             .map(|task| order[slot * batch..(slot + 1) * batch].iter().map(|&i| task[i]).collect())
@@ -329,7 +329,7 @@ pub fn execute(env: &RunEnv, cfg: &RunConfig, data: &Dataset) -> Result<()> {
     // run, changes nothing of what this run trains.
     let backbone = cfg.model.init(&ad);
     let mut method = build_method(cfg, env.plugins, &ad)?;
-    let total = total_steps(cfg, data.train.len());
+    let total = total_steps(cfg, data.pretraining().len());
     env.recorder.set_total_steps(total)?;
     let resume = env.recorder.latest_checkpoint()?.filter(|(step, _)| *step <= total);
 
@@ -425,7 +425,8 @@ fn train_loop(
     model: &mut Model,
 ) -> Result<()> {
     let ad = &device.clone().autodiff();
-    let per_epoch = (data.train.len() / cfg.train.batch_size.min(data.train.len())).max(1);
+    let n = data.pretraining().len();
+    let per_epoch = (n / cfg.train.batch_size.min(n)).max(1);
     let mut pending: Vec<MetricPoint> = Vec::new();
     let mut last = Instant::now();
     for step in start..total {

@@ -136,6 +136,8 @@ fn dataset_for(cfg: &RunConfig, request: &Request) -> Result<(DataConfig, Datase
             train_size: None,
             test_size: None,
             data_seed: 0,
+            classes_file: None,
+            unlabeled: None,
         },
     };
     let data = Dataset::load(&dc).with_context(|| format!("loading {}", dc.path.as_deref().map(|p| p.display().to_string()).unwrap_or(dc.dataset.clone())))?;

@@ -139,7 +139,7 @@ mod tests {
     fn the_invariance_vector_changes_during_readout_training() {
         let _exclusive = crate::seeded_device_lock();
         let (split, tasks) = crate::data::synthetic(192, 16, 4);
-        let data = Dataset { name: "synthetic".into(), train: split.clone(), test: split, tasks, mean: [0.5; 3], std: [0.25; 3] };
+        let data = Dataset { mean: [0.5; 3], std: [0.25; 3], ..Dataset::of("synthetic", split.clone(), split, tasks) };
         let ad = Device::flex().autodiff();
         ad.seed(0);
         let cfg = BackboneConfig { invariance: 2, ..BackboneConfig::resnet(8, &[1, 1]) };

@@ -14,7 +14,7 @@ use augur_core::burn::prelude::*;
 use augur_core::losses::cross_entropy;
 use augur_core::optim::OptimizerSpec;
 
-use crate::data::Dataset;
+use crate::data::{Dataset, NO_LABEL};
 use super::extract;
 
 /// How the online probe's figure was measured (stored with it).
@@ -55,11 +55,22 @@ impl OnlineProbe {
         Self { heads, classes: data.tasks.iter().map(|t| t.classes.len()).collect() }
     }
 
-    /// One SGD step of every head on detached features `[n, d]` and their labels per task.
+    /// One SGD step of every head on detached features `[n, d]` and their
+    /// labels per task; images without a label ([`NO_LABEL`]) are left out.
     pub fn step(&mut self, features: &Tensor<2>, labels: &[Vec<u16>], lr: f64) {
         for ((_, head), y) in self.heads.iter_mut().zip(labels) {
-            let y: Vec<usize> = y.iter().map(|&v| v as usize).collect();
-            let loss = cross_entropy(head.module().forward(features.clone().detach()), &y);
+            let rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] != NO_LABEL).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let x = if rows.len() == y.len() {
+                features.clone()
+            } else {
+                let index = Tensor::<1, Int>::from_data(TensorData::new(rows.iter().map(|&i| i as i64).collect::<Vec<_>>(), [rows.len()]), &features.device());
+                features.clone().select(0, index)
+            };
+            let y: Vec<usize> = rows.iter().map(|&i| y[i] as usize).collect();
+            let loss = cross_entropy(head.module().forward(x.detach()), &y);
             let mut grads = loss.backward();
             head.step(&mut grads, lr);
         }
@@ -97,5 +108,29 @@ impl OnlineProbe {
             head.load(dir, &format!("online_linear_{name}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use augur_core::blocks::flat_params;
+
+    /// Images without a label (an unlabeled split's) train no head; a
+    /// batch with some trains on the labelled ones.
+    #[test]
+    fn unlabeled_images_are_left_out_of_the_probe() {
+        let device = Device::flex().autodiff();
+        let (split, tasks) = crate::data::synthetic(4, 8, 0);
+        let data = Dataset::of("s", split.clone(), split, tasks);
+        let mut probe = OnlineProbe::new(&data, 3, &device);
+        let before = flat_params(probe.heads[0].1.module());
+        let x = Tensor::<2>::random([2, 3], augur_core::burn::tensor::Distribution::Default, &device);
+        let none = vec![vec![NO_LABEL, NO_LABEL]; data.tasks.len()];
+        probe.step(&x, &none, 0.5);
+        assert_eq!(flat_params(probe.heads[0].1.module()), before);
+        let some = vec![vec![1, NO_LABEL]; data.tasks.len()];
+        probe.step(&x, &some, 0.5);
+        assert_ne!(flat_params(probe.heads[0].1.module()), before);
     }
 }

@@ -113,7 +113,7 @@ mod tests {
         let _exclusive = crate::seeded_device_lock();
         let device = Device::flex();
         let (split, tasks) = crate::data::synthetic(16, 16, 0);
-        let data = Dataset { name: "s".into(), train: split.clone(), test: split, tasks, mean: [0.4; 3], std: [0.25; 3] };
+        let data = Dataset { mean: [0.4; 3], std: [0.25; 3], ..Dataset::of("s", split.clone(), split, tasks) };
         let backbone = augur_core::backbone::BackboneConfig::resnet(4, &[1, 1]).init(&device);
         let identity = vec![("identity", Pipeline::preset("none", 16).unwrap())];
         let got = sensitivity_of(&backbone, &data, 16, 8, 0, &device, identity)[0].1;
