@@ -70,7 +70,7 @@ fn tiny_sweep_runs_and_is_listed_with_evaluations() {
 
     // Metrics and checkpoints were written: one loss, lr and images/s point per step.
     let reader = augur::store::Store::open_read_only(&store).unwrap();
-    for key in ["loss", "lr", "images_per_sec"] {
+    for key in ["loss", "lr", "images_per_sec", "loader_images_per_sec", "data_wait"] {
         let series = reader.metrics(1, key).unwrap();
         assert_eq!(series.iter().map(|p| p.step).collect::<Vec<_>>(), vec![0, 1, 2], "{key}");
         assert!(series.iter().all(|p| p.value.is_finite()), "{key}");

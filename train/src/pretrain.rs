@@ -240,6 +240,9 @@ pub fn train_step(
     .map_err(|p| anyhow!("method `{method_name}` panicked at step {step}: {}", panic_message(&p)))?
 }
 
+/// A batch of views, its labels, and the seconds the loader took to make it.
+type Prepared = (ViewBatch<Vec<f32>>, Vec<Vec<u16>>, f64);
+
 /// Views for steps `start..total`. The epoch shuffles before `start` are
 /// replayed (cheap: no images are touched), so a resumed run sees exactly
 /// the batches an uninterrupted one would.
@@ -249,7 +252,7 @@ fn produce_batches(
     pipeline: &Pipeline,
     start: usize,
     total: usize,
-    tx: std::sync::mpsc::SyncSender<(ViewBatch<Vec<f32>>, Vec<Vec<u16>>)>,
+    tx: std::sync::mpsc::SyncSender<Prepared>,
 ) {
     let images_of = data.pretraining();
     let n = images_of.len();
@@ -265,6 +268,7 @@ fn produce_batches(
             continue;
         }
         let slot = step % per_epoch;
+        let started = Instant::now();
         let images: Vec<ImageRef> = order[slot * batch..(slot + 1) * batch]
             .iter()
             .map(|&i| images_of.image(i))
@@ -275,7 +279,7 @@ fn produce_batches(
             .iter()
             .map(|task| order[slot * batch..(slot + 1) * batch].iter().map(|&i| task[i]).collect())
             .collect();
-        if tx.send((prepared, labels)).is_err() {
+        if tx.send((prepared, labels, started.elapsed().as_secs_f64())).is_err() {
             return; // the training loop stopped
         }
     }
@@ -419,7 +423,7 @@ fn train_loop(
     cfg: &RunConfig,
     data: &Dataset,
     device: &Device,
-    rx: Receiver<(ViewBatch<Vec<f32>>, Vec<Vec<u16>>)>,
+    rx: Receiver<Prepared>,
     start: usize,
     total: usize,
     model: &mut Model,
@@ -441,7 +445,9 @@ fn train_loop(
             }
             return Err(Preempted(step).into());
         }
-        let (prepared, labels) = rx.recv().context("the augmentation thread stopped early")?;
+        let waiting = Instant::now();
+        let (prepared, labels, making) = rx.recv().context("the augmentation thread stopped early")?;
+        let waited = waiting.elapsed().as_secs_f64();
         let batch = prepared.to_device(ad);
         let n = batch.batch_size();
         let lr = learning_rate(cfg.train.lr, step, cfg.train.warmup(per_epoch), total);
@@ -469,6 +475,12 @@ fn train_loop(
         pending.push(MetricPoint { key: "loss".into(), step: s, value: loss as f64 });
         pending.push(MetricPoint { key: "lr".into(), step: s, value: lr });
         pending.push(MetricPoint { key: "images_per_sec".into(), step: s, value: images_per_sec });
+        // What the loader makes per second alone, and how long the step
+        // waited for it: a loader that cannot keep up shows here.
+        let loader_per_sec = (2 * n) as f64 / making.max(1e-9);
+        let waited_share = waited / now.duration_since(waiting).as_secs_f64().max(1e-9);
+        pending.push(MetricPoint { key: "loader_images_per_sec".into(), step: s, value: loader_per_sec });
+        pending.push(MetricPoint { key: "data_wait".into(), step: s, value: waited_share });
         for (k, v) in terms {
             pending.push(MetricPoint { key: format!("loss/{k}"), step: s, value: v as f64 });
         }
@@ -484,10 +496,11 @@ fn train_loop(
             pending.clear();
         }
         env.progress.set_position(step as u64 + 1);
-        env.progress.set_message(format!("loss {loss:.4}  {images_per_sec:.0} img/s"));
+        let starving = if waited_share > 0.1 { format!(", waiting {:.0}% for data", 100.0 * waited_share) } else { String::new() };
+        env.progress.set_message(format!("loss {loss:.4}  {images_per_sec:.0} img/s  (loader {loader_per_sec:.0} img/s{starving})"));
         // Without a terminal (CI, a log file) the bar is hidden: log every tenth instead.
         if env.progress.is_hidden() && ((step + 1) % (total / 10).max(1) == 0 || step + 1 == total) {
-            eprintln!("{} step {}/{total} loss {loss:.4} {images_per_sec:.0} img/s", env.progress.prefix(), step + 1);
+            eprintln!("{} step {}/{total} loss {loss:.4} {images_per_sec:.0} img/s (loader {loader_per_sec:.0} img/s{starving})", env.progress.prefix(), step + 1);
         }
 
         if checkpoint {
